@@ -1,0 +1,123 @@
+"""Small Kafka utilities for commands, the demo and tests: create topics, produce events,
+read a topic back whole.
+
+Reading "to the end" cannot trust the high watermark on the tansu broker (see
+``makerflow.broker``), so :func:`read_topic` reads until it has ``expected`` messages or the
+topic has been idle for ``idle`` seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from makerflow.schemas.codec import encode
+from makerflow.schemas.topics import Topic
+
+
+def ensure_topics(
+    brokers: Sequence[str], names: Iterable[str], partitions: int = 1, timeout: float = 10.0
+) -> None:
+    """Create the topics that do not exist yet, with ``partitions`` partitions."""
+    admin = AdminClient({"bootstrap.servers": ",".join(brokers)})
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    new = [NewTopic(n, partitions, 1) for n in names if n not in existing]
+    if not new:
+        return
+    for name, fut in admin.create_topics(new, operation_timeout=timeout).items():
+        try:
+            fut.result(timeout=timeout)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise RuntimeError(f"could not create topic {name}: {exc}") from exc
+
+
+def producer(brokers: Sequence[str], **config: Any) -> Producer:
+    return Producer({"bootstrap.servers": ",".join(brokers), "linger.ms": 5, **config})
+
+
+def produce_events(
+    brokers: Sequence[str], topic: Topic[Any], events: Iterable[Any], **config: Any
+) -> int:
+    """Produce ``events`` to ``topic`` keyed by the topic's key; returns how many."""
+    p = producer(brokers, **config)
+    n = 0
+    for ev in events:
+        key = topic.key_of(ev)
+        _produce(p, topic.name, key.encode() if key else None, encode(ev))
+        n += 1
+    _flush(p)
+    return n
+
+
+def produce_raw(
+    brokers: Sequence[str], topic: str, values: Iterable[tuple[bytes | None, bytes | None]]
+) -> int:
+    """Produce raw (key, value) pairs, one record per batch so that tansu's high watermark
+    stays exact."""
+    p = producer(brokers, **{"linger.ms": 0, "batch.num.messages": 1})
+    n = 0
+    for key, value in values:
+        _produce(p, topic, key, value)
+        p.flush(10)
+        n += 1
+    _flush(p)
+    return n
+
+
+def _produce(p: Producer, topic: str, key: bytes | None, value: bytes | None) -> None:
+    while True:
+        try:
+            p.produce(topic, key=key, value=value)
+            return
+        except BufferError:
+            p.poll(0.05)
+
+
+def _flush(p: Producer, timeout: float = 30.0) -> None:
+    left = p.flush(timeout)
+    if left:
+        raise RuntimeError(f"{left} messages were not delivered within {timeout}s")
+
+
+def read_topic(
+    brokers: Sequence[str],
+    name: str,
+    *,
+    expected: int | None = None,
+    idle: float = 2.0,
+    timeout: float = 60.0,
+) -> list[Message]:
+    """Every message of topic ``name`` from the beginning, in partition order."""
+    c = Consumer(
+        {
+            "bootstrap.servers": ",".join(brokers),
+            "group.id": f"makerflow-read-{time.monotonic_ns()}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    try:
+        meta = c.list_topics(name, timeout=10)
+        parts = meta.topics[name].partitions
+        c.assign([TopicPartition(name, p, 0) for p in parts])
+        out: list[Message] = []
+        deadline = time.monotonic() + timeout
+        last = time.monotonic()
+        while time.monotonic() < deadline:
+            if expected is not None and len(out) >= expected:
+                break
+            batch = c.consume(10_000, 0.2)
+            got = [m for m in batch if m.error() is None]
+            if got:
+                out.extend(got)
+                last = time.monotonic()
+            elif expected is None and time.monotonic() - last > idle:
+                break
+        return out
+    finally:
+        c.close()

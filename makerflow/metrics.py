@@ -1,0 +1,81 @@
+"""Prometheus metrics shared by every service.
+
+The objects live in one module so that each metric is registered once per process, whatever
+combination of operators a flow composes. Operators (the Bytewax wrappers, never the pure
+logic) update them; ``makerflow.sinks.metrics`` serves them over HTTP.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_IN = Counter(
+    "makerflow_events_in",
+    "Events a step has taken in.",
+    ["step"],
+)
+EVENTS_OUT = Counter(
+    "makerflow_events_out",
+    "Events a step has emitted.",
+    ["step"],
+)
+DEAD_LETTERS = Counter(
+    "makerflow_dead_letters",
+    "Inputs that could not become events and went to the dead-letter topic.",
+    ["step"],
+)
+EVENT_TIME_LAG = Gauge(
+    "makerflow_event_time_lag_seconds",
+    "Receive time minus event time of the latest event a step has seen.",
+    ["step"],
+)
+TICK_TO_QUOTE_LATENCY = Histogram(
+    "makerflow_tick_to_quote_latency_seconds",
+    "Time from a tick entering the quoter to its order intents leaving it.",
+    buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 1.0),
+)
+KILL_SWITCH_ENGAGED = Gauge(
+    "makerflow_kill_switch_engaged",
+    "1 while the scope is HALTED by risk, 0 while it trades.",
+    ["scope"],
+)
+EXPOSURE = Gauge(
+    "makerflow_exposure",
+    "Net position per account and asset, in units of the asset.",
+    ["account", "asset"],
+)
+RECONCILIATION_BREAKS = Counter(
+    "makerflow_reconciliation_breaks",
+    "Reconciliation windows that ended in BREAK.",
+    ["account", "asset"],
+)
+ORDER_REJECTS = Counter(
+    "makerflow_order_rejects",
+    "Orders rejected, by the exchange or by a local guard, by reason class.",
+    ["venue", "reason"],
+)
+ORDERS_SENT = Counter(
+    "makerflow_orders_sent",
+    "Order requests sent to the exchange, by action.",
+    ["venue", "action"],
+)
+DATA_QUALITY = Counter(
+    "makerflow_data_quality_events",
+    "Data-quality findings per market and kind (gap, crossed, duplicate, stale...).",
+    ["market", "kind"],
+)
+MARKET_DATA_AGE = Gauge(
+    "makerflow_market_data_age_seconds",
+    "Wall-clock seconds since the last market-data event per market (read at the edge).",
+    ["market"],
+)
+INDEX_ORACLE_DEVIATION = Gauge(
+    "makerflow_index_oracle_deviation_bps",
+    "Absolute deviation of the index from the on-chain oracle, in basis points.",
+    ["basket"],
+)
+CONSUMER_LAG = Gauge(
+    "makerflow_kafka_consumer_lag",
+    "Messages behind the end of the partition per topic and partition.",
+    ["topic", "partition"],
+)
