@@ -5,7 +5,7 @@ from makerflow.schemas.events import *  # noqa: F403
 from makerflow.schemas.events import EVENT_TYPES, SCHEMA_VERSION, balance_key, market_key
 from makerflow.schemas.topics import TOPICS, Topic, topic
 
-__all__ = [  # noqa: F405
+__all__ = [
     "EVENT_TYPES",
     "SCHEMA_VERSION",
     "TOPICS",

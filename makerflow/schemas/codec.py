@@ -36,7 +36,7 @@ def encode(event: msgspec.Struct) -> bytes:
 class EventCodec(Generic[E]):
     """Decodes and validates one value type (a Struct or a union of tagged Structs)."""
 
-    __slots__ = ("type", "_decoder")
+    __slots__ = ("_decoder", "type")
 
     def __init__(self, value_type: Any) -> None:
         self.type = value_type

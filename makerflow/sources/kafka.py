@@ -38,8 +38,10 @@ class EventStreams(Generic[E]):
 
 def _broker_ts_ns(msg: RawMessage) -> int:
     # The broker's timestamp of the message (ms); it is the best time a dead letter has.
-    _kind, ms = msg.timestamp
-    return max(ms, 0) * 1_000_000
+    stamp: tuple[int, int] | None = msg.timestamp
+    if not stamp:
+        return 0
+    return max(stamp[1], 0) * 1_000_000
 
 
 class MessageDecoder(Generic[E]):

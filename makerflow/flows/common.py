@@ -1,0 +1,94 @@
+"""What every service flow shares: settings from the environment, and typed topic I/O.
+
+A service module builds its dataflow from :class:`FlowSettings` and exposes it as ``flow``,
+so users start it with ``python -m bytewax.run makerflow.flows.<service>:flow`` (add
+``-w N`` for N workers; one worker per partition is the unit of scale).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow, Stream
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
+
+from makerflow.schemas.events import DeadLetter
+from makerflow.schemas.topics import Topic
+from makerflow.sinks.kafka import dead_letter_output, kafka_output
+from makerflow.sources.kafka import EventStreams, kafka_input
+
+
+@dataclass(frozen=True)
+class FlowSettings:
+    """Where a service flow reads and writes.
+
+    Environment: ``MAKERFLOW_BROKERS`` (comma-separated, default ``127.0.0.1:9092``),
+    ``MAKERFLOW_CONFIG`` (a TOML file for the service's own config, optional),
+    ``MAKERFLOW_TAIL`` (``0`` to stop at the end of the topics: replay and backtests),
+    ``MAKERFLOW_FROM`` (``beginning`` or ``end``).
+    """
+
+    brokers: tuple[str, ...] = ("127.0.0.1:9092",)
+    config_path: str | None = None
+    tail: bool = True
+    from_beginning: bool = True
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> FlowSettings:
+        e = os.environ if env is None else env
+        brokers = tuple(b for b in e.get("MAKERFLOW_BROKERS", "127.0.0.1:9092").split(",") if b)
+        return cls(
+            brokers=brokers,
+            config_path=e.get("MAKERFLOW_CONFIG") or None,
+            tail=e.get("MAKERFLOW_TAIL", "1") not in ("0", "false", "no"),
+            from_beginning=e.get("MAKERFLOW_FROM", "beginning") != "end",
+        )
+
+    @property
+    def starting_offset(self) -> int:
+        return OFFSET_BEGINNING if self.from_beginning else OFFSET_END
+
+
+class TopicIO:
+    """Typed reads and writes of registered topics for one flow; collects dead letters from
+    every read so the flow writes them once."""
+
+    def __init__(self, flow: Dataflow, settings: FlowSettings) -> None:
+        self.flow = flow
+        self.settings = settings
+        self._dead: list[Stream[DeadLetter]] = []
+
+    def read(self, topic: Topic[Any]) -> Stream[Any]:
+        s: EventStreams[Any] = kafka_input(
+            f"in_{topic.name.replace('.', '_')}",
+            self.flow,
+            brokers=self.settings.brokers,
+            topic=topic,
+            tail=self.settings.tail,
+            starting_offset=self.settings.starting_offset,
+        )
+        self._dead.append(s.errs)
+        return s.oks
+
+    def read_many(self, topics: Sequence[Topic[Any]]) -> list[Stream[Any]]:
+        return [self.read(t) for t in topics]
+
+    def write(self, stream: Stream[Any], topic: Topic[Any]) -> None:
+        kafka_output(
+            f"out_{topic.name.replace('.', '_')}",
+            stream,
+            brokers=self.settings.brokers,
+            topic=topic,
+        )
+
+    def dead_letters(self, extra: Sequence[Stream[DeadLetter]] = ()) -> None:
+        """Write every dead letter of the flow to the dead-letter topic. Call once, last."""
+        streams = [*self._dead, *extra]
+        if not streams:
+            return
+        merged = op.merge("dead_letters", *streams) if len(streams) > 1 else streams[0]
+        dead_letter_output("out_deadletter", merged, brokers=self.settings.brokers)
