@@ -36,52 +36,94 @@ def ensure_topics(
                 raise RuntimeError(f"could not create topic {name}: {exc}") from exc
 
 
+def list_topics(brokers: Sequence[str], timeout: float = 10.0) -> dict[str, int]:
+    """Every topic on the cluster with its partition count (internal topics left out)."""
+    admin = AdminClient({"bootstrap.servers": ",".join(brokers)})
+    meta = admin.list_topics(timeout=timeout)
+    return {
+        name: len(t.partitions)
+        for name, t in sorted(meta.topics.items())
+        if not name.startswith("__")
+    }
+
+
 def producer(brokers: Sequence[str], **config: Any) -> Producer:
-    return Producer({"bootstrap.servers": ",".join(brokers), "linger.ms": 5, **config})
+    """A producer that partitions keys like the flows' sinks do (murmur2, as Java clients)."""
+    return Producer(
+        {
+            "bootstrap.servers": ",".join(brokers),
+            "linger.ms": 5,
+            "partitioner": "murmur2_random",
+            "delivery.report.only.error": True,
+            # Room for large values: tests send 1 MB ones; the broker still has its own limit.
+            "message.max.bytes": 8 * 1024 * 1024,
+            **config,
+        }
+    )
 
 
 def produce_events(
     brokers: Sequence[str], topic: Topic[Any], events: Iterable[Any], **config: Any
 ) -> int:
-    """Produce ``events`` to ``topic`` keyed by the topic's key; returns how many."""
-    p = producer(brokers, **config)
+    """Produce ``events`` to ``topic`` keyed by the topic's key; returns how many.
+
+    Raises when the broker refuses any of them.
+    """
+    out = _Sender(producer(brokers, **config))
     n = 0
     for ev in events:
-        key = topic.key_of(ev)
-        _produce(p, topic.name, key.encode() if key else None, encode(ev))
+        out.send(topic.name, topic.key_of(ev) or None, encode(ev))
         n += 1
-    _flush(p)
+        if not n % 10_000:
+            out.producer.poll(0)  # serve delivery reports so the local queue drains
+    out.flush()
     return n
 
 
 def produce_raw(
-    brokers: Sequence[str], topic: str, values: Iterable[tuple[bytes | None, bytes | None]]
+    brokers: Sequence[str],
+    topic: str,
+    values: Iterable[tuple[bytes | None, bytes | None]],
+    **config: Any,
 ) -> int:
     """Produce raw (key, value) pairs, one record per batch so that tansu's high watermark
     stays exact."""
-    p = producer(brokers, **{"linger.ms": 0, "batch.num.messages": 1})
+    out = _Sender(producer(brokers, **{"linger.ms": 0, "batch.num.messages": 1, **config}))
     n = 0
     for key, value in values:
-        _produce(p, topic, key, value)
-        p.flush(10)
+        out.send(topic, key, value)
+        out.producer.flush(10)
         n += 1
-    _flush(p)
+    out.flush()
     return n
 
 
-def _produce(p: Producer, topic: str, key: bytes | None, value: bytes | None) -> None:
-    while True:
-        try:
-            p.produce(topic, key=key, value=value)
-            return
-        except BufferError:
-            p.poll(0.05)
+class _Sender:
+    """A producer plus the delivery failures it has seen (only failures are reported)."""
 
+    def __init__(self, p: Producer) -> None:
+        self.producer = p
+        self.failures: list[str] = []
 
-def _flush(p: Producer, timeout: float = 30.0) -> None:
-    left = p.flush(timeout)
-    if left:
-        raise RuntimeError(f"{left} messages were not delivered within {timeout}s")
+    def _on_delivery(self, err: Any, msg: Message) -> None:
+        if err is not None:
+            self.failures.append(f"{msg.topic()}[{msg.partition()}]: {err}")
+
+    def send(self, topic: str, key: str | bytes | None, value: bytes | None) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, key=key, value=value, on_delivery=self._on_delivery)
+                return
+            except BufferError:
+                self.producer.poll(0.05)  # local queue full: let librdkafka send first
+
+    def flush(self, timeout: float = 30.0) -> None:
+        left = self.producer.flush(timeout)
+        if left:
+            raise RuntimeError(f"{left} messages were not delivered within {timeout}s")
+        if self.failures:
+            failed = "; ".join(self.failures[:3])
+            raise RuntimeError(f"the broker refused {len(self.failures)} messages: {failed}")
 
 
 def read_topic(
