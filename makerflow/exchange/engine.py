@@ -1,0 +1,621 @@
+"""A pure spot matching engine: accounts, holds, price-time priority, fees.
+
+No I/O and no clock reads: time is whatever the caller last set with :meth:`MatchingEngine.
+set_time` (the event time of the market data being replayed), so a replay gives the same fills
+on every run. Prices and quantities are :class:`~decimal.Decimal` because validation against
+tick and lot must be exact, as it is on the real venue.
+
+Liquidity has two origins. Participants' resting orders form the internal book and match each
+other by price, then time. The public market (replayed or simulated) is outside: its top of book
+(:meth:`MatchingEngine.on_book_top`) is liquidity a taker order may consume, and its trades
+(:meth:`MatchingEngine.on_public_trade`) and moves through our prices fill our resting orders as
+maker, which is how market flow hits our quotes.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, Decimal
+from typing import Literal
+
+OrderSide = Literal["BUY", "SELL"]
+OrderType = Literal["LIMIT", "MARKET", "LIMIT_MAKER"]
+OrderStatusName = Literal["NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED", "EXPIRED", "REJECTED"]
+ExecType = Literal["NEW", "TRADE", "CANCELED", "EXPIRED", "REJECTED"]
+
+ZERO = Decimal(0)
+
+
+class EngineError(Exception):
+    """A request the venue refuses. ``code`` and ``message`` are Binance's, so the HTTP layer
+    answers exactly what the real venue would and ccxt maps it to the same error class."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+INSUFFICIENT_BALANCE = "Account has insufficient balance for requested action."
+
+
+@dataclass(frozen=True)
+class MarketSpec:
+    """One spot market and its filters (Binance's PRICE_FILTER, LOT_SIZE, NOTIONAL)."""
+
+    symbol: str
+    """The venue's id, ``BTCUSDT``."""
+    base: str
+    quote: str
+    tick_size: Decimal
+    step_size: Decimal
+    min_qty: Decimal
+    max_qty: Decimal = Decimal(9000)
+    min_price: Decimal = Decimal("0.01")
+    max_price: Decimal = Decimal(1_000_000)
+    min_notional: Decimal = Decimal(5)
+    maker_fee: Decimal = Decimal("0.001")
+    taker_fee: Decimal = Decimal("0.001")
+
+
+@dataclass
+class Order:
+    order_id: int
+    client_order_id: str
+    account: str
+    symbol: str
+    side: OrderSide
+    type: OrderType
+    time_in_force: str
+    price: Decimal
+    """The limit price; zero for market orders."""
+    orig_qty: Decimal
+    time: int
+    """Creation time, ms (engine clock)."""
+    executed_qty: Decimal = ZERO
+    cum_quote: Decimal = ZERO
+    status: OrderStatusName = "NEW"
+    update_time: int = 0
+    hold: Decimal = ZERO
+    """What is still locked for this order (quote for buys, base for sells)."""
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.orig_qty - self.executed_qty
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in ("NEW", "PARTIALLY_FILLED")
+
+
+@dataclass(frozen=True)
+class Execution:
+    """One of our trades."""
+
+    trade_id: int
+    order_id: int
+    client_order_id: str
+    account: str
+    symbol: str
+    side: OrderSide
+    price: Decimal
+    qty: Decimal
+    quote_qty: Decimal
+    commission: Decimal
+    commission_asset: str
+    is_maker: bool
+    time: int
+
+
+@dataclass(frozen=True)
+class OrderUpdate:
+    """A change of an order (Binance's ``executionReport``): the order after the change, what
+    happened, and the trade when it was one."""
+
+    order: Order
+    exec_type: ExecType
+    time: int
+    execution: Execution | None = None
+    reject_reason: str = "NONE"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Everything one call changed: order updates and the accounts whose balances moved."""
+
+    updates: tuple[OrderUpdate, ...] = ()
+    accounts: frozenset[str] = frozenset()
+
+
+@dataclass
+class Balance:
+    free: Decimal = ZERO
+    locked: Decimal = ZERO
+
+
+@dataclass
+class _Side:
+    """One side of the internal book: price levels sorted best first, FIFO queues per level."""
+
+    descending: bool
+    prices: list[Decimal] = field(default_factory=list)
+    """Sorted ascending; for bids the best is the last."""
+    levels: dict[Decimal, deque[Order]] = field(default_factory=dict)
+
+    def best(self) -> Decimal | None:
+        if not self.prices:
+            return None
+        return self.prices[-1] if self.descending else self.prices[0]
+
+    def add(self, order: Order) -> None:
+        q = self.levels.get(order.price)
+        if q is None:
+            q = self.levels[order.price] = deque()
+            bisect.insort(self.prices, order.price)
+        q.append(order)
+
+    def remove(self, order: Order) -> None:
+        q = self.levels.get(order.price)
+        if q is None:
+            return
+        try:
+            q.remove(order)
+        except ValueError:
+            return
+        if not q:
+            self._drop_level(order.price)
+
+    def _drop_level(self, price: Decimal) -> None:
+        del self.levels[price]
+        i = bisect.bisect_left(self.prices, price)
+        del self.prices[i]
+
+    def iter_best(self) -> Iterable[Decimal]:
+        return list(reversed(self.prices)) if self.descending else list(self.prices)
+
+    def pop_empty(self, price: Decimal) -> None:
+        q = self.levels.get(price)
+        if q is not None and not q:
+            self._drop_level(price)
+
+
+@dataclass
+class _Book:
+    bids: _Side = field(default_factory=lambda: _Side(descending=True))
+    asks: _Side = field(default_factory=lambda: _Side(descending=False))
+    # The public market's top of book, and how much of it our takers already consumed.
+    ext_bid: Decimal | None = None
+    ext_bid_qty: Decimal = ZERO
+    ext_ask: Decimal | None = None
+    ext_ask_qty: Decimal = ZERO
+    update_id: int = 0
+
+
+def _is_multiple(value: Decimal, step: Decimal) -> bool:
+    return step == 0 or (value / step) == (value / step).to_integral_value()
+
+
+class MatchingEngine:
+    """The venue's state. Every mutating method returns an :class:`Outcome`."""
+
+    def __init__(self, markets: Iterable[MarketSpec], *, start_time_ms: int = 0) -> None:
+        self.markets: dict[str, MarketSpec] = {m.symbol: m for m in markets}
+        self._books: dict[str, _Book] = {s: _Book() for s in self.markets}
+        self._orders: dict[int, Order] = {}
+        self._by_client: dict[tuple[str, str], Order] = {}
+        self._open: dict[str, dict[int, Order]] = {}
+        self._balances: dict[str, dict[str, Balance]] = {}
+        self._trades: dict[str, list[Execution]] = {}
+        self._order_ids = itertools.count(1)
+        self._trade_ids = itertools.count(1)
+        self.time_ms = start_time_ms
+
+    # --- clock and accounts -------------------------------------------------------------
+
+    def set_time(self, time_ms: int) -> None:
+        """Move the clock to the market data's event time; it never goes backwards."""
+        self.time_ms = max(self.time_ms, time_ms)
+
+    def add_account(self, account: str, balances: dict[str, Decimal] | None = None) -> None:
+        self._balances.setdefault(account, {})
+        self._open.setdefault(account, {})
+        self._trades.setdefault(account, [])
+        for asset, amount in (balances or {}).items():
+            self.deposit(account, asset, amount)
+
+    def deposit(self, account: str, asset: str, amount: Decimal) -> None:
+        bal = self._balances[account].setdefault(asset, Balance())
+        bal.free += amount
+
+    def balances(self, account: str) -> dict[str, Balance]:
+        self._require_account(account)
+        return {a: Balance(b.free, b.locked) for a, b in self._balances[account].items()}
+
+    def _balance(self, account: str, asset: str) -> Balance:
+        return self._balances[account].setdefault(asset, Balance())
+
+    def _require_account(self, account: str) -> None:
+        if account not in self._balances:
+            raise EngineError(-2015, "Invalid API-key, IP, or permissions for action.")
+
+    # --- queries ----------------------------------------------------------------------
+
+    def market(self, symbol: str) -> MarketSpec:
+        spec = self.markets.get(symbol)
+        if spec is None:
+            raise EngineError(-1121, "Invalid symbol.")
+        return spec
+
+    def get_order(
+        self, account: str, symbol: str, order_id: int | None, client_order_id: str | None
+    ) -> Order:
+        self._require_account(account)
+        order: Order | None = None
+        if order_id is not None:
+            order = self._orders.get(order_id)
+        elif client_order_id is not None:
+            order = self._by_client.get((account, client_order_id))
+        if order is None or order.account != account or order.symbol != symbol:
+            raise EngineError(-2013, "Order does not exist.")
+        return order
+
+    def open_orders(self, account: str, symbol: str | None = None) -> list[Order]:
+        self._require_account(account)
+        orders = self._open[account].values()
+        return sorted(
+            (o for o in orders if symbol is None or o.symbol == symbol), key=lambda o: o.order_id
+        )
+
+    def all_orders(self, account: str, symbol: str) -> list[Order]:
+        self._require_account(account)
+        return sorted(
+            (o for o in self._orders.values() if o.account == account and o.symbol == symbol),
+            key=lambda o: o.order_id,
+        )
+
+    def my_trades(self, account: str, symbol: str) -> list[Execution]:
+        self._require_account(account)
+        return [t for t in self._trades[account] if t.symbol == symbol]
+
+    def depth(
+        self, symbol: str, limit: int = 100
+    ) -> tuple[int, list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
+        """The book a participant sees: the public top of book merged with resting orders."""
+        self.market(symbol)
+        book = self._books[symbol]
+
+        def side(
+            internal: _Side, ext_px: Decimal | None, ext_qty: Decimal
+        ) -> list[tuple[Decimal, Decimal]]:
+            levels: dict[Decimal, Decimal] = {}
+            for px in internal.iter_best():
+                levels[px] = sum((o.remaining for o in internal.levels[px]), ZERO)
+            if ext_px is not None and ext_qty > 0:
+                levels[ext_px] = levels.get(ext_px, ZERO) + ext_qty
+            ordered = sorted(levels.items(), reverse=internal.descending)
+            return ordered[:limit]
+
+        return (
+            book.update_id,
+            side(book.bids, book.ext_bid, book.ext_bid_qty),
+            side(book.asks, book.ext_ask, book.ext_ask_qty),
+        )
+
+    # --- orders -----------------------------------------------------------------------
+
+    def place(
+        self,
+        account: str,
+        symbol: str,
+        side: OrderSide,
+        order_type: OrderType,
+        qty: Decimal,
+        price: Decimal | None = None,
+        *,
+        client_order_id: str,
+        time_in_force: str = "GTC",
+    ) -> tuple[Order, Outcome]:
+        """Validate, hold, match and (for a limit) rest an order. Raises :class:`EngineError`
+        with Binance's code and message when the venue would refuse it."""
+        self._require_account(account)
+        spec = self.market(symbol)
+        if (account, client_order_id) in self._by_client:
+            raise EngineError(-2010, "Duplicate order sent.")
+        px = self._validate(spec, order_type, qty, price)
+        book = self._books[symbol]
+        if order_type == "LIMIT_MAKER" and self._would_take(book, side, px):
+            raise EngineError(-2010, "Order would immediately match and take.")
+        hold_asset, hold = self._required_hold(spec, book, side, order_type, qty, px)
+        bal = self._balance(account, hold_asset)
+        if bal.free < hold:
+            raise EngineError(-2010, INSUFFICIENT_BALANCE)
+        bal.free -= hold
+        bal.locked += hold
+        order = Order(
+            order_id=next(self._order_ids),
+            client_order_id=client_order_id,
+            account=account,
+            symbol=symbol,
+            side=side,
+            type=order_type,
+            time_in_force=time_in_force if time_in_force in ("GTC", "IOC", "FOK") else "GTC",
+            price=px,
+            orig_qty=qty,
+            time=self.time_ms,
+            update_time=self.time_ms,
+            hold=hold,
+        )
+        self._orders[order.order_id] = order
+        self._by_client[(account, client_order_id)] = order
+        updates: list[OrderUpdate] = [OrderUpdate(self._copy(order), "NEW", self.time_ms)]
+        accounts = {account}
+        updates += self._take(spec, book, order, accounts)
+        if order.remaining > 0:
+            if order_type == "MARKET" or time_in_force in ("IOC", "FOK"):
+                self._close(order, "EXPIRED")
+                updates.append(OrderUpdate(self._copy(order), "EXPIRED", self.time_ms))
+            else:
+                (book.bids if side == "BUY" else book.asks).add(order)
+                self._open[account][order.order_id] = order
+        return order, Outcome(tuple(updates), frozenset(accounts))
+
+    def cancel(
+        self, account: str, symbol: str, order_id: int | None, client_order_id: str | None
+    ) -> tuple[Order, Outcome]:
+        order = self.get_order(account, symbol, order_id, client_order_id)
+        if not order.is_open:
+            raise EngineError(-2011, "Unknown order sent.")
+        book = self._books[symbol]
+        (book.bids if order.side == "BUY" else book.asks).remove(order)
+        self._close(order, "CANCELED")
+        update = OrderUpdate(self._copy(order), "CANCELED", self.time_ms)
+        return order, Outcome((update,), frozenset({account}))
+
+    def cancel_all(self, account: str, symbol: str) -> tuple[list[Order], Outcome]:
+        orders = self.open_orders(account, symbol)
+        if not orders:
+            raise EngineError(-2011, "Unknown order sent.")
+        updates: list[OrderUpdate] = []
+        for o in orders:
+            _, out = self.cancel(account, symbol, o.order_id, None)
+            updates += out.updates
+        return orders, Outcome(tuple(updates), frozenset({account}))
+
+    # --- the public market ------------------------------------------------------------
+
+    def on_book_top(
+        self, symbol: str, bid: Decimal, bid_qty: Decimal, ask: Decimal, ask_qty: Decimal
+    ) -> Outcome:
+        """The public market's best bid and ask changed. Our resting orders the market moved
+        through are filled as maker at their own price, up to the public quantity there."""
+        spec = self.market(symbol)
+        book = self._books[symbol]
+        book.update_id += 1
+        book.ext_bid, book.ext_bid_qty = bid, bid_qty
+        book.ext_ask, book.ext_ask_qty = ask, ask_qty
+        accounts: set[str] = set()
+        updates: list[OrderUpdate] = []
+        # A public ask at or below our bid means a seller crossed into us.
+        updates += self._passive_fills(spec, book.bids, ask, ask_qty, "BUY", accounts)
+        updates += self._passive_fills(spec, book.asks, bid, bid_qty, "SELL", accounts)
+        # Consumed public liquidity is not there any more for the next taker.
+        return Outcome(tuple(updates), frozenset(accounts))
+
+    def on_public_trade(
+        self, symbol: str, price: Decimal, qty: Decimal, taker_side: OrderSide
+    ) -> Outcome:
+        """A public trade: a taker selling at ``price`` fills our bids at or above it (buying:
+        our asks at or below), best first, up to its quantity."""
+        spec = self.market(symbol)
+        book = self._books[symbol]
+        accounts: set[str] = set()
+        if taker_side == "SELL":
+            updates = self._passive_fills(spec, book.bids, price, qty, "BUY", accounts)
+        else:
+            updates = self._passive_fills(spec, book.asks, price, qty, "SELL", accounts)
+        return Outcome(tuple(updates), frozenset(accounts))
+
+    # --- internals --------------------------------------------------------------------
+
+    def _validate(
+        self, spec: MarketSpec, order_type: OrderType, qty: Decimal, price: Decimal | None
+    ) -> Decimal:
+        if (
+            qty <= 0
+            or not _is_multiple(qty, spec.step_size)
+            or not (spec.min_qty <= qty <= spec.max_qty)
+        ):
+            raise EngineError(-1013, "Filter failure: LOT_SIZE")
+        if order_type == "MARKET":
+            return ZERO
+        if price is None or price <= 0:
+            raise EngineError(
+                -1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed."
+            )
+        if not _is_multiple(price, spec.tick_size) or not (
+            spec.min_price <= price <= spec.max_price
+        ):
+            raise EngineError(-1013, "Filter failure: PRICE_FILTER")
+        if price * qty < spec.min_notional:
+            raise EngineError(-1013, "Filter failure: NOTIONAL")
+        return price
+
+    def _would_take(self, book: _Book, side: OrderSide, px: Decimal) -> bool:
+        if side == "BUY":
+            best = book.asks.best()
+            return (best is not None and best <= px) or (
+                book.ext_ask is not None and book.ext_ask_qty > 0 and book.ext_ask <= px
+            )
+        best = book.bids.best()
+        return (best is not None and best >= px) or (
+            book.ext_bid is not None and book.ext_bid_qty > 0 and book.ext_bid >= px
+        )
+
+    def _required_hold(
+        self,
+        spec: MarketSpec,
+        book: _Book,
+        side: OrderSide,
+        order_type: OrderType,
+        qty: Decimal,
+        px: Decimal,
+    ) -> tuple[str, Decimal]:
+        if side == "SELL":
+            return spec.base, qty
+        if order_type != "MARKET":
+            return spec.quote, px * qty
+        # A market buy holds what walking the visible book would cost.
+        cost, left = ZERO, qty
+        for level_px, level_qty in self.depth(spec.symbol, 1000)[2]:
+            take = min(left, level_qty)
+            cost += take * level_px
+            left -= take
+            if left <= 0:
+                break
+        if cost == 0:
+            raise EngineError(-2010, "Market has insufficient liquidity.")
+        return spec.quote, cost
+
+    def _take(
+        self, spec: MarketSpec, book: _Book, taker: Order, accounts: set[str]
+    ) -> list[OrderUpdate]:
+        """Match an incoming order: internal resting orders by price then time, and the public
+        top of book when it is at least as good."""
+        updates: list[OrderUpdate] = []
+        limit = taker.price if taker.type != "MARKET" else None
+        resting = book.asks if taker.side == "BUY" else book.bids
+        while taker.remaining > 0:
+            best_int = resting.best()
+            ext_px = book.ext_ask if taker.side == "BUY" else book.ext_bid
+            ext_qty = book.ext_ask_qty if taker.side == "BUY" else book.ext_bid_qty
+            if ext_qty <= 0:
+                ext_px = None
+
+            def better(a: Decimal, b: Decimal) -> bool:
+                return a <= b if taker.side == "BUY" else a >= b
+
+            use_internal = best_int is not None and (ext_px is None or better(best_int, ext_px))
+            px = best_int if use_internal else ext_px
+            if px is None or (limit is not None and not better(px, limit)):
+                break
+            if use_internal:
+                queue = resting.levels[px]
+                maker = queue[0]
+                qty = min(taker.remaining, maker.remaining)
+                updates.append(self._execute(spec, maker, px, qty, is_maker=True))
+                accounts.add(maker.account)
+                if not maker.is_open:
+                    queue.popleft()
+                    self._open[maker.account].pop(maker.order_id, None)
+                    resting.pop_empty(px)
+            else:
+                qty = min(taker.remaining, ext_qty)
+                if taker.side == "BUY":
+                    book.ext_ask_qty -= qty
+                else:
+                    book.ext_bid_qty -= qty
+            updates.append(self._execute(spec, taker, px, qty, is_maker=False))
+        return updates
+
+    def _passive_fills(
+        self,
+        spec: MarketSpec,
+        resting: _Side,
+        through: Decimal,
+        available: Decimal,
+        side: OrderSide,
+        accounts: set[str],
+    ) -> list[OrderUpdate]:
+        updates: list[OrderUpdate] = []
+        left = available
+        for px in resting.iter_best():
+            crossed = px >= through if side == "BUY" else px <= through
+            if not crossed or left <= 0:
+                break
+            queue = resting.levels[px]
+            while queue and left > 0:
+                order = queue[0]
+                qty = self._round_lot(spec, min(order.remaining, left))
+                if qty <= 0:
+                    left = ZERO
+                    break
+                updates.append(self._execute(spec, order, px, qty, is_maker=True))
+                accounts.add(order.account)
+                left -= qty
+                if not order.is_open:
+                    queue.popleft()
+                    self._open[order.account].pop(order.order_id, None)
+            resting.pop_empty(px)
+        return updates
+
+    @staticmethod
+    def _round_lot(spec: MarketSpec, qty: Decimal) -> Decimal:
+        if spec.step_size == 0:
+            return qty
+        return (qty / spec.step_size).to_integral_value(rounding=ROUND_DOWN) * spec.step_size
+
+    def _execute(
+        self, spec: MarketSpec, order: Order, px: Decimal, qty: Decimal, *, is_maker: bool
+    ) -> OrderUpdate:
+        """Settle one trade of ``order``: release its hold, move the assets, charge the fee in
+        the asset received (Binance spot's rule)."""
+        quote_qty = px * qty
+        rate = spec.maker_fee if is_maker else spec.taker_fee
+        acct = order.account
+        base, quote = self._balance(acct, spec.base), self._balance(acct, spec.quote)
+        if order.side == "BUY":
+            release = min(order.hold, (order.price if order.type != "MARKET" else px) * qty)
+            if order.remaining == qty:
+                release = order.hold  # the last fill frees whatever is left of the hold
+            order.hold -= release
+            quote.locked -= release
+            quote.free += release - quote_qty
+            fee, fee_asset = qty * rate, spec.base
+            base.free += qty - fee
+        else:
+            order.hold -= qty
+            base.locked -= qty
+            fee, fee_asset = quote_qty * rate, spec.quote
+            quote.free += quote_qty - fee
+        order.executed_qty += qty
+        order.cum_quote += quote_qty
+        order.update_time = self.time_ms
+        order.status = "FILLED" if order.remaining == 0 else "PARTIALLY_FILLED"
+        execution = Execution(
+            trade_id=next(self._trade_ids),
+            order_id=order.order_id,
+            client_order_id=order.client_order_id,
+            account=acct,
+            symbol=spec.symbol,
+            side=order.side,
+            price=px,
+            qty=qty,
+            quote_qty=quote_qty,
+            commission=fee,
+            commission_asset=fee_asset,
+            is_maker=is_maker,
+            time=self.time_ms,
+        )
+        self._trades[acct].append(execution)
+        if order.status == "FILLED":
+            self._open[acct].pop(order.order_id, None)
+        return OrderUpdate(self._copy(order), "TRADE", self.time_ms, execution)
+
+    def _close(self, order: Order, status: OrderStatusName) -> None:
+        spec = self.markets[order.symbol]
+        asset = spec.quote if order.side == "BUY" else spec.base
+        bal = self._balance(order.account, asset)
+        bal.locked -= order.hold
+        bal.free += order.hold
+        order.hold = ZERO
+        order.status = status
+        order.update_time = self.time_ms
+        self._open[order.account].pop(order.order_id, None)
+
+    @staticmethod
+    def _copy(order: Order) -> Order:
+        return Order(**{f: getattr(order, f) for f in order.__dataclass_fields__})
