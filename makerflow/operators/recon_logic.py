@@ -1,0 +1,670 @@
+"""Balance reconciliation in event-time windows: pure logic, no I/O, no clock.
+
+Per ``account:asset`` balance, time is cut into tumbling windows ``[start, start + length)``
+aligned to the Unix epoch. A window is reconciled at its *closing snapshot*, the exchange's
+latest balance snapshot inside the window:
+
+    expected = opening + sum(postings in (opening.ts, closing.ts])
+    reported = closing.total
+    difference = reported - expected
+
+where ``opening`` is the exchange's last snapshot before the window and a *posting* is one
+change we know of: a fill's base leg (+qty for a buy, -qty for a sell), its quote leg
+(-price*qty for a buy, +price*qty for a sell), its fee (-fee, in whichever asset it is paid)
+and transfers (a deposit is positive, a withdrawal negative). A snapshot at time ``t`` is taken
+to include every posting with ``ts <= t``, so a fill after the window's closing snapshot is
+reconciled in the next window; when the exchange is polled at window ends, "the postings since
+the opening" are exactly "the fills of the window". Anchoring every window on the exchange's own
+snapshot (never on our previous expectation) keeps a break in the window it happened in.
+
+A window is reported once the key's watermark (its highest event time) passes the window's end
+by ``grace``; it stays amendable for ``allowed_lateness`` more. A late event for a reported
+window recomputes the reports and emits a new ``version`` of each one that changed, its reason
+starting with ``amended``. Events older than that are dead letters, as are snapshots that
+cannot be true (negative, NaN, an unknown asset) and fills that cannot be booked.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import msgspec
+
+from makerflow.schemas.codec import dead_letter, encode
+from makerflow.schemas.config import Config
+from makerflow.schemas.events import (
+    Alert,
+    BalanceSnapshot,
+    DeadLetter,
+    Event,
+    Fill,
+    ReconReport,
+    Transfer,
+    balance_key,
+)
+from makerflow.schemas.scopes import account_scope, symbol_assets
+
+NS = 1_000_000_000
+BREAK_ALERT = "BalanceReconciliationBreak"
+DEFAULT_PRECISION: dict[str, float] = {
+    a: 1e-8 for a in ("BTC", "ETH", "SOL", "BNB", "USDT", "USDC", "USD")
+}
+"""Common assets at 8 decimals, how most spot venues book balances."""
+RESOLVED_ALERT = "BalanceReconciliationResolved"
+
+
+class ReconConfig(Config, frozen=True, kw_only=True):
+    """Reconciliation settings. Times are seconds of event time unless said otherwise."""
+
+    window_s: float = 60.0
+    """Length of the tumbling windows, aligned to the Unix epoch."""
+    grace_s: float = 5.0
+    """How far the watermark must pass a window's end before its first report: absorbs the
+    skew between the fills, balances and transfers topics."""
+    allowed_lateness_s: float = 600.0
+    """How long after its first report a window still takes late events (and amends)."""
+    abs_tolerance: float = 0.0
+    """Smallest difference that is a break, in units of the asset (never below precision)."""
+    rel_tolerance: float = 1e-9
+    """Difference relative to the larger of expected and reported that is still OK."""
+    assets: dict[str, float] = msgspec.field(default_factory=lambda: dict(DEFAULT_PRECISION))
+    """Known assets and their precision (the smallest unit the exchange books)."""
+    default_precision: float | None = None
+    """Precision of assets not in ``assets``; ``None`` makes them unknown (dead letters)."""
+    idle_close_s: float | None = None
+    """Wall-clock seconds after which a quiet key's windows close as if event time had moved
+    on with the wall clock (live only; ``None`` keeps the flow purely event-time driven)."""
+    open_order_grace_s: float = 5.0
+    """Orders younger than this are not flagged by open-order reconciliation (in flight)."""
+    step: str = "reconcile"
+    """Step name written into dead letters."""
+
+    @property
+    def window_ns(self) -> int:
+        return round(self.window_s * NS)
+
+    @property
+    def grace_ns(self) -> int:
+        return round(self.grace_s * NS)
+
+    @property
+    def lateness_ns(self) -> int:
+        return round(self.allowed_lateness_s * NS)
+
+    def precision(self, asset: str) -> float | None:
+        """The asset's precision, or ``None`` if the asset is unknown."""
+        p = self.assets.get(asset)
+        return self.default_precision if p is None else p
+
+    def validate(self) -> ReconConfig:
+        """``self`` if usable, else a ValueError saying which setting to fix."""
+        if not self.window_s > 0:
+            raise ValueError(f"window_s must be > 0, got {self.window_s}")
+        if self.grace_s < 0 or self.allowed_lateness_s < 0:
+            raise ValueError("grace_s and allowed_lateness_s must be >= 0")
+        if self.abs_tolerance < 0 or self.rel_tolerance < 0:
+            raise ValueError("abs_tolerance and rel_tolerance must be >= 0")
+        bad = {a: p for a, p in self.assets.items() if not (p > 0 and math.isfinite(p))}
+        if bad:
+            raise ValueError(f"asset precisions must be finite and > 0: {bad}")
+        return self
+
+
+def window_start(ts: int, length_ns: int) -> int:
+    """Start of the epoch-aligned window of ``length_ns`` holding ``ts``."""
+    return ts - ts % length_ns
+
+
+# --- inputs: legs of fills and transfers, checked snapshots -----------------------------------
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One posting on one ``account:asset`` balance, with the event it came from."""
+
+    account: str
+    asset: str
+    ts: int
+    posting_id: str
+    """Unique per change: a duplicate delivery of the same fill has the same id."""
+    amount: float
+    kind: Literal["fill", "transfer"]
+    origin: Fill | Transfer
+
+    @property
+    def key(self) -> str:
+        return balance_key(self.account, self.asset)
+
+
+def _bad(cfg: ReconConfig, ev: Event, reason: str) -> DeadLetter:
+    return dead_letter(cfg.step, reason, encode(ev), ts=ev.ts)
+
+
+def _finite(*xs: float) -> bool:
+    return all(math.isfinite(x) for x in xs)
+
+
+def fill_legs(fill: Fill, cfg: ReconConfig) -> list[Leg] | DeadLetter:
+    """The postings a fill makes on each asset it touches (fee merged into its asset's leg),
+    or a dead letter if the fill cannot be booked."""
+    try:
+        base, quote = symbol_assets(fill.symbol)
+    except ValueError as exc:
+        return _bad(cfg, fill, f"fill {fill.trade_id}: {exc}")
+    if not _finite(fill.price, fill.qty, fill.fee):
+        return _bad(cfg, fill, f"fill {fill.trade_id}: price, qty and fee must be finite numbers")
+    if fill.price <= 0 or fill.qty <= 0 or fill.fee < 0:
+        return _bad(
+            cfg,
+            fill,
+            f"fill {fill.trade_id}: needs price > 0, qty > 0, fee >= 0"
+            f" (got price={fill.price}, qty={fill.qty}, fee={fill.fee})",
+        )
+    if fill.fee and not fill.fee_asset:
+        return _bad(cfg, fill, f"fill {fill.trade_id}: fee {fill.fee} without a fee_asset")
+    sign = 1.0 if fill.side == "buy" else -1.0
+    amounts: dict[str, float] = {base: sign * fill.qty}
+    amounts[quote] = amounts.get(quote, 0.0) - sign * fill.price * fill.qty
+    if fill.fee:
+        amounts[fill.fee_asset] = amounts.get(fill.fee_asset, 0.0) - fill.fee
+    unknown = sorted(a for a in amounts if cfg.precision(a) is None)
+    if unknown:
+        return _bad(cfg, fill, f"fill {fill.trade_id}: unknown asset(s) {', '.join(unknown)}")
+    pid = f"fill:{fill.venue}:{fill.symbol}:{fill.trade_id}"
+    return [
+        Leg(fill.account, asset, fill.ts, pid, amount, "fill", fill)
+        for asset, amount in amounts.items()
+    ]
+
+
+def transfer_leg(tr: Transfer, cfg: ReconConfig) -> Leg | DeadLetter:
+    """A transfer's posting, or a dead letter if it cannot be booked."""
+    if not _finite(tr.amount):
+        return _bad(cfg, tr, f"transfer {tr.transfer_id}: amount must be a finite number")
+    if cfg.precision(tr.asset) is None:
+        return _bad(cfg, tr, f"transfer {tr.transfer_id}: unknown asset {tr.asset!r}")
+    pid = f"transfer:{tr.venue}:{tr.transfer_id}"
+    return Leg(tr.account, tr.asset, tr.ts, pid, tr.amount, "transfer", tr)
+
+
+def check_snapshot(snap: BalanceSnapshot, cfg: ReconConfig) -> BalanceSnapshot | DeadLetter:
+    """``snap`` if it can be a true balance, else a dead letter saying why not."""
+    where = f"balance snapshot {snap.account}:{snap.asset} at {snap.ts}"
+    precision = cfg.precision(snap.asset)
+    if precision is None:
+        return _bad(cfg, snap, f"{where}: unknown asset {snap.asset!r} (add it to assets)")
+    if not _finite(snap.free, snap.used, snap.total):
+        return _bad(cfg, snap, f"{where}: free, used and total must be finite numbers")
+    if snap.free < 0 or snap.used < 0 or snap.total < 0:
+        return _bad(
+            cfg,
+            snap,
+            f"{where}: negative balance (free={snap.free}, used={snap.used}, total={snap.total})",
+        )
+    if abs(snap.free + snap.used - snap.total) > max(precision, 1e-9 * snap.total):
+        return _bad(
+            cfg,
+            snap,
+            f"{where}: free + used ({snap.free} + {snap.used}) != total ({snap.total})",
+        )
+    return snap
+
+
+# --- per-key state ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Posting:
+    ts: int
+    posting_id: str
+    amount: float
+    kind: Literal["fill", "transfer"]
+
+
+@dataclass(frozen=True)
+class Snap:
+    ts: int
+    total: float
+
+
+@dataclass(frozen=True)
+class Reported:
+    """What was last reported for a window: compared to decide whether to amend."""
+
+    version: int
+    opening: float
+    expected: float
+    reported: float | None
+    fills: int
+    status: Literal["OK", "BREAK"]
+
+
+@dataclass
+class _Window:
+    postings: dict[str, Posting] = field(default_factory=dict)
+    first: Snap | None = None
+    last: Snap | None = None
+    duplicates: int = 0
+    reported: Reported | None = None
+
+
+@dataclass(frozen=True)
+class WindowState:
+    start: int
+    postings: tuple[Posting, ...]
+    first: Snap | None
+    last: Snap | None
+    duplicates: int
+    reported: Reported | None
+
+
+@dataclass(frozen=True)
+class ReconState:
+    """An immutable, picklable copy of one key's state (for Bytewax snapshots)."""
+
+    account: str
+    asset: str
+    watermark: int | None
+    horizon: int | None
+    anchor: Snap | None
+    carry: tuple[Posting, ...]
+    windows: tuple[WindowState, ...]
+
+
+ReconOutput = ReconReport | Alert | DeadLetter
+
+
+class BalanceRecon:
+    """Reconciliation of one ``account:asset`` balance.
+
+    Feed it legs (:meth:`on_leg`) and checked snapshots (:meth:`on_snapshot`) in any order;
+    each call returns the reports, alerts and dead letters it produced. :meth:`flush` reports
+    every pending window (end of input).
+    """
+
+    def __init__(self, account: str, asset: str, cfg: ReconConfig) -> None:
+        self.account = account
+        self.asset = asset
+        self.cfg = cfg
+        self._length = cfg.window_ns
+        self._precision = cfg.precision(asset) or 0.0
+        self.watermark: int | None = None
+        self._horizon: int | None = None
+        """Start of the oldest window still held; older events are too late."""
+        self._anchor: Snap | None = None
+        """Last snapshot of the windows already let go."""
+        self._carry: tuple[Posting, ...] = ()
+        """Postings of windows let go that came after ``_anchor``."""
+        self._windows: dict[int, _Window] = {}
+
+    # -- state ------------------------------------------------------------------------------
+
+    def state(self) -> ReconState:
+        return ReconState(
+            account=self.account,
+            asset=self.asset,
+            watermark=self.watermark,
+            horizon=self._horizon,
+            anchor=self._anchor,
+            carry=self._carry,
+            windows=tuple(
+                WindowState(
+                    s, tuple(w.postings.values()), w.first, w.last, w.duplicates, w.reported
+                )
+                for s, w in sorted(self._windows.items())
+            ),
+        )
+
+    @classmethod
+    def from_state(cls, state: ReconState, cfg: ReconConfig) -> BalanceRecon:
+        r = cls(state.account, state.asset, cfg)
+        r.watermark = state.watermark
+        r._horizon = state.horizon
+        r._anchor = state.anchor
+        r._carry = state.carry
+        for ws in state.windows:
+            r._windows[ws.start] = _Window(
+                {p.posting_id: p for p in ws.postings},
+                ws.first,
+                ws.last,
+                ws.duplicates,
+                ws.reported,
+            )
+        return r
+
+    @property
+    def open_windows(self) -> int:
+        """Windows held in state (reported or not)."""
+        return len(self._windows)
+
+    # -- inputs -----------------------------------------------------------------------------
+
+    def on_leg(self, leg: Leg) -> list[ReconOutput]:
+        """Book one posting (a fill leg or a transfer)."""
+        # Each leg is judged by its own balance, so a fill too late for both gives two letters.
+        late = self._too_late(leg.ts, leg.origin, f"{leg.asset} leg of {leg.kind} {leg.posting_id}")
+        if late is not None:
+            return [late]
+        start = window_start(leg.ts, self._length)
+        held = self._holder(leg.posting_id)
+        if held is not None:
+            # At-least-once delivery repeats fills: book once, count the repeat for the report.
+            if held in self._windows:
+                self._windows[held].duplicates += 1
+            return []
+        w = self._window(start)
+        w.postings[leg.posting_id] = Posting(leg.ts, leg.posting_id, leg.amount, leg.kind)
+        return self._after_change(start, leg.ts, f"late {leg.kind} {leg.posting_id}")
+
+    def on_snapshot(self, snap: BalanceSnapshot) -> list[ReconOutput]:
+        """Take the exchange's word on the balance (already checked by :func:`check_snapshot`)."""
+        late = self._too_late(snap.ts, snap, "balance snapshot")
+        if late is not None:
+            return [late]
+        start = window_start(snap.ts, self._length)
+        w = self._window(start)
+        s = Snap(snap.ts, snap.total)
+        # On equal timestamps the later arrival wins: it is the exchange's newer word.
+        if w.first is None or s.ts < w.first.ts:
+            w.first = s
+        if w.last is None or s.ts >= w.last.ts:
+            w.last = s
+        return self._after_change(start, snap.ts, f"late balance snapshot at {snap.ts}")
+
+    def advance(self, watermark: int) -> list[ReconOutput]:
+        """Move event time to ``watermark`` (never back): report and let go of windows."""
+        if self.watermark is not None and watermark <= self.watermark:
+            return []
+        self.watermark = watermark
+        out = self._report_due(watermark - self.cfg.grace_ns)
+        self._expire(watermark - self.cfg.grace_ns - self.cfg.lateness_ns)
+        return out
+
+    def flush(self) -> list[ReconOutput]:
+        """Report every window not reported yet (end of input); state is kept."""
+        return self._report_due(None)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _window(self, start: int) -> _Window:
+        w = self._windows.get(start)
+        if w is None:
+            w = self._windows[start] = _Window()
+        return w
+
+    def _holder(self, pid: str) -> int | None:
+        """Start of the window holding posting ``pid`` (-1 if let go), None if unseen."""
+        for s, w in self._windows.items():
+            if pid in w.postings:
+                return s
+        return -1 if any(p.posting_id == pid for p in self._carry) else None
+
+    def _too_late(self, ts: int, origin: Event, what: str) -> DeadLetter | None:
+        if self._horizon is None or ts >= self._horizon:
+            return None
+        return _bad(
+            self.cfg,
+            origin,
+            f"{what} at {ts} for {self.account}:{self.asset} arrived after its window's"
+            f" allowed lateness ({self.cfg.allowed_lateness_s}s); the window is final",
+        )
+
+    def _after_change(self, start: int, ts: int, what: str) -> list[ReconOutput]:
+        out: list[ReconOutput] = []
+        if self._windows[start].reported is not None or any(
+            s > start and w.reported is not None for s, w in self._windows.items()
+        ):
+            out.extend(self._amend(what))
+        # Postings and snapshots drive the key's watermark: event time of the balance itself.
+        out.extend(self.advance(ts))
+        if (
+            self.watermark is not None
+            and start + self._length <= self.watermark - self.cfg.grace_ns
+        ):
+            # An event that opened a window already past its close reports it at once.
+            out.extend(self._report_due(self.watermark - self.cfg.grace_ns))
+        return out
+
+    def _report_due(self, until: int | None) -> list[ReconOutput]:
+        out: list[ReconOutput] = []
+        for start in sorted(self._windows):
+            w = self._windows[start]
+            if until is not None and start + self._length > until:
+                break
+            if w.reported is None:
+                out.extend(self._emit(start, w, None))
+        return out
+
+    def _amend(self, what: str) -> list[ReconOutput]:
+        out: list[ReconOutput] = []
+        for start in sorted(self._windows):
+            w = self._windows[start]
+            if w.reported is not None:
+                out.extend(self._emit(start, w, what))
+        return out
+
+    def _expire(self, until: int) -> None:
+        for start in sorted(self._windows):
+            w = self._windows[start]
+            if start + self._length > until or w.reported is None:
+                break
+            if w.last is not None:
+                self._anchor = w.last
+                self._carry = tuple(p for p in w.postings.values() if p.ts > w.last.ts)
+            else:
+                self._carry = self._carry + tuple(w.postings.values())
+            del self._windows[start]
+        # Every window ending by ``until`` is final now, held or not: older events are late.
+        final = window_start(until, self._length)
+        if self._horizon is None or final > self._horizon:
+            self._horizon = final
+
+    def _interval(self, start: int) -> tuple[Snap | None, list[Posting], bool]:
+        """(opening snapshot, postings after it up to the window's closing snapshot,
+        whether the opening is this window's own first snapshot: a baseline)."""
+        opening = self._anchor
+        pending = list(self._carry)
+        for s in sorted(self._windows):
+            w = self._windows[s]
+            if s == start:
+                break
+            if w.last is not None:
+                opening = w.last
+                pending = [p for p in w.postings.values() if p.ts > w.last.ts]
+            else:
+                pending.extend(w.postings.values())
+        w = self._windows[start]
+        close_ts = w.last.ts if w.last is not None else None
+        if opening is None and w.first is not None:
+            first = w.first
+            last_ts = w.last.ts if w.last is not None else first.ts
+            return first, [p for p in w.postings.values() if first.ts < p.ts <= last_ts], True
+        mine = [p for p in w.postings.values() if close_ts is None or p.ts <= close_ts]
+        return opening, pending + mine, False
+
+    def tolerance(self, expected: float, reported: float, postings: int) -> float:
+        """The largest difference that is not a break.
+
+        Never finer than the asset's precision: the exchange rounds every amount it books to
+        it, by up to half a unit, and the two snapshots are rounded too.
+        """
+        rounding = 0.5 * self._precision * (postings + 2)
+        relative = self.cfg.rel_tolerance * max(abs(expected), abs(reported))
+        return max(self.cfg.abs_tolerance, rounding, relative)
+
+    def _emit(self, start: int, w: _Window, amended: str | None) -> list[ReconOutput]:
+        opening_snap, postings, baseline = self._interval(start)
+        opening = opening_snap.total if opening_snap is not None else 0.0
+        expected = opening + math.fsum(p.amount for p in postings)
+        fills = sum(1 for p in postings if p.kind == "fill")
+        transfers = len(postings) - fills
+        reported = w.last.total if w.last is not None else None
+        status: Literal["OK", "BREAK"]
+        if reported is None:
+            difference = None
+            tol = self.tolerance(expected, expected, len(postings))
+            status = "BREAK"
+            reason = (
+                f"no exchange balance snapshot in the window: {len(postings)} posting(s)"
+                " unconfirmed, carried into the next window"
+            )
+            if opening_snap is None:
+                reason += "; no earlier snapshot either, so the opening is unknown (0)"
+        else:
+            difference = reported - expected
+            tol = self.tolerance(expected, reported, len(postings))
+            status = "OK" if abs(difference) <= tol else "BREAK"
+            if status == "BREAK":
+                reason = (
+                    f"exchange reports {reported:.12g} {self.asset}, fills and transfers since"
+                    f" the last snapshot give {expected:.12g}: difference {difference:+.12g}"
+                    f" exceeds tolerance {tol:.3g}"
+                )
+            else:
+                reason = ""
+            if baseline:
+                reason = "baseline: first exchange snapshot of this balance" + (
+                    f"; {reason}" if reason else ""
+                )
+        notes = []
+        if transfers:
+            notes.append(f"{transfers} transfer(s)")
+        if w.duplicates:
+            notes.append(f"{w.duplicates} duplicate posting(s) ignored")
+        if notes:
+            reason = "; ".join([r for r in (reason,) if r] + notes)
+
+        prev = w.reported
+        now = Reported(
+            version=1 if prev is None else prev.version + 1,
+            opening=opening,
+            expected=expected,
+            reported=reported,
+            fills=fills,
+            status=status,
+        )
+        if prev is not None and _same(prev, now):
+            return []
+        if prev is not None:
+            reason = f"amended (v{now.version}, after {amended}); {reason}".rstrip("; ")
+        w.reported = now
+        report = ReconReport(
+            ts=start + self._length - 1,
+            account=self.account,
+            asset=self.asset,
+            window_start=start,
+            window_end=start + self._length,
+            version=now.version,
+            opening=opening,
+            expected=expected,
+            reported=reported,
+            difference=difference,
+            tolerance=tol,
+            fills_matched=fills,
+            status=status,
+            reason=reason,
+        )
+        out: list[ReconOutput] = [report]
+        alert = report_alert(report, prev.status if prev is not None else None)
+        if alert is not None:
+            out.append(alert)
+        return out
+
+
+def _same(a: Reported, b: Reported) -> bool:
+    def close(x: float | None, y: float | None) -> bool:
+        if x is None or y is None:
+            return x is y
+        return x == y or abs(x - y) <= 1e-12 * max(abs(x), abs(y))
+
+    return (
+        a.status == b.status
+        and a.fills == b.fills
+        and close(a.opening, b.opening)
+        and close(a.expected, b.expected)
+        and close(a.reported, b.reported)
+    )
+
+
+def report_alert(report: ReconReport, previous: Literal["OK", "BREAK"] | None) -> Alert | None:
+    """The alert a report raises: every BREAK (a new version too), and the all-clear when an
+    amendment turns a BREAK into OK. ``labels["previous_status"]`` says whether it is new."""
+    labels = {
+        "account": report.account,
+        "asset": report.asset,
+        "window_start": str(report.window_start),
+        "window_end": str(report.window_end),
+        "version": str(report.version),
+        "previous_status": previous or "none",
+    }
+    scope = account_scope(report.account)
+    if report.status == "BREAK":
+        return Alert(
+            ts=report.ts,
+            name=BREAK_ALERT,
+            severity="critical",
+            scope=scope,
+            message=f"{report.account}:{report.asset} window {report.window_start}"
+            f" v{report.version}: {report.reason}",
+            labels=labels,
+        )
+    if previous == "BREAK":
+        return Alert(
+            ts=report.ts,
+            name=RESOLVED_ALERT,
+            severity="info",
+            scope=scope,
+            message=f"{report.account}:{report.asset} window {report.window_start}"
+            f" v{report.version} is OK after amendment: {report.reason}",
+            labels=labels,
+        )
+    return None
+
+
+def is_new_break(alert: Alert) -> bool:
+    """Whether ``alert`` is a window turning into a BREAK (what the breaks metric counts)."""
+    return alert.name == BREAK_ALERT and alert.labels.get("previous_status") != "BREAK"
+
+
+def reconcile_all(
+    events: Iterable[Fill | Transfer | BalanceSnapshot], cfg: ReconConfig
+) -> list[ReconOutput]:
+    """Reconcile a whole recorded session in arrival order, then flush: the reference the
+    Bytewax operator must agree with, and handy for notebooks and backtests."""
+    keys: dict[str, BalanceRecon] = {}
+    out: list[ReconOutput] = []
+
+    def recon(account: str, asset: str) -> BalanceRecon:
+        k = balance_key(account, asset)
+        if k not in keys:
+            keys[k] = BalanceRecon(account, asset, cfg)
+        return keys[k]
+
+    for ev in events:
+        if isinstance(ev, Fill):
+            legs = fill_legs(ev, cfg)
+            if isinstance(legs, DeadLetter):
+                out.append(legs)
+                continue
+            for leg in legs:
+                out.extend(recon(leg.account, leg.asset).on_leg(leg))
+        elif isinstance(ev, Transfer):
+            tleg = transfer_leg(ev, cfg)
+            out.extend(
+                [tleg]
+                if isinstance(tleg, DeadLetter)
+                else recon(tleg.account, tleg.asset).on_leg(tleg)
+            )
+        else:
+            snap = check_snapshot(ev, cfg)
+            out.extend(
+                [snap]
+                if isinstance(snap, DeadLetter)
+                else recon(snap.account, snap.asset).on_snapshot(snap)
+            )
+    for k in sorted(keys):
+        out.extend(keys[k].flush())
+    return out
