@@ -26,11 +26,11 @@ from makerflow.schemas.topics import DEAD_LETTERS, Topic
 
 logger = logging.getLogger(__name__)
 
-PRODUCER_DEFAULTS: dict[str, str] = {
+PRODUCER_DEFAULTS: dict[str, Any] = {
     # Java clients' default partitioner, so a key lands on the same partition whichever
     # client wrote it (librdkafka's own default is a CRC32 one).
     "partitioner": "murmur2_random",
-    "delivery.report.only.error": "true",
+    "delivery.report.only.error": True,
     "linger.ms": "5",
 }
 DEAD_LETTER_PRODUCER_DEFAULTS: dict[str, str] = {
@@ -153,7 +153,8 @@ def dead_letter_output(
     *,
     brokers: Sequence[str],
     add_config: dict[str, str] | None = None,
+    topic: Topic[DeadLetter] = DEAD_LETTERS,
 ) -> None:
     """Write dead letters to the dead-letter topic (large values allowed)."""
     config = {**DEAD_LETTER_PRODUCER_DEFAULTS, **(add_config or {})}
-    kafka_output("out", up, brokers=brokers, topic=DEAD_LETTERS, add_config=config)
+    kafka_output("out", up, brokers=brokers, topic=topic, add_config=config)
