@@ -1,0 +1,269 @@
+"""Open-order reconciliation: our view of open orders (built from OrderEvents) against the
+exchange's own list (``fetch_open_orders``). Pure: no I/O, no clock.
+
+Three findings, each something a person must act on:
+
+- *orphans*: orders resting on the exchange that we do not think are open (a lost ack, a
+  restart that forgot them, someone trading by hand): they trade without our risk limits;
+- *missing*: orders we think are open that the exchange does not have (a lost cancel or fill
+  event): our inventory and quotes are built on orders that are not there;
+- *mismatched*: both sides have the order but disagree on side, price, size or fills.
+
+Orders whose last word is younger than ``grace`` at the time of the exchange's list are not
+judged: their ack, fill or cancel may simply still be in flight.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from makerflow.schemas.events import Alert, OrderEvent, Side
+from makerflow.schemas.scopes import account_scope
+
+OPEN_STATUSES = frozenset({"new", "ack", "partial"})
+ORPHAN_ALERT = "OpenOrderOrphan"
+MISSING_ALERT = "OpenOrderMissing"
+MISMATCH_ALERT = "OpenOrderMismatch"
+MS = 1_000_000
+
+
+@dataclass(frozen=True)
+class ExchangeOrder:
+    """One open order as the exchange lists it (parsed once from ccxt's order dict)."""
+
+    symbol: str
+    side: Side
+    exchange_order_id: str
+    client_order_id: str | None
+    price: float | None
+    qty: float
+    filled: float
+    ts: int
+    """When the exchange created the order, ns UTC (0 if it did not say)."""
+
+
+def parse_ccxt_order(order: Mapping[str, Any]) -> ExchangeOrder:
+    """An :class:`ExchangeOrder` from a ccxt unified order dict; ValueError if it has no id,
+    symbol, side or amount."""
+    try:
+        side = str(order["side"]).lower()
+        if side not in ("buy", "sell"):
+            raise ValueError(f"side {side!r}")
+        price = order.get("price")
+        return ExchangeOrder(
+            symbol=str(order["symbol"]),
+            side=side,  # type: ignore[arg-type]
+            exchange_order_id=str(order["id"]),
+            client_order_id=order.get("clientOrderId") or None,
+            price=float(price) if price is not None else None,
+            qty=float(order["amount"]),
+            filled=float(order.get("filled") or 0.0),
+            ts=int(order.get("timestamp") or 0) * MS,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"not a ccxt open order ({exc}): {dict(order)!r}") from None
+
+
+@dataclass(frozen=True)
+class ExchangeOpenOrders:
+    """The exchange's list of open orders of one account at ``ts``, optionally only for
+    ``symbols`` (``fetch_open_orders(symbol)`` lists one market)."""
+
+    venue: str
+    account: str
+    ts: int
+    orders: tuple[ExchangeOrder, ...]
+    symbols: tuple[str, ...] | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.venue}:{self.account}"
+
+
+def order_view_key(ev: OrderEvent) -> str:
+    """Open orders are reconciled per ``venue:account``: the scope of one open-orders list."""
+    return f"{ev.venue}:{ev.account}"
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    ours: OrderEvent
+    theirs: ExchangeOrder
+    what: str
+
+
+@dataclass(frozen=True)
+class OpenOrderDiff:
+    venue: str
+    account: str
+    ts: int
+    matched: int
+    orphans: tuple[ExchangeOrder, ...] = ()
+    missing: tuple[OrderEvent, ...] = ()
+    mismatched: tuple[Mismatch, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not (self.orphans or self.missing or self.mismatched)
+
+
+class OpenOrderView:
+    """What we believe is open, from our orders' events. Events may come out of order: the
+    newest event time wins, and closed orders are remembered for ``memory_ns`` so a stale
+    ``ack`` cannot reopen them."""
+
+    def __init__(self, memory_ns: int = 3_600 * 1_000_000_000) -> None:
+        self.memory_ns = memory_ns
+        self._open: dict[str, OrderEvent] = {}
+        self._closed: dict[str, int] = {}
+        self._newest = 0
+
+    def apply(self, ev: OrderEvent) -> None:
+        cid = ev.client_order_id
+        self._newest = max(self._newest, ev.ts)
+        closed_at = self._closed.get(cid)
+        if closed_at is not None and ev.ts <= closed_at:
+            return
+        current = self._open.get(cid)
+        if current is not None and ev.ts < current.ts:
+            return
+        if ev.status in OPEN_STATUSES:
+            self._open[cid] = ev
+            self._closed.pop(cid, None)
+        else:
+            self._open.pop(cid, None)
+            self._closed[cid] = ev.ts
+        self._forget(self._newest - self.memory_ns)
+
+    def _forget(self, before: int) -> None:
+        if len(self._closed) > 64:
+            self._closed = {c: t for c, t in self._closed.items() if t >= before}
+
+    def open_orders(self) -> list[OrderEvent]:
+        return sorted(self._open.values(), key=lambda e: (e.ts, e.client_order_id))
+
+    def state(self) -> tuple[tuple[OrderEvent, ...], tuple[tuple[str, int], ...], int]:
+        return tuple(self._open.values()), tuple(self._closed.items()), self._newest
+
+    @classmethod
+    def from_state(
+        cls,
+        state: tuple[tuple[OrderEvent, ...], tuple[tuple[str, int], ...], int],
+        memory_ns: int = 3_600 * 1_000_000_000,
+    ) -> OpenOrderView:
+        v = cls(memory_ns)
+        opened, closed, v._newest = state
+        v._open = {e.client_order_id: e for e in opened}
+        v._closed = dict(closed)
+        return v
+
+
+def _differs(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return False
+    return not math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def reconcile_open_orders(
+    ours: Iterable[OrderEvent], theirs: ExchangeOpenOrders, *, grace_ns: int
+) -> OpenOrderDiff:
+    """Compare our open orders with the exchange's list taken at ``theirs.ts``."""
+    settled = theirs.ts - grace_ns
+    mine = [
+        o
+        for o in ours
+        if o.venue == theirs.venue
+        and o.account == theirs.account
+        and (theirs.symbols is None or o.symbol in theirs.symbols)
+    ]
+    by_cid = {o.client_order_id: o for o in mine}
+    by_xid = {o.exchange_order_id: o for o in mine if o.exchange_order_id}
+    seen: set[str] = set()
+    orphans: list[ExchangeOrder] = []
+    mismatched: list[Mismatch] = []
+    matched = 0
+    for x in sorted(theirs.orders, key=lambda x: (x.ts, x.exchange_order_id)):
+        o = by_cid.get(x.client_order_id or "") or by_xid.get(x.exchange_order_id)
+        if o is None:
+            if x.ts <= settled:
+                orphans.append(x)
+            continue
+        seen.add(o.client_order_id)
+        matched += 1
+        what = []
+        if o.side != x.side or o.symbol != x.symbol:
+            what.append(f"{o.symbol} {o.side} vs exchange {x.symbol} {x.side}")
+        if _differs(o.price, x.price):
+            what.append(f"price {o.price} vs exchange {x.price}")
+        if _differs(o.qty, x.qty):
+            what.append(f"qty {o.qty} vs exchange {x.qty}")
+        # Our fill count lags the exchange's while a fill is in flight: judge it once settled.
+        if o.ts <= settled and _differs(o.filled_qty, x.filled):
+            what.append(f"filled {o.filled_qty} vs exchange {x.filled}")
+        if what:
+            mismatched.append(Mismatch(o, x, "; ".join(what)))
+    missing = [o for o in mine if o.client_order_id not in seen and o.ts <= settled]
+    return OpenOrderDiff(
+        venue=theirs.venue,
+        account=theirs.account,
+        ts=theirs.ts,
+        matched=matched,
+        orphans=tuple(orphans),
+        missing=tuple(sorted(missing, key=lambda o: (o.ts, o.client_order_id))),
+        mismatched=tuple(mismatched),
+    )
+
+
+def diff_alerts(diff: OpenOrderDiff) -> list[Alert]:
+    """One alert per kind of finding, naming every order involved."""
+    labels = {"venue": diff.venue, "account": diff.account}
+    scope = account_scope(diff.account)
+    out: list[Alert] = []
+    if diff.orphans:
+        ids = ", ".join(
+            f"{x.symbol} {x.side} {x.qty}@{x.price} id={x.exchange_order_id}"
+            f" cid={x.client_order_id}"
+            for x in diff.orphans
+        )
+        out.append(
+            Alert(
+                ts=diff.ts,
+                name=ORPHAN_ALERT,
+                severity="critical",
+                scope=scope,
+                message=f"{len(diff.orphans)} order(s) open on {diff.venue} that we do not"
+                f" track: {ids}",
+                labels={**labels, "count": str(len(diff.orphans))},
+            )
+        )
+    if diff.missing:
+        ids = ", ".join(
+            f"{o.symbol} {o.side} {o.qty}@{o.price} cid={o.client_order_id}" for o in diff.missing
+        )
+        out.append(
+            Alert(
+                ts=diff.ts,
+                name=MISSING_ALERT,
+                severity="warning",
+                scope=scope,
+                message=f"{len(diff.missing)} order(s) we think open are not open on"
+                f" {diff.venue}: {ids}",
+                labels={**labels, "count": str(len(diff.missing))},
+            )
+        )
+    if diff.mismatched:
+        ids = ", ".join(f"cid={m.ours.client_order_id}: {m.what}" for m in diff.mismatched)
+        out.append(
+            Alert(
+                ts=diff.ts,
+                name=MISMATCH_ALERT,
+                severity="warning",
+                scope=scope,
+                message=f"{len(diff.mismatched)} order(s) differ from {diff.venue}: {ids}",
+                labels={**labels, "count": str(len(diff.mismatched))},
+            )
+        )
+    return out

@@ -1,0 +1,144 @@
+"""Open-order reconciliation: orphans, missing orders, mismatches, in-flight grace."""
+
+from __future__ import annotations
+
+import pytest
+
+from makerflow.operators.recon_orders import (
+    MISMATCH_ALERT,
+    MISSING_ALERT,
+    ORPHAN_ALERT,
+    ExchangeOpenOrders,
+    ExchangeOrder,
+    OpenOrderView,
+    diff_alerts,
+    parse_ccxt_order,
+    reconcile_open_orders,
+)
+from makerflow.schemas.events import OrderEvent
+
+S = 1_000_000_000
+T = 1_700_000_000 * S
+GRACE = 5 * S
+
+
+def ev(cid: str, status: str, ts: int, *, xid: str | None = None, price=100.0, qty=1.0, filled=0.0):
+    return OrderEvent(
+        ts=ts,
+        venue="local",
+        symbol="BTC/USDT",
+        client_order_id=cid,
+        exchange_order_id=xid,
+        status=status,  # type: ignore[arg-type]
+        side="buy",
+        price=price,
+        qty=qty,
+        filled_qty=filled,
+    )
+
+
+def xo(xid: str, cid: str | None, ts: int, *, price=100.0, qty=1.0, filled=0.0, side="buy"):
+    return ExchangeOrder("BTC/USDT", side, xid, cid, price, qty, filled, ts)  # type: ignore[arg-type]
+
+
+def listing(ts: int, *orders: ExchangeOrder) -> ExchangeOpenOrders:
+    return ExchangeOpenOrders("local", "main", ts, tuple(orders))
+
+
+def view(*events: OrderEvent) -> OpenOrderView:
+    v = OpenOrderView()
+    for e in events:
+        v.apply(e)
+    return v
+
+
+def test_view_tracks_open_orders_and_ignores_stale_events() -> None:
+    v = view(
+        ev("a", "ack", T),
+        ev("b", "ack", T),
+        ev("b", "partial", T + 2 * S, filled=0.5),
+        ev("c", "ack", T),
+        ev("c", "filled", T + S),
+        ev("c", "ack", T),  # a duplicate ack after the fill must not reopen c
+        ev("a", "canceled", T + 3 * S),
+    )
+    assert [(o.client_order_id, o.status) for o in v.open_orders()] == [("b", "partial")]
+    again = OpenOrderView.from_state(v.state())
+    assert again.open_orders() == v.open_orders()
+
+
+def test_agreeing_views_are_ok() -> None:
+    v = view(ev("a", "ack", T, xid="1"), ev("b", "ack", T, xid="2"))
+    diff = reconcile_open_orders(
+        v.open_orders(), listing(T + 60 * S, xo("1", "a", T), xo("2", "b", T)), grace_ns=GRACE
+    )
+    assert diff.ok and diff.matched == 2
+    assert diff_alerts(diff) == []
+
+
+def test_orphan_on_the_exchange_and_missing_order_are_reported() -> None:
+    v = view(ev("a", "ack", T, xid="1"), ev("gone", "ack", T, xid="9"))
+    exch = listing(T + 60 * S, xo("1", "a", T), xo("7", "manual-order", T + 10 * S))
+    diff = reconcile_open_orders(v.open_orders(), exch, grace_ns=GRACE)
+    assert [x.exchange_order_id for x in diff.orphans] == ["7"]
+    assert [o.client_order_id for o in diff.missing] == ["gone"]
+    alerts = {a.name: a for a in diff_alerts(diff)}
+    assert set(alerts) == {ORPHAN_ALERT, MISSING_ALERT}
+    assert alerts[ORPHAN_ALERT].severity == "critical"
+    assert "manual-order" in alerts[ORPHAN_ALERT].message
+    assert "cid=gone" in alerts[MISSING_ALERT].message
+    assert alerts[MISSING_ALERT].labels == {"venue": "local", "account": "main", "count": "1"}
+
+
+def test_orders_in_flight_are_not_judged() -> None:
+    now = T + 60 * S
+    # Placed 1 s before the list was taken: the exchange may not list it yet.
+    v = view(ev("fresh", "new", now - S))
+    # Listed by the exchange 1 s ago: our ack may still be on its way.
+    diff = reconcile_open_orders(
+        v.open_orders(), listing(now, xo("5", "other", now - S)), grace_ns=GRACE
+    )
+    assert diff.ok
+
+
+def test_mismatch_of_price_size_and_fills() -> None:
+    v = view(ev("a", "ack", T, xid="1", price=100.0, qty=1.0))
+    exch = listing(T + 60 * S, xo("1", "a", T, price=101.0, qty=1.0, filled=0.4))
+    diff = reconcile_open_orders(v.open_orders(), exch, grace_ns=GRACE)
+    assert len(diff.mismatched) == 1
+    assert "price 100.0 vs exchange 101.0" in diff.mismatched[0].what
+    assert "filled 0.0 vs exchange 0.4" in diff.mismatched[0].what
+    assert [a.name for a in diff_alerts(diff)] == [MISMATCH_ALERT]
+
+
+def test_matching_by_exchange_id_when_client_id_is_absent() -> None:
+    v = view(ev("a", "ack", T, xid="42"))
+    diff = reconcile_open_orders(
+        v.open_orders(), listing(T + 60 * S, xo("42", None, T)), grace_ns=GRACE
+    )
+    assert diff.ok and diff.matched == 1
+
+
+def test_listing_of_some_symbols_only_judges_those() -> None:
+    v = view(ev("a", "ack", T, xid="1"))
+    other = ExchangeOpenOrders("local", "main", T + 60 * S, (), symbols=("ETH/USDT",))
+    assert reconcile_open_orders(v.open_orders(), other, grace_ns=GRACE).ok
+
+
+def test_parse_ccxt_order() -> None:
+    raw = {
+        "id": "123",
+        "clientOrderId": "mf-1",
+        "symbol": "BTC/USDT",
+        "side": "sell",
+        "price": 30000.5,
+        "amount": 0.01,
+        "filled": 0.0,
+        "timestamp": 1_700_000_000_123,
+    }
+    o = parse_ccxt_order(raw)
+    assert o == ExchangeOrder(
+        "BTC/USDT", "sell", "123", "mf-1", 30000.5, 0.01, 0.0, raw["timestamp"] * 1_000_000
+    )
+    with pytest.raises(ValueError, match="not a ccxt open order"):
+        parse_ccxt_order({"id": "1", "symbol": "BTC/USDT", "side": "hold", "amount": 1})
