@@ -18,88 +18,21 @@ from makerflow.operators.recon_logic import (
     reconcile_all,
     window_start,
 )
-from makerflow.schemas.events import (
-    Alert,
-    BalanceSnapshot,
-    DeadLetter,
-    Fill,
-    ReconReport,
-    Transfer,
+from makerflow.schemas.events import Alert, BalanceSnapshot, DeadLetter, Fill
+from tests.recon_sessions import (
+    CFG,
+    FILLS,
+    OPENING,
+    T0,
+    W,
+    deposit,
+    exchange_session,
+    fill,
+    latest,
+    random_session,
+    reports,
+    snap,
 )
-
-W = 60 * NS
-T0 = 1_700_000_040 * NS  # a window start: 1_700_000_040 is a multiple of 60
-CFG = ReconConfig(window_s=60, grace_s=5, allowed_lateness_s=300)
-
-
-def fill(tid: str, ts: int, side: str, price: float, qty: float, fee: float = 0.0, fee_asset=""):
-    return Fill(
-        ts=ts,
-        venue="local",
-        symbol="BTC/USDT",
-        trade_id=tid,
-        side=side,  # type: ignore[arg-type]
-        price=price,
-        qty=qty,
-        fee=fee,
-        fee_asset=fee_asset,
-    )
-
-
-def snap(ts: int, asset: str, total: float) -> BalanceSnapshot:
-    return BalanceSnapshot(ts=ts, venue="local", asset=asset, free=total, total=total)
-
-
-def deposit(ts: int, asset: str, amount: float, tid: str = "d1") -> Transfer:
-    return Transfer(ts=ts, venue="local", asset=asset, transfer_id=tid, amount=amount)
-
-
-def exchange_session(events, opening: dict[str, float], windows: int):
-    """What an exchange books for ``events`` (fills and transfers), with a balance snapshot of
-    every asset 1 ms before each window's end, merged in event-time order."""
-    bal = dict(opening)
-    timeline = sorted(events, key=lambda e: e.ts)
-    out = [snap(T0 - NS, a, v) for a, v in sorted(bal.items())]
-    i = 0
-    for k in range(windows):
-        snap_ts = T0 + (k + 1) * W - 1_000_000
-        while i < len(timeline) and timeline[i].ts <= snap_ts:
-            ev = timeline[i]
-            out.append(ev)
-            if isinstance(ev, Fill):
-                sign = 1 if ev.side == "buy" else -1
-                bal["BTC"] += sign * ev.qty
-                bal["USDT"] -= sign * ev.price * ev.qty
-                if ev.fee:
-                    bal[ev.fee_asset] = bal.get(ev.fee_asset, 0.0) - ev.fee
-            else:
-                bal[ev.asset] = bal.get(ev.asset, 0.0) + ev.amount
-            i += 1
-        out.extend(snap(snap_ts, a, v) for a, v in sorted(bal.items()))
-    out.extend(timeline[i:])
-    return out
-
-
-def reports(out) -> list[ReconReport]:
-    return [o for o in out if isinstance(o, ReconReport)]
-
-
-def latest(out) -> dict[tuple[str, int], ReconReport]:
-    best: dict[tuple[str, int], ReconReport] = {}
-    for r in reports(out):
-        k = (r.asset, r.window_start)
-        if k not in best or r.version > best[k].version:
-            best[k] = r
-    return best
-
-
-FILLS = [
-    fill("t1", T0 + 10 * NS, "buy", 30_000.0, 0.5, 0.0005, "BTC"),
-    fill("t2", T0 + 20 * NS, "sell", 30_100.0, 0.2, 6.02, "USDT"),
-    fill("t3", T0 + W + 15 * NS, "buy", 29_900.0, 0.1, 2.99, "USDT"),
-    fill("t4", T0 + 2 * W + 30 * NS, "sell", 30_050.5, 0.25, 0.00025, "BTC"),
-]
-OPENING = {"BTC": 1.0, "USDT": 50_000.0}
 
 
 def test_windows_align_to_the_epoch() -> None:
@@ -349,3 +282,14 @@ def test_state_round_trips_and_stays_small() -> None:
     assert reports(legs_out) == expect
     # With 60 s windows, 5 s grace and 300 s lateness only the last few windows are held.
     assert b.open_windows <= 7
+
+
+def test_long_multi_account_session_is_clean_and_every_window_reported_once() -> None:
+    session = random_session(windows=20, fills_per_window=15)
+    out = reconcile_all(session, CFG)
+    rs = reports(out)
+    assert not [o for o in out if isinstance(o, DeadLetter | Alert)]
+    assert all(r.status == "OK" and r.version == 1 for r in rs)
+    # 3 accounts x 4 assets x (baseline + 20 windows)
+    assert len({(r.account, r.asset, r.window_start) for r in rs}) == len(rs) == 3 * 4 * 21
+    assert sum(r.fills_matched for r in rs if r.asset in ("BTC", "ETH")) == 20 * 15

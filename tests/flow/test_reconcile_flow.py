@@ -1,0 +1,185 @@
+"""The reconcile operator in real Bytewax runs: run_main, and cluster_main with 1 and 2 workers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import bytewax.operators as op
+import pytest
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSink, TestingSource, cluster_main
+from prometheus_client import REGISTRY
+
+from makerflow.operators.recon_logic import (
+    BREAK_ALERT,
+    RESOLVED_ALERT,
+    ReconConfig,
+    reconcile_all,
+)
+from makerflow.operators.recon_orders import ExchangeOpenOrders, ExchangeOrder
+from makerflow.operators.reconcile import reconcile_op, reconcile_orders_op
+from makerflow.schemas.events import (
+    Alert,
+    BalanceSnapshot,
+    DeadLetter,
+    Fill,
+    OrderEvent,
+    ReconReport,
+    Transfer,
+)
+from tests.recon_sessions import (
+    CFG,
+    FILLS,
+    OPENING,
+    T0,
+    W,
+    exchange_session,
+    ordered,
+    random_session,
+    reports,
+)
+
+
+@dataclass
+class Outputs:
+    reports: list[ReconReport] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+
+
+def run_recon(
+    session: Sequence[object], runner: Callable[[Dataflow], None], cfg: ReconConfig = CFG
+) -> Outputs:
+    """One recorded session (one input, as a replay) split into the three topics' streams."""
+    got = Outputs()
+    flow = Dataflow("recon_test")
+    src = op.input("in", flow, TestingSource(list(session)))
+    fills = op.filter_map("fills", src, lambda e: e if isinstance(e, Fill) else None)
+    snaps = op.filter_map("snaps", src, lambda e: e if isinstance(e, BalanceSnapshot) else None)
+    moves = op.filter_map("moves", src, lambda e: e if isinstance(e, Transfer) else None)
+    out = reconcile_op("recon", fills, snaps, moves, cfg)
+    op.output("reports", out.reports, TestingSink(got.reports))
+    op.output("alerts", out.alerts, TestingSink(got.alerts))
+    op.output("dead", out.dead_letters, TestingSink(got.dead))
+    runner(flow)
+    return got
+
+
+def breaks_metric(asset: str) -> float:
+    v = REGISTRY.get_sample_value(
+        "makerflow_reconciliation_breaks_total", {"account": "main", "asset": asset}
+    )
+    return v or 0.0
+
+
+def test_clean_session_every_window_ok(run_flow: Callable[[Dataflow], None]) -> None:
+    got = run_recon(exchange_session(FILLS, OPENING, 3), run_flow)
+    assert len(got.reports) == 8
+    assert all(r.status == "OK" and r.version == 1 for r in got.reports)
+    assert got.alerts == [] and got.dead == []
+
+
+def test_removed_fill_breaks_its_window_alerts_and_counts(
+    run_flow: Callable[[Dataflow], None],
+) -> None:
+    before = breaks_metric("BTC")
+    session = [e for e in exchange_session(FILLS, OPENING, 3) if getattr(e, "trade_id", "") != "t3"]
+    got = run_recon(session, run_flow)
+    broken = [r for r in got.reports if r.status == "BREAK"]
+    assert {(r.asset, r.window_start) for r in broken} == {("BTC", T0 + W), ("USDT", T0 + W)}
+    btc = next(r for r in broken if r.asset == "BTC")
+    assert btc.difference == pytest.approx(0.1, abs=1e-12)
+    assert sorted(a.labels["asset"] for a in got.alerts if a.name == BREAK_ALERT) == [
+        "BTC",
+        "USDT",
+    ]
+    assert breaks_metric("BTC") == before + 1
+
+
+def test_late_fill_amends_the_window(run_flow: Callable[[Dataflow], None]) -> None:
+    late = FILLS[0]
+    session = [e for e in exchange_session(FILLS, OPENING, 3) if e is not late]
+    session.insert(next(i for i, e in enumerate(session) if e.ts > T0 + 2 * W), late)
+    got = run_recon(session, run_flow)
+    btc0 = [r for r in ordered(got.reports) if r.asset == "BTC" and r.window_start == T0]
+    assert [(r.version, r.status) for r in btc0] == [(1, "BREAK"), (2, "OK")]
+    assert btc0[1].reason.startswith("amended")
+    assert {a.labels["asset"] for a in got.alerts if a.name == RESOLVED_ALERT} == {"BTC", "USDT"}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        BalanceSnapshot(ts=T0 + 1, venue="local", asset="BTC", free=-2.0, total=-2.0),
+        BalanceSnapshot(ts=T0 + 1, venue="local", asset="BTC", free=float("nan"), total=1.0),
+        BalanceSnapshot(ts=T0 + 1, venue="local", asset="WAT", free=1.0, total=1.0),
+    ],
+    ids=["negative", "nan", "unknown_asset"],
+)
+def test_bad_snapshot_goes_to_dead_letters_and_the_flow_goes_on(bad: BalanceSnapshot) -> None:
+    session = exchange_session(FILLS[:3], OPENING, 2)
+    session.insert(4, bad)
+    got = run_recon(session, lambda f: cluster_main(f, [], 0, worker_count_per_proc=2))
+    assert len(got.dead) == 1 and got.dead[0].step == "reconcile"
+    assert len(got.reports) == 6 and all(r.status == "OK" for r in got.reports)
+
+
+def test_one_and_two_workers_give_the_same_reports(run_flow: Callable[[Dataflow], None]) -> None:
+    session = random_session(windows=12, fills_per_window=12)
+    # Two fills lost and one arriving late, so BREAKs and amendments are compared too.
+    lost = {"x20", "x77"}
+    late = next(e for e in session if getattr(e, "trade_id", "") == "x30")
+    session = [e for e in session if getattr(e, "trade_id", "") not in lost and e is not late]
+    session.insert(next(i for i, e in enumerate(session) if e.ts > late.ts + 4 * W), late)
+    expected = ordered(reports(reconcile_all(session, CFG)))
+    assert any(r.status == "BREAK" for r in expected)
+    assert any(r.version == 2 for r in expected)
+    got = run_recon(session, run_flow)
+    assert ordered(got.reports) == expected
+
+
+def test_open_orders_orphan_and_missing_raise_alerts(run_flow: Callable[[Dataflow], None]) -> None:
+    s = 1_000_000_000
+
+    def ev(cid: str, status: str, ts: int, xid: str) -> OrderEvent:
+        return OrderEvent(
+            ts=ts,
+            venue="local",
+            symbol="BTC/USDT",
+            client_order_id=cid,
+            exchange_order_id=xid,
+            status=status,  # type: ignore[arg-type]
+            side="buy",
+            price=100.0,
+            qty=1.0,
+        )
+
+    listing = ExchangeOpenOrders(
+        "local",
+        "main",
+        T0 + 60 * s,
+        (
+            ExchangeOrder("BTC/USDT", "buy", "1", "a", 100.0, 1.0, 0.0, T0),
+            ExchangeOrder("BTC/USDT", "sell", "3", "by-hand", 120.0, 2.0, 0.0, T0 + s),
+        ),
+    )
+    items = [
+        ev("a", "ack", T0, "1"),
+        ev("b", "ack", T0, "2"),
+        ev("c", "ack", T0, "4"),
+        ev("c", "canceled", T0 + s, "4"),
+        listing,
+    ]
+    found: list[Alert] = []
+    flow = Dataflow("orders_test")
+    src = op.input("in", flow, TestingSource(items))
+    orders = op.filter_map("orders", src, lambda e: e if isinstance(e, OrderEvent) else None)
+    lists = op.filter_map("lists", src, lambda e: e if isinstance(e, ExchangeOpenOrders) else None)
+    out = reconcile_orders_op("recon_orders", orders, lists, CFG)
+    op.output("alerts", out.alerts, TestingSink(found))
+    run_flow(flow)
+    by_name = {a.name: a for a in found}
+    assert set(by_name) == {"OpenOrderOrphan", "OpenOrderMissing"}
+    assert "by-hand" in by_name["OpenOrderOrphan"].message
+    assert "cid=b" in by_name["OpenOrderMissing"].message
