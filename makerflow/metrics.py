@@ -79,3 +79,48 @@ CONSUMER_LAG = Gauge(
     "Messages behind the end of the partition per topic and partition.",
     ["topic", "partition"],
 )
+RISK_REALIZED_VOLATILITY = Gauge(
+    "makerflow_risk_realized_volatility_bps",
+    "Realized volatility of the mid price in the current risk window, in basis points.",
+    ["market"],
+)
+RISK_LARGEST_MOVE = Gauge(
+    "makerflow_risk_largest_move_bps",
+    "Largest rise or fall of the mid price within the current risk window, in basis points.",
+    ["market"],
+)
+OPEN_ORDER_NOTIONAL = Gauge(
+    "makerflow_open_order_notional",
+    "Notional (price times remaining quantity, in the quote asset) resting in open orders.",
+    ["market"],
+)
+ORDER_REJECT_RATIO = Gauge(
+    "makerflow_order_reject_ratio",
+    "Rejected over submitted orders in the current risk window.",
+    ["market"],
+)
+ORDER_CANCEL_RATIO = Gauge(
+    "makerflow_order_cancel_ratio",
+    "Canceled over submitted orders in the current risk window.",
+    ["market"],
+)
+PNL = Gauge(
+    "makerflow_pnl",
+    "Realized plus unrealized PnL in the quote asset, per risk scope (market, account, global).",
+    ["scope"],
+)
+DRAWDOWN = Gauge(
+    "makerflow_drawdown",
+    "PnL high-water mark minus PnL now, in the quote asset, per risk scope.",
+    ["scope"],
+)
+RISK_LIMIT_BREACHES = Counter(
+    "makerflow_risk_limit_breaches",
+    "Onsets of risk limit breaches per scope and kind of limit.",
+    ["scope", "kind"],
+)
+LATE_EVENTS = Counter(
+    "makerflow_late_events",
+    "Events older than every open window of a step, counted and left out of the windows.",
+    ["step"],
+)
