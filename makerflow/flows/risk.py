@@ -1,0 +1,77 @@
+"""The risk service: ticks, index, fills, orders.events, balances and control in;
+risk.state, alerts and orders.intents (cancel-all on a halt) out.
+
+Run with ``python -m bytewax.run makerflow.flows.risk:flow``. Settings come from the
+environment (:class:`makerflow.flows.common.FlowSettings`); the risk config (limits, windows,
+markets) from the TOML file in ``MAKERFLOW_CONFIG`` (:class:`RiskConfig`), defaults otherwise.
+Metrics are served on ``MAKERFLOW_METRICS_PORT``. Market-data staleness is judged against the
+wall clock, read at the edge by :class:`makerflow.sources.clock.WallClock`, unless
+``MAKERFLOW_WALL_CLOCK=0`` (replays and backtests, whose data is old by design).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+
+from makerflow.flows.common import FlowSettings, TopicIO
+from makerflow.operators.risk import risk_op
+from makerflow.operators.risk_limits import RiskConfig
+from makerflow.schemas.config import load_config
+from makerflow.schemas.topics import (
+    ALERTS,
+    BALANCES,
+    CONTROL,
+    FILLS,
+    INDEX,
+    ORDER_EVENTS,
+    ORDER_INTENTS,
+    RISK_STATE,
+    TICKS,
+)
+from makerflow.sinks.metrics import serve_metrics
+from makerflow.sources.clock import WallClock
+
+
+def build_flow(settings: FlowSettings, config: RiskConfig, *, wall_clock: bool = True) -> Dataflow:
+    flow = Dataflow("risk")
+    io = TopicIO(flow, settings)
+    clock = None
+    if wall_clock:
+        interval = timedelta(milliseconds=config.heartbeat_ms)
+        clock = op.input("wall_clock", flow, WallClock(interval))
+    out = risk_op(
+        "risk",
+        io.read(TICKS),
+        io.read(INDEX),
+        io.read(FILLS),
+        io.read(ORDER_EVENTS),
+        io.read(BALANCES),
+        io.read(CONTROL),
+        config,
+        clock=clock,
+    )
+    io.write(out.states, RISK_STATE)
+    io.write(out.alerts, ALERTS)
+    io.write(out.intents, ORDER_INTENTS)
+    io.dead_letters([out.errs])
+    return flow
+
+
+def _from_env() -> Dataflow:
+    settings = FlowSettings.from_env()
+    config = load_config(settings.config_path, RiskConfig) if settings.config_path else RiskConfig()
+    # A replay that ends (MAKERFLOW_TAIL=0) has old data and must end: no wall clock then.
+    wall_clock = settings.tail and os.environ.get("MAKERFLOW_WALL_CLOCK", "1") not in (
+        "0",
+        "false",
+        "no",
+    )
+    serve_metrics(None)
+    return build_flow(settings, config, wall_clock=wall_clock)
+
+
+flow = _from_env()

@@ -1,0 +1,607 @@
+"""The risk operator: windows and limits over the market and private streams, and the kill
+switch.
+
+Stages, each keyed so that it spreads over workers:
+
+- per market (``venue:symbol``): ticks, order events, fills, index marks and wall-clock
+  heartbeats -> :class:`~makerflow.operators.risk_windows.MarketRisk` measures, market limits,
+  staleness; summaries of PnL and open notional go on to the portfolio stage;
+- per asset: fill legs and balance snapshots -> exposure per account, asset limits;
+- per index basket: index-oracle deviation;
+- per account and ``global``: summed PnL, drawdown and open notional;
+- per scope: the :class:`~makerflow.operators.risk_limits.ScopeMachine` that takes breach
+  onsets and ``halt`` / ``resume`` commands and emits the RiskState, the Alert and the
+  cancel-all intents.
+
+The logic is in the pure modules ``risk_windows``, ``risk_limits`` and ``staleness``; this
+module only keys, routes, keeps state and updates the Prometheus metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Stream, operator
+from bytewax.operators import KeyedStream, StatefulLogic
+
+from makerflow import metrics
+from makerflow.operators.risk_limits import (
+    MARKET_KINDS,
+    AssetLimits,
+    Breach,
+    BreachTracker,
+    MarketLimits,
+    PortfolioLimits,
+    RiskConfig,
+    ScopeMachine,
+    Transition,
+    apply_params,
+    check_deviation,
+    check_exposure,
+    check_market,
+    check_portfolio,
+    check_staleness,
+)
+from makerflow.operators.risk_windows import (
+    NS_PER_S,
+    ExposureBook,
+    Leg,
+    MarketRisk,
+    MarketSummary,
+    Portfolio,
+    WindowSpec,
+    fill_legs,
+    oracle_deviation_bps,
+)
+from makerflow.operators.staleness import Heartbeat, StalenessMonitor
+from makerflow.schemas.codec import dead_letter, encode
+from makerflow.schemas.events import (
+    Alert,
+    BalanceSnapshot,
+    ControlCommand,
+    DeadLetter,
+    Fill,
+    IndexPrice,
+    OrderEvent,
+    OrderIntent,
+    RiskState,
+    Tick,
+)
+from makerflow.schemas.scopes import (
+    GLOBAL,
+    account_scope,
+    asset_scope,
+    symbol_assets,
+    validate_scope,
+)
+
+_EMPTY: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class RiskOut:
+    """The outputs of :func:`risk_op`."""
+
+    states: Stream[RiskState]
+    """Every change of a scope's state (``risk.state``)."""
+    alerts: Stream[Alert]
+    """KillSwitchEngaged (critical), KillSwitchReleased and RiskLimitsChanged (info)."""
+    intents: Stream[OrderIntent]
+    """``cancel_all`` for every configured market in a halted scope (``orders.intents``)."""
+    errs: Stream[DeadLetter]
+    """Input risk could not use: bad symbols, bad scopes, bad limit parameters."""
+
+
+@dataclass(frozen=True)
+class Signal:
+    """Breach onsets for a scope's machine."""
+
+    scope: str
+    ts: int
+    breaches: tuple[Breach, ...]
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class IndexMark:
+    """An index price to mark a market's PnL to."""
+
+    ts: int
+    price: float | None
+
+
+def _dead(step: str, reason: str, ev: Any) -> DeadLetter:
+    metrics.DEAD_LETTERS.labels(step=step).inc()
+    return dead_letter(step, reason, encode(ev), ts=getattr(ev, "ts", 0))
+
+
+def _params_alert(scope: str, cmd: ControlCommand, limits: Any) -> Alert:
+    who = cmd.issued_by or "operator"
+    return Alert(
+        ts=cmd.ts,
+        name="RiskLimitsChanged",
+        severity="info",
+        scope=scope,
+        message=f"{who} set {dict(cmd.params)} on {scope}; limits now {limits}",
+    )
+
+
+# --- per market ---------------------------------------------------------------------------------
+
+MarketIn = Tick | OrderEvent | Fill | IndexMark | Heartbeat | ControlCommand
+
+
+class _MarketLogic(StatefulLogic[MarketIn, Any, tuple[Any, ...]]):
+    def __init__(
+        self, step: str, key: str, config: RiskConfig, spec: WindowSpec, resume: Any
+    ) -> None:
+        symbol = key.partition(":")[2]
+        m = config.market(key)
+        self.step = step
+        self.account = m.account if m is not None else "main"
+        self.scope = f"market:{key}"
+        self.risk = MarketRisk(key, symbol, spec)
+        self.limits: MarketLimits = config.market_limits(key)
+        self.tracker = BreachTracker()
+        self.stale = StalenessMonitor()
+        self.summarized_bucket: int | None = None
+        if resume is not None:
+            snap, active, stale, limits, bucket = resume
+            self.risk.restore(snap)
+            self.tracker.active = active
+            self.stale.newest_ts, self.stale.silent_since = stale
+            self.limits, self.summarized_bucket = limits, bucket
+        self._g = (
+            metrics.RISK_REALIZED_VOLATILITY.labels(market=key),
+            metrics.RISK_LARGEST_MOVE.labels(market=key),
+            metrics.OPEN_ORDER_NOTIONAL.labels(market=key),
+            metrics.ORDER_REJECT_RATIO.labels(market=key),
+            metrics.ORDER_CANCEL_RATIO.labels(market=key),
+            metrics.PNL.labels(scope=self.scope),
+            metrics.DRAWDOWN.labels(scope=self.scope),
+        )
+        self._late = metrics.LATE_EVENTS.labels(step=step)
+
+    def on_item(self, value: MarketIn) -> tuple[Iterable[Any], bool]:
+        out: list[Any] = []
+        summarize = False
+        if isinstance(value, Tick):
+            self.stale.on_data(value.ts)
+            if not self.risk.on_tick(value):
+                self._late.inc()
+            bucket = self.risk.spec.bucket_of(value.ts)
+            if self.summarized_bucket is None or bucket > self.summarized_bucket:
+                summarize = True
+        elif isinstance(value, OrderEvent):
+            if not self.risk.on_order_event(value):
+                self._late.inc()
+            summarize = True
+        elif isinstance(value, Fill):
+            self.risk.on_fill(value)
+            summarize = True
+        elif isinstance(value, IndexMark):
+            self.risk.on_index(value.price)
+        elif isinstance(value, Heartbeat):
+            age = self.stale.age_ns(value)
+            metrics.MARKET_DATA_AGE.labels(market=self.risk.market).set(age / NS_PER_S)
+            onsets = self.tracker.onsets(
+                check_staleness(age, self.limits.max_data_age_ms), ("stale",)
+            )
+            if onsets:
+                out.append(Signal(self.scope, value.now, onsets, {"data_age_s": age / NS_PER_S}))
+            return out, StatefulLogic.RETAIN
+        else:
+            try:
+                self.limits = apply_params(self.limits, value.params)
+            except ValueError as exc:
+                return [_dead(self.step, str(exc), value)], StatefulLogic.RETAIN
+            out.append(_params_alert(self.scope, value, self.limits))
+        m = self.risk.measures()
+        g = self._g
+        g[0].set(m.realized_vol_bps)
+        g[1].set(m.largest_move_bps)
+        g[2].set(m.open_notional)
+        g[3].set(m.reject_rate)
+        g[4].set(m.cancel_rate)
+        g[5].set(m.pnl)
+        g[6].set(m.drawdown)
+        onsets = self.tracker.onsets(check_market(m, self.limits), MARKET_KINDS)
+        if onsets:
+            out.append(Signal(self.scope, m.ts, onsets, m.as_metrics()))
+        if summarize:
+            self.summarized_bucket = self.risk.spec.bucket_of(m.ts)
+            out.append(MarketSummary(self.risk.market, self.account, m.ts, m.pnl, m.open_notional))
+        return out, StatefulLogic.RETAIN
+
+    def snapshot(self) -> tuple[Any, ...]:
+        return (
+            self.risk.snapshot(),
+            self.tracker.active,
+            self.stale.snapshot(),
+            self.limits,
+            self.summarized_bucket,
+        )
+
+
+# --- per asset ----------------------------------------------------------------------------------
+
+
+class _ExposureLogic(StatefulLogic[Leg | BalanceSnapshot | ControlCommand, Any, tuple[Any, ...]]):
+    def __init__(self, step: str, asset: str, config: RiskConfig, resume: Any) -> None:
+        self.step = step
+        self.asset = asset
+        self.scope = asset_scope(asset)
+        self.limits: AssetLimits = config.assets.get(asset, AssetLimits())
+        self.books: dict[str, ExposureBook] = {}
+        self.tracker = BreachTracker()
+        if resume is not None:
+            books, active, self.limits = resume
+            self.books = {a: ExposureBook.restore(b) for a, b in books}
+            self.tracker.active = active
+
+    def on_item(self, value: Leg | BalanceSnapshot | ControlCommand) -> tuple[Iterable[Any], bool]:
+        if isinstance(value, ControlCommand):
+            try:
+                self.limits = apply_params(self.limits, value.params)
+            except ValueError as exc:
+                return [_dead(self.step, str(exc), value)], StatefulLogic.RETAIN
+            out: list[Any] = [_params_alert(self.scope, value, self.limits)]
+            for account, book in self.books.items():
+                out.extend(self._judge(account, book.exposure, value.ts))
+            return out, StatefulLogic.RETAIN
+        book = self.books.setdefault(value.account, ExposureBook())
+        if isinstance(value, Leg):
+            exposure = book.on_leg(value.ts, value.amount)
+        else:
+            exposure = book.on_balance(value.ts, value.total)
+        return self._judge(value.account, exposure, value.ts), StatefulLogic.RETAIN
+
+    def _judge(self, account: str, exposure: float, ts: int) -> list[Any]:
+        metrics.EXPOSURE.labels(account=account, asset=self.asset).set(exposure)
+        judged = (f"exposure_long:{account}", f"exposure_short:{account}")
+        onsets = self.tracker.onsets(
+            check_exposure(account, self.asset, exposure, self.limits), judged
+        )
+        if not onsets:
+            return []
+        return [Signal(self.scope, ts, onsets, {f"exposure:{account}": exposure})]
+
+    def snapshot(self) -> tuple[Any, ...]:
+        books = tuple((a, b.snapshot()) for a, b in self.books.items())
+        return books, self.tracker.active, self.limits
+
+
+# --- per basket --------------------------------------------------------------------------------
+
+
+def _index_mapper(config: RiskConfig) -> Any:
+    def judge(active: frozenset[str] | None, ip: IndexPrice) -> tuple[frozenset[str], list[Any]]:
+        tracker = BreachTracker(active or frozenset())
+        dev = oracle_deviation_bps(ip)
+        lim = config.basket_limits(ip.basket)
+        if dev is not None:
+            metrics.INDEX_ORACLE_DEVIATION.labels(basket=ip.basket).set(dev)
+        onsets = tracker.onsets(check_deviation(ip.basket, dev, lim))
+        out: list[Any] = []
+        if onsets:
+            out.append(Signal(lim.halt_scope, ip.ts, onsets, {"oracle_deviation_bps": dev or 0.0}))
+        return tracker.active, out
+
+    return judge
+
+
+# --- per account / global -------------------------------------------------------------------
+
+
+class _PortfolioLogic(StatefulLogic[MarketSummary | ControlCommand, Any, tuple[Any, ...]]):
+    def __init__(self, step: str, scope: str, config: RiskConfig, resume: Any) -> None:
+        self.step = step
+        self.scope = scope
+        self.limits: PortfolioLimits = config.portfolio_limits(scope)
+        self.book = Portfolio()
+        self.tracker = BreachTracker()
+        if resume is not None:
+            (latest, peak), active, self.limits = resume
+            self.book = Portfolio(dict(latest), peak)
+            self.tracker.active = active
+        self._pnl = metrics.PNL.labels(scope=scope)
+        self._dd = metrics.DRAWDOWN.labels(scope=scope)
+
+    def on_item(self, value: MarketSummary | ControlCommand) -> tuple[Iterable[Any], bool]:
+        out: list[Any] = []
+        if isinstance(value, ControlCommand):
+            try:
+                self.limits = apply_params(self.limits, value.params)
+            except ValueError as exc:
+                return [_dead(self.step, str(exc), value)], StatefulLogic.RETAIN
+            out.append(_params_alert(self.scope, value, self.limits))
+            return out, StatefulLogic.RETAIN
+        p = self.book.on_summary(value)
+        self._pnl.set(p.pnl)
+        self._dd.set(p.drawdown)
+        onsets = self.tracker.onsets(check_portfolio(p, self.limits))
+        if onsets:
+            out.append(Signal(self.scope, p.ts, onsets, p.as_metrics()))
+        return out, StatefulLogic.RETAIN
+
+    def snapshot(self) -> tuple[Any, ...]:
+        return self.book.snapshot(), self.tracker.active, self.limits
+
+
+# --- per scope: the kill switch ----------------------------------------------------------------
+
+
+class _ScopeLogic(StatefulLogic[Signal | ControlCommand, Any, tuple[str, tuple[str, ...], int]]):
+    def __init__(self, scope: str, config: RiskConfig, resume: Any) -> None:
+        self.config = config
+        self.machine = (
+            ScopeMachine(scope) if resume is None else ScopeMachine.restore(scope, resume)
+        )
+        self._gauge = metrics.KILL_SWITCH_ENGAGED.labels(scope=scope)
+        self._gauge.set(1 if self.machine.status == "HALTED" else 0)
+
+    def on_item(self, value: Signal | ControlCommand) -> tuple[Iterable[Any], bool]:
+        if isinstance(value, Signal):
+            for b in value.breaches:
+                metrics.RISK_LIMIT_BREACHES.labels(scope=value.scope, kind=b.kind).inc()
+            t = self.machine.on_breach(value.ts, value.breaches, value.metrics)
+        else:
+            t = self.machine.on_command(value)
+        if t is None:
+            return _EMPTY, StatefulLogic.RETAIN
+        self._gauge.set(1 if t.status == "HALTED" else 0)
+        return self._emit(t), StatefulLogic.RETAIN
+
+    def _emit(self, t: Transition) -> list[Any]:
+        out: list[Any] = [
+            RiskState(ts=t.ts, scope=t.scope, status=t.status, reasons=t.reasons, metrics=t.metrics)
+        ]
+        if t.alert is not None:
+            name, severity, message = t.alert
+            out.append(
+                Alert(
+                    ts=t.ts,
+                    name=name,
+                    severity=severity,
+                    scope=t.scope,
+                    message=message,
+                    labels={"status": t.status},
+                )
+            )
+        if t.cancel_all:
+            out.extend(cancel_all_intents(self.config, t.scope, t.ts, t.reasons))
+        return out
+
+    def snapshot(self) -> tuple[str, tuple[str, ...], int]:
+        return self.machine.snapshot()
+
+
+def cancel_all_intents(
+    config: RiskConfig, scope: str, ts: int, reasons: tuple[str, ...]
+) -> list[OrderIntent]:
+    """``cancel_all`` for every configured market a halt of ``scope`` stops (and the market
+    itself for a ``market:`` scope that is not configured)."""
+    markets = [(m.venue, m.symbol, m.account) for m in config.markets_in_scope(scope)]
+    kind, _, rest = scope.partition(":")
+    if kind == "market" and not markets:
+        venue, _, symbol = rest.partition(":")
+        markets = [(venue, symbol, "main")]
+    why = f"kill switch {scope}: " + "; ".join(reasons)
+    return [
+        OrderIntent(ts=ts, venue=v, symbol=s, account=a, action="cancel_all", reason=why)
+        for v, s, a in markets
+    ]
+
+
+# --- routing helpers ------------------------------------------------------------------------
+
+
+class _WithKey(StatefulLogic[tuple[str, Any], Any, tuple[str, Any]]):
+    """Bytewax does not pass the key to a StatefulLogic builder; this builds the inner logic
+    from the first item's key, and snapshots the key along with the inner state."""
+
+    def __init__(self, build: Callable[[str, Any], StatefulLogic[Any, Any, Any]], resume: Any):
+        self.build = build
+        self.key: str | None = None
+        self.inner: StatefulLogic[Any, Any, Any] | None = None
+        if resume is not None:
+            self.key = resume[0]
+            self.inner = build(resume[0], resume[1])
+
+    def on_item(self, value: tuple[str, Any]) -> tuple[Iterable[Any], bool]:
+        if self.inner is None:
+            self.key = value[0]
+            self.inner = self.build(value[0], None)
+        return self.inner.on_item(value[1])
+
+    def snapshot(self) -> tuple[str, Any]:
+        assert self.inner is not None and self.key is not None
+        return self.key, self.inner.snapshot()
+
+
+@operator
+def _keyed_stateful(
+    step_id: str,
+    up: KeyedStream[Any],
+    build: Callable[[str, Any], StatefulLogic[Any, Any, Any]],
+) -> KeyedStream[Any]:
+    """``op.stateful`` whose builder gets the key: ``build(key, resume_state)``."""
+    with_key = op.map("with_key", up, lambda kv: (kv[0], kv))
+    return op.stateful("logic", with_key, lambda resume: _WithKey(build, resume))
+
+
+def _check_symbol(step: str) -> Any:
+    def check(ev: Any) -> Any:
+        try:
+            symbol_assets(ev.symbol)
+        except ValueError as exc:
+            return _dead(step, str(exc), ev)
+        return ev
+
+    return check
+
+
+def _check_command(step: str) -> Any:
+    def check(cmd: ControlCommand) -> Any:
+        try:
+            validate_scope(cmd.scope)
+        except ValueError as exc:
+            return _dead(step, str(exc), cmd)
+        if cmd.command == "set_params" and cmd.scope.startswith("market:"):
+            try:
+                symbol_assets(cmd.scope.split(":", 2)[2])
+            except ValueError as exc:
+                return _dead(step, str(exc), cmd)
+        return cmd
+
+    return check
+
+
+def _not_dead(x: Any) -> bool:
+    return not isinstance(x, DeadLetter)
+
+
+@operator
+def risk_op(
+    step_id: str,
+    ticks: Stream[Tick],
+    index: Stream[IndexPrice],
+    fills: Stream[Fill],
+    order_events: Stream[OrderEvent],
+    balances: Stream[BalanceSnapshot],
+    control: Stream[ControlCommand],
+    config: RiskConfig,
+    clock: Stream[Heartbeat] | None = None,
+) -> RiskOut:
+    """Risk windows, limits and the kill switch.
+
+    ``clock`` carries wall-clock heartbeats from the edge
+    (:class:`makerflow.sources.clock.WallClock`); without it market-data staleness is not
+    judged (a backtest has no wall clock to be stale against).
+    """
+    spec = WindowSpec(config.window_ms * 1_000_000, config.slide_ms * 1_000_000)
+    errs: list[Stream[DeadLetter]] = []
+
+    def checked(name: str, s: Stream[Any], check: Any) -> Stream[Any]:
+        b = op.branch(f"{name}_ok", op.map(f"{name}_check", s, check), _not_dead)
+        errs.append(b.falses)
+        return b.trues
+
+    ticks = checked("ticks", ticks, _check_symbol(f"{step_id}.ticks"))
+    fills = checked("fills", fills, _check_symbol(f"{step_id}.fills"))
+    order_events = checked("orders", order_events, _check_symbol(f"{step_id}.orders"))
+    control = checked("control", control, _check_command(f"{step_id}.control"))
+
+    cmds = op.branch("cmd_kind", control, lambda c: c.command == "set_params")
+    params = cmds.trues
+    switch_cmds = cmds.falses
+
+    def param_target(prefix: str) -> Any:
+        return lambda c: c.scope.startswith(prefix)
+
+    p_market = op.filter("p_market", params, param_target("market:"))
+    p_asset = op.filter("p_asset", params, param_target("asset:"))
+    p_portfolio = op.filter(
+        "p_portfolio", params, lambda c: c.scope == GLOBAL or c.scope.startswith("account:")
+    )
+
+    # Per market.
+    marks = op.flat_map(
+        "index_marks",
+        index,
+        lambda ip: [
+            (m.key, IndexMark(ip.ts, ip.price))
+            for m in config.markets
+            if m.index_basket == ip.basket
+        ],
+    )
+    market_in = [
+        op.key_on("k_ticks", ticks, lambda e: e.key),
+        op.key_on("k_orders", order_events, lambda e: e.key),
+        op.key_on("k_fills", fills, lambda e: e.key),
+        op.key_on("k_pmarket", p_market, lambda c: c.scope.split(":", 1)[1]),
+        marks,
+    ]
+    if clock is not None:
+        market_in.append(
+            op.flat_map("beats", clock, lambda hb: [(m.key, hb) for m in config.markets])
+        )
+    market_step = f"{step_id}.markets"
+    market_out = _keyed_stateful(
+        "market_state",
+        op.merge("market_in", *market_in),
+        lambda key, resume: _MarketLogic(market_step, key, config, spec, resume),
+    )
+
+    # Per asset.
+    legs = op.flat_map("legs", fills, lambda f: [(leg.asset, leg) for leg in fill_legs(f)])
+    exposure_step = f"{step_id}.exposure"
+    exposure_out = _keyed_stateful(
+        "exposure",
+        op.merge(
+            "exposure_in",
+            legs,
+            op.key_on("k_balances", balances, lambda b: b.asset),
+            op.key_on("k_passet", p_asset, lambda c: c.scope.split(":", 1)[1]),
+        ),
+        lambda key, resume: _ExposureLogic(exposure_step, key, config, resume),
+    )
+
+    # Per basket.
+    index_out = op.stateful_flat_map(
+        "index", op.key_on("k_index", index, lambda ip: ip.basket), _index_mapper(config)
+    )
+
+    # Per account and globally.
+    market_items = op.map("market_items", market_out, lambda kv: kv[1])
+    summaries = op.filter("summaries", market_items, lambda x: isinstance(x, MarketSummary))
+    portfolio_step = f"{step_id}.portfolio"
+    portfolio_out = _keyed_stateful(
+        "portfolio",
+        op.merge(
+            "portfolio_in",
+            op.flat_map(
+                "summary_scopes",
+                summaries,
+                lambda s: [(account_scope(s.account), s), (GLOBAL, s)],
+            ),
+            op.key_on("k_pportfolio", p_portfolio, lambda c: c.scope),
+        ),
+        lambda key, resume: _PortfolioLogic(portfolio_step, key, config, resume),
+    )
+
+    # Everything a stage said, except summaries.
+    said = op.merge(
+        "said",
+        op.filter("market_said", market_items, lambda x: not isinstance(x, MarketSummary)),
+        op.map("exposure_said", exposure_out, lambda kv: kv[1]),
+        op.map("index_said", index_out, lambda kv: kv[1]),
+        op.map("portfolio_said", portfolio_out, lambda kv: kv[1]),
+    )
+    signals = op.filter("signals", said, lambda x: isinstance(x, Signal))
+    errs.append(op.filter("stage_errs", said, lambda x: isinstance(x, DeadLetter)))
+    stage_alerts = op.filter("stage_alerts", said, lambda x: isinstance(x, Alert))
+
+    scope_out = _keyed_stateful(
+        "scopes",
+        op.merge(
+            "scope_in",
+            op.key_on("k_signals", signals, lambda s: s.scope),
+            op.key_on("k_cmds", switch_cmds, lambda c: c.scope),
+        ),
+        lambda key, resume: _ScopeLogic(key, config, resume),
+    )
+    emitted = op.map("emitted", scope_out, lambda kv: kv[1])
+    return RiskOut(
+        states=op.filter("states", emitted, lambda x: isinstance(x, RiskState)),
+        alerts=op.merge(
+            "alerts",
+            op.filter("scope_alerts", emitted, lambda x: isinstance(x, Alert)),
+            stage_alerts,
+        ),
+        intents=op.filter("intents", emitted, lambda x: isinstance(x, OrderIntent)),
+        errs=op.merge("errs", *errs),
+    )

@@ -1,0 +1,253 @@
+"""The risk operator in a Bytewax flow, on real recorded ticks, under run_main and under
+cluster_main with one and two workers.
+
+Every input goes through ONE TestingSource in event-time order and is split by type, and the
+flow runs with a zero epoch interval, so each source batch is its own epoch: a resume command
+placed after a jump reaches the kill switch after the halt the jump caused, on any number of
+workers (Bytewax's stateful steps take epochs in order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import bytewax.operators as op
+import pytest
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
+
+from makerflow import metrics
+from makerflow.operators.risk import risk_op
+from makerflow.operators.risk_limits import (
+    AssetLimits,
+    BasketLimits,
+    MarketConfig,
+    MarketLimits,
+    RiskConfig,
+)
+from makerflow.operators.staleness import Heartbeat
+from makerflow.schemas.events import (
+    Alert,
+    BalanceSnapshot,
+    ControlCommand,
+    DeadLetter,
+    Fill,
+    IndexPrice,
+    OrderEvent,
+    OrderIntent,
+    RiskState,
+    Tick,
+)
+from tests.risk_support import MARKET, SYMBOL, VENUE, recorded_ticks, with_jump
+
+NS = 1_000_000_000
+BTC_SCOPE = f"market:{VENUE}:{SYMBOL}"
+
+RUNNERS: dict[str, Callable[[Dataflow], None]] = {
+    "run_main": lambda f: run_main(f, epoch_interval=timedelta(0)),
+    "cluster_1": lambda f: cluster_main(
+        f, [], 0, epoch_interval=timedelta(0), worker_count_per_proc=1
+    ),
+    "cluster_2": lambda f: cluster_main(
+        f, [], 0, epoch_interval=timedelta(0), worker_count_per_proc=2
+    ),
+}
+
+
+@pytest.fixture(params=list(RUNNERS))
+def runner(request: pytest.FixtureRequest) -> Callable[[Dataflow], None]:
+    return RUNNERS[request.param]
+
+
+def config(**kw: Any) -> RiskConfig:
+    markets = (
+        MarketConfig(
+            venue=VENUE,
+            symbol=SYMBOL,
+            index_basket="BTC",
+            limits=MarketLimits(max_move_bps=500.0, max_data_age_ms=2_000),
+        ),
+        MarketConfig(venue=VENUE, symbol="ETH/USDT"),
+        MarketConfig(venue="okx", symbol="BTC/USDC"),
+    )
+    return RiskConfig(window_ms=60_000, slide_ms=5_000, markets=markets, **kw)
+
+
+class Outputs:
+    def __init__(self) -> None:
+        self.states: list[RiskState] = []
+        self.alerts: list[Alert] = []
+        self.intents: list[OrderIntent] = []
+        self.errs: list[DeadLetter] = []
+
+
+def run_risk(
+    events: list[Any], cfg: RiskConfig, runner: Callable[[Dataflow], None]
+) -> Outputs:
+    flow = Dataflow("risk_test")
+    src = op.input("inp", flow, TestingSource(events, batch_size=500))
+
+    def only(name: str, kind: type) -> Any:
+        return op.filter(name, src, lambda x: isinstance(x, kind))
+
+    out = risk_op(
+        "risk",
+        only("ticks", Tick),
+        only("index", IndexPrice),
+        only("fills", Fill),
+        only("orders", OrderEvent),
+        only("balances", BalanceSnapshot),
+        only("control", ControlCommand),
+        cfg,
+        clock=only("clock", Heartbeat),
+    )
+    o = Outputs()
+    op.output("states", out.states, TestingSink(o.states))
+    op.output("alerts", out.alerts, TestingSink(o.alerts))
+    op.output("intents", out.intents, TestingSink(o.intents))
+    op.output("errs", out.errs, TestingSink(o.errs))
+    runner(flow)
+    return o
+
+
+def gauge(scope: str) -> float:
+    return metrics.KILL_SWITCH_ENGAGED.labels(scope=scope)._value.get()
+
+
+def command(ts: int, cmd: str, scope: str, **kw: Any) -> ControlCommand:
+    return ControlCommand(ts=ts, command=cmd, scope=scope, issued_by="test", **kw)  # type: ignore[arg-type]
+
+
+def test_jump_halts_within_one_window_then_resume_reactivates(runner):
+    ticks = recorded_ticks()
+    at = 8_000
+    jumped = with_jump(ticks, at)
+    resume_at = at + 1_500  # three source batches later: a later epoch than the halt
+    resume = command(jumped[resume_at].ts + 1, "resume", BTC_SCOPE, reason="checked the move")
+    events = [*jumped[:resume_at], resume, *jumped[resume_at:]]
+    cfg = config()
+
+    o = run_risk(events, cfg, runner)
+
+    assert [s.status for s in o.states] == ["HALTED", "ACTIVE"]
+    halted, active = o.states
+    assert halted.scope == BTC_SCOPE
+    assert halted.ts - jumped[at].ts < cfg.window_ms * 1_000_000
+    assert any("largest move" in r for r in halted.reasons)
+    assert halted.metrics["largest_move_bps"] > 900
+    assert active.ts == resume.ts and active.reasons == ()
+    # Cancel-all for exactly the markets of the halted scope (not ETH/USDT, not okx).
+    assert [(i.venue, i.symbol, i.action) for i in o.intents] == [(VENUE, SYMBOL, "cancel_all")]
+    names = [(a.name, a.severity, a.scope) for a in o.alerts]
+    assert names == [
+        ("KillSwitchEngaged", "critical", BTC_SCOPE),
+        ("KillSwitchReleased", "info", BTC_SCOPE),
+    ]
+    assert gauge(BTC_SCOPE) == 0
+    assert o.errs == []
+
+
+def test_jump_without_resume_leaves_the_kill_switch_engaged(runner):
+    ticks = recorded_ticks(limit=6_000)
+    o = run_risk(with_jump(ticks, 4_000), config(), runner)
+    assert [(s.scope, s.status) for s in o.states] == [(BTC_SCOPE, "HALTED")]
+    assert gauge(BTC_SCOPE) == 1
+    # Never resumes on its own, although the window rolls past the jump.
+
+
+def test_calm_real_data_does_not_halt(runner):
+    o = run_risk(recorded_ticks(), config(), runner)
+    assert o.states == [] and o.alerts == [] and o.intents == []
+
+
+def fill(ts: int, i: int, qty: float, price: float, symbol: str = SYMBOL) -> Fill:
+    return Fill(
+        ts=ts,
+        venue=VENUE,
+        symbol=symbol,
+        trade_id=f"t{i}",
+        side="buy",
+        price=price,
+        qty=qty,
+        fee=qty * price * 0.001,
+        fee_asset="USDT",
+    )
+
+
+def test_exposure_breach_from_fills_halts_the_asset(runner):
+    ticks = recorded_ticks(limit=2_000)
+    t0 = ticks[0].ts
+    balance = BalanceSnapshot(ts=t0, venue=VENUE, asset="BTC", free=0.5, total=0.5)
+    fills = [fill(ticks[500 * k].ts + 1, k, 0.3, ticks[500 * k].mid) for k in range(1, 4)]
+    events = sorted([*ticks, balance, *fills], key=lambda e: e.ts)
+    cfg = config(assets={"BTC": AssetLimits(max_long=1.2)})
+
+    o = run_risk(events, cfg, runner)
+
+    # 0.5 + 0.3 + 0.3 = 1.1 is within the limit; the third fill (1.4) breaches it.
+    assert [(s.scope, s.status) for s in o.states] == [("asset:BTC", "HALTED")]
+    assert o.states[0].ts == fills[2].ts
+    assert "main BTC exposure 1.4 > limit 1.2" in o.states[0].reasons
+    assert sorted((i.venue, i.symbol) for i in o.intents) == [(VENUE, SYMBOL), ("okx", "BTC/USDC")]
+    assert metrics.EXPOSURE.labels(account="main", asset="BTC")._value.get() == pytest.approx(1.4)
+    assert gauge("asset:BTC") == 1
+
+
+def test_stale_feed_halts_the_market(runner):
+    ticks = recorded_ticks(limit=1_000)
+    last = ticks[-1].ts
+    beats = [Heartbeat(last + k * NS // 2) for k in range(1, 9)]  # up to 4 s of silence
+    o = run_risk([*ticks, *beats], config(), runner)
+    assert [(s.scope, s.status) for s in o.states] == [(BTC_SCOPE, "HALTED")]
+    halted = o.states[0]
+    assert halted.ts == last + 5 * NS // 2  # the first heartbeat past 2 s
+    assert "market data age 2.5 s > limit 2 s" in halted.reasons
+    assert [i.symbol for i in o.intents] == [SYMBOL]
+
+
+def index_price(ts: int, price: float, oracle: float) -> IndexPrice:
+    return IndexPrice(ts=ts, basket="BTC", quote="USD", price=price, constituents=(),
+                      oracle_price=oracle)  # fmt: skip
+
+
+def test_oracle_deviation_halts_the_configured_scope(runner):
+    ticks = recorded_ticks(limit=1_000)
+    t = ticks[-1].ts
+    events = [
+        *ticks,
+        index_price(t + 1, 61_800.0, 61_790.0),  # 1.6 bps: fine
+        index_price(t + 2, 61_800.0, 60_300.0),  # 249 bps off the oracle
+    ]
+    cfg = config(baskets={"BTC": BasketLimits(max_oracle_deviation_bps=100.0)})
+    o = run_risk(events, cfg, runner)
+    assert [(s.scope, s.status) for s in o.states] == [("global", "HALTED")]
+    assert "index BTC vs oracle deviation" in o.states[0].reasons[0]
+    assert len(o.intents) == 3  # every configured market
+    assert metrics.INDEX_ORACLE_DEVIATION.labels(basket="BTC")._value.get() == pytest.approx(
+        (61_800 / 60_300 - 1) * 1e4
+    )
+
+
+def test_manual_halt_set_params_and_bad_commands(runner):
+    ticks = recorded_ticks(limit=1_500)
+    t = ticks[600].ts
+    events = [
+        *ticks[:600],
+        command(t, "halt", "account:main", reason="maintenance"),
+        command(t, "set_params", BTC_SCOPE, params={"max_move_bps": 1.0}),
+        command(t, "set_params", BTC_SCOPE, params={"no_such_limit": 1.0}),
+        command(t, "resume", "market:nonsense"),
+        *ticks[600:],
+    ]
+    o = run_risk(events, config(), runner)
+    by_scope = {(s.scope, s.status) for s in o.states}
+    assert ("account:main", "HALTED") in by_scope
+    # The lowered move limit (1 bp) halts the market on the next ticks.
+    assert (BTC_SCOPE, "HALTED") in by_scope
+    assert {a.name for a in o.alerts} >= {"KillSwitchEngaged", "RiskLimitsChanged"}
+    reasons = sorted(e.reason for e in o.errs)
+    assert len(reasons) == 2
+    assert "unknown limit 'no_such_limit'" in reasons[1] or "unknown limit" in reasons[0]
+    assert any("bad scope" in r for r in reasons)
