@@ -1,0 +1,385 @@
+"""Our own order updates, fills and balances from the exchange, through ccxt.
+
+Websocket first (ccxt.pro ``watch_orders`` / ``watch_my_trades`` / ``watch_balance``); when the
+venue or the connection does not allow it, polling (``fetch_open_orders``, ``fetch_my_trades``,
+``fetch_balance``) takes over. Either way the stream starts with a snapshot of balances and
+open orders, so a restart re-learns the state instead of trusting what it saw before.
+
+The Bytewax source has one partition per account, so exactly one worker reads it, and its
+``next_batch`` never blocks: the async reader runs through ``bytewax.inputs.batch_async``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Literal
+
+import bytewax.operators as op
+import ccxt.async_support as ccxt
+from bytewax.dataflow import Dataflow, Stream, operator
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition, batch_async
+
+from makerflow import metrics
+from makerflow.schemas.config import Config
+from makerflow.schemas.events import BalanceSnapshot, Fill, OrderEvent, Side
+from makerflow.sinks.exchange import Credentials, ExchangeSinkConfig, order_event_from_ccxt
+
+log = logging.getLogger(__name__)
+
+PrivateEvent = OrderEvent | Fill | BalanceSnapshot
+
+
+class PrivateStreamConfig(Config, frozen=True, kw_only=True):
+    """Whose private stream to read, and how. Credentials: as for the exchange sink."""
+
+    venue: str = "binance"
+    exchange_id: str = "binance"
+    url: str | None = None
+    account: str = "main"
+    symbols: tuple[str, ...] = ("BTC/USDT",)
+    mode: Literal["auto", "websocket", "polling"] = "auto"
+    poll_interval_s: float = 1.0
+    timeout_ms: int = 5_000
+    api_key_env: str = "MAKERFLOW_EXCHANGE_API_KEY"
+    secret_env: str = "MAKERFLOW_EXCHANGE_SECRET"
+    api_key_file: str | None = None
+    secret_file: str | None = None
+
+    def credentials(self, env: Mapping[str, str] | None = None) -> Credentials:
+        sink = ExchangeSinkConfig(
+            api_key_env=self.api_key_env,
+            secret_env=self.secret_env,
+            api_key_file=self.api_key_file,
+            secret_file=self.secret_file,
+        )
+        return Credentials.load(sink, env)
+
+
+def fill_from_ccxt(
+    trade: Mapping[str, Any],
+    *,
+    venue: str,
+    account: str,
+    client_order_id: str | None = None,
+) -> Fill:
+    """A ccxt unified trade of ours as a :class:`Fill`."""
+    fee = trade.get("fee") or {}
+    info = trade.get("info") or {}
+    cid = client_order_id or info.get("c") or None
+    side: Side = "sell" if trade.get("side") == "sell" else "buy"
+    return Fill(
+        ts=int(trade.get("timestamp") or 0) * 1_000_000,
+        venue=venue,
+        symbol=str(trade.get("symbol")),
+        account=account,
+        trade_id=str(trade.get("id")),
+        client_order_id=cid,
+        exchange_order_id=str(trade["order"]) if trade.get("order") is not None else None,
+        side=side,
+        price=float(trade.get("price") or 0.0),
+        qty=float(trade.get("amount") or 0.0),
+        fee=float(fee.get("cost") or 0.0),
+        fee_asset=str(fee.get("currency") or ""),
+        liquidity="taker" if trade.get("takerOrMaker") == "taker" else "maker",
+    )
+
+
+def balances_from_ccxt(
+    balance: Mapping[str, Any], *, venue: str, account: str, ts: int
+) -> list[BalanceSnapshot]:
+    """One :class:`BalanceSnapshot` per asset of a ccxt balance structure."""
+    free = balance.get("free") or {}
+    used = balance.get("used") or {}
+    total = balance.get("total") or {}
+    stamp = balance.get("timestamp")
+    out = []
+    for asset in sorted(total):
+        out.append(
+            BalanceSnapshot(
+                ts=int(stamp) * 1_000_000 if stamp else ts,
+                venue=venue,
+                account=account,
+                asset=asset,
+                free=float(free.get(asset) or 0.0),
+                used=float(used.get(asset) or 0.0),
+                total=float(total.get(asset) or 0.0),
+            )
+        )
+    return out
+
+
+class _Dedup:
+    """Remembers what was already emitted (bounded), since ws and polls can overlap."""
+
+    def __init__(self, size: int = 50_000) -> None:
+        self._seen: OrderedDict[Any, None] = OrderedDict()
+        self._size = size
+
+    def first(self, key: Any) -> bool:
+        if key in self._seen:
+            return False
+        self._seen[key] = None
+        if len(self._seen) > self._size:
+            self._seen.popitem(last=False)
+        return True
+
+
+class PrivateStreamReader:
+    """The async reader: yields :data:`PrivateEvent` s forever."""
+
+    def __init__(
+        self,
+        config: PrivateStreamConfig,
+        client_factory: Callable[[bool], Any],
+    ) -> None:
+        """``client_factory(pro)`` returns a ccxt client (ccxt.pro when ``pro``)."""
+        self.config = config
+        self._factory = client_factory
+        self._seen = _Dedup()
+        self._cids: dict[str, str] = {}
+        self._balances: dict[str, tuple[float, float, float]] = {}
+        self._last_ts = 0
+        self.mode_used: str = ""
+
+    # --- conversion with dedup --------------------------------------------------------
+
+    def _order(self, order: Mapping[str, Any]) -> list[PrivateEvent]:
+        cfg = self.config
+        if order.get("id") is not None and order.get("clientOrderId"):
+            self._cids[str(order["id"])] = str(order["clientOrderId"])
+        ev = order_event_from_ccxt(
+            order, venue=cfg.venue, account=cfg.account, fallback_ts=self._last_ts
+        )
+        self._last_ts = max(self._last_ts, ev.ts)
+        if not self._seen.first(("o", ev.client_order_id, ev.status, ev.filled_qty)):
+            return []
+        return [ev]
+
+    def _fill(self, trade: Mapping[str, Any]) -> list[PrivateEvent]:
+        cfg = self.config
+        if not self._seen.first(("t", trade.get("symbol"), str(trade.get("id")))):
+            return []
+        cid = self._cids.get(str(trade.get("order")))
+        fill = fill_from_ccxt(trade, venue=cfg.venue, account=cfg.account, client_order_id=cid)
+        self._last_ts = max(self._last_ts, fill.ts)
+        return [fill]
+
+    def _balance(self, balance: Mapping[str, Any]) -> list[PrivateEvent]:
+        cfg = self.config
+        out: list[PrivateEvent] = []
+        for snap in balances_from_ccxt(
+            balance, venue=cfg.venue, account=cfg.account, ts=self._last_ts
+        ):
+            key = (snap.free, snap.used, snap.total)
+            if self._balances.get(snap.asset) != key:
+                self._balances[snap.asset] = key
+                out.append(snap)
+        return out
+
+    # --- reading ----------------------------------------------------------------------
+
+    async def events(self) -> AsyncIterator[PrivateEvent]:
+        mode = self.config.mode
+        if mode in ("auto", "websocket"):
+            try:
+                async for ev in self._websocket():
+                    yield ev
+                return
+            except (ccxt.NotSupported, ccxt.NetworkError, ccxt.ExchangeError) as exc:
+                if mode == "websocket":
+                    raise
+                log.warning("private websocket unavailable (%s); polling instead", exc)
+        async for ev in self._polling():
+            yield ev
+
+    async def _snapshot(self, client: Any) -> list[PrivateEvent]:
+        out: list[PrivateEvent] = []
+        out += self._balance(await client.fetch_balance())
+        for symbol in self.config.symbols:
+            for order in await client.fetch_open_orders(symbol):
+                out += self._order(order)
+        return out
+
+    async def _websocket(self) -> AsyncIterator[PrivateEvent]:
+        client = self._factory(True)
+        queue: asyncio.Queue[list[PrivateEvent] | BaseException] = asyncio.Queue()
+
+        async def pump(watch: Callable[[], Any], convert: Callable[[Any], list[Any]]) -> None:
+            try:
+                while True:
+                    items = await watch()
+                    batch: list[PrivateEvent] = []
+                    for item in items if isinstance(items, list) else [items]:
+                        batch += convert(item)
+                    if batch:
+                        queue.put_nowait(batch)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
+                queue.put_nowait(exc)
+
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            await client.load_markets()
+            # Subscribe first, snapshot second: nothing between the two is lost.
+            for symbol in self.config.symbols:
+                tasks.append(
+                    asyncio.ensure_future(
+                        pump(functools.partial(client.watch_orders, symbol), self._order)
+                    )
+                )
+                tasks.append(
+                    asyncio.ensure_future(
+                        pump(functools.partial(client.watch_my_trades, symbol), self._fill)
+                    )
+                )
+            tasks.append(asyncio.ensure_future(pump(client.watch_balance, self._balance)))
+            self.mode_used = "websocket"
+            for ev in await self._snapshot(client):
+                yield ev
+            while True:
+                got = await queue.get()
+                if isinstance(got, BaseException):
+                    raise got
+                for ev in got:
+                    yield ev
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(BaseException):
+                    await t
+            await client.close()
+
+    async def _polling(self) -> AsyncIterator[PrivateEvent]:
+        client = self._factory(False)
+        self.mode_used = "polling"
+        open_ids: dict[str, set[str]] = {s: set() for s in self.config.symbols}
+        try:
+            await client.load_markets()
+            while True:
+                try:
+                    batch = await self._poll_once(client, open_ids)
+                except ccxt.NetworkError as exc:
+                    log.warning("private stream poll failed (%s); retrying", exc)
+                    batch = []
+                for ev in batch:
+                    yield ev
+                await asyncio.sleep(self.config.poll_interval_s)
+        finally:
+            await client.close()
+
+    async def _poll_once(self, client: Any, open_ids: dict[str, set[str]]) -> list[PrivateEvent]:
+        out: list[PrivateEvent] = []
+        for symbol in self.config.symbols:
+            orders = await client.fetch_open_orders(symbol)
+            now_open = {str(o["id"]) for o in orders}
+            for o in orders:
+                out += self._order(o)
+            # Orders that left the open list: ask how they ended.
+            for oid in sorted(open_ids[symbol] - now_open):
+                with contextlib.suppress(ccxt.OrderNotFound):
+                    out += self._order(await client.fetch_order(oid, symbol))
+            open_ids[symbol] = now_open
+            for t in await client.fetch_my_trades(symbol):
+                out += self._fill(t)
+        out += self._balance(await client.fetch_balance())
+        return out
+
+
+class _PrivatePartition(StatefulSourcePartition[PrivateEvent, None]):
+    def __init__(self, reader: PrivateStreamReader) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._batches = batch_async(
+            reader.events(), timedelta(milliseconds=50), 1000, loop=self._loop
+        )
+
+    def next_batch(self) -> list[PrivateEvent]:
+        return next(self._batches)
+
+    def snapshot(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self._loop.close()
+
+
+class PrivateStreamSource(FixedPartitionedSource[PrivateEvent, None]):
+    """One partition per account (``venue:account``): exactly one worker reads it."""
+
+    def __init__(
+        self,
+        config: PrivateStreamConfig,
+        client_factory: Callable[[bool], Any] | None = None,
+    ) -> None:
+        self.config = config
+        self._factory = client_factory
+
+    def list_parts(self) -> list[str]:
+        return [f"{self.config.venue}:{self.config.account}"]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _PrivatePartition:
+        factory = self._factory or default_client_factory(self.config)
+        return _PrivatePartition(PrivateStreamReader(self.config, factory))
+
+
+def default_client_factory(config: PrivateStreamConfig) -> Callable[[bool], Any]:
+    """ccxt clients for the config: the local exchange's when ``url`` is set."""
+    creds = config.credentials()
+
+    def make(pro: bool) -> Any:
+        extra = {"timeout": config.timeout_ms}
+        if config.url is not None:
+            from makerflow.exchange.local import ccxt_client
+
+            return ccxt_client(config.url, creds.api_key, creds.secret, pro=pro, **extra)
+        if pro:
+            import ccxt.pro as ccxt_pro
+
+            mod: Any = ccxt_pro
+        else:
+            mod = ccxt
+        return getattr(mod, config.exchange_id)(
+            {"apiKey": creds.api_key, "secret": creds.secret, **extra}
+        )
+
+    return make
+
+
+@dataclass(frozen=True)
+class PrivateStreams:
+    orders: Stream[OrderEvent]
+    fills: Stream[Fill]
+    balances: Stream[BalanceSnapshot]
+
+
+@operator
+def private_stream(
+    step_id: str,
+    flow: Dataflow,
+    config: PrivateStreamConfig,
+    *,
+    client_factory: Callable[[bool], Any] | None = None,
+) -> PrivateStreams:
+    """Our order events, fills and balances from the exchange, as three streams."""
+    events = op.input("read", flow, PrivateStreamSource(config, client_factory))
+
+    def count(ev: PrivateEvent) -> PrivateEvent:
+        metrics.EVENTS_IN.labels(step=step_id).inc()
+        return ev
+
+    events = op.map("count", events, count)
+    orders_b = op.branch("orders", events, lambda e: isinstance(e, OrderEvent))
+    fills_b = op.branch("fills", orders_b.falses, lambda e: isinstance(e, Fill))
+    return PrivateStreams(
+        orders=orders_b.trues,  # type: ignore[arg-type]
+        fills=fills_b.trues,  # type: ignore[arg-type]
+        balances=fills_b.falses,  # type: ignore[arg-type]
+    )
