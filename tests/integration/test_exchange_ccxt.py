@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+
 import ccxt.async_support as ccxt
 import pytest
 
