@@ -18,6 +18,7 @@ and a depth diff with 10 bid and 10 ask levels. One process, one thread: one cor
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 import time
@@ -76,26 +77,41 @@ def stdlib_delta(raw: bytes) -> BookDelta:
     return BookDelta(**d)
 
 
+def _best_time(run: Callable[[], None], repeats: int) -> float:
+    # Best of several runs, with the cyclic GC off as ``timeit`` does: on a shared machine the
+    # minimum is the least disturbed run, and GC pauses would depend on unrelated garbage.
+    best = float("inf")
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            run()
+            best = min(best, time.perf_counter() - t0)
+    finally:
+        if enabled:
+            gc.enable()
+    return best
+
+
 def rate(fn: Callable[[Any], Any], items: list[Any], repeats: int) -> float:
     """Items per second of ``fn`` over ``items``, best of ``repeats`` runs."""
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+
+    def run() -> None:
         for x in items:
             fn(x)
-        best = min(best, time.perf_counter() - t0)
-    return len(items) / best
+
+    return len(items) / _best_time(run, repeats)
 
 
 def batch_rate(fn: Callable[[list[Any]], Any], batches: list[list[Any]], repeats: int) -> float:
-    n = sum(len(b) for b in batches)
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+    """Items per second of ``fn`` over whole batches."""
+
+    def run() -> None:
         for b in batches:
             fn(b)
-        best = min(best, time.perf_counter() - t0)
-    return n / best
+
+    return sum(len(b) for b in batches) / _best_time(run, repeats)
 
 
 def per_message_counting(decoder: MessageDecoder[Any]) -> Callable[[list[Any]], Any]:
