@@ -421,7 +421,13 @@ class ExchangeExecutor:
             account=intent.account,
             symbol=intent.symbol,
             fallback_ts=intent.ts,
-            client_order_id=order.get("clientOrderId") or intent.client_order_id,
+            # A cancel's answer names the cancel request in clientOrderId (Binance), so the
+            # intent's id, or the original id the venue echoes, is the order's.
+            client_order_id=(
+                intent.client_order_id
+                or (order.get("info") or {}).get("origClientOrderId")
+                or order.get("clientOrderId")
+            ),
             reason=intent.reason,
         )
         placed = self._placed.get(ev.client_order_id)
@@ -517,6 +523,12 @@ class _LazyRunner:
                 self._runner = ExchangeRunner(ExchangeExecutor(self._config, credentials=creds))
             return self._runner
 
+    def close(self) -> None:
+        with self._lock:
+            if self._runner is not None:
+                self._runner.close()
+                self._runner = None
+
 
 _Item = OrderIntent | OrderEvent
 
@@ -551,6 +563,12 @@ class _ExecuteLogic(op.StatefulBatchLogic[_Item, OrderEvent, tuple[str, ...]]):
         run_pending()
         metrics.EVENTS_OUT.labels(step=self.step).inc(len(out))
         return out, False
+
+    def on_eof(self) -> tuple[Iterable[OrderEvent], bool]:
+        # The input is finished for every key: release the connection (a later item, after
+        # a resume, opens a new one).
+        self.lazy.close()
+        return (), False
 
     def snapshot(self) -> tuple[str, ...]:
         return self.open.snapshot()
