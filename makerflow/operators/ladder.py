@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -39,6 +39,8 @@ class MarketSpec:
     lot_size: float
     min_qty: float = 0.0
     min_notional: float = 0.0
+    price_decimals: int = field(init=False, repr=False, compare=False)
+    qty_decimals: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("tick_size", "lot_size"):
@@ -49,14 +51,9 @@ class MarketSpec:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-
-    @property
-    def price_decimals(self) -> int:
-        return _decimals(self.tick_size)
-
-    @property
-    def qty_decimals(self) -> int:
-        return _decimals(self.lot_size)
+        # decimals of the grids, computed once: rounding happens on every tick
+        object.__setattr__(self, "price_decimals", _decimals(self.tick_size))
+        object.__setattr__(self, "qty_decimals", _decimals(self.lot_size))
 
     def price_down(self, price: float) -> float:
         """The largest price on the tick grid that is <= ``price`` (for bids)."""

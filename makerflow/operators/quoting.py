@@ -1,0 +1,825 @@
+"""The quoter: from ticks, index prices, risk states, own orders and fills to order intents.
+
+:class:`Quoter` is pure (no I/O, no clock; event time comes from the events), one instance per
+market. On each event it updates what it knows (inventory from fills, live orders from order
+events, volatility from ticks, halts from risk states and control commands), asks its model
+for a reservation price and half spread, lays out the ladder and diffs it against the live
+orders into place and cancel intents. A live order close enough to its desired price
+(``refresh_tolerance_bps``), or younger than ``min_quote_lifetime_s``, is left alone, so small
+moves of the market do not churn orders.
+
+Client order ids are deterministic: ``mf-<h>-<side><level>-<seq>`` where ``h`` hashes the
+id namespace, account, market and the event time of the quoter's first event, ``side`` is
+``b`` or ``s`` and ``seq`` counts the market's placements in base 36. The same input gives
+the same ids, so a retried or replayed intent can never place a second order; a quoter that
+starts later on the stream gets a new ``h``. At most 32 characters of ``[a-z0-9-]``, which
+Binance's ``newClientOrderId`` (and most exchanges) accept.
+
+:func:`quoting_op` is the Bytewax operator around it, keyed by ``venue:symbol``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeGuard
+
+import bytewax.operators as op
+import msgspec
+from bytewax.dataflow import Stream, operator
+from bytewax.operators import StatefulLogic
+
+from makerflow import metrics
+from makerflow.operators.ladder import Ladder, LadderShape, MarketSpec, build_ladder
+from makerflow.operators.quoting_config import MarketConfig, QuotingConfig, QuotingParams
+from makerflow.operators.quoting_models import (
+    NS,
+    AvellanedaStoikov,
+    EwmaVolatility,
+    FixedSpread,
+    QuotingModel,
+)
+from makerflow.schemas.codec import dead_letter, encode
+from makerflow.schemas.events import (
+    ControlCommand,
+    DeadLetter,
+    Fill,
+    IndexPrice,
+    OrderEvent,
+    OrderIntent,
+    QuoteLadder,
+    QuoteLevel,
+    RiskState,
+    Side,
+    Tick,
+)
+from makerflow.schemas.scopes import covers, validate_scope
+
+logger = logging.getLogger(__name__)
+
+MAX_CLIENT_ID = 32
+_FILL_MEMORY = 512
+"""How many recent fill trade ids are remembered to drop duplicate fills."""
+_DONE = frozenset({"filled", "canceled", "rejected", "expired"})
+_SIDE_ORDER = {"buy": 0, "sell": 1}
+
+
+class QuoterInputError(ValueError):
+    """An event the quoter cannot use (bad prices, bad parameters); it becomes a dead letter."""
+
+
+class LiveOrder(msgspec.Struct, frozen=True, kw_only=True):
+    """One of our orders that the exchange may hold, as the quoter knows it."""
+
+    client_order_id: str
+    side: Side
+    level: int
+    price: float
+    qty: float
+    filled: float = 0.0
+    placed_ts: int
+    acked: bool = False
+    cancel_ts: int | None = None
+    """When a cancel was requested; the order no longer counts as a quote."""
+
+
+class QuoterSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything a quoter needs to resume: small, immutable, picklable."""
+
+    market: str
+    overrides: dict[str, Any]
+    session: str
+    seq: int
+    inventory: float
+    orders: tuple[LiveOrder, ...]
+    vol: tuple[int | None, float | None, float, float]
+    risk_halts: tuple[str, ...]
+    control_halts: tuple[str, ...]
+    last_tick: Tick | None
+    index: tuple[int, float] | None
+    fill_ids: tuple[str, ...]
+    blocked: tuple[tuple[str, int, int], ...]
+    last_ladder: tuple[tuple[tuple[float, float], ...], tuple[tuple[float, float], ...]] | None
+
+
+@dataclass(frozen=True, slots=True)
+class QuoterOutput:
+    """What one event made the quoter do."""
+
+    intents: tuple[OrderIntent, ...] = ()
+    ladder: QuoteLadder | None = None
+
+
+_NOTHING = QuoterOutput()
+
+
+def client_order_id(session: str, side: Side, level: int, seq: int) -> str:
+    """``mf-<session>-<b|s><level>-<seq base 36>``."""
+    cid = f"mf-{session}-{'b' if side == 'buy' else 's'}{level}-{_base36(seq)}"
+    if len(cid) > MAX_CLIENT_ID:
+        raise ValueError(f"client order id {cid!r} is longer than {MAX_CLIENT_ID} characters")
+    return cid
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if n == 0:
+            return out
+
+
+def session_id(namespace: str, account: str, venue: str, symbol: str, first_ts: int) -> str:
+    """The 10 hex characters that make a quoter run's client order ids its own."""
+    text = f"{namespace}|{account}|{venue}|{symbol}|{first_ts}"
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def _finite_positive(x: float) -> bool:
+    return math.isfinite(x) and x > 0
+
+
+def _model(params: QuotingParams) -> QuotingModel:
+    if params.model == "avellaneda_stoikov":
+        return AvellanedaStoikov(
+            gamma=params.gamma,
+            kappa=params.kappa,
+            horizon_s=params.horizon_s,
+            rolling=params.rolling_horizon,
+        )
+    return FixedSpread(
+        half_spread_bps=params.half_spread_bps, skew_bps_per_unit=params.skew_bps_per_unit
+    )
+
+
+def _shape(params: QuotingParams) -> LadderShape:
+    return LadderShape(
+        levels=params.levels,
+        level_spacing_bps=params.level_spacing_bps,
+        order_size=params.order_size,
+        size_multiplier=params.size_multiplier,
+        min_spread_bps=params.min_spread_bps,
+        max_spread_bps=params.max_spread_bps,
+        price_band_bps=params.price_band_bps,
+    )
+
+
+class Quoter:
+    """Quotes one market. Feed it events in event-time order; each ``on_*`` returns the
+    intents to send and, when the desired ladder changed, the new ladder."""
+
+    def __init__(
+        self,
+        market: MarketConfig,
+        params: QuotingParams,
+        *,
+        id_namespace: str = "",
+        cancel_on_start: bool = True,
+        snapshot: QuoterSnapshot | None = None,
+    ) -> None:
+        self.market = market
+        self.spec = MarketSpec(
+            tick_size=market.tick_size,
+            lot_size=market.lot_size,
+            min_qty=market.min_qty,
+            min_notional=market.min_notional,
+        )
+        self.id_namespace = id_namespace
+        self.cancel_on_start = cancel_on_start
+        self._base_params = params
+        self.overrides: dict[str, Any] = {}
+        self.session = ""
+        self.seq = 0
+        self.inventory = market.initial_inventory
+        self.orders: dict[str, LiveOrder] = {}
+        self.risk_halts: set[str] = set()
+        self.control_halts: set[str] = set()
+        self.last_tick: Tick | None = None
+        self.index: tuple[int, float] | None = None
+        self._fill_ids: deque[str] = deque(maxlen=_FILL_MEMORY)
+        self._fill_set: set[str] = set()
+        self._blocked: dict[tuple[str, int], int] = {}
+        self._last_ladder: (
+            tuple[tuple[tuple[float, float], ...], tuple[tuple[float, float], ...]] | None
+        ) = None
+        self.vol = EwmaVolatility(params.sigma_half_life_s, params.sigma_initial)
+        self.params = params
+        self.model: QuotingModel = _model(params)
+        self.shape = _shape(params)
+        if snapshot is not None:
+            self._restore(snapshot)
+
+    # --- state ----------------------------------------------------------------------------
+
+    @property
+    def key(self) -> str:
+        return self.market.key
+
+    @property
+    def halted(self) -> bool:
+        return bool(self.risk_halts or self.control_halts)
+
+    @property
+    def sigma(self) -> float:
+        return self.vol.sigma
+
+    def _apply_params(self, params: QuotingParams) -> None:
+        self.params = params
+        self.model = _model(params)
+        self.shape = _shape(params)
+        self.vol.set_half_life(params.sigma_half_life_s)
+
+    def snapshot(self) -> QuoterSnapshot:
+        v = self.vol
+        return QuoterSnapshot(
+            market=self.key,
+            overrides=dict(self.overrides),
+            session=self.session,
+            seq=self.seq,
+            inventory=self.inventory,
+            orders=tuple(self.orders.values()),
+            vol=(v.last_ts, v.last_mid, v.variance, v.elapsed_s),
+            risk_halts=tuple(sorted(self.risk_halts)),
+            control_halts=tuple(sorted(self.control_halts)),
+            last_tick=self.last_tick,
+            index=self.index,
+            fill_ids=tuple(self._fill_ids),
+            blocked=tuple((s, lvl, until) for (s, lvl), until in sorted(self._blocked.items())),
+            last_ladder=self._last_ladder,
+        )
+
+    def _restore(self, s: QuoterSnapshot) -> None:
+        if s.market != self.key:
+            raise ValueError(f"snapshot of {s.market} cannot resume the quoter of {self.key}")
+        if s.overrides:
+            try:
+                self._apply_params(self._base_params.replace(s.overrides))
+                self.overrides = dict(s.overrides)
+            except ValueError as exc:
+                logger.warning("%s: saved parameter overrides dropped: %s", self.key, exc)
+        self.session = s.session
+        self.seq = s.seq
+        self.inventory = s.inventory
+        self.orders = {o.client_order_id: o for o in s.orders}
+        last_ts, last_mid, variance, elapsed = s.vol
+        self.vol = EwmaVolatility(
+            self.params.sigma_half_life_s,
+            last_ts=last_ts,
+            last_mid=last_mid,
+            variance=variance,
+            elapsed_s=elapsed,
+        )
+        self.risk_halts = set(s.risk_halts)
+        self.control_halts = set(s.control_halts)
+        self.last_tick = s.last_tick
+        self.index = s.index
+        self._fill_ids = deque(s.fill_ids, maxlen=_FILL_MEMORY)
+        self._fill_set = set(s.fill_ids)
+        self._blocked = {(side, lvl): until for side, lvl, until in s.blocked}
+        self._last_ladder = s.last_ladder
+
+    # --- events -----------------------------------------------------------------------------
+
+    def on_event(self, event: Any) -> QuoterOutput:
+        """Dispatch ``event`` to the matching ``on_*`` method."""
+        if isinstance(event, Tick):
+            return self.on_tick(event)
+        if isinstance(event, Fill):
+            return self.on_fill(event)
+        if isinstance(event, OrderEvent):
+            return self.on_order_event(event)
+        if isinstance(event, RiskState):
+            return self.on_risk(event)
+        if isinstance(event, IndexPrice):
+            return self.on_index(event)
+        if isinstance(event, ControlCommand):
+            return self.on_control(event)
+        raise QuoterInputError(f"the quoter does not take {type(event).__name__} events")
+
+    def on_tick(self, tick: Tick) -> QuoterOutput:
+        if not (_finite_positive(tick.bid) and _finite_positive(tick.ask)):
+            raise QuoterInputError(
+                f"tick of {tick.key} at {tick.ts} has unusable prices bid={tick.bid}"
+                f" ask={tick.ask}: expected finite prices > 0"
+            )
+        if self.last_tick is not None and tick.ts < self.last_tick.ts:
+            return _NOTHING  # late tick: the book has moved on since
+        start = self._start(tick.ts)
+        if tick.bid >= tick.ask:
+            return _out(start)  # crossed book: wait for the next tick rather than quote into it
+        self.vol.update(tick.ts, tick.mid)
+        self.last_tick = tick
+        if self.halted:
+            return _out(start + self._retry_cancels(tick.ts))
+        return self._requote(tick.ts, start)
+
+    def on_index(self, index: IndexPrice) -> QuoterOutput:
+        start = self._start(index.ts)
+        usable = index.price is not None and _finite_positive(index.price) and not index.flagged
+        self.index = (index.ts, float(index.price)) if usable and index.price else None
+        if self.params.fair_price == "index" and not self.halted:
+            return self._requote(index.ts, start)
+        return _out(start)
+
+    def on_risk(self, state: RiskState) -> QuoterOutput:
+        m = self.market
+        if not covers(state.scope, m.venue, m.symbol, m.account):
+            return _NOTHING
+        start = self._start(state.ts)
+        was = self.halted
+        if state.status == "HALTED":
+            self.risk_halts.add(state.scope)
+        else:
+            self.risk_halts.discard(state.scope)
+        reason = f"risk {state.scope} {state.status}: {', '.join(state.reasons)}".rstrip(": ")
+        return self._after_halt_change(state.ts, was, reason, start)
+
+    def on_control(self, cmd: ControlCommand) -> QuoterOutput:
+        m = self.market
+        if not covers(cmd.scope, m.venue, m.symbol, m.account):
+            return _NOTHING
+        if cmd.command == "set_params":
+            try:
+                params = self._base_params.replace({**self.overrides, **cmd.params})
+            except ValueError as exc:
+                raise QuoterInputError(str(exc)) from None
+            start = self._start(cmd.ts)
+            self.overrides.update(cmd.params)
+            self._apply_params(params)
+            logger.info("%s: parameters set by %s: %s", self.key, cmd.issued_by, cmd.params)
+            if self.halted:
+                return _out(start)
+            return self._requote(cmd.ts, start)
+        start = self._start(cmd.ts)
+        was = self.halted
+        if cmd.command == "halt":
+            self.control_halts.add(cmd.scope)
+        else:
+            self.control_halts.discard(cmd.scope)
+        reason = f"control {cmd.command} {cmd.scope} by {cmd.issued_by or '?'}: {cmd.reason}"
+        return self._after_halt_change(cmd.ts, was, reason.rstrip(": "), start)
+
+    def on_order_event(self, ev: OrderEvent) -> QuoterOutput:
+        order = self.orders.get(ev.client_order_id)
+        if order is None or ev.account != self.market.account:
+            return _NOTHING  # not one of this run's orders (a cancel_all took care of those)
+        if ev.status in _DONE:
+            del self.orders[order.client_order_id]
+            if ev.status == "rejected":
+                backoff = round(self.params.reject_backoff_s * NS)
+                self._blocked[(order.side, order.level)] = ev.ts + backoff
+                logger.info("%s: order %s rejected: %s", self.key, order.client_order_id, ev.reason)
+            if self.halted or order.cancel_ts is not None:
+                return _NOTHING  # a cancel we asked for: its replacement is already out
+            return self._requote(ev.ts, [])
+        filled = max(order.filled, ev.filled_qty)
+        if filled >= order.qty - self.spec.lot_size / 2:
+            del self.orders[order.client_order_id]
+            return _NOTHING if self.halted else self._requote(ev.ts, [])
+        self.orders[order.client_order_id] = msgspec.structs.replace(
+            order, acked=True, filled=filled
+        )
+        return _NOTHING
+
+    def on_fill(self, fill: Fill) -> QuoterOutput:
+        if fill.account != self.market.account:
+            return _NOTHING
+        if not (_finite_positive(fill.qty) and _finite_positive(fill.price)):
+            raise QuoterInputError(
+                f"fill {fill.trade_id} of {fill.key} has qty={fill.qty} price={fill.price}:"
+                " expected finite values > 0"
+            )
+        if fill.trade_id in self._fill_set:
+            return _NOTHING  # the private stream repeats itself after a reconnect
+        if len(self._fill_ids) == self._fill_ids.maxlen:
+            self._fill_set.discard(self._fill_ids[0])
+        self._fill_ids.append(fill.trade_id)
+        self._fill_set.add(fill.trade_id)
+        start = self._start(fill.ts)
+        self.inventory += fill.qty if fill.side == "buy" else -fill.qty
+        order = self.orders.get(fill.client_order_id or "")
+        if order is not None:
+            filled = order.filled + fill.qty
+            if filled >= order.qty - self.spec.lot_size / 2:
+                del self.orders[order.client_order_id]
+            else:
+                self.orders[order.client_order_id] = msgspec.structs.replace(order, filled=filled)
+        if self.halted:
+            return _out(start)
+        return self._requote(fill.ts, start)
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _start(self, ts: int) -> list[OrderIntent]:
+        """On the first event of a run: fix the id session and clear leftover orders."""
+        if self.session:
+            return []
+        m = self.market
+        self.session = session_id(self.id_namespace, m.account, m.venue, m.symbol, ts)
+        if not self.cancel_on_start:
+            return []
+        return [self._cancel_all(ts, "start: cancel orders left by an earlier run")]
+
+    def _cancel_all(self, ts: int, reason: str) -> OrderIntent:
+        m = self.market
+        return OrderIntent(
+            ts=ts,
+            venue=m.venue,
+            symbol=m.symbol,
+            account=m.account,
+            action="cancel_all",
+            reason=reason,
+        )
+
+    def _cancel(self, ts: int, order: LiveOrder, reason: str) -> OrderIntent:
+        m = self.market
+        self.orders[order.client_order_id] = msgspec.structs.replace(order, cancel_ts=ts)
+        return OrderIntent(
+            ts=ts,
+            venue=m.venue,
+            symbol=m.symbol,
+            account=m.account,
+            action="cancel",
+            client_order_id=order.client_order_id,
+            side=order.side,
+            price=order.price,
+            qty=order.qty,
+            reason=reason,
+        )
+
+    def _place(
+        self, ts: int, side: Side, level: int, price: float, qty: float, ref: float
+    ) -> OrderIntent:
+        m = self.market
+        cid = client_order_id(self.session, side, level, self.seq)
+        self.seq += 1
+        self.orders[cid] = LiveOrder(
+            client_order_id=cid, side=side, level=level, price=price, qty=qty, placed_ts=ts
+        )
+        return OrderIntent(
+            ts=ts,
+            venue=m.venue,
+            symbol=m.symbol,
+            account=m.account,
+            action="place",
+            client_order_id=cid,
+            side=side,
+            price=price,
+            qty=qty,
+            post_only=self.params.post_only,
+            reference=ref,
+            reason=f"level {level}",
+        )
+
+    def _after_halt_change(
+        self, ts: int, was: bool, reason: str, start: list[OrderIntent]
+    ) -> QuoterOutput:
+        if self.halted:
+            intents = list(start)
+            if not was:
+                # Everything out at once: cancel_all catches orders we never heard about,
+                # the cancels by id make sure each known one goes even if cancel_all fails.
+                intents.append(self._cancel_all(ts, f"halt: {reason}"))
+                intents.extend(self._cancel(ts, o, f"halt: {reason}") for o in self._live())
+            else:
+                intents.extend(
+                    self._cancel(ts, o, f"halt: {reason}")
+                    for o in self._live()
+                    if o.cancel_ts is None
+                )
+            ladder = None
+            if self._last_ladder != ((), ()) and self.last_tick is not None:
+                # Publish that nothing is quoted any more.
+                self._last_ladder = ((), ())
+                mid = self.last_tick.mid
+                ladder = self._ladder_event(ts, mid, mid, 0.0, self._last_ladder)
+            return QuoterOutput(intents=tuple(intents), ladder=ladder)
+        if was:
+            logger.info("%s: resumed (%s)", self.key, reason)
+            return self._requote(ts, start)
+        return _out(start)
+
+    def _live(self) -> list[LiveOrder]:
+        return sorted(self.orders.values(), key=_order_sort_key)
+
+    def _retry_cancels(self, ts: int) -> list[OrderIntent]:
+        retry = round(self.params.cancel_retry_s * NS)
+        if not any(
+            o.cancel_ts is not None and ts - o.cancel_ts >= retry for o in self.orders.values()
+        ):
+            return []
+        return [
+            self._cancel(ts, o, "cancel not confirmed: retry")
+            for o in self._live()
+            if o.cancel_ts is not None and ts - o.cancel_ts >= retry
+        ]
+
+    def _reference(self, tick: Tick) -> float:
+        if self.index is not None:
+            ix_ts, ix_price = self.index
+            if abs(tick.ts - ix_ts) <= self.params.index_max_age_s * NS:
+                return ix_price
+        return tick.mid
+
+    def _fair(self, tick: Tick, reference: float) -> float:
+        fp = self.params.fair_price
+        if fp == "microprice" and _finite_positive(tick.microprice):
+            return tick.microprice
+        if fp == "index":
+            return reference
+        return tick.mid
+
+    def desired_ladder(self, ts: int) -> tuple[Ladder, float, float] | None:
+        """The ladder the model wants at ``ts`` from the last tick, with the reference price
+        and the reservation price; None before the first tick or during warm-up."""
+        tick = self.last_tick
+        if tick is None or self.vol.elapsed_s < self.params.warmup_s:
+            return None
+        p = self.params
+        ref = self._reference(tick)
+        fair = self._fair(tick, ref)
+        excess = self.inventory - p.target_inventory
+        mq = self.model.quote(fair, excess / p.unit, self.vol.sigma, self.model.time_left(ts))
+        limit = p.max_position
+        ladder = build_ladder(
+            reservation=mq.reservation,
+            half_spread=mq.half_spread,
+            reference=ref,
+            spec=self.spec,
+            shape=self.shape,
+            best_bid=tick.bid,
+            best_ask=tick.ask,
+            quote_bids=not (limit > 0 and excess >= limit),
+            quote_asks=not (limit > 0 and -excess >= limit),
+        )
+        return ladder, ref, mq.reservation
+
+    def _requote(self, ts: int, start: list[OrderIntent]) -> QuoterOutput:
+        desired = self.desired_ladder(ts)
+        if desired is None:
+            return _out(start)
+        ladder, ref, reservation = desired
+        changes = self._diff(ts, ladder, ref)
+        event = None
+        if changes or self._last_ladder is None:
+            # The ladder is published when orders change (and once at the start), not on
+            # every tick that moves it inside the refresh tolerance.
+            key = (
+                tuple((lv.price, lv.qty) for lv in ladder.bids),
+                tuple((lv.price, lv.qty) for lv in ladder.asks),
+            )
+            if key != self._last_ladder:
+                self._last_ladder = key
+                event = self._ladder_event(ts, ref, reservation, ladder.half_spread, key)
+        return QuoterOutput(intents=tuple(start + changes), ladder=event)
+
+    def _ladder_event(
+        self,
+        ts: int,
+        ref: float,
+        reservation: float,
+        half_spread: float,
+        levels: tuple[tuple[tuple[float, float], ...], tuple[tuple[float, float], ...]],
+    ) -> QuoteLadder:
+        m = self.market
+        return QuoteLadder(
+            ts=ts,
+            venue=m.venue,
+            symbol=m.symbol,
+            reference=ref,
+            reservation=reservation,
+            half_spread=half_spread,
+            bids=tuple(QuoteLevel(price=p, qty=q) for p, q in levels[0]),
+            asks=tuple(QuoteLevel(price=p, qty=q) for p, q in levels[1]),
+        )
+
+    def _diff(self, ts: int, ladder: Ladder, ref: float) -> list[OrderIntent]:
+        p = self.params
+        tolerance = ref * p.refresh_tolerance_bps / 1e4 + self.spec.tick_size * 1e-6
+        lifetime = round(p.min_quote_lifetime_s * NS)
+        desired = {("buy", lv.level): lv for lv in ladder.bids}
+        desired.update({("sell", lv.level): lv for lv in ladder.asks})
+        quoting: dict[tuple[str, int], list[LiveOrder]] = {}
+        for o in self._live():
+            if o.cancel_ts is None:
+                quoting.setdefault((o.side, o.level), []).append(o)
+        cancels = self._retry_cancels(ts)
+        places: list[OrderIntent] = []
+        slots = sorted(set(desired) | set(quoting), key=lambda s: (_SIDE_ORDER[s[0]], s[1]))
+        for slot in slots:
+            side: Side = "buy" if slot[0] == "buy" else "sell"
+            want = desired.get(slot)
+            live = quoting.get(slot, [])
+            if want is None:
+                cancels.extend(self._cancel(ts, o, "level no longer quoted") for o in live)
+                continue
+            if live:
+                keep, extra = live[0], live[1:]
+                cancels.extend(self._cancel(ts, o, "duplicate on level") for o in extra)
+                close = (
+                    abs(keep.price - want.price) <= tolerance
+                    and abs(keep.qty - want.qty) < self.spec.lot_size / 2
+                )
+                if close or ts - keep.placed_ts < lifetime:
+                    continue
+                cancels.append(self._cancel(ts, keep, f"refresh to {want.price}"))
+            if self._blocked.get(slot, ts) > ts:
+                continue
+            self._blocked.pop(slot, None)
+            places.append(self._place(ts, side, slot[1], want.price, want.qty, ref))
+        return cancels + places
+
+
+def _order_sort_key(o: LiveOrder) -> tuple[int, int, int, str]:
+    return (_SIDE_ORDER[o.side], o.level, o.placed_ts, o.client_order_id)
+
+
+def _out(intents: list[OrderIntent]) -> QuoterOutput:
+    return QuoterOutput(intents=tuple(intents)) if intents else _NOTHING
+
+
+# --- the Bytewax operator ----------------------------------------------------------------------
+
+QuoterEvent = Tick | IndexPrice | RiskState | ControlCommand | OrderEvent | Fill
+Routed = tuple[str, QuoterEvent]
+"""``(venue:symbol, event)``: an event on its way to one market's quoter."""
+Emitted = OrderIntent | QuoteLadder | DeadLetter
+
+
+@dataclass(frozen=True)
+class QuotingOut:
+    """The outputs of :func:`quoting_op`."""
+
+    intents: Stream[OrderIntent]
+    """Place / cancel / cancel_all, in the order they must be executed per market."""
+    ladders: Stream[QuoteLadder]
+    """Each market's desired ladder whenever it changes (for the ``quotes`` topic)."""
+    dead_letters: Stream[DeadLetter]
+    """Events the quoter could not use, with the reason."""
+
+
+class MarketRouter:
+    """Sends each event to the quoters of every configured market it concerns."""
+
+    def __init__(self, config: QuotingConfig, step: str) -> None:
+        self.config = config
+        self.step = step
+        self._markets = {m.key: m for m in config.markets}
+        self._dead = metrics.DEAD_LETTERS.labels(step=step)
+
+    def by_market(self, ev: Tick | OrderEvent | Fill) -> list[Routed]:
+        m = self._markets.get(ev.key)
+        if m is None:
+            return []
+        if isinstance(ev, OrderEvent | Fill) and ev.account != m.account:
+            return []
+        return [(m.key, ev)]
+
+    def by_index(self, ev: IndexPrice) -> list[Routed]:
+        return [(m.key, ev) for m in self.config.markets if m.index_basket == ev.basket]
+
+    def by_scope(self, ev: RiskState | ControlCommand) -> list[Routed | DeadLetter]:
+        try:
+            validate_scope(ev.scope)
+        except ValueError as exc:
+            self._dead.inc()
+            return [dead_letter(self.step, str(exc), encode(ev), ts=ev.ts, key=ev.scope.encode())]
+        return [
+            (m.key, ev)
+            for m in self.config.markets
+            if covers(ev.scope, m.venue, m.symbol, m.account)
+        ]
+
+
+class QuotingLogic(StatefulLogic[Routed, Emitted, QuoterSnapshot]):
+    """Holds one market's :class:`Quoter`; times each tick's handling."""
+
+    def __init__(
+        self,
+        config: QuotingConfig,
+        step: str,
+        resume: QuoterSnapshot | None,
+        on_latency: Callable[[int], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.step = step
+        self.resume = resume
+        self.quoter: Quoter | None = None
+        self.on_latency = on_latency
+        self._in = metrics.EVENTS_IN.labels(step=step)
+        self._out = metrics.EVENTS_OUT.labels(step=step)
+        self._dead = metrics.DEAD_LETTERS.labels(step=step)
+
+    def _quoter(self, key: str) -> Quoter:
+        if self.quoter is None:
+            market = self.config.market(key)
+            if market is None:
+                raise KeyError(f"no configured market {key!r}")
+            self.quoter = Quoter(
+                market,
+                self.config.params_for(market),
+                id_namespace=self.config.id_namespace,
+                cancel_on_start=self.config.cancel_on_start,
+                snapshot=self.resume,
+            )
+        return self.quoter
+
+    def on_item(self, value: Routed) -> tuple[Iterable[Emitted], bool]:
+        key, event = value
+        quoter = self._quoter(key)
+        self._in.inc()
+        try:
+            if isinstance(event, Tick):
+                t0 = time.perf_counter_ns()
+                out = quoter.on_tick(event)
+                elapsed = time.perf_counter_ns() - t0
+                metrics.TICK_TO_QUOTE_LATENCY.observe(elapsed / NS)
+                if self.on_latency is not None:
+                    self.on_latency(elapsed)
+            else:
+                out = quoter.on_event(event)
+        except QuoterInputError as exc:
+            self._dead.inc()
+            dl = dead_letter(self.step, str(exc), encode(event), ts=event.ts, key=key.encode())
+            return ([dl], StatefulLogic.RETAIN)
+        emitted: list[Emitted] = list(out.intents)
+        if out.ladder is not None:
+            emitted.append(out.ladder)
+        if emitted:
+            self._out.inc(len(emitted))
+        return (emitted, StatefulLogic.RETAIN)
+
+    def snapshot(self) -> QuoterSnapshot:
+        if self.quoter is None:
+            assert self.resume is not None
+            return self.resume
+        return self.quoter.snapshot()
+
+
+def _is_dead(x: object) -> TypeGuard[DeadLetter]:
+    return isinstance(x, DeadLetter)
+
+
+def _is_intent(x: object) -> TypeGuard[OrderIntent]:
+    return isinstance(x, OrderIntent)
+
+
+def _as_ladder(x: OrderIntent | QuoteLadder | DeadLetter) -> QuoteLadder:
+    assert isinstance(x, QuoteLadder)
+    return x
+
+
+def _value(kv: tuple[str, Emitted]) -> Emitted:
+    return kv[1]
+
+
+@operator
+def quoting_op(
+    step_id: str,
+    ticks: Stream[Tick],
+    index: Stream[IndexPrice],
+    risk: Stream[RiskState],
+    order_events: Stream[OrderEvent],
+    fills: Stream[Fill],
+    control: Stream[ControlCommand],
+    config: QuotingConfig,
+    on_latency: Callable[[int], None] | None = None,
+) -> QuotingOut:
+    """Quote every market of ``config``, keyed by ``venue:symbol``.
+
+    Ticks, order events and fills go to their own market; an index price to every market
+    whose ``index_basket`` it is; a risk state or control command to every market its scope
+    covers. ``on_latency`` (ns per tick, optional) lets a benchmark see each tick's handling
+    time, which also goes to ``makerflow_tick_to_quote_latency_seconds``.
+    """
+    router = MarketRouter(config, step_id)
+    routed: list[Stream[Any]] = [
+        op.flat_map("route_ticks", ticks, router.by_market),
+        op.flat_map("route_index", index, router.by_index),
+        op.flat_map("route_risk", risk, router.by_scope),
+        op.flat_map("route_orders", order_events, router.by_market),
+        op.flat_map("route_fills", fills, router.by_market),
+        op.flat_map("route_control", control, router.by_scope),
+    ]
+    merged = op.merge("merge", *routed)
+    split = op.branch("route_errors", merged, _is_dead)
+    keyed: Stream[tuple[str, Routed]] = op.map("key", split.falses, lambda r: (r[0], r))
+
+    def build(resume: QuoterSnapshot | None) -> QuotingLogic:
+        return QuotingLogic(config, step_id, resume, on_latency)
+
+    emitted = op.map("unkey", op.stateful("quote", keyed, build), _value)
+    dead = op.branch("dead", emitted, _is_dead)
+    kinds = op.branch("kind", dead.falses, _is_intent)
+    return QuotingOut(
+        intents=kinds.trues,
+        ladders=op.map("ladders", kinds.falses, _as_ladder),
+        dead_letters=op.merge("dead_letters", split.trues, dead.trues),
+    )

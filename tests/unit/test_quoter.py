@@ -1,0 +1,378 @@
+"""The pure Quoter: what it places and cancels as ticks, fills, order events, risk states and
+control commands arrive."""
+
+from __future__ import annotations
+
+import pickle
+import re
+
+import pytest
+
+from makerflow.operators.quoting import Quoter, QuoterInputError, QuoterOutput
+from makerflow.operators.quoting_config import MarketConfig, QuotingParams
+from makerflow.schemas.codec import encode
+from makerflow.schemas.events import (
+    ControlCommand,
+    Fill,
+    IndexPrice,
+    OrderEvent,
+    OrderIntent,
+    RiskState,
+)
+from tests.quoting_support import btc_market, load_ticks, make_tick
+
+NS = 1_000_000_000
+T0 = 1_723_161_600 * NS  # a round minute, so finite-horizon sessions are easy to reason about
+
+MARKET = MarketConfig(
+    venue="binance",
+    symbol="ETH/USDT",
+    tick_size=0.01,
+    lot_size=0.001,
+    min_qty=0.001,
+    min_notional=1.0,
+    index_basket="ETH",
+)
+# sigma stays at sigma_initial (half-life of 30 years) so prices can be worked out by hand:
+# gamma sigma^2 tau = 0.1 * 0.25 * 10 = 0.25; (2/gamma) ln(1 + gamma/kappa) = 20 ln(16/15)
+# = 1.2907704; total spread 1.5407704, half spread 0.7703852.
+PARAMS = QuotingParams(
+    gamma=0.1,
+    kappa=1.5,
+    horizon_s=10.0,
+    sigma_initial=0.5,
+    sigma_half_life_s=1e9,
+    warmup_s=0.0,
+    order_size=0.1,
+    max_spread_bps=500.0,
+    price_band_bps=500.0,
+    refresh_tolerance_bps=5.0,
+    min_quote_lifetime_s=0.0,
+)
+HALF = 0.7703852
+
+
+def tick(t: float, bid: float = 99.99, ask: float = 100.01):
+    return make_tick(T0 + round(t * NS), bid, ask, venue="binance", symbol="ETH/USDT")
+
+
+def places(out: QuoterOutput) -> list[OrderIntent]:
+    return [i for i in out.intents if i.action == "place"]
+
+
+def cancels(out: QuoterOutput) -> list[OrderIntent]:
+    return [i for i in out.intents if i.action == "cancel"]
+
+
+def fill(t: float, side: str, qty: float, price: float, cid: str | None = None, tid: str = "1"):
+    return Fill(
+        ts=T0 + round(t * NS),
+        venue="binance",
+        symbol="ETH/USDT",
+        trade_id=tid,
+        client_order_id=cid,
+        side=side,  # type: ignore[arg-type]
+        price=price,
+        qty=qty,
+    )
+
+
+def order_event(t: float, intent: OrderIntent, status: str, filled: float = 0.0) -> OrderEvent:
+    assert intent.client_order_id and intent.side and intent.qty
+    return OrderEvent(
+        ts=T0 + round(t * NS),
+        venue=intent.venue,
+        symbol=intent.symbol,
+        client_order_id=intent.client_order_id,
+        exchange_order_id="x" + intent.client_order_id[-4:],
+        status=status,  # type: ignore[arg-type]
+        side=intent.side,
+        price=intent.price,
+        qty=intent.qty,
+        filled_qty=filled,
+    )
+
+
+def risk(t: float, scope: str, status: str) -> RiskState:
+    return RiskState(ts=T0 + round(t * NS), scope=scope, status=status)  # type: ignore[arg-type]
+
+
+def control(t: float, command: str, scope: str = "global", **params: object) -> ControlCommand:
+    return ControlCommand(
+        ts=T0 + round(t * NS),
+        command=command,  # type: ignore[arg-type]
+        scope=scope,
+        params=params,  # type: ignore[arg-type]
+        issued_by="test",
+    )
+
+
+def prices(out: QuoterOutput) -> dict[str, float]:
+    return {f"{i.side}": i.price for i in places(out) if i.price is not None}
+
+
+def test_first_tick_clears_old_orders_then_places_the_hand_computed_quotes() -> None:
+    q = Quoter(MARKET, PARAMS)
+    out = q.on_tick(tick(0))
+    assert out.intents[0].action == "cancel_all"
+    # r = 100 (flat); bid 100 - 0.7703852 = 99.2296 -> 99.22, ask 100.7703852 -> 100.78
+    assert prices(out) == {"buy": 99.22, "sell": 100.78}
+    assert all(i.qty == 0.1 and i.post_only and i.reference == 100.0 for i in places(out))
+    assert out.ladder is not None and out.ladder.half_spread == pytest.approx(HALF, abs=1e-7)
+
+
+def test_long_inventory_skews_both_quotes_down_and_short_up() -> None:
+    q = Quoter(MARKET, PARAMS)
+    q.on_tick(tick(0))
+    out = q.on_fill(fill(1, "buy", 0.2, 99.22, tid="a"))
+    assert q.inventory == pytest.approx(0.2)
+    # q = 0.2 / 0.1 = 2 units: r = 100 - 2 * 0.25 = 99.5
+    # bid 99.5 - 0.7703852 = 98.7296 -> 98.72, ask 99.5 + 0.7703852 = 100.2704 -> 100.28
+    assert prices(out) == {"buy": 98.72, "sell": 100.28}
+    assert {i.client_order_id for i in cancels(out)} == {
+        o for o in q.orders if q.orders[o].cancel_ts is not None
+    }
+    out = q.on_fill(fill(2, "sell", 0.4, 100.28, tid="b"))
+    # q = -2 units: r = 100.5 -> bid 99.7296 -> 99.72, ask 101.2704 -> 101.28
+    assert prices(out) == {"buy": 99.72, "sell": 101.28}
+
+
+def test_duplicate_fills_count_once() -> None:
+    q = Quoter(MARKET, PARAMS)
+    q.on_tick(tick(0))
+    q.on_fill(fill(1, "buy", 0.1, 99.22, tid="t1"))
+    assert q.on_fill(fill(1, "buy", 0.1, 99.22, tid="t1")) == QuoterOutput()
+    assert q.inventory == pytest.approx(0.1)
+
+
+def test_refresh_tolerance_leaves_small_moves_alone() -> None:
+    q = Quoter(MARKET, PARAMS)  # tolerance 5 bps of 100 = 0.05
+    first = q.on_tick(tick(0))
+    assert len(places(first)) == 2
+    assert q.on_tick(tick(1, 100.02, 100.04)).intents == ()  # mid +0.03: inside
+    moved = q.on_tick(tick(2, 100.07, 100.09))  # mid +0.08: outside
+    assert [i.client_order_id for i in cancels(moved)] == [i.client_order_id for i in places(first)]
+    assert prices(moved) == {"buy": 99.30, "sell": 100.86}
+
+
+def test_minimum_quote_lifetime_holds_young_orders() -> None:
+    q = Quoter(MARKET, PARAMS.replace({"min_quote_lifetime_s": 2.0}))
+    q.on_tick(tick(0))
+    assert q.on_tick(tick(1, 100.07, 100.09)).intents == ()  # moved, but only 1 s old
+    later = q.on_tick(tick(2.5, 100.07, 100.09))
+    assert len(cancels(later)) == 2 and len(places(later)) == 2
+
+
+def test_refresh_tolerance_cuts_churn_on_recorded_ticks() -> None:
+    ticks = load_ticks()
+    market, eager = btc_market(refresh_tolerance_bps=0.0, min_quote_lifetime_s=0.0, levels=2)
+    calm = eager.replace({"refresh_tolerance_bps": 1.0, "min_quote_lifetime_s": 1.0})
+    counts = {}
+    for name, params in (("eager", eager), ("calm", calm)):
+        q = Quoter(market, params)
+        n = 0
+        for t in ticks:
+            n += len(q.on_tick(t).intents)
+            # every order that still quotes is close to where the model wants it, or young
+            desired = q.desired_ladder(t.ts)
+            assert desired is not None
+            want = {("buy", lv.level): lv.price for lv in desired[0].bids}
+            want |= {("sell", lv.level): lv.price for lv in desired[0].asks}
+            tol = desired[1] * params.refresh_tolerance_bps / 1e4 + 1e-6
+            for o in q.orders.values():
+                if o.cancel_ts is None:
+                    young = t.ts - o.placed_ts < params.min_quote_lifetime_s * NS
+                    assert young or abs(o.price - want[(o.side, o.level)]) <= tol
+        counts[name] = n
+    assert counts["calm"] * 5 < counts["eager"], counts
+
+
+def test_same_input_gives_the_same_intents_byte_for_byte() -> None:
+    ticks = load_ticks(1500)
+    market, params = btc_market(levels=3)
+
+    def run() -> bytes:
+        q = Quoter(market, params, id_namespace="paper")
+        out: list[bytes] = []
+        for i, t in enumerate(ticks):
+            o = q.on_tick(t)
+            out.extend(encode(x) for x in o.intents)
+            if i % 250 == 249:  # a fill on the best bid now and then
+                bid = next(x for x in q.orders.values() if x.side == "buy" and x.level == 0)
+                f = Fill(
+                    ts=t.ts,
+                    venue="binance",
+                    symbol="BTC/USDT",
+                    trade_id=str(i),
+                    client_order_id=bid.client_order_id,
+                    side="buy",
+                    price=bid.price,
+                    qty=bid.qty,
+                )
+                out.extend(encode(x) for x in q.on_fill(f).intents)
+        return b"\n".join(out)
+
+    a, b = run(), run()
+    assert a == b and len(a) > 10_000
+    ids = re.findall(rb'"client_order_id":"([^"]+)"', a)
+    assert len(set(ids)) > 30
+    # Binance newClientOrderId: ^[\.A-Z\:/a-z0-9_-]{1,36}$; we keep to 32 of [A-Za-z0-9_-]
+    assert all(re.fullmatch(rb"mf-[0-9a-f]{10}-[bs]\d{1,2}-[0-9a-z]+", i) for i in ids)
+    assert all(len(i) <= 32 for i in ids)
+
+
+def test_ids_differ_between_namespaces_and_between_runs_started_at_other_times() -> None:
+    def first_ids(q: Quoter, t: float) -> set[str | None]:
+        return {i.client_order_id for i in places(q.on_tick(tick(t)))}
+
+    a = first_ids(Quoter(MARKET, PARAMS, id_namespace="a"), 0)
+    b = first_ids(Quoter(MARKET, PARAMS, id_namespace="b"), 0)
+    later = first_ids(Quoter(MARKET, PARAMS, id_namespace="a"), 5)
+    again = first_ids(Quoter(MARKET, PARAMS, id_namespace="a"), 0)
+    assert a == again and not (a & b) and not (a & later)
+
+
+def _quoting_with_acked_orders(levels: int = 3) -> tuple[Quoter, list[OrderIntent]]:
+    q = Quoter(MARKET, PARAMS.replace({"levels": levels}))
+    placed = places(q.on_tick(tick(0)))
+    for p in placed:
+        q.on_order_event(order_event(0.1, p, "ack"))
+    return q, placed
+
+
+def test_halt_cancels_every_open_order_within_one_event() -> None:
+    q, placed = _quoting_with_acked_orders(levels=3)
+    assert len(placed) == 6
+    q.on_order_event(order_event(0.2, placed[0], "partial", filled=0.05))
+    out = q.on_risk(risk(1, "asset:ETH", "HALTED"))
+    assert out.intents[0].action == "cancel_all"
+    assert out.intents[0].ts == T0 + NS
+    assert sorted(i.client_order_id for i in cancels(out)) == sorted(
+        p.client_order_id for p in placed
+    )
+    assert len(out.intents) == 7 and "halt" in out.intents[1].reason
+    assert out.ladder is not None and out.ladder.bids == () and out.ladder.asks == ()
+    # while halted, market moves place nothing
+    assert places(q.on_tick(tick(2, 101.0, 101.02))) == []
+    assert q.on_risk(risk(3, "asset:ETH", "HALTED")).intents == ()  # repeated state: nothing
+
+
+def test_halt_of_a_scope_that_does_not_cover_the_market_changes_nothing() -> None:
+    q, _ = _quoting_with_acked_orders()
+    assert q.on_risk(risk(1, "asset:BTC", "HALTED")) == QuoterOutput()
+    assert q.on_risk(risk(1, "market:okx:ETH/USDT", "HALTED")) == QuoterOutput()
+    assert not q.halted
+
+
+def test_resume_restores_quoting_once_every_halting_scope_is_active() -> None:
+    q, placed = _quoting_with_acked_orders(levels=1)
+    q.on_risk(risk(1, "global", "HALTED"))
+    q.on_risk(risk(1.5, "market:binance:ETH/USDT", "HALTED"))
+    for p in placed:  # the exchange confirms the cancels
+        q.on_order_event(order_event(1.6, p, "canceled"))
+    assert q.orders == {}
+    assert q.on_risk(risk(2, "global", "ACTIVE")).intents == ()  # still halted by the market
+    out = q.on_risk(risk(3, "market:binance:ETH/USDT", "ACTIVE"))
+    assert prices(out) == {"buy": 99.22, "sell": 100.78}
+    assert all(i.ts == T0 + 3 * NS for i in out.intents)
+    assert not ({i.client_order_id for i in places(out)} & {p.client_order_id for p in placed})
+
+
+def test_control_halt_and_resume() -> None:
+    q, placed = _quoting_with_acked_orders(levels=1)
+    out = q.on_control(control(1, "halt", "account:main"))
+    assert out.intents[0].action == "cancel_all" and len(cancels(out)) == 2
+    for p in placed:
+        q.on_order_event(order_event(1.1, p, "canceled"))
+    assert len(places(q.on_control(control(2, "resume", "account:main")))) == 2
+
+
+def test_unconfirmed_cancels_are_sent_again() -> None:
+    q, placed = _quoting_with_acked_orders(levels=1)
+    q.on_risk(risk(1, "global", "HALTED"))
+    assert cancels(q.on_tick(tick(2))) == []  # 1 s after: wait
+    again = cancels(q.on_tick(tick(3.5)))  # cancel_retry_s = 2
+    assert sorted(i.client_order_id for i in again) == sorted(p.client_order_id for p in placed)
+
+
+def test_set_params_changes_the_model() -> None:
+    q = Quoter(MARKET, PARAMS)
+    q.on_tick(tick(0))
+    out = q.on_control(control(1, "set_params", "asset:ETH", gamma=0.4, kappa=1.0))
+    # gamma sigma^2 tau = 0.4 * 0.25 * 10 = 1.0; (2/0.4) ln(1 + 0.4/1) = 5 ln 1.4 = 1.6823612
+    # half spread (1.0 + 1.6823612) / 2 = 1.3411806: bid 98.6588 -> 98.65, ask 101.3412 -> 101.35
+    assert q.params.gamma == 0.4 and q.params.kappa == 1.0
+    assert prices(out) == {"buy": 98.65, "sell": 101.35}
+    out = q.on_control(control(2, "set_params", model="fixed_spread", half_spread_bps=20.0))
+    # 20 bps of 100 = 0.2: bid 99.80, ask 100.20
+    assert prices(out) == {"buy": 99.8, "sell": 100.2}
+    assert q.params.gamma == 0.4  # earlier changes stay
+
+
+def test_bad_set_params_is_refused_and_changes_nothing() -> None:
+    q = Quoter(MARKET, PARAMS)
+    q.on_tick(tick(0))
+    with pytest.raises(QuoterInputError, match="gamma"):
+        q.on_control(control(1, "set_params", gamma=-1.0))
+    with pytest.raises(QuoterInputError, match="gama"):
+        q.on_control(control(1, "set_params", gama=1.0))
+    assert q.params == PARAMS
+
+
+def test_snapshot_resumes_exactly_where_it_left_off() -> None:
+    ticks = load_ticks(1200)
+    market, params = btc_market(levels=2)
+    whole = Quoter(market, params)
+    expected = [encode(i) for t in ticks for i in whole.on_tick(t).intents]
+    first = Quoter(market, params)
+    got = [encode(i) for t in ticks[:600] for i in first.on_tick(t).intents]
+    resumed = Quoter(market, params, snapshot=pickle.loads(pickle.dumps(first.snapshot())))
+    got += [encode(i) for t in ticks[600:] for i in resumed.on_tick(t).intents]
+    assert got == expected
+
+
+def test_rejected_slot_backs_off_and_filled_slot_is_replaced() -> None:
+    q = Quoter(MARKET, PARAMS)
+    bid, ask = places(q.on_tick(tick(0)))
+    assert q.on_order_event(order_event(0.1, bid, "rejected")).intents == ()  # backoff 1 s
+    assert places(q.on_tick(tick(0.5))) == []
+    retry = places(q.on_tick(tick(1.2)))
+    assert [i.side for i in retry] == ["buy"] and retry[0].client_order_id != bid.client_order_id
+    q.on_order_event(order_event(1.3, ask, "ack"))
+    out = q.on_order_event(order_event(1.4, ask, "filled", filled=ask.qty or 0))
+    assert [i.side for i in places(out)] == ["sell"]
+
+
+def test_position_limit_stops_the_side_that_would_grow_it() -> None:
+    q = Quoter(MARKET, PARAMS.replace({"max_position": 0.15}))
+    q.on_tick(tick(0))
+    out = q.on_fill(fill(1, "buy", 0.2, 99.22, tid="p"))
+    assert [i.side for i in places(out)] == ["sell"]
+    assert not any(o.side == "buy" and o.cancel_ts is None for o in q.orders.values())
+
+
+def test_no_quotes_during_warmup() -> None:
+    q = Quoter(MARKET, PARAMS.replace({"warmup_s": 5.0}))
+    assert places(q.on_tick(tick(0))) == []
+    assert places(q.on_tick(tick(4))) == []
+    assert len(places(q.on_tick(tick(5)))) == 2
+
+
+def test_fresh_index_price_is_the_fair_price_when_asked() -> None:
+    q = Quoter(MARKET, PARAMS.replace({"fair_price": "index"}))
+    ix = IndexPrice(ts=T0, basket="ETH", quote="USD", price=101.0, constituents=())
+    q.on_index(ix)
+    # r = 101: bid 100.2296 -> 100.22 would cross the best ask 100.01 -> 100.00; ask 101.78
+    assert prices(q.on_tick(tick(0))) == {"buy": 100.0, "sell": 101.78}
+    # 10 s later the index is stale (index_max_age_s = 5): back to the mid
+    later = q.on_tick(tick(10))
+    assert prices(later) == {"buy": 99.22, "sell": 100.78}
+
+
+def test_unusable_ticks_are_refused_and_late_ticks_ignored() -> None:
+    q = Quoter(MARKET, PARAMS)
+    with pytest.raises(QuoterInputError, match="unusable prices"):
+        q.on_tick(tick(0, float("nan"), 100.01))
+    q.on_tick(tick(1))
+    assert q.on_tick(tick(0.5, 90.0, 90.02)) == QuoterOutput()
+    assert q.last_tick is not None and q.last_tick.bid == 99.99
