@@ -83,9 +83,7 @@ class Outputs:
         self.errs: list[DeadLetter] = []
 
 
-def run_risk(
-    events: list[Any], cfg: RiskConfig, runner: Callable[[Dataflow], None]
-) -> Outputs:
+def run_risk(events: list[Any], cfg: RiskConfig, runner: Callable[[Dataflow], None]) -> Outputs:
     flow = Dataflow("risk_test")
     src = op.input("inp", flow, TestingSource(events, batch_size=500))
 
