@@ -9,7 +9,7 @@ topic has been idle for ``idle`` seconds.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
@@ -20,20 +20,36 @@ from makerflow.schemas.topics import Topic
 
 
 def ensure_topics(
-    brokers: Sequence[str], names: Iterable[str], partitions: int = 1, timeout: float = 10.0
-) -> None:
-    """Create the topics that do not exist yet, with ``partitions`` partitions."""
+    brokers: Sequence[str],
+    names: Iterable[str],
+    partitions: int = 1,
+    timeout: float = 10.0,
+    topic_config: Mapping[str, Mapping[str, str]] | None = None,
+) -> list[str]:
+    """Create the topics that do not exist yet, with ``partitions`` partitions.
+
+    ``topic_config`` gives per-topic settings (``{"deadletter": {"max.message.bytes": ...}}``).
+    Returns the names it created.
+    """
     admin = AdminClient({"bootstrap.servers": ",".join(brokers)})
     existing = set(admin.list_topics(timeout=timeout).topics)
-    new = [NewTopic(n, partitions, 1) for n in names if n not in existing]
+    configs = topic_config or {}
+    new = [
+        NewTopic(n, partitions, 1, config=dict(configs.get(n, {})))
+        for n in dict.fromkeys(names)
+        if n not in existing
+    ]
     if not new:
-        return
+        return []
+    created = []
     for name, fut in admin.create_topics(new, operation_timeout=timeout).items():
         try:
             fut.result(timeout=timeout)
+            created.append(name)
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise RuntimeError(f"could not create topic {name}: {exc}") from exc
+    return created
 
 
 def list_topics(brokers: Sequence[str], timeout: float = 10.0) -> dict[str, int]:
