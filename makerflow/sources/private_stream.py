@@ -228,6 +228,9 @@ class PrivateStreamReader:
         tasks: list[asyncio.Task[None]] = []
         try:
             await client.load_markets()
+            # A refused or unreachable user data stream fails here, before anything is
+            # emitted, so ``auto`` falls back to polling cleanly.
+            await client.authenticate()
             # Subscribe first, snapshot second: nothing between the two is lost.
             for symbol in self.config.symbols:
                 tasks.append(
@@ -308,7 +311,18 @@ class _PrivatePartition(StatefulSourcePartition[PrivateEvent, None]):
         return None
 
     def close(self) -> None:
-        self._loop.close()
+        # Cancel the pending read: the reader's ``finally`` closes its ccxt client and its
+        # watch tasks, so nothing is left for the garbage collector to finalize.
+        loop = self._loop
+        try:
+            tasks = asyncio.all_tasks(loop)
+            for t in tasks:
+                t.cancel()
+            if tasks:
+                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
 
 
 class PrivateStreamSource(FixedPartitionedSource[PrivateEvent, None]):
