@@ -151,7 +151,7 @@ def test_market_order_takes_public_top_and_expires_the_rest():
     usdt = e.balances("a")["USDT"]
     assert usdt.locked == 0 and usdt.free == D(100_000) - D("0.4") * D("60000.01")
     # That public liquidity is consumed until the next top of book.
-    _, depth_bids, depth_asks = e.depth("BTCUSDT")
+    _, _, depth_asks = e.depth("BTCUSDT")
     assert depth_asks == []
 
 
