@@ -46,6 +46,7 @@ from makerflow.schemas.events import (
     balance_key,
 )
 from makerflow.schemas.scopes import account_scope, symbol_assets
+from makerflow.schemas.topics import BALANCES, FILLS, TRANSFERS
 
 NS = 1_000_000_000
 BREAK_ALERT = "BalanceReconciliationBreak"
@@ -139,8 +140,11 @@ class Leg:
         return balance_key(self.account, self.asset)
 
 
+_SOURCE_TOPIC = {Fill: FILLS.name, Transfer: TRANSFERS.name, BalanceSnapshot: BALANCES.name}
+
+
 def _bad(cfg: ReconConfig, ev: Event, reason: str) -> DeadLetter:
-    return dead_letter(cfg.step, reason, encode(ev), ts=ev.ts)
+    return dead_letter(cfg.step, reason, encode(ev), ts=ev.ts, topic=_SOURCE_TOPIC.get(type(ev)))
 
 
 def _finite(*xs: float) -> bool:
@@ -339,6 +343,11 @@ class BalanceRecon:
     def open_windows(self) -> int:
         """Windows held in state (reported or not)."""
         return len(self._windows)
+
+    @property
+    def pending_windows(self) -> int:
+        """Windows not reported yet."""
+        return sum(1 for w in self._windows.values() if w.reported is None)
 
     # -- inputs -----------------------------------------------------------------------------
 

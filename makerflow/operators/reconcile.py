@@ -68,7 +68,7 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class _WindowLogic(StatefulLogic[Leg | BalanceSnapshot, ReconOutput, ReconState]):
+class ReconWindowLogic(StatefulLogic[Leg | BalanceSnapshot, ReconOutput, ReconState]):
     """One key's :class:`BalanceRecon` inside Bytewax: items in, reports out, EOF flushes.
 
     With ``idle_close_s`` set, a key that has been quiet that long on the wall clock moves
@@ -113,7 +113,7 @@ class _WindowLogic(StatefulLogic[Leg | BalanceSnapshot, ReconOutput, ReconState]
     def notify_at(self) -> datetime | None:
         if self._idle is None or self._last_item is None or self.recon is None:
             return None
-        if not self.recon.open_windows:
+        if not self.recon.pending_windows:
             return None
         return self._last_item + self._idle
 
@@ -187,7 +187,7 @@ def reconcile_op(
     valid = op.branch("valid", items, _is_valid)
     invalid = cast(Stream[DeadLetter], valid.falses)
     keyed = op.key_on("key", valid.trues, _balance_key)
-    out = op.stateful("windows", keyed, lambda state: _WindowLogic(cfg, state, now))
+    out = op.stateful("windows", keyed, lambda state: ReconWindowLogic(cfg, state, now))
     results: Stream[ReconOutput] = op.merge("results", op.key_rm("unkey", out), invalid)
     counted = op.inspect("count", results, _Counter(step_id))
     by_report = op.branch("reports", counted, _is_report)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 
 import bytewax.operators as op
 import pytest
@@ -183,3 +184,29 @@ def test_open_orders_orphan_and_missing_raise_alerts(run_flow: Callable[[Dataflo
     assert set(by_name) == {"OpenOrderOrphan", "OpenOrderMissing"}
     assert "by-hand" in by_name["OpenOrderOrphan"].message
     assert "cid=b" in by_name["OpenOrderMissing"].message
+
+
+def test_quiet_key_closes_its_windows_after_idle_wall_time() -> None:
+    """With idle_close_s, a balance whose feed goes quiet is still reported (unconfirmed)
+    instead of waiting forever for event time to move."""
+    from datetime import datetime, timedelta
+
+    from makerflow.operators.recon_logic import fill_legs
+    from makerflow.operators.reconcile import ReconWindowLogic
+
+    clock = [datetime(2024, 1, 1, tzinfo=UTC)]
+    cfg = ReconConfig(window_s=60, grace_s=5, idle_close_s=30)
+    logic = ReconWindowLogic(cfg, None, lambda: clock[0])
+    logic.on_item(BalanceSnapshot(ts=T0 - 1, venue="local", asset="BTC", free=1.0, total=1.0))
+    legs = fill_legs(FILLS[0], cfg)
+    assert not isinstance(legs, DeadLetter)
+    logic.on_item(next(leg for leg in legs if leg.asset == "BTC"))
+    assert logic.notify_at() == clock[0] + timedelta(seconds=30)
+    clock[0] += timedelta(seconds=90)
+    out, _ = logic.on_notify()
+    reps = [r for r in out if isinstance(r, ReconReport)]
+    assert [(r.window_start, r.status, r.reported) for r in reps] == [(T0, "BREAK", None)]
+    assert "no exchange balance snapshot" in reps[0].reason
+    assert logic.notify_at() is None  # nothing pending: no more wake-ups
+    # Without idle_close_s the operator never reads the clock.
+    assert ReconWindowLogic(CFG, None, lambda: 1 / 0).notify_at() is None  # type: ignore[arg-type,return-value]

@@ -293,3 +293,11 @@ def test_long_multi_account_session_is_clean_and_every_window_reported_once() ->
     # 3 accounts x 4 assets x (baseline + 20 windows)
     assert len({(r.account, r.asset, r.window_start) for r in rs}) == len(rs) == 3 * 4 * 21
     assert sum(r.fills_matched for r in rs if r.asset in ("BTC", "ETH")) == 20 * 15
+
+
+def test_dead_letters_name_the_topic_the_event_came_from() -> None:
+    bad = BalanceSnapshot(ts=T0, venue="local", asset="BTC", free=-1.0, total=-1.0)
+    dl = check_snapshot(bad, CFG)
+    assert isinstance(dl, DeadLetter) and dl.topic == "balances"
+    dl2 = fill_legs(fill("x", T0, "buy", math.nan, 1.0), CFG)
+    assert isinstance(dl2, DeadLetter) and dl2.topic == "fills"
