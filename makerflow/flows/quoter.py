@@ -1,0 +1,70 @@
+"""The quoter service: ticks, index, risk.state, orders.events, fills and control in;
+orders.intents and quotes out.
+
+Run it with ``python -m bytewax.run makerflow.flows.quoter:flow`` (``-w N`` for N workers,
+one per partition of the market topics). Settings come from the environment (see
+:class:`~makerflow.flows.common.FlowSettings`); the markets and model parameters from the
+TOML file named by ``MAKERFLOW_CONFIG`` (see :mod:`makerflow.operators.quoting_config`),
+defaults when unset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bytewax.dataflow import Dataflow
+
+from makerflow.flows.common import FlowSettings, TopicIO
+from makerflow.operators.quoting import quoting_op
+from makerflow.operators.quoting_config import QuotingConfig, load_quoting_config
+from makerflow.schemas import topics as t
+from makerflow.schemas.topics import Topic
+
+
+@dataclass(frozen=True)
+class QuoterTopics:
+    """The topics the quoter reads and writes (the registry's, unless a test renames them)."""
+
+    ticks: Topic[Any] = t.TICKS
+    index: Topic[Any] = t.INDEX
+    risk: Topic[Any] = t.RISK_STATE
+    order_events: Topic[Any] = t.ORDER_EVENTS
+    fills: Topic[Any] = t.FILLS
+    control: Topic[Any] = t.CONTROL
+    intents: Topic[Any] = t.ORDER_INTENTS
+    quotes: Topic[Any] = t.QUOTES
+
+
+def build_flow(
+    settings: FlowSettings,
+    config: QuotingConfig,
+    topics: QuoterTopics | None = None,
+    flow_id: str = "quoter",
+) -> Dataflow:
+    """The quoter dataflow reading and writing Kafka."""
+    tp = topics or QuoterTopics()
+    flow = Dataflow(flow_id)
+    io = TopicIO(flow, settings)
+    out = quoting_op(
+        "quoting",
+        io.read(tp.ticks),
+        io.read(tp.index),
+        io.read(tp.risk),
+        io.read(tp.order_events),
+        io.read(tp.fills),
+        io.read(tp.control),
+        config,
+    )
+    io.write(out.intents, tp.intents)
+    io.write(out.ladders, tp.quotes)
+    io.dead_letters([out.dead_letters])
+    return flow
+
+
+def _flow_from_env() -> Dataflow:
+    settings = FlowSettings.from_env()
+    return build_flow(settings, load_quoting_config(settings.config_path))
+
+
+flow = _flow_from_env()
