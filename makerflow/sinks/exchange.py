@@ -223,17 +223,39 @@ class ExchangeExecutor:
         """Execute intents of one market in order, independent ones concurrently: a wave
         ends before a cancel-all and before a second intent for the same client order id."""
         out: list[OrderEvent] = []
-        wave: list[OrderIntent] = []
+        # A wave holds intents to send, and guard rejects in their place, so the events come
+        # out in the order of the intents.
+        wave: list[OrderIntent | OrderEvent] = []
         ids: set[str] = set()
+        # Places admitted by this call count towards the open-order guard at once, so a
+        # concurrent wave can not overshoot the limit.
+        admitted: dict[str, int] = {}
+
+        def count(key: str) -> int:
+            return (open_orders(key) if open_orders is not None else 0) + admitted.get(key, 0)
+
+        async def settled(ev: OrderEvent) -> list[OrderEvent]:
+            return [ev]
 
         async def flush() -> None:
-            results = await asyncio.gather(*(self.execute(i, open_orders) for i in wave))
+            results = await asyncio.gather(
+                *(
+                    settled(i) if isinstance(i, OrderEvent) else self.execute(i, guarded=True)
+                    for i in wave
+                )
+            )
             for r in results:
                 out.extend(r)
             wave.clear()
             ids.clear()
 
         for intent in intents:
+            problem = check_intent(intent, self.config.guards, count(intent.key))
+            if problem is not None:
+                wave.append(self._guard_reject(intent, problem))
+                continue
+            if intent.action == "place":
+                admitted[intent.key] = admitted.get(intent.key, 0) + 1
             cid = intent.client_order_id or ""
             if intent.action == "cancel_all" or cid in ids:
                 await flush()
@@ -245,13 +267,19 @@ class ExchangeExecutor:
         return out
 
     async def execute(
-        self, intent: OrderIntent, open_orders: Callable[[str], int] | None = None
+        self,
+        intent: OrderIntent,
+        open_orders: Callable[[str], int] | None = None,
+        *,
+        guarded: bool = False,
     ) -> list[OrderEvent]:
-        n_open = open_orders(intent.key) if open_orders is not None else 0
-        problem = check_intent(intent, self.config.guards, n_open)
-        if problem is not None:
-            kind: RejectReason = "malformed" if problem.startswith("malformed") else "guard"
-            return [self._reject(intent, kind, problem)]
+        """Execute one intent. ``open_orders(market_key)`` feeds the open-order guard;
+        ``guarded`` says the caller already ran the guards."""
+        if not guarded:
+            n_open = open_orders(intent.key) if open_orders is not None else 0
+            problem = check_intent(intent, self.config.guards, n_open)
+            if problem is not None:
+                return [self._guard_reject(intent, problem)]
         if self.config.dry_run:
             return self._dry_run(intent)
         if intent.action == "place":
@@ -259,6 +287,10 @@ class ExchangeExecutor:
         if intent.action == "cancel":
             return await self._cancel(intent)
         return await self._cancel_all(intent)
+
+    def _guard_reject(self, intent: OrderIntent, problem: str) -> OrderEvent:
+        kind: RejectReason = "malformed" if problem.startswith("malformed") else "guard"
+        return self._reject(intent, kind, problem)
 
     def _dry_run(self, intent: OrderIntent) -> list[OrderEvent]:
         if intent.action == "cancel_all":
