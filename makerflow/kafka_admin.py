@@ -70,6 +70,7 @@ def producer(brokers: Sequence[str], **config: Any) -> Producer:
             "bootstrap.servers": ",".join(brokers),
             "linger.ms": 5,
             "partitioner": "murmur2_random",
+            "enable.idempotence": True,  # retries keep order and add no duplicates
             "delivery.report.only.error": True,
             # Room for large values: tests send 1 MB ones; the broker still has its own limit.
             "message.max.bytes": 8 * 1024 * 1024,

@@ -30,6 +30,8 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     # Java clients' default partitioner, so a key lands on the same partition whichever
     # client wrote it (librdkafka's own default is a CRC32 one).
     "partitioner": "murmur2_random",
+    # Retries neither reorder nor duplicate: per-key order must hold end to end.
+    "enable.idempotence": True,
     "delivery.report.only.error": True,
     "linger.ms": "5",
 }
