@@ -10,6 +10,8 @@ import msgspec
 import pytest
 from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
 from confluent_kafka import KafkaError as ConfluentKafkaError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from makerflow.schemas.codec import (
@@ -21,7 +23,7 @@ from makerflow.schemas.codec import (
     encode,
 )
 from makerflow.schemas.events import BookDelta, DeadLetter, Tick, Trade
-from makerflow.schemas.topics import DEAD_LETTERS, MD_BOOK, MD_TRADES, TICKS, Topic
+from makerflow.schemas.topics import DEAD_LETTERS, MD_BOOK, MD_TRADES, TICKS, TOPICS, Topic
 from makerflow.sources.kafka import MessageDecoder
 
 TRADE = Trade(
@@ -230,3 +232,41 @@ def test_dead_letter_events_read_back_are_events_not_failures() -> None:
 def test_encoding_is_deterministic_json() -> None:
     assert msgspec.json.decode(RAW)["type"] == "trade"
     assert encode(TRADE) == RAW
+
+
+# --- nothing crashes ---------------------------------------------------------------------
+
+ANY_TOPIC = st.sampled_from(sorted(TOPICS.values(), key=lambda t: t.name))
+
+
+@settings(deadline=None, max_examples=300)
+@given(topic=ANY_TOPIC, raw=st.binary(max_size=300))
+def test_arbitrary_bytes_never_escape_as_anything_but_a_decode_error(
+    topic: Topic[Any], raw: bytes
+) -> None:
+    try:
+        topic.codec.decode(raw)
+    except EventDecodeError as exc:
+        assert str(exc)
+
+
+@settings(deadline=None, max_examples=300)
+@given(
+    cut=st.integers(min_value=0, max_value=len(RAW)),
+    flips=st.lists(
+        st.tuples(st.integers(min_value=0, max_value=len(RAW) - 1), st.integers(0, 255)),
+        max_size=4,
+    ),
+)
+def test_damaged_events_become_dead_letters_with_the_damaged_bytes(
+    cut: int, flips: list[tuple[int, int]]
+) -> None:
+    damaged = bytearray(RAW)
+    for at, byte in flips:
+        damaged[at] = byte
+    raw = bytes(damaged[:cut] if cut < len(RAW) else damaged)
+    out = decode_or_dead_letter(MD_TRADES.codec, "fuzz", raw, ts=1)
+    if isinstance(out, DeadLetter):
+        assert out.raw == raw and out.reason
+    else:
+        assert isinstance(out, Trade)
