@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 # ccxt's precision modes (ccxt.base.decimal_to_precision); repeated here so that the pure
 # logic does not import the exchange library.
@@ -139,8 +139,9 @@ def from_ccxt_market(market: Mapping[str, Any], precision_mode: int = TICK_SIZE)
     )
 
 
-@dataclass(frozen=True, slots=True)
-class LadderLevel:
+class LadderLevel(NamedTuple):
+    """One level of a ladder (a named tuple: built on every tick, so it must be cheap)."""
+
     level: int
     """Position in the ladder, 0 at the touch; kept when a level before it is left out."""
     price: float
@@ -209,35 +210,31 @@ def build_ladder(
     """
     hs = clamp_half_spread(half_spread, reference, shape)
     spacing = reference * shape.level_spacing_bps / 1e4
-    band = reference * shape.price_band_bps / 1e4 if shape.price_band_bps > 0 else math.inf
+    # a hair of slack so that a level exactly on the band's edge is kept despite float error
+    band = (
+        reference * shape.price_band_bps / 1e4 * (1 + _EPS)
+        if shape.price_band_bps > 0
+        else math.inf
+    )
     bids: list[LadderLevel] = []
     asks: list[LadderLevel] = []
+    qtys = (
+        [spec.qty_down(shape.size(i)) for i in range(shape.levels)]
+        if quote_bids or quote_asks
+        else []
+    )
     if quote_bids:
         ceiling = spec.shift(spec.price_down(best_ask), -1) if best_ask is not None else math.inf
-        for i in range(shape.levels):
+        for i, qty in enumerate(qtys):
             price = min(spec.price_down(reservation - hs - i * spacing), ceiling)
             ceiling = spec.shift(price, -1)
-            _add(bids, spec, i, price, shape.size(i), reference, band)
+            if abs(price - reference) <= band and spec.tradable(price, qty):
+                bids.append(LadderLevel(i, price, qty))
     if quote_asks:
         floor = spec.shift(spec.price_up(best_bid), 1) if best_bid is not None else -math.inf
-        for i in range(shape.levels):
+        for i, qty in enumerate(qtys):
             price = max(spec.price_up(reservation + hs + i * spacing), floor)
             floor = spec.shift(price, 1)
-            _add(asks, spec, i, price, shape.size(i), reference, band)
+            if abs(price - reference) <= band and spec.tradable(price, qty):
+                asks.append(LadderLevel(i, price, qty))
     return Ladder(bids=tuple(bids), asks=tuple(asks), half_spread=hs)
-
-
-def _add(
-    out: list[LadderLevel],
-    spec: MarketSpec,
-    level: int,
-    price: float,
-    size: float,
-    reference: float,
-    band: float,
-) -> None:
-    if abs(price - reference) > band * (1 + _EPS):
-        return
-    qty = spec.qty_down(size)
-    if spec.tradable(price, qty):
-        out.append(LadderLevel(level=level, price=price, qty=qty))

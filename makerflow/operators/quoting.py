@@ -85,7 +85,8 @@ class LiveOrder(msgspec.Struct, frozen=True, kw_only=True):
     placed_ts: int
     acked: bool = False
     cancel_ts: int | None = None
-    """When a cancel was requested; the order no longer counts as a quote."""
+    """When a cancel was last requested; the order no longer counts as a quote."""
+    cancels_sent: int = 0
 
 
 class QuoterSnapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -440,7 +441,9 @@ class Quoter:
 
     def _cancel(self, ts: int, order: LiveOrder, reason: str) -> OrderIntent:
         m = self.market
-        self.orders[order.client_order_id] = msgspec.structs.replace(order, cancel_ts=ts)
+        self.orders[order.client_order_id] = msgspec.structs.replace(
+            order, cancel_ts=ts, cancels_sent=order.cancels_sent + 1
+        )
         return OrderIntent(
             ts=ts,
             venue=m.venue,
@@ -507,7 +510,8 @@ class Quoter:
         return _out(start)
 
     def _live(self) -> list[LiveOrder]:
-        return sorted(self.orders.values(), key=_order_sort_key)
+        # Insertion order: the order the intents were made in, the same on every run.
+        return list(self.orders.values())
 
     def _retry_cancels(self, ts: int) -> list[OrderIntent]:
         retry = round(self.params.cancel_retry_s * NS)
@@ -515,11 +519,23 @@ class Quoter:
             o.cancel_ts is not None and ts - o.cancel_ts >= retry for o in self.orders.values()
         ):
             return []
-        return [
-            self._cancel(ts, o, "cancel not confirmed: retry")
-            for o in self._live()
-            if o.cancel_ts is not None and ts - o.cancel_ts >= retry
-        ]
+        out = []
+        for o in self._live():
+            if o.cancel_ts is None or ts - o.cancel_ts < retry:
+                continue
+            if o.cancels_sent > self.params.max_cancel_retries:
+                # The exchange never answered about this order; keep the book of live orders
+                # bounded. A halt's cancel_all (and the start's) still reaches it if it rests.
+                logger.warning(
+                    "%s: cancel of %s never confirmed after %d tries; no longer tracked",
+                    self.key,
+                    o.client_order_id,
+                    o.cancels_sent,
+                )
+                del self.orders[o.client_order_id]
+                continue
+            out.append(self._cancel(ts, o, "cancel not confirmed: retry"))
+        return out
 
     def _reference(self, tick: Tick) -> float:
         if self.index is not None:
@@ -635,10 +651,6 @@ class Quoter:
             self._blocked.pop(slot, None)
             places.append(self._place(ts, side, slot[1], want.price, want.qty, ref))
         return cancels + places
-
-
-def _order_sort_key(o: LiveOrder) -> tuple[int, int, int, str]:
-    return (_SIDE_ORDER[o.side], o.level, o.placed_ts, o.client_order_id)
 
 
 def _out(intents: list[OrderIntent]) -> QuoterOutput:

@@ -113,6 +113,8 @@ class QuotingParams(Config, frozen=True, kw_only=True):
     """A live order younger than this (event time) is not replaced."""
     cancel_retry_s: float = 2.0
     """A cancel that is not confirmed within this time is sent again."""
+    max_cancel_retries: int = 2
+    """Cancels sent again before an unconfirmed order is no longer tracked."""
     reject_backoff_s: float = 1.0
     """After a reject, a ladder slot waits this long before it places again."""
     post_only: bool = True
@@ -166,6 +168,8 @@ def _check_params(p: QuotingParams) -> None:
     for name in ("skew_bps_per_unit", "target_inventory"):
         if not math.isfinite(getattr(p, name)):
             raise ValueError(f"{name} must be finite")
+    if p.max_cancel_retries < 0:
+        raise ValueError(f"max_cancel_retries must be >= 0, got {p.max_cancel_retries}")
     if not 1 <= p.levels <= 50:
         raise ValueError(f"levels must be between 1 and 50, got {p.levels}")
     if not (math.isfinite(p.size_multiplier) and p.size_multiplier > 0):

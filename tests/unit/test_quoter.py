@@ -293,6 +293,9 @@ def test_unconfirmed_cancels_are_sent_again() -> None:
     assert cancels(q.on_tick(tick(2))) == []  # 1 s after: wait
     again = cancels(q.on_tick(tick(3.5)))  # cancel_retry_s = 2
     assert sorted(i.client_order_id for i in again) == sorted(p.client_order_id for p in placed)
+    assert len(cancels(q.on_tick(tick(5.5)))) == 2  # second retry (max_cancel_retries = 2)
+    # after that the exchange is taken to have lost them: no more cancels, not tracked
+    assert cancels(q.on_tick(tick(7.5))) == [] and q.orders == {}
 
 
 def test_set_params_changes_the_model() -> None:
