@@ -17,8 +17,12 @@ reconciled in the next window; when the exchange is polled at window ends, "the 
 the opening" are exactly "the fills of the window". Anchoring every window on the exchange's own
 snapshot (never on our previous expectation) keeps a break in the window it happened in.
 
-A window is reported once the key's watermark (its highest event time) passes the window's end
-by ``grace``; it stays amendable for ``allowed_lateness`` more. A late event for a reported
+A window is reported once the key's watermark passes the window's end by ``grace``; it stays
+amendable for ``allowed_lateness`` more. The watermark is the time of the key's latest balance
+snapshot: the exchange's next word is what closes a window, so fills that run ahead of the
+balances (another topic, read a batch ahead) never close one early. Snapshots that run ahead of
+the fills by more than ``grace`` make the fills late: set ``grace`` above that skew (replays of
+topics read side by side need a large one). A late event for a reported
 window recomputes the reports and emits a new ``version`` of each one that changed, its reason
 starting with ``amended``. Events older than that are dead letters, as are snapshots that
 cannot be true (negative, NaN, an unknown asset) and fills that cannot be booked.
@@ -366,7 +370,9 @@ class BalanceRecon:
             return []
         w = self._window(start)
         w.postings[leg.posting_id] = Posting(leg.ts, leg.posting_id, leg.amount, leg.kind)
-        return self._after_change(start, leg.ts, f"late {leg.kind} {leg.posting_id}")
+        # Only the exchange's snapshots move event time: fills read ahead of the balances (a
+        # batch of another topic) must not close windows whose closing snapshot is yet to come.
+        return self._after_change(start, None, f"late {leg.kind} {leg.posting_id}")
 
     def on_snapshot(self, snap: BalanceSnapshot) -> list[ReconOutput]:
         """Take the exchange's word on the balance (already checked by :func:`check_snapshot`)."""
@@ -421,14 +427,14 @@ class BalanceRecon:
             f" allowed lateness ({self.cfg.allowed_lateness_s}s); the window is final",
         )
 
-    def _after_change(self, start: int, ts: int, what: str) -> list[ReconOutput]:
+    def _after_change(self, start: int, ts: int | None, what: str) -> list[ReconOutput]:
         out: list[ReconOutput] = []
         if self._windows[start].reported is not None or any(
             s > start and w.reported is not None for s, w in self._windows.items()
         ):
             out.extend(self._amend(what))
-        # Postings and snapshots drive the key's watermark: event time of the balance itself.
-        out.extend(self.advance(ts))
+        if ts is not None:
+            out.extend(self.advance(ts))
         if (
             self.watermark is not None
             and start + self._length <= self.watermark - self.cfg.grace_ns
