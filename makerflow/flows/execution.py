@@ -11,15 +11,19 @@ secret files the config names; ``MAKERFLOW_EXCHANGE_URL`` points both at a local
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from typing import Any
 
 import bytewax.operators as op
 import msgspec
 from bytewax.dataflow import Dataflow
 
 from makerflow.flows.common import FlowSettings, TopicIO
+from makerflow.schemas import topics as t
 from makerflow.schemas.config import Config, load_config
-from makerflow.schemas.topics import BALANCES, FILLS, ORDER_EVENTS, ORDER_INTENTS
+from makerflow.schemas.topics import Topic
 from makerflow.sinks.exchange import Credentials, ExchangeSinkConfig, execute_intents
+from makerflow.sources.bounded import RunLatch
 from makerflow.sources.private_stream import PrivateStreamConfig, private_stream
 
 
@@ -30,26 +34,43 @@ class ExecutionConfig(Config, frozen=True, kw_only=True):
     """Read the private stream (off for a dry run with no exchange behind it)."""
 
 
+@dataclass(frozen=True)
+class ExecutionTopics:
+    """The topics the execution service reads and writes (the registry's, unless a test
+    renames them)."""
+
+    intents: Topic[Any] = t.ORDER_INTENTS
+    order_events: Topic[Any] = t.ORDER_EVENTS
+    fills: Topic[Any] = t.FILLS
+    balances: Topic[Any] = t.BALANCES
+
+
 def build_flow(
     settings: FlowSettings,
     config: ExecutionConfig,
+    topics: ExecutionTopics | None = None,
     *,
     credentials: Credentials | None = None,
+    stop: RunLatch | None = None,
+    flow_id: str = "execution",
 ) -> Dataflow:
-    flow = Dataflow("execution")
+    """The execution dataflow reading and writing Kafka. ``stop`` ends the (live) private
+    stream when that latch says so."""
+    tp = topics or ExecutionTopics()
+    flow = Dataflow(flow_id)
     io = TopicIO(flow, settings)
-    intents = io.read(ORDER_INTENTS)
+    intents = io.read(tp.intents)
     if config.private_stream:
-        priv = private_stream("private", flow, config.private)
+        priv = private_stream("private", flow, config.private, stop=stop)
         acks = execute_intents(
             "execute", intents, config.sink, updates=priv.orders, credentials=credentials
         )
-        io.write(op.merge("order_events", acks, priv.orders), ORDER_EVENTS)
-        io.write(priv.fills, FILLS)
-        io.write(priv.balances, BALANCES)
+        io.write(op.merge("order_events", acks, priv.orders), tp.order_events)
+        io.write(priv.fills, tp.fills)
+        io.write(priv.balances, tp.balances)
     else:
         acks = execute_intents("execute", intents, config.sink, credentials=credentials)
-        io.write(acks, ORDER_EVENTS)
+        io.write(acks, tp.order_events)
     io.dead_letters()
     return flow
 

@@ -2,8 +2,9 @@
 
 Websocket first (ccxt.pro ``watch_orders`` / ``watch_my_trades`` / ``watch_balance``); when the
 venue or the connection does not allow it, polling (``fetch_open_orders``, ``fetch_my_trades``,
-``fetch_balance``) takes over. Either way the stream starts with a snapshot of balances and
-open orders, so a restart re-learns the state instead of trusting what it saw before.
+``fetch_balance``) takes over. Either way the stream starts with a snapshot of balances, open
+orders and the fills after the last one it emitted (its resume state; all the venue returns on
+a first start), so a restart re-learns the state and misses no fill.
 
 The Bytewax source has one partition per account, so exactly one worker reads it, and its
 ``next_batch`` never blocks: the async reader runs through ``bytewax.inputs.batch_async``.
@@ -30,6 +31,7 @@ from makerflow import metrics
 from makerflow.schemas.config import Config
 from makerflow.schemas.events import BalanceSnapshot, Fill, OrderEvent, Side
 from makerflow.sinks.exchange import Credentials, ExchangeSinkConfig, order_event_from_ccxt
+from makerflow.sources.bounded import RunLatch, bounded
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +140,13 @@ class PrivateStreamReader:
         self,
         config: PrivateStreamConfig,
         client_factory: Callable[[bool], Any],
+        last_trade_ids: Mapping[str, str] | None = None,
     ) -> None:
-        """``client_factory(pro)`` returns a ccxt client (ccxt.pro when ``pro``)."""
+        """``client_factory(pro)`` returns a ccxt client (ccxt.pro when ``pro``).
+        ``last_trade_ids`` (symbol -> the last trade id emitted before a restart): the
+        start-up snapshot fetches only the fills after them."""
         self.config = config
+        self.last_trade_ids: dict[str, str] = dict(last_trade_ids or {})
         self._factory = client_factory
         self._seen = _Dedup()
         self._cids: dict[str, str] = {}
@@ -169,6 +175,9 @@ class PrivateStreamReader:
         cid = self._cids.get(str(trade.get("order")))
         fill = fill_from_ccxt(trade, venue=cfg.venue, account=cfg.account, client_order_id=cid)
         self._last_ts = max(self._last_ts, fill.ts)
+        last = self.last_trade_ids.get(fill.symbol)
+        if last is None or _id_after(fill.trade_id, last):
+            self.last_trade_ids[fill.symbol] = fill.trade_id
         return [fill]
 
     def _balance(self, balance: Mapping[str, Any]) -> list[PrivateEvent]:
@@ -205,6 +214,23 @@ class PrivateStreamReader:
         for symbol in self.config.symbols:
             for order in await client.fetch_open_orders(symbol):
                 out += self._order(order)
+            out += await self._recent_fills(client, symbol)
+        return out
+
+    async def _recent_fills(self, client: Any, symbol: str) -> list[PrivateEvent]:
+        """Fills after the last one emitted (all the venue returns on a first start), with
+        the orders they belong to when those are not known yet: REST trades carry only the
+        exchange's order id, and the order gives the client order id."""
+        last = self.last_trade_ids.get(symbol)
+        params = {"fromId": int(last) + 1} if last is not None and last.isdigit() else {}
+        trades = await client.fetch_my_trades(symbol, None, None, params)
+        out: list[PrivateEvent] = []
+        for oid in sorted({str(t["order"]) for t in trades if t.get("order") is not None}):
+            if oid not in self._cids:
+                with contextlib.suppress(ccxt.OrderNotFound):
+                    out += self._order(await client.fetch_order(oid, symbol))
+        for t in trades:
+            out += self._fill(t)
         return out
 
     async def _websocket(self) -> AsyncIterator[PrivateEvent]:
@@ -291,14 +317,24 @@ class PrivateStreamReader:
                 with contextlib.suppress(ccxt.OrderNotFound):
                     out += self._order(await client.fetch_order(oid, symbol))
             open_ids[symbol] = now_open
-            for t in await client.fetch_my_trades(symbol):
-                out += self._fill(t)
+            out += await self._recent_fills(client, symbol)
         out += self._balance(await client.fetch_balance())
         return out
 
 
-class _PrivatePartition(StatefulSourcePartition[PrivateEvent, None]):
+def _id_after(a: str, b: str) -> bool:
+    if a.isdigit() and b.isdigit():
+        return int(a) > int(b)
+    return a > b
+
+
+ResumeState = dict[str, str]
+"""symbol -> the last trade id emitted, so a restarted stream backfills only newer fills."""
+
+
+class _PrivatePartition(StatefulSourcePartition[PrivateEvent, ResumeState]):
     def __init__(self, reader: PrivateStreamReader) -> None:
+        self._reader = reader
         self._loop = asyncio.new_event_loop()
         self._batches = batch_async(
             reader.events(), timedelta(milliseconds=50), 1000, loop=self._loop
@@ -307,8 +343,8 @@ class _PrivatePartition(StatefulSourcePartition[PrivateEvent, None]):
     def next_batch(self) -> list[PrivateEvent]:
         return next(self._batches)
 
-    def snapshot(self) -> None:
-        return None
+    def snapshot(self) -> ResumeState:
+        return dict(self._reader.last_trade_ids)
 
     def close(self) -> None:
         # Cancel the pending read: the reader's ``finally`` closes its ccxt client and its
@@ -325,7 +361,7 @@ class _PrivatePartition(StatefulSourcePartition[PrivateEvent, None]):
             loop.close()
 
 
-class PrivateStreamSource(FixedPartitionedSource[PrivateEvent, None]):
+class PrivateStreamSource(FixedPartitionedSource[PrivateEvent, ResumeState]):
     """One partition per account (``venue:account``): exactly one worker reads it."""
 
     def __init__(
@@ -339,9 +375,11 @@ class PrivateStreamSource(FixedPartitionedSource[PrivateEvent, None]):
     def list_parts(self) -> list[str]:
         return [f"{self.config.venue}:{self.config.account}"]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _PrivatePartition:
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: ResumeState | None
+    ) -> _PrivatePartition:
         factory = self._factory or default_client_factory(self.config)
-        return _PrivatePartition(PrivateStreamReader(self.config, factory))
+        return _PrivatePartition(PrivateStreamReader(self.config, factory, resume_state))
 
 
 def default_client_factory(config: PrivateStreamConfig) -> Callable[[bool], Any]:
@@ -381,9 +419,17 @@ def private_stream(
     config: PrivateStreamConfig,
     *,
     client_factory: Callable[[bool], Any] | None = None,
+    stop: RunLatch | None = None,
 ) -> PrivateStreams:
-    """Our order events, fills and balances from the exchange, as three streams."""
-    events = op.input("read", flow, PrivateStreamSource(config, client_factory))
+    """Our order events, fills and balances from the exchange, as three streams.
+
+    The stream is live and never ends by itself; with ``stop`` it ends once that latch says
+    the run is over (an embedded run or a test over finite inputs).
+    """
+    source: Any = PrivateStreamSource(config, client_factory)
+    if stop is not None:
+        source = bounded(source, stop, finite=False)
+    events: Stream[PrivateEvent] = op.input("read", flow, source)
 
     def count(ev: PrivateEvent) -> PrivateEvent:
         metrics.EVENTS_IN.labels(step=step_id).inc()

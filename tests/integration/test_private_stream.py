@@ -139,3 +139,40 @@ def test_source_partition_never_blocks(exchange, monkeypatch):
     finally:
         part.close()
     assert {e.asset for e in got if isinstance(e, BalanceSnapshot)} == {"BTC", "ETH", "USDT"}
+
+
+def test_start_up_snapshot_backfills_fills_after_the_resume_point(exchange):
+    async def trade_twice():
+        c = exchange.client(rateLimit=1)
+        try:
+            for i in range(2):
+                await c.create_order(
+                    "BTC/USDT", "market", "buy", 0.01, None, {"clientOrderId": f"bf-{i}"}
+                )
+        finally:
+            await c.close()
+
+    async def first_fills(resume):
+        reader = PrivateStreamReader(
+            PrivateStreamConfig(url=exchange.url, mode="websocket"), factory(exchange), resume
+        )
+        stream = reader.events()
+        got = []
+        try:
+            # Everything the start-up snapshot gives, until the stream goes quiet.
+            while True:
+                try:
+                    got.append(await asyncio.wait_for(stream.__anext__(), 0.7))
+                except TimeoutError:
+                    break
+        finally:
+            await stream.aclose()
+        return [e for e in got if isinstance(e, Fill)], reader.last_trade_ids
+
+    asyncio.run(trade_twice())
+    fills, last = asyncio.run(first_fills(None))
+    # Fills that happened before the stream started are not lost, and carry our order ids.
+    assert [(f.trade_id, f.client_order_id) for f in fills] == [("1", "bf-0"), ("2", "bf-1")]
+    assert last == {"BTC/USDT": "2"}
+    fills, _ = asyncio.run(first_fills({"BTC/USDT": "1"}))
+    assert [f.trade_id for f in fills] == ["2"]
