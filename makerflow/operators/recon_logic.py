@@ -307,6 +307,10 @@ class BalanceRecon:
         self._carry: tuple[Posting, ...] = ()
         """Postings of windows let go that came after ``_anchor``."""
         self._windows: dict[int, _Window] = {}
+        # Indexes rebuilt from the state above (never snapshotted): where each posting id is
+        # held (-1: in the carry), and the newest reported window.
+        self._ids: dict[str, int] = {}
+        self._max_reported: int | None = None
 
     # -- state ------------------------------------------------------------------------------
 
@@ -341,6 +345,10 @@ class BalanceRecon:
                 ws.duplicates,
                 ws.reported,
             )
+            r._ids.update((p.posting_id, ws.start) for p in ws.postings)
+            if ws.reported is not None:
+                r._max_reported = ws.start
+        r._ids.update((p.posting_id, -1) for p in state.carry)
         return r
 
     @property
@@ -362,7 +370,7 @@ class BalanceRecon:
         if late is not None:
             return [late]
         start = window_start(leg.ts, self._length)
-        held = self._holder(leg.posting_id)
+        held = self._ids.get(leg.posting_id)
         if held is not None:
             # At-least-once delivery repeats fills: book once, count the repeat for the report.
             if held in self._windows:
@@ -370,9 +378,10 @@ class BalanceRecon:
             return []
         w = self._window(start)
         w.postings[leg.posting_id] = Posting(leg.ts, leg.posting_id, leg.amount, leg.kind)
+        self._ids[leg.posting_id] = start
         # Only the exchange's snapshots move event time: fills read ahead of the balances (a
         # batch of another topic) must not close windows whose closing snapshot is yet to come.
-        return self._after_change(start, None, f"late {leg.kind} {leg.posting_id}")
+        return self._after_change(start, leg.ts, False, f"late {leg.kind} {leg.posting_id}")
 
     def on_snapshot(self, snap: BalanceSnapshot) -> list[ReconOutput]:
         """Take the exchange's word on the balance (already checked by :func:`check_snapshot`)."""
@@ -387,7 +396,7 @@ class BalanceRecon:
             w.first = s
         if w.last is None or s.ts >= w.last.ts:
             w.last = s
-        return self._after_change(start, snap.ts, f"late balance snapshot at {snap.ts}")
+        return self._after_change(start, snap.ts, True, f"late balance snapshot at {snap.ts}")
 
     def advance(self, watermark: int) -> list[ReconOutput]:
         """Move event time to ``watermark`` (never back): report and let go of windows."""
@@ -410,13 +419,6 @@ class BalanceRecon:
             w = self._windows[start] = _Window()
         return w
 
-    def _holder(self, pid: str) -> int | None:
-        """Start of the window holding posting ``pid`` (-1 if let go), None if unseen."""
-        for s, w in self._windows.items():
-            if pid in w.postings:
-                return s
-        return -1 if any(p.posting_id == pid for p in self._carry) else None
-
     def _too_late(self, ts: int, origin: Event, what: str) -> DeadLetter | None:
         if self._horizon is None or ts >= self._horizon:
             return None
@@ -427,13 +429,11 @@ class BalanceRecon:
             f" allowed lateness ({self.cfg.allowed_lateness_s}s); the window is final",
         )
 
-    def _after_change(self, start: int, ts: int | None, what: str) -> list[ReconOutput]:
+    def _after_change(self, start: int, ts: int, is_snapshot: bool, what: str) -> list[ReconOutput]:
         out: list[ReconOutput] = []
-        if self._windows[start].reported is not None or any(
-            s > start and w.reported is not None for s, w in self._windows.items()
-        ):
-            out.extend(self._amend(what))
-        if ts is not None:
+        if self._max_reported is not None and start <= self._max_reported:
+            out.extend(self._amend(start, ts, is_snapshot, what))
+        if is_snapshot:
             out.extend(self.advance(ts))
         if (
             self.watermark is not None
@@ -453,12 +453,19 @@ class BalanceRecon:
                 out.extend(self._emit(start, w, None))
         return out
 
-    def _amend(self, what: str) -> list[ReconOutput]:
+    def _amend(self, start: int, ts: int, is_snapshot: bool, what: str) -> list[ReconOutput]:
+        """Re-emit the reported windows a late event at ``ts`` (in window ``start``) changes:
+        from its window up to the first window whose closing snapshot already covers it (for
+        a snapshot: the next window with a snapshot, whose opening it may be)."""
         out: list[ReconOutput] = []
-        for start in sorted(self._windows):
-            w = self._windows[start]
+        for s in sorted(self._windows):
+            if s < start:
+                continue
+            w = self._windows[s]
             if w.reported is not None:
-                out.extend(self._emit(start, w, what))
+                out.extend(self._emit(s, w, what))
+            if w.last is not None and (s > start or (not is_snapshot and w.last.ts >= ts)):
+                break
         return out
 
     def _expire(self, until: int) -> None:
@@ -467,10 +474,15 @@ class BalanceRecon:
             if start + self._length > until or w.reported is None:
                 break
             if w.last is not None:
+                for p in self._carry:
+                    del self._ids[p.posting_id]
                 self._anchor = w.last
                 self._carry = tuple(p for p in w.postings.values() if p.ts > w.last.ts)
             else:
                 self._carry = self._carry + tuple(w.postings.values())
+            for pid in w.postings:
+                del self._ids[pid]
+            self._ids.update((p.posting_id, -1) for p in self._carry)
             del self._windows[start]
         # Every window ending by ``until`` is final now, held or not: older events are late.
         final = window_start(until, self._length)
@@ -566,6 +578,8 @@ class BalanceRecon:
         if prev is not None:
             reason = f"amended (v{now.version}, after {amended}); {reason}".rstrip("; ")
         w.reported = now
+        if self._max_reported is None or start > self._max_reported:
+            self._max_reported = start
         report = ReconReport(
             ts=start + self._length - 1,
             account=self.account,
