@@ -23,6 +23,7 @@ import json
 import logging
 import re
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -90,7 +91,8 @@ class ExchangeServer:
         self.speed = speed
         self.check_timestamp = check_timestamp
         self._market = market
-        self._sockets: dict[str, set[web.WebSocketResponse]] = {}
+        # account -> subscribed websockets -> their subscription id
+        self._sockets: dict[str, dict[web.WebSocketResponse, int]] = {}
         self._subscription_ids = itertools.count(0)
         self._driver: asyncio.Task[None] | None = None
         self.requests = 0
@@ -332,7 +334,7 @@ class ExchangeServer:
                 if not (omit_zero and b.free == 0 and b.locked == 0)
             ],
             "permissions": ["SPOT"],
-            "uid": abs(hash(key.account)) % 10**9,
+            "uid": zlib.crc32(key.account.encode()),
         }
 
     async def _new_order(self, _r: web.Request, key: ApiKey, p: dict[str, str]) -> Any:
@@ -443,7 +445,7 @@ class ExchangeServer:
                 await ws.send_json(self._ws_request(ws, req, accounts))
         finally:
             for account in accounts:
-                self._sockets.get(account, set()).discard(ws)
+                self._sockets.get(account, {}).pop(ws, None)
         return ws
 
     def _ws_request(
@@ -476,11 +478,12 @@ class ExchangeServer:
                 "error": {"code": exc.code, "msg": exc.message},
             }
         accounts.add(key.account)
-        self._sockets.setdefault(key.account, set()).add(ws)
+        sub_id = next(self._subscription_ids)
+        self._sockets.setdefault(key.account, {})[ws] = sub_id
         return {
             "id": rid,
             "status": 200,
-            "result": {"subscriptionId": next(self._subscription_ids)},
+            "result": {"subscriptionId": sub_id},
         }
 
     async def _publish(self, out: Outcome) -> None:
@@ -504,11 +507,11 @@ class ExchangeServer:
             )
 
     async def _send(self, account: str, event: dict[str, Any]) -> None:
-        for ws in list(self._sockets.get(account, ())):
+        for ws, sub_id in list(self._sockets.get(account, {}).items()):
             try:
-                await ws.send_json({"subscriptionId": 0, "event": event})
+                await ws.send_json({"subscriptionId": sub_id, "event": event})
             except (ConnectionError, RuntimeError):
-                self._sockets[account].discard(ws)
+                self._sockets[account].pop(ws, None)
 
     # --- admin ------------------------------------------------------------------------
 

@@ -250,7 +250,9 @@ class ExchangeExecutor:
             ids.clear()
 
         for intent in intents:
-            problem = check_intent(intent, self.config.guards, count(intent.key))
+            problem = self._misrouted(intent) or check_intent(
+                intent, self.config.guards, count(intent.key)
+            )
             if problem is not None:
                 wave.append(self._guard_reject(intent, problem))
                 continue
@@ -277,7 +279,7 @@ class ExchangeExecutor:
         ``guarded`` says the caller already ran the guards."""
         if not guarded:
             n_open = open_orders(intent.key) if open_orders is not None else 0
-            problem = check_intent(intent, self.config.guards, n_open)
+            problem = self._misrouted(intent) or check_intent(intent, self.config.guards, n_open)
             if problem is not None:
                 return [self._guard_reject(intent, problem)]
         if self.config.dry_run:
@@ -287,6 +289,15 @@ class ExchangeExecutor:
         if intent.action == "cancel":
             return await self._cancel(intent)
         return await self._cancel_all(intent)
+
+    def _misrouted(self, intent: OrderIntent) -> str | None:
+        cfg = self.config
+        if intent.venue != cfg.venue or intent.account != cfg.account:
+            return (
+                f"malformed: intent for {intent.venue}/{intent.account} reached the sink of "
+                f"{cfg.venue}/{cfg.account}"
+            )
+        return None
 
     def _guard_reject(self, intent: OrderIntent, problem: str) -> OrderEvent:
         kind: RejectReason = "malformed" if problem.startswith("malformed") else "guard"
@@ -538,28 +549,33 @@ class ExchangeRunner:
 
 
 class _LazyRunner:
-    """Creates the runner on first use, in the worker, so building the flow opens nothing."""
+    """One runner per worker thread, created on first use so building the flow opens
+    nothing. Per worker, so a worker reaching the end of its input closes only its own
+    connection while other workers (cluster_main threads) still trade."""
 
     def __init__(self, config: ExchangeSinkConfig, credentials: Credentials | None) -> None:
         self._config = config
         self._credentials = credentials
-        self._runner: ExchangeRunner | None = None
+        self._runners: dict[int, ExchangeRunner] = {}
         self._lock = threading.Lock()
 
     def get(self) -> ExchangeRunner:
+        me = threading.get_ident()
         with self._lock:
-            if self._runner is None:
+            runner = self._runners.get(me)
+            if runner is None:
                 creds = self._credentials
                 if creds is None and not self._config.dry_run:
                     creds = Credentials.load(self._config)
-                self._runner = ExchangeRunner(ExchangeExecutor(self._config, credentials=creds))
-            return self._runner
+                runner = ExchangeRunner(ExchangeExecutor(self._config, credentials=creds))
+                self._runners[me] = runner
+            return runner
 
     def close(self) -> None:
         with self._lock:
-            if self._runner is not None:
-                self._runner.close()
-                self._runner = None
+            runner = self._runners.pop(threading.get_ident(), None)
+        if runner is not None:
+            runner.close()
 
 
 _Item = OrderIntent | OrderEvent

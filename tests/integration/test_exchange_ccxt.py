@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
 
 import ccxt.async_support as ccxt
 import pytest
@@ -247,3 +252,49 @@ def test_pro_watch_orders_and_my_trades(exchange):
 
 def test_engine_clock_is_the_replayed_event_time(exchange):
     assert exchange.call(lambda s: s.engine.time_ms) == 1723161254087
+
+
+def test_makerflow_exchange_command_serves_ccxt(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("cmd-secret\n")
+    env = os.environ | {"MAKERFLOW_EXCHANGE_API_KEY": "cmd-key"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "makerflow.cli",
+            "exchange",
+            "--port",
+            "0",
+            "--speed",
+            "20",
+            "--secret-file",
+            str(secret),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert "cmd-secret" not in line
+        url = re.search(r"http://127\.0\.0\.1:\d+", line).group(0)
+
+        async def go():
+            c = ccxt_client(url, "cmd-key", "cmd-secret")
+            try:
+                await c.load_markets()
+                first = await c.fetch_order_book("BTC/USDT")
+                await asyncio.sleep(0.5)
+                later = await c.fetch_order_book("BTC/USDT")
+                return first, later, await c.fetch_balance()
+            finally:
+                await c.close()
+
+        first, later, bal = run(go())
+        # The random walk runs at 20x: about 100 top-of-book updates in half a second.
+        assert later["nonce"] > first["nonce"] + 20
+        assert bal["total"]["USDT"] == 100_000.0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0

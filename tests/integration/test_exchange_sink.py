@@ -9,7 +9,7 @@ import logging
 import bytewax.operators as op
 import pytest
 from bytewax.dataflow import Dataflow
-from bytewax.testing import TestingSink, TestingSource, run_main
+from bytewax.testing import TestingSink, TestingSource
 
 from makerflow.exchange import DEFAULT_API_KEY, DEFAULT_SECRET, LocalExchange
 from makerflow.operators.guards import GuardLimits
@@ -29,10 +29,10 @@ CREDS = Credentials(DEFAULT_API_KEY, DEFAULT_SECRET)
 TS = 1_723_161_254_087_000_000
 
 
-def place(cid, price=61000.0, qty=0.01, side="buy", reference=61837.0, **kw):
+def place(cid, price=61000.0, qty=0.01, side="buy", reference=61837.0, venue="binance", **kw):
     return OrderIntent(
         ts=TS,
-        venue="binance",
+        venue=venue,
         symbol="BTC/USDT",
         action="place",
         client_order_id=cid,
@@ -104,6 +104,7 @@ def test_local_rejects_send_nothing(exchange):
         place("g-2", price=55000.0),  # 1 100 bps from the reference
         place("g-3", qty=0.00005),  # 3 USDT < the market's 5 USDT minimum
         place("g-4", qty=float("nan")),
+        place("g-5", venue="okx"),
     ]
     events, sent = execute(exchange, intents)
     assert sent == 0 and orders_on_exchange(exchange) == []
@@ -113,13 +114,15 @@ def test_local_rejects_send_nothing(exchange):
         else ev.reason.split(":")[0]
         for ev in events
     ]
-    assert [ev.status for ev in events] == ["rejected"] * 4
+    assert [ev.status for ev in events] == ["rejected"] * 5
     assert reasons == [
         "guard:max_order_notional",
         "guard:max_distance",
         "min_notional",
         "malformed",
+        "malformed",
     ]
+    assert "reached the sink of binance/main" in events[4].reason
 
 
 def test_rate_limits_are_retried_without_duplicates(exchange):
@@ -210,7 +213,7 @@ def test_credentials_never_reach_logs_or_reprs(tmp_path, caplog):
         Credentials.load(ExchangeSinkConfig(), {"MAKERFLOW_EXCHANGE_API_KEY": "k"})
 
 
-def test_execute_intents_operator_in_a_flow(exchange):
+def test_execute_intents_operator_in_a_flow(exchange, run_flow):
     guards = GuardLimits(max_open_orders_per_market=3)
     intents = [place(f"o-{i}", price=61000.0 - i) for i in range(4)] + [cancel("o-0")]
     out: list[OrderEvent] = []
@@ -218,7 +221,7 @@ def test_execute_intents_operator_in_a_flow(exchange):
     s = op.input("in", flow, TestingSource(intents))
     events = execute_intents("execute", s, config(exchange, guards=guards), credentials=CREDS)
     op.output("out", events, TestingSink(out))
-    run_main(flow)
+    run_flow(flow)
     assert [(e.client_order_id, e.status) for e in out] == [
         ("o-0", "ack"),
         ("o-1", "ack"),
