@@ -143,6 +143,36 @@ def session_id(namespace: str, account: str, venue: str, symbol: str, first_ts: 
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
+PARAM_PREFIX = "quoting."
+_PARAM_FIELDS = frozenset(QuotingParams.__struct_fields__)
+
+
+def quoting_changes(params: dict[str, Any]) -> dict[str, Any]:
+    """The quoter's share of a ``set_params`` command on the control topic, which the risk
+    service reads too.
+
+    ``quoting.<field>`` is always the quoter's (an unknown field is an error); another
+    ``<service>.<name>`` is not; a bare ``<field>`` is the quoter's when it names one of its
+    parameters. A command with no key of the quoter's is another service's and gives ``{}``;
+    one that mixes the quoter's keys with unknown bare keys is refused whole (a typo must not
+    half-apply).
+    """
+    mine: dict[str, Any] = {}
+    unknown: list[str] = []
+    for key, value in params.items():
+        if key.startswith(PARAM_PREFIX):
+            mine[key.removeprefix(PARAM_PREFIX)] = value
+        elif "." in key:
+            continue
+        elif key in _PARAM_FIELDS:
+            mine[key] = value
+        else:
+            unknown.append(key)
+    if mine and unknown:
+        mine.update({k: params[k] for k in unknown})  # replace() names them in its error
+    return mine
+
+
 def _finite_positive(x: float) -> bool:
     return math.isfinite(x) and x > 0
 
@@ -347,14 +377,17 @@ class Quoter:
         if not covers(cmd.scope, m.venue, m.symbol, m.account):
             return _NOTHING
         if cmd.command == "set_params":
+            changes = quoting_changes(cmd.params)
+            if not changes:
+                return _NOTHING  # parameters of another service (risk) on the shared topic
             try:
-                params = self._base_params.replace({**self.overrides, **cmd.params})
+                params = self._base_params.replace({**self.overrides, **changes})
             except ValueError as exc:
                 raise QuoterInputError(str(exc)) from None
             start = self._start(cmd.ts)
-            self.overrides.update(cmd.params)
+            self.overrides.update(changes)
             self._apply_params(params)
-            logger.info("%s: parameters set by %s: %s", self.key, cmd.issued_by, cmd.params)
+            logger.info("%s: parameters set by %s: %s", self.key, cmd.issued_by, changes)
             if self.halted:
                 return _out(start)
             return self._requote(cmd.ts, start)

@@ -318,8 +318,20 @@ def test_bad_set_params_is_refused_and_changes_nothing() -> None:
     with pytest.raises(QuoterInputError, match="gamma"):
         q.on_control(control(1, "set_params", gamma=-1.0))
     with pytest.raises(QuoterInputError, match="gama"):
-        q.on_control(control(1, "set_params", gama=1.0))
+        q.on_control(control(1, "set_params", **{"quoting.gama": 1.0}))
+    with pytest.raises(QuoterInputError, match="gama"):  # a typo next to a good key
+        q.on_control(control(1, "set_params", kappa=2.0, gama=1.0))
     assert q.params == PARAMS
+
+
+def test_set_params_of_another_service_is_left_to_it() -> None:
+    q = Quoter(MARKET, PARAMS)
+    q.on_tick(tick(0))
+    # the risk service's limits travel on the same control topic
+    assert q.on_control(control(1, "set_params", max_move_bps=50.0)) == QuoterOutput()
+    assert q.on_control(control(1, "set_params", **{"risk.max_move_bps": 5})) == QuoterOutput()
+    out = q.on_control(control(2, "set_params", **{"quoting.gamma": 0.4, "risk.x": 1}))
+    assert q.params.gamma == 0.4 and places(out)
 
 
 def test_snapshot_resumes_exactly_where_it_left_off() -> None:
