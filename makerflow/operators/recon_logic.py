@@ -21,11 +21,12 @@ A window is reported once the key's watermark passes the window's end by ``grace
 amendable for ``allowed_lateness`` more. The watermark is the time of the key's latest balance
 snapshot: the exchange's next word is what closes a window, so fills that run ahead of the
 balances (another topic, read a batch ahead) never close one early. Snapshots that run ahead of
-the fills by more than ``grace`` make the fills late: set ``grace`` above that skew (replays of
-topics read side by side need a large one). A late event for a reported
-window recomputes the reports and emits a new ``version`` of each one that changed, its reason
-starting with ``amended``. Events older than that are dead letters, as are snapshots that
-cannot be true (negative, NaN, an unknown asset) and fills that cannot be booked.
+the fills by more than ``grace`` make those fills late: set ``grace`` above that skew (a replay
+of topics read side by side needs a large one). A late event for a reported window emits a new
+``version`` of each report it changes, its reason starting with ``amended``. Events later than
+``allowed_lateness`` are dead letters, as are snapshots that cannot be true (negative, NaN, an
+unknown asset) and fills that cannot be booked. A window in which a balance has neither a
+posting nor a snapshot has nothing to reconcile and gives no report.
 """
 
 from __future__ import annotations
@@ -54,11 +55,11 @@ from makerflow.schemas.topics import BALANCES, FILLS, TRANSFERS
 
 NS = 1_000_000_000
 BREAK_ALERT = "BalanceReconciliationBreak"
+RESOLVED_ALERT = "BalanceReconciliationResolved"
 DEFAULT_PRECISION: dict[str, float] = {
     a: 1e-8 for a in ("BTC", "ETH", "SOL", "BNB", "USDT", "USDC", "USD")
 }
 """Common assets at 8 decimals, how most spot venues book balances."""
-RESOLVED_ALERT = "BalanceReconciliationResolved"
 
 
 class ReconConfig(Config, frozen=True, kw_only=True):
@@ -67,8 +68,8 @@ class ReconConfig(Config, frozen=True, kw_only=True):
     window_s: float = 60.0
     """Length of the tumbling windows, aligned to the Unix epoch."""
     grace_s: float = 5.0
-    """How far the watermark must pass a window's end before its first report: absorbs the
-    skew between the fills, balances and transfers topics."""
+    """How far the watermark (the latest balance snapshot) must pass a window's end before its
+    first report: absorbs balances arriving ahead of the fills and transfers."""
     allowed_lateness_s: float = 600.0
     """How long after its first report a window still takes late events (and amends)."""
     abs_tolerance: float = 0.0
@@ -301,7 +302,7 @@ class BalanceRecon:
         self._precision = cfg.precision(asset) or 0.0
         self.watermark: int | None = None
         self._horizon: int | None = None
-        """Start of the oldest window still held; older events are too late."""
+        """Every window before this is final: events older than it are too late."""
         self._anchor: Snap | None = None
         """Last snapshot of the windows already let go."""
         self._carry: tuple[Posting, ...] = ()
@@ -372,6 +373,22 @@ class BalanceRecon:
         start = window_start(leg.ts, self._length)
         held = self._ids.get(leg.posting_id)
         if held is not None:
+            first = (
+                self._windows[held].postings[leg.posting_id]
+                if held in self._windows
+                else next(p for p in self._carry if p.posting_id == leg.posting_id)
+            )
+            if first.ts != leg.ts or not math.isclose(first.amount, leg.amount, rel_tol=1e-12):
+                # The same trade id saying something else is not a repeat: a person must look.
+                return [
+                    _bad(
+                        self.cfg,
+                        leg.origin,
+                        f"{leg.asset} leg of {leg.posting_id} conflicts with the one booked"
+                        f" (ts {first.ts}, amount {first.amount:.12g}; now ts {leg.ts},"
+                        f" amount {leg.amount:.12g}); kept the first",
+                    )
+                ]
             # At-least-once delivery repeats fills: book once, count the repeat for the report.
             if held in self._windows:
                 self._windows[held].duplicates += 1

@@ -326,3 +326,13 @@ def test_arrival_order_never_changes_the_final_reports(seed: int, order) -> None
     shuffled = list(events)
     order.shuffle(shuffled)
     assert _final(reconcile_all(shuffled, cfg)) == _final(reconcile_all(events, cfg))
+
+
+def test_same_trade_id_with_other_content_is_a_dead_letter_not_a_duplicate() -> None:
+    session = exchange_session(FILLS, OPENING, 3)
+    forged = fill("t1", T0 + 10 * NS, "buy", 30_000.0, 5.0, 0.0005, "BTC")  # qty 5, not 0.5
+    session.insert(session.index(FILLS[0]) + 1, forged)
+    out = reconcile_all(session, CFG)
+    dead = [o for o in out if isinstance(o, DeadLetter)]
+    assert len(dead) == 2 and all("conflicts with the one booked" in d.reason for d in dead)
+    assert all(r.status == "OK" for r in latest(out).values())
