@@ -358,6 +358,11 @@ class BalanceRecon:
         return len(self._windows)
 
     @property
+    def oldest_window(self) -> int | None:
+        """Start of the oldest window held, if any."""
+        return min(self._windows, default=None)
+
+    @property
     def pending_windows(self) -> int:
         """Windows not reported yet."""
         return sum(1 for w in self._windows.values() if w.reported is None)

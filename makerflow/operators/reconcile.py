@@ -71,9 +71,10 @@ def _utc_now() -> datetime:
 class ReconWindowLogic(StatefulLogic[Leg | BalanceSnapshot, ReconOutput, ReconState]):
     """One key's :class:`BalanceRecon` inside Bytewax: items in, reports out, EOF flushes.
 
-    With ``idle_close_s`` set, a key that has been quiet that long on the wall clock moves
-    its event time on by the quiet time (as Bytewax's ``EventClock`` does), so a dead balance
-    feed still closes windows and reports them (as unconfirmed) instead of hiding.
+    With ``idle_close_s`` set, a key whose balance feed has been quiet that long on the wall
+    clock moves its event time on by the quiet time (as Bytewax's ``EventClock`` does), so a
+    dead balance feed still closes windows and reports them (as unconfirmed) instead of
+    hiding. Fills keep arriving in that case, so only snapshots count as news.
     """
 
     def __init__(
@@ -86,24 +87,29 @@ class ReconWindowLogic(StatefulLogic[Leg | BalanceSnapshot, ReconOutput, ReconSt
         self.recon = BalanceRecon.from_state(state, cfg) if state is not None else None
         self._now = now
         self._idle = timedelta(seconds=cfg.idle_close_s) if cfg.idle_close_s else None
-        self._last_item: datetime | None = None
+        self._quiet_since: datetime | None = None
 
     def on_item(self, value: Leg | BalanceSnapshot) -> tuple[Iterable[ReconOutput], bool]:
         if self.recon is None:
             self.recon = BalanceRecon(value.account, value.asset, self.cfg)
-        if self._idle is not None:
-            self._last_item = self._now()
+        if self._idle is not None and (isinstance(value, BalanceSnapshot) or not self._quiet_since):
+            self._quiet_since = self._now()
         if isinstance(value, Leg):
             return self.recon.on_leg(value), StatefulLogic.RETAIN
         return self.recon.on_snapshot(value), StatefulLogic.RETAIN
 
     def on_notify(self) -> tuple[Iterable[ReconOutput], bool]:
-        if self.recon is None or self._last_item is None or self.recon.watermark is None:
+        if self.recon is None or self._quiet_since is None:
             return (), StatefulLogic.RETAIN
-        quiet = self._now() - self._last_item
-        self._last_item = self._now()
-        moved = self.recon.watermark + int(quiet.total_seconds() * NS)
-        return self.recon.advance(moved), StatefulLogic.RETAIN
+        base = self.recon.watermark
+        if base is None:  # never a snapshot: time runs from the oldest window's start
+            base = self.recon.oldest_window
+        now = self._now()
+        quiet_ns = int((now - self._quiet_since).total_seconds() * NS)
+        self._quiet_since = now
+        if base is None:
+            return (), StatefulLogic.RETAIN
+        return self.recon.advance(base + quiet_ns), StatefulLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[ReconOutput], bool]:
         if self.recon is None:
@@ -111,11 +117,11 @@ class ReconWindowLogic(StatefulLogic[Leg | BalanceSnapshot, ReconOutput, ReconSt
         return self.recon.flush(), StatefulLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
-        if self._idle is None or self._last_item is None or self.recon is None:
+        if self._idle is None or self._quiet_since is None or self.recon is None:
             return None
         if not self.recon.pending_windows:
             return None
-        return self._last_item + self._idle
+        return self._quiet_since + self._idle
 
     def snapshot(self) -> ReconState:
         assert self.recon is not None, "a key's logic exists only after its first item"

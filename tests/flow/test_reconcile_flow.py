@@ -201,9 +201,12 @@ def test_quiet_key_closes_its_windows_after_idle_wall_time() -> None:
     logic.on_item(BalanceSnapshot(ts=T0 - 1, venue="local", asset="BTC", free=1.0, total=1.0))
     legs = fill_legs(FILLS[0], cfg)
     assert not isinstance(legs, DeadLetter)
+    opened = clock[0]
+    clock[0] += timedelta(seconds=20)
+    # Fills still flowing do not count as news from a balance feed that went quiet.
     logic.on_item(next(leg for leg in legs if leg.asset == "BTC"))
-    assert logic.notify_at() == clock[0] + timedelta(seconds=30)
-    clock[0] += timedelta(seconds=90)
+    assert logic.notify_at() == opened + timedelta(seconds=30)
+    clock[0] += timedelta(seconds=70)
     out, _ = logic.on_notify()
     reps = [r for r in out if isinstance(r, ReconReport) and r.window_start == T0]
     assert [(r.window_start, r.status, r.reported) for r in reps] == [(T0, "BREAK", None)]
@@ -251,3 +254,22 @@ def test_recovery_resumes_open_windows_from_snapshots(tmp_path) -> None:
     second = run_recon(aborted, runner)
     resumed = {encode(r) for r in first.reports + second.reports}
     assert resumed == {encode(r) for r in clean.reports}
+
+
+def test_idle_close_without_any_snapshot_reports_unconfirmed() -> None:
+    from datetime import datetime, timedelta
+
+    from makerflow.operators.recon_logic import fill_legs
+    from makerflow.operators.reconcile import ReconWindowLogic
+
+    clock = [datetime(2024, 1, 1, tzinfo=UTC)]
+    cfg = ReconConfig(window_s=60, grace_s=5, idle_close_s=30)
+    logic = ReconWindowLogic(cfg, None, lambda: clock[0])
+    legs = fill_legs(FILLS[0], cfg)
+    assert not isinstance(legs, DeadLetter)
+    logic.on_item(next(leg for leg in legs if leg.asset == "USDT"))
+    clock[0] += timedelta(seconds=120)
+    out, _ = logic.on_notify()
+    reps = [r for r in out if isinstance(r, ReconReport)]
+    assert [(r.asset, r.window_start, r.status) for r in reps] == [("USDT", T0, "BREAK")]
+    assert "opening is unknown" in reps[0].reason
