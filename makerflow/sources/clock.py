@@ -30,13 +30,14 @@ class _ClockPartition(StatefulSourcePartition[Heartbeat, None]):
     def __init__(self, interval: timedelta, clock: Clock, limit: int | None) -> None:
         self._interval = interval
         self._clock = clock
-        self._next = clock()
+        self._last = clock()
+        self._next = self._last
         self._left = limit
 
     def next_batch(self) -> list[Heartbeat]:
         if self._left is not None and self._left <= 0:
             raise StopIteration
-        now = self._clock()
+        now = self._last = self._clock()
         if now < self._next:
             return []
         self._next = now + self._interval
@@ -45,8 +46,9 @@ class _ClockPartition(StatefulSourcePartition[Heartbeat, None]):
         return [Heartbeat(to_ns(now))]
 
     def next_awake(self) -> datetime | None:
-        # Bytewax sleeps until then instead of polling: the source never blocks.
-        return self._next
+        # Bytewax sleeps until a time on the real clock, so the wait left on the injected
+        # clock is laid onto the real one: the source never blocks and never busy-polls.
+        return utc_now() + max(self._next - self._last, timedelta(0))
 
     def snapshot(self) -> None:
         return None

@@ -40,7 +40,7 @@ from makerflow.schemas.events import (
     RiskState,
     Tick,
 )
-from tests.risk_support import MARKET, SYMBOL, VENUE, recorded_ticks, with_jump
+from tests.risk_support import SYMBOL, VENUE, recorded_ticks, with_jump
 
 NS = 1_000_000_000
 BTC_SCOPE = f"market:{VENUE}:{SYMBOL}"
@@ -206,8 +206,9 @@ def test_stale_feed_halts_the_market(runner):
 
 
 def index_price(ts: int, price: float, oracle: float) -> IndexPrice:
-    return IndexPrice(ts=ts, basket="BTC", quote="USD", price=price, constituents=(),
-                      oracle_price=oracle)  # fmt: skip
+    return IndexPrice(
+        ts=ts, basket="BTC", quote="USD", price=price, constituents=(), oracle_price=oracle
+    )
 
 
 def test_oracle_deviation_halts_the_configured_scope(runner):

@@ -160,7 +160,7 @@ def risk_flow(own_broker: Broker, tmp_path: Path) -> Iterator[int]:
                 ORDER_INTENTS,
                 DEAD_LETTERS,
             )
-        ],  # fmt: skip
+        ],
     )
     cfg = tmp_path / "risk.toml"
     cfg.write_text(
@@ -280,22 +280,39 @@ def test_prometheus_fires_kill_switch_on_a_live_risk_flow(own_broker, risk_flow,
     assert lint.returncode == 0, lint.stdout.decode() + lint.stderr.decode()
 
     # Prometheus scrapes it and fires KillSwitchEngaged for the scope.
-    alert = wait_for("KillSwitchEngaged firing", lambda: firing(prometheus, "KillSwitchEngaged"),
-                     timeout=20)  # fmt: skip
+    alert = wait_for(
+        "KillSwitchEngaged firing", lambda: firing(prometheus, "KillSwitchEngaged"), timeout=20
+    )
     assert alert[0]["labels"]["scope"] == SCOPE
     assert alert[0]["labels"]["severity"] == "critical"
 
     # A person resumes through the control topic; the gauge goes back to 0 and the alert
     # resolves.
-    assert cli_main(["control", "resume", "--scope", SCOPE, "--reason", "checked",
-                     "--brokers", own_broker.bootstrap]) == 0  # fmt: skip
+    assert (
+        cli_main(
+            [
+                "control",
+                "resume",
+                "--scope",
+                SCOPE,
+                "--reason",
+                "checked",
+                "--brokers",
+                own_broker.bootstrap,
+            ]
+        )
+        == 0
+    )
     wait_for(
         "the gauge back at 0",
         lambda: scrape_gauge(http_get(metrics_url).decode(), SCOPE) == 0.0,
         timeout=20,
     )
-    wait_for("KillSwitchEngaged resolved", lambda: not firing(prometheus, "KillSwitchEngaged"),
-             timeout=20)  # fmt: skip
+    wait_for(
+        "KillSwitchEngaged resolved",
+        lambda: not firing(prometheus, "KillSwitchEngaged"),
+        timeout=20,
+    )
     states = [json.loads(m.value()) for m in read_topic(brokers, RISK_STATE.name, expected=2)]
     assert [s["status"] for s in states] == ["HALTED", "ACTIVE"]
     assert time.monotonic() - started < 60
