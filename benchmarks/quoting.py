@@ -146,7 +146,7 @@ def run_quoting(ticks: list[Tick], levels: int) -> tuple[list[int], list[int], f
     flow = Dataflow("bench_quoting")
     s = op.input("in", flow, TestingSource(ticks, batch_size=1))
     s = op.map("enter", s, stamps.enter)
-    empty = op.filter("none", s, lambda _: False)
+    empty: Any = op.filter("none", s, lambda _: False)  # no index, risk, orders...
     out = quoting_op(
         "quoting", s, empty, empty, empty, empty, empty, config(levels), in_step.append
     )

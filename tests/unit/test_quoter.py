@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pickle
 import re
+from typing import Any
 
 import pytest
 
@@ -97,12 +98,12 @@ def risk(t: float, scope: str, status: str) -> RiskState:
     return RiskState(ts=T0 + round(t * NS), scope=scope, status=status)  # type: ignore[arg-type]
 
 
-def control(t: float, command: str, scope: str = "global", **params: object) -> ControlCommand:
+def control(t: float, command: str, scope: str = "global", **params: Any) -> ControlCommand:
     return ControlCommand(
         ts=T0 + round(t * NS),
         command=command,  # type: ignore[arg-type]
         scope=scope,
-        params=params,  # type: ignore[arg-type]
+        params=params,
         issued_by="test",
     )
 
@@ -247,8 +248,8 @@ def test_halt_cancels_every_open_order_within_one_event() -> None:
     out = q.on_risk(risk(1, "asset:ETH", "HALTED"))
     assert out.intents[0].action == "cancel_all"
     assert out.intents[0].ts == T0 + NS
-    assert sorted(i.client_order_id for i in cancels(out)) == sorted(
-        p.client_order_id for p in placed
+    assert sorted(str(i.client_order_id) for i in cancels(out)) == sorted(
+        str(p.client_order_id) for p in placed
     )
     assert len(out.intents) == 7 and "halt" in out.intents[1].reason
     assert out.ladder is not None and out.ladder.bids == () and out.ladder.asks == ()
@@ -292,7 +293,7 @@ def test_unconfirmed_cancels_are_sent_again() -> None:
     q.on_risk(risk(1, "global", "HALTED"))
     assert cancels(q.on_tick(tick(2))) == []  # 1 s after: wait
     again = cancels(q.on_tick(tick(3.5)))  # cancel_retry_s = 2
-    assert sorted(i.client_order_id for i in again) == sorted(p.client_order_id for p in placed)
+    assert {i.client_order_id for i in again} == {p.client_order_id for p in placed}
     assert len(cancels(q.on_tick(tick(5.5)))) == 2  # second retry (max_cancel_retries = 2)
     # after that the exchange is taken to have lost them: no more cancels, not tracked
     assert cancels(q.on_tick(tick(7.5))) == [] and q.orders == {}
@@ -318,7 +319,7 @@ def test_bad_set_params_is_refused_and_changes_nothing() -> None:
     with pytest.raises(QuoterInputError, match="gamma"):
         q.on_control(control(1, "set_params", gamma=-1.0))
     with pytest.raises(QuoterInputError, match="gama"):
-        q.on_control(control(1, "set_params", **{"quoting.gama": 1.0}))
+        q.on_control(control(1, "set_params", "global", **{"quoting.gama": 1.0}))
     with pytest.raises(QuoterInputError, match="gama"):  # a typo next to a good key
         q.on_control(control(1, "set_params", kappa=2.0, gama=1.0))
     assert q.params == PARAMS
@@ -329,8 +330,11 @@ def test_set_params_of_another_service_is_left_to_it() -> None:
     q.on_tick(tick(0))
     # the risk service's limits travel on the same control topic
     assert q.on_control(control(1, "set_params", max_move_bps=50.0)) == QuoterOutput()
-    assert q.on_control(control(1, "set_params", **{"risk.max_move_bps": 5})) == QuoterOutput()
-    out = q.on_control(control(2, "set_params", **{"quoting.gamma": 0.4, "risk.x": 1}))
+    assert (
+        q.on_control(control(1, "set_params", "global", **{"risk.max_move_bps": 5}))
+        == QuoterOutput()
+    )
+    out = q.on_control(control(2, "set_params", "global", **{"quoting.gamma": 0.4, "risk.x": 1}))
     assert q.params.gamma == 0.4 and places(out)
 
 

@@ -8,6 +8,7 @@ and against what a user expects of an inventory skew."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
@@ -108,7 +109,7 @@ def test_higher_risk_aversion_skews_more() -> None:
 
 @pytest.mark.parametrize("field", ["gamma", "kappa", "horizon_s"])
 def test_model_refuses_non_positive_parameters(field: str) -> None:
-    params = {"gamma": 0.1, "kappa": 1.5, "horizon_s": 60.0, field: 0.0}
+    params: dict[str, Any] = {"gamma": 0.1, "kappa": 1.5, "horizon_s": 60.0, field: 0.0}
     with pytest.raises(ValueError, match=field):
         AvellanedaStoikov(**params)
 
