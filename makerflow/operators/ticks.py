@@ -13,13 +13,16 @@ right (a NaN price, a negative size, an update range that runs backwards).
 from __future__ import annotations
 
 import math
+import tomllib
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from operator import itemgetter
+from pathlib import Path
 from typing import Any
 
 import bytewax.operators as op
+import msgspec
 from bytewax.dataflow import Stream, operator
 from bytewax.operators import StatefulBatchLogic
 
@@ -74,6 +77,27 @@ class TicksConfig(Config, frozen=True, kw_only=True):
             raise ValueError("vwap_bucket_ms must be > 0 and <= vwap_window_ms")
         if any(b <= 0 for b in self.bar_lengths_ms):
             raise ValueError(f"bar lengths must be > 0 ms, got {self.bar_lengths_ms}")
+
+
+def load_ticks_config(path: str | Path | None) -> TicksConfig:
+    """The ticks settings in a TOML file: its ``[ticks]`` table, or else its top-level keys
+    (other services' tables are left to them); defaults when ``path`` is None."""
+    if path is None:
+        return TicksConfig()
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"invalid TOML in {p}: {exc}") from None
+    table = (
+        data["ticks"]
+        if "ticks" in data
+        else {k: v for k, v in data.items() if not isinstance(v, dict)}
+    )
+    try:
+        return msgspec.convert(table, type=TicksConfig)
+    except (msgspec.ValidationError, ValueError) as exc:
+        raise ValueError(f"invalid ticks configuration in {p}: {exc}") from None
 
 
 class RollingVwap:
@@ -465,7 +489,7 @@ def _key(ev: BookSnapshot | BookDelta | Trade) -> str:
 @operator
 def ticks_op(
     step_id: str,
-    book: Stream[BookSnapshot | BookDelta],
+    book: Stream[BookSnapshot | BookDelta] | Stream[BookSnapshot | BookDelta | Trade],
     trades: Stream[Trade] | None = None,
     config: TicksConfig | None = None,
 ) -> TicksOut:
