@@ -79,6 +79,11 @@ CONSUMER_LAG = Gauge(
     "Messages behind the end of the partition per topic and partition.",
     ["topic", "partition"],
 )
+WEB3_RPC_ERRORS = Counter(
+    "makerflow_web3_rpc_errors",
+    "Failed JSON-RPC polls per web3 source partition (pool or feed); each is retried.",
+    ["source"],
+)
 RISK_REALIZED_VOLATILITY = Gauge(
     "makerflow_risk_realized_volatility_bps",
     "Realized volatility of the mid price in the current risk window, in basis points.",
