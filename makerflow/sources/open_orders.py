@@ -75,8 +75,12 @@ async def poll_open_orders(
 
 
 class _Partition(StatefulSourcePartition[ExchangeOpenOrders, None]):
-    def __init__(self, batches: Iterator[list[ExchangeOpenOrders]]) -> None:
-        self._batches = batches
+    def __init__(self, listings: AsyncIterator[ExchangeOpenOrders]) -> None:
+        # A loop of its own, so the poller's ccxt client lives and dies with the partition.
+        self._loop = asyncio.new_event_loop()
+        self._batches: Iterator[list[ExchangeOpenOrders]] = batch_async(
+            listings, timedelta(milliseconds=100), 16, loop=self._loop
+        )
 
     def next_batch(self) -> list[ExchangeOpenOrders]:
         return next(self._batches)
@@ -84,6 +88,9 @@ class _Partition(StatefulSourcePartition[ExchangeOpenOrders, None]):
     def snapshot(self) -> None:
         # A listing is a fresh look at the exchange: nothing to resume from.
         return None
+
+    def close(self) -> None:
+        self._loop.close()
 
 
 class OpenOrdersSource(FixedPartitionedSource[ExchangeOpenOrders, None]):
@@ -120,4 +127,4 @@ class OpenOrdersSource(FixedPartitionedSource[ExchangeOpenOrders, None]):
             interval_s=self.interval_s,
             polls=self.polls,
         )
-        return _Partition(batch_async(agen, timedelta(milliseconds=100), 16))
+        return _Partition(agen)

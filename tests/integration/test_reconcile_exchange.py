@@ -242,7 +242,10 @@ def test_open_orders_against_fetch_open_orders() -> None:
             return found
 
         assert view.open_orders(), "the session leaves quotes resting"
+        # A failed poll is retried, not fatal: the one listing asked for still arrives.
+        ex.inject("unavailable", path="/api/v3/openOrders")
         assert listing_flow(polls=1) == []
+        assert ex.call(lambda srv: srv.faults.pending()) == 0
         asyncio.run(meddle())
         alerts = {a.name: a for a in listing_flow(polls=1)}
         assert set(alerts) == {"OpenOrderOrphan", "OpenOrderMissing"}
