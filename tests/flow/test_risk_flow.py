@@ -250,3 +250,53 @@ def test_manual_halt_set_params_and_bad_commands(runner):
     assert len(reasons) == 2
     assert "unknown limit 'no_such_limit'" in reasons[1] or "unknown limit" in reasons[0]
     assert any("bad scope" in r for r in reasons)
+
+
+def test_halt_stops_the_quoter_and_resume_restores_quoting(runner):
+    """risk_op's states feed the quoting engineer's quoting_op, as in the all-in-one flow:
+    the quoter stops placing orders on the halt and places again after the resume."""
+    from makerflow.operators.quoting import quoting_op
+    from makerflow.operators.quoting_config import MarketConfig as QuotedMarket
+    from makerflow.operators.quoting_config import QuotingConfig, QuotingParams
+
+    ticks = recorded_ticks(limit=4_000)
+    at, resume_at = 2_000, 3_000
+    jumped = with_jump(ticks, at)
+    resume = command(jumped[resume_at].ts + 1, "resume", BTC_SCOPE)
+    events = [*jumped[:resume_at], resume, *jumped[resume_at:]]
+    quoting = QuotingConfig(
+        markets=(
+            QuotedMarket(
+                venue=VENUE,
+                symbol=SYMBOL,
+                tick_size=0.01,
+                lot_size=0.00001,
+                min_qty=0.00001,
+                min_notional=5.0,
+            ),
+        ),
+        defaults=QuotingParams(warmup_s=0.0, sigma_initial=4.0, min_quote_lifetime_s=0.0),
+        id_namespace="risktest",
+    )
+
+    flow = Dataflow("risk_quoting")
+    src = op.input("inp", flow, TestingSource(events, batch_size=500))
+    ticks_s = op.filter("ticks", src, lambda x: isinstance(x, Tick))
+    control_s = op.filter("control", src, lambda x: isinstance(x, ControlCommand))
+    none: Any = op.filter("none", src, lambda x: False)
+    risk = risk_op("risk", ticks_s, none, none, none, none, control_s, config())
+    quoted = quoting_op("quoting", ticks_s, none, risk.states, none, none, control_s, quoting)
+    states: list[RiskState] = []
+    intents: list[OrderIntent] = []
+    op.output("states", risk.states, TestingSink(states))
+    op.output("intents", quoted.intents, TestingSink(intents))
+    runner(flow)
+
+    assert [s.status for s in states] == ["HALTED", "ACTIVE"]
+    places = [i.ts for i in intents if i.action == "place"]
+    assert any(ts < jumped[at].ts for ts in places)  # it quoted before the jump
+    # From the epoch after the halt until the resume: no new orders, and its orders canceled.
+    halted_from, resumed = jumped[at + 500].ts, resume.ts
+    assert not [ts for ts in places if halted_from <= ts < resumed]
+    assert any(i.action == "cancel" and i.ts >= jumped[at].ts for i in intents)
+    assert any(ts > resumed for ts in places)  # quoting restored
