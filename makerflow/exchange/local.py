@@ -87,7 +87,9 @@ def ccxt_client(
     for name in ("sapi", "sapiV2", "sapiV3", "sapiV4"):
         api[name] = f"{base}/sapi/{name[-2:] if name != 'sapi' else 'v1'}"
     if "ws" in api:
-        api["ws"]["spot"] = f"{ws}/ws"
+        # ccxt.pro tells spot from futures streams by "/stream" in the URL, as on
+        # stream.binance.com; the local exchange serves raw streams on /stream too.
+        api["ws"]["spot"] = f"{ws}/stream"
         api["ws"]["ws-api"] = {"spot": f"{ws}/ws-api/v3"}
     client.urls = urls
     client.hostname = "127.0.0.1"

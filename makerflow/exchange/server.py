@@ -34,6 +34,7 @@ from aiohttp import WSMsgType, web
 
 from makerflow.exchange.engine import (
     INSUFFICIENT_BALANCE,
+    ZERO,
     EngineError,
     Execution,
     MarketSpec,
@@ -43,7 +44,7 @@ from makerflow.exchange.engine import (
     Outcome,
 )
 from makerflow.exchange.faults import Fault, FaultPlan
-from makerflow.exchange.market_data import BookTop, MarketEvent
+from makerflow.exchange.market_data import BookTop, MarketEvent, PublicTrade
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,13 @@ class ExchangeServer:
         # account -> subscribed websockets -> their subscription id
         self._sockets: dict[str, dict[web.WebSocketResponse, int]] = {}
         self._subscription_ids = itertools.count(0)
+        # Public streams: subscribers per stream name, the last published depth and top of
+        # book per symbol, and the depth sequence (``lastUpdateId``, ``U``/``u``).
+        self._streams: dict[str, set[web.WebSocketResponse]] = {}
+        self._published_depth: dict[str, tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]] = {}
+        self._depth_seq: dict[str, int] = {}
+        self._tops: dict[str, Any] = {}
+        self._public_trade_ids = itertools.count(1)
         self._driver: asyncio.Task[None] | None = None
         self.requests = 0
         self.market_events = 0
@@ -116,6 +124,9 @@ class ExchangeServer:
         r.add_get("/api/v3/allOrders", self._signed(self._all_orders))
         r.add_get("/api/v3/myTrades", self._signed(self._my_trades))
         r.add_get("/ws-api/v3", self._ws_api)
+        for prefix in ("/ws", "/stream"):
+            r.add_get(prefix, self._ws_streams)
+            r.add_get(prefix + "/{tail}", self._ws_streams)
         r.add_post("/_admin/faults", self._admin_faults)
         r.add_post("/_admin/advance", self._admin_advance)
         r.add_get("/_admin/state", self._admin_state)
@@ -134,6 +145,9 @@ class ExchangeServer:
                 await self._driver
         for sockets in self._sockets.values():
             for ws in list(sockets):
+                await ws.close()
+        for subscribers in self._streams.values():
+            for ws in list(subscribers):
                 await ws.close()
 
     # --- the public market ------------------------------------------------------------
@@ -154,9 +168,10 @@ class ExchangeServer:
         self.market_events += 1
         if isinstance(ev, BookTop):
             out = self.engine.on_book_top(ev.symbol, ev.bid, ev.bid_qty, ev.ask, ev.ask_qty)
+            await self._publish(out, ev.symbol)
         else:
             out = self.engine.on_public_trade(ev.symbol, ev.price, ev.qty, ev.taker_side)
-        await self._publish(out)
+            await self._publish(out, ev.symbol, ev)
 
     async def advance(self, n: int = 1) -> int:
         """Apply the next ``n`` public events at once (tests, ``speed=0``); returns how many."""
@@ -300,7 +315,8 @@ class ExchangeServer:
         try:
             symbol = request.query["symbol"]
             limit = int(request.query.get("limit", "100"))
-            update_id, bids, asks = self.engine.depth(symbol, limit)
+            _, bids, asks = self.engine.depth(symbol, limit)
+            update_id = self._depth_seq.get(symbol, 0)
         except KeyError:
             return _error(400, -1102, "Mandatory parameter 'symbol' was not sent.")
         except EngineError as exc:
@@ -358,7 +374,7 @@ class ExchangeServer:
             client_order_id=cid,
             time_in_force=p.get("timeInForce", "GTC"),
         )
-        await self._publish(out)
+        await self._publish(out, symbol)
         resp = _order_json(order) | {"transactTime": order.time}
         resp["fills"] = [
             {
@@ -394,15 +410,16 @@ class ExchangeServer:
     async def _cancel_order(self, _r: web.Request, key: ApiKey, p: dict[str, str]) -> Any:
         oid, cid = self._ids(p)
         order, out = self.engine.cancel(key.account, _need(p, "symbol"), oid, cid)
-        await self._publish(out)
+        await self._publish(out, order.symbol)
         return _cancel_json(order)
 
     async def _open_orders(self, _r: web.Request, key: ApiKey, p: dict[str, str]) -> Any:
         return [_order_json(o) for o in self.engine.open_orders(key.account, p.get("symbol"))]
 
     async def _cancel_all(self, _r: web.Request, key: ApiKey, p: dict[str, str]) -> Any:
-        orders, out = self.engine.cancel_all(key.account, _need(p, "symbol"))
-        await self._publish(out)
+        symbol = _need(p, "symbol")
+        orders, out = self.engine.cancel_all(key.account, symbol)
+        await self._publish(out, symbol)
         return [_cancel_json(o) for o in orders]
 
     async def _all_orders(self, _r: web.Request, key: ApiKey, p: dict[str, str]) -> Any:
@@ -486,25 +503,161 @@ class ExchangeServer:
             "result": {"subscriptionId": sub_id},
         }
 
-    async def _publish(self, out: Outcome) -> None:
-        if not out.updates and not out.accounts:
-            return
-        for u in out.updates:
-            await self._send(u.order.account, _execution_report(u))
-        for account in sorted(out.accounts):
-            balances = self.engine.balances(account)
-            await self._send(
-                account,
-                {
-                    "e": "outboundAccountPosition",
-                    "E": self.engine.time_ms,
-                    "u": self.engine.time_ms,
-                    "B": [
-                        {"a": a, "f": _s(b.free), "l": _s(b.locked)}
-                        for a, b in sorted(balances.items())
-                    ],
-                },
+    async def _publish(
+        self, out: Outcome, symbol: str, public_trade: PublicTrade | None = None
+    ) -> None:
+        """Tell the private and public streams what a change did. Every message is built
+        before the first send (no await in between), so sequence numbers and balances
+        describe exactly the state the change left."""
+        private = [(u.order.account, _execution_report(u)) for u in out.updates]
+        private += [(a, self._account_position(a)) for a in sorted(out.accounts)]
+        public = self._market_messages(symbol, out, public_trade)
+        for account, event in private:
+            await self._send(account, event)
+        for stream, msg in public:
+            await self._send_public(stream, msg)
+
+    def _account_position(self, account: str) -> dict[str, Any]:
+        return {
+            "e": "outboundAccountPosition",
+            "E": self.engine.time_ms,
+            "u": self.engine.time_ms,
+            "B": [
+                {"a": a, "f": _s(b.free), "l": _s(b.locked)}
+                for a, b in sorted(self.engine.balances(account).items())
+            ],
+        }
+
+    def _market_messages(
+        self, symbol: str, out: Outcome, public_trade: PublicTrade | None
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Public stream messages after a change: trades, the depth diff, the top of book."""
+        low = symbol.lower()
+        t = self.engine.time_ms
+        msgs: list[tuple[str, dict[str, Any]]] = []
+        trades = (
+            [(public_trade.price, public_trade.qty, public_trade.taker_side)]
+            if (public_trade is not None)
+            else []
+        )
+        trades += [
+            (u.execution.price, u.execution.qty, u.order.side)
+            for u in out.updates
+            if u.execution is not None and not u.execution.is_maker
+        ]
+        for price, qty, taker_side in trades:
+            msgs.append(
+                (
+                    f"{low}@trade",
+                    {
+                        "e": "trade",
+                        "E": t,
+                        "s": symbol,
+                        "t": next(self._public_trade_ids),
+                        "p": _s(price),
+                        "q": _s(qty),
+                        "T": t,
+                        # "m": the buyer is the maker, i.e. the taker sold.
+                        "m": taker_side == "SELL",
+                        "M": True,
+                    },
+                )
             )
+        _, bid_levels, ask_levels = self.engine.depth(symbol, 5000)
+        new = (dict(bid_levels), dict(ask_levels))
+        old = self._published_depth.get(symbol, ({}, {}))
+        diffs = [
+            [
+                [_s(p), _s(side_new.get(p, ZERO))]
+                for p in sorted(set(side_old) | set(side_new))
+                if side_new.get(p) != side_old.get(p)
+            ]
+            for side_old, side_new in zip(old, new, strict=True)
+        ]
+        if diffs[0] or diffs[1]:
+            self._published_depth[symbol] = new
+            seq = self._depth_seq[symbol] = self._depth_seq.get(symbol, 0) + 1
+            update = {
+                "e": "depthUpdate",
+                "E": t,
+                "s": symbol,
+                "U": seq,
+                "u": seq,
+                "b": diffs[0],
+                "a": diffs[1],
+            }
+            msgs.append((f"{low}@depth", update))
+            msgs.append((f"{low}@depth@100ms", update))
+            top = (bid_levels[:1], ask_levels[:1])
+            if top != self._tops.get(symbol) and bid_levels and ask_levels:
+                self._tops[symbol] = top
+                msgs.append(
+                    (
+                        f"{low}@bookTicker",
+                        {
+                            "u": seq,
+                            "s": symbol,
+                            "b": _s(bid_levels[0][0]),
+                            "B": _s(bid_levels[0][1]),
+                            "a": _s(ask_levels[0][0]),
+                            "A": _s(ask_levels[0][1]),
+                        },
+                    )
+                )
+        return msgs
+
+    async def _send_public(self, stream: str, msg: dict[str, Any]) -> None:
+        for ws in list(self._streams.get(stream, ())):
+            try:
+                await ws.send_json(msg)
+            except (ConnectionError, RuntimeError):
+                self._streams[stream].discard(ws)
+
+    # --- websocket market streams -----------------------------------------------------
+
+    async def _ws_streams(self, request: web.Request) -> web.WebSocketResponse:
+        """Binance's market streams: ``/ws/<stream>`` subscribes at once; ``/ws`` and
+        ``/ws/<n>`` take ``{"method": "SUBSCRIBE", "params": [...], "id": n}``."""
+        ws = web.WebSocketResponse(heartbeat=30.0)
+        await ws.prepare(request)
+        mine: set[str] = set()
+        tail = request.match_info.get("tail", "")
+        if "@" in tail:
+            mine.add(tail)
+            self._streams.setdefault(tail, set()).add(ws)
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                try:
+                    req = json.loads(msg.data)
+                    method = req["method"]
+                    params = [str(x) for x in req.get("params") or []]
+                except (ValueError, KeyError, TypeError):
+                    await ws.send_json({"error": {"code": 2, "msg": "Invalid request"}})
+                    continue
+                if method == "SUBSCRIBE":
+                    for stream in params:
+                        mine.add(stream)
+                        self._streams.setdefault(stream, set()).add(ws)
+                elif method == "UNSUBSCRIBE":
+                    for stream in params:
+                        mine.discard(stream)
+                        self._streams.get(stream, set()).discard(ws)
+                elif method != "LIST_SUBSCRIPTIONS":
+                    await ws.send_json(
+                        {
+                            "error": {"code": 1, "msg": f"Unknown method {method}"},
+                            "id": req.get("id"),
+                        }
+                    )
+                    continue
+                result = sorted(mine) if method == "LIST_SUBSCRIPTIONS" else None
+                await ws.send_json({"result": result, "id": req.get("id")})
+        finally:
+            for stream in mine:
+                self._streams.get(stream, set()).discard(ws)
+        return ws
 
     async def _send(self, account: str, event: dict[str, Any]) -> None:
         for ws, sub_id in list(self._sockets.get(account, {}).items()):

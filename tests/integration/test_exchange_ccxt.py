@@ -298,3 +298,55 @@ def test_makerflow_exchange_command_serves_ccxt(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
+
+
+def test_pro_public_streams_book_trades_and_top(exchange):
+    """watch_order_book (REST snapshot + depth diffs, Binance's sync rule) stays equal to the
+    REST book while the replay runs and our orders come and go; watch_trades and
+    watch_bids_asks follow the replay."""
+
+    async def next_update(fut):
+        await asyncio.sleep(0.05)
+        exchange.advance(7)
+        return await asyncio.wait_for(fut, 5)
+
+    async def go():
+        pro, rest = exchange.client(pro=True), exchange.client(rateLimit=1)
+        try:
+            await pro.load_markets()
+            await rest.load_markets()
+            trades = await next_update(asyncio.ensure_future(pro.watch_trades("BTC/USDT")))
+            top = await next_update(asyncio.ensure_future(pro.watch_bids_asks(["BTC/USDT"])))
+            await next_update(asyncio.ensure_future(pro.watch_order_book("BTC/USDT")))
+            await rest.create_order(
+                "BTC/USDT", "limit", "buy", 0.5, 61830.00, {"clientOrderId": "pub-1"}
+            )
+            with_ours = await next_update(asyncio.ensure_future(pro.watch_order_book("BTC/USDT")))
+            with_ours = {"bids": [list(b) for b in with_ours["bids"]]}
+            await rest.cancel_order(None, "BTC/USDT", {"clientOrderId": "pub-1"})
+            books = []
+            for _ in range(5):
+                ws_book = await next_update(asyncio.ensure_future(pro.watch_order_book("BTC/USDT")))
+                books.append(
+                    (
+                        ws_book["nonce"],
+                        [list(x) for x in ws_book["bids"][:20]],
+                        [list(x) for x in ws_book["asks"][:20]],
+                        await rest.fetch_order_book("BTC/USDT", 20),
+                    )
+                )
+            return trades, top, with_ours, books
+        finally:
+            await pro.close()
+            await rest.close()
+
+    trades, top, with_ours, books = run(go())
+    assert trades and all(
+        t["symbol"] == "BTC/USDT" and t["side"] in ("buy", "sell") for t in trades
+    )
+    assert top["BTC/USDT"]["bid"] < top["BTC/USDT"]["ask"]
+    assert [61830.0, 0.5] in with_ours["bids"]
+    for nonce, bids, asks, rest_book in books:
+        assert rest_book["nonce"] == nonce
+        assert (bids, asks) == (rest_book["bids"], rest_book["asks"])
+        assert all(b[0] != 61830.0 for b in bids)
