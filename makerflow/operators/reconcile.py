@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeGuard, cast
 
 import bytewax.operators as op
+import msgspec
 from bytewax.dataflow import Stream, operator
 from bytewax.operators import StatefulLogic
 
@@ -179,7 +180,8 @@ def reconcile_op(
     before keying. Every worker holds the keys routed to it, so 1 or N workers give the same
     reports. ``now`` is read only when ``config.idle_close_s`` is set.
     """
-    cfg = config.validate()
+    # Dead letters name the step that refused them: this operator's own id.
+    cfg = msgspec.structs.replace(config.validate(), step=step_id)
     legs: Stream[Leg | DeadLetter] = op.flat_map(
         "fill_legs", fills, lambda f: _as_list(fill_legs(f, cfg))
     )

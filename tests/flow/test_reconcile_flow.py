@@ -123,7 +123,7 @@ def test_bad_snapshot_goes_to_dead_letters_and_the_flow_goes_on(bad: BalanceSnap
     session = exchange_session(FILLS[:3], OPENING, 2)
     session.insert(4, bad)
     got = run_recon(session, lambda f: cluster_main(f, [], 0, worker_count_per_proc=2))
-    assert len(got.dead) == 1 and got.dead[0].step == "reconcile"
+    assert len(got.dead) == 1 and got.dead[0].step == "recon_test.recon"  # the operator's step id
     assert len(got.reports) == 6 and all(r.status == "OK" for r in got.reports)
 
 
