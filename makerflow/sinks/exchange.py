@@ -15,6 +15,7 @@ background thread per process (:class:`ExchangeRunner`), shared by the workers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -422,7 +423,29 @@ class ExchangeExecutor:
                     break
         assert last is not None
         reason, _ = classify_error(last)
-        return [self._reject(intent, reason, f"cancel failed: {type(last).__name__}: {last}")]
+        detail = f"cancel_rejected: {reason}: {type(last).__name__}: {last}"
+        metrics.ORDER_REJECTS.labels(venue=intent.venue, reason=reason).inc()
+        log.warning("cancel of %s failed: %s", cid, detail)
+        # A failed cancel leaves the order alive: report its state (as the venue says, or
+        # as last known), never "rejected", which would tell the quoter it is gone.
+        with contextlib.suppress(ccxt.BaseError):
+            found = await client.fetch_order(None, intent.symbol, {"clientOrderId": cid})
+            return [_replace(self._from_order(intent, found), reason=detail)]
+        placed = self._placed.get(cid)
+        return [
+            OrderEvent(
+                ts=intent.ts,
+                venue=intent.venue,
+                symbol=intent.symbol,
+                account=intent.account,
+                client_order_id=cid,
+                status="ack",
+                side=placed.side if placed else "buy",
+                price=placed.price if placed else None,
+                qty=placed.qty if placed else 0.0,
+                reason=detail,
+            )
+        ]
 
     async def _cancel_all(self, intent: OrderIntent) -> list[OrderEvent]:
         client = await self.client()

@@ -233,3 +233,13 @@ def test_execute_intents_operator_in_a_flow(exchange, run_flow):
     assert sorted(
         o.client_order_id for o in exchange.call(lambda s: s.engine.open_orders("main"))
     ) == ["o-1", "o-2"]
+
+
+def test_a_failed_cancel_reports_the_order_still_live(exchange):
+    execute(exchange, [place("fc-1")])
+    exchange.inject("rate_limit", count=10, path="/api/v3/order", method="DELETE")
+    [ev], _ = execute(exchange, [cancel("fc-1")], max_attempts=3)
+    # Not "rejected": the order rests, and the quoter must keep treating it as live.
+    assert (ev.client_order_id, ev.status) == ("fc-1", "ack")
+    assert ev.reason.startswith("cancel_rejected: rate_limited")
+    assert orders_on_exchange(exchange) == [("fc-1", "NEW", "61000.00", "0.01000")]
