@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
 
 from makerflow.schemas.events import Fill, IndexPrice, OrderEvent, Tick
 from makerflow.schemas.scopes import symbol_assets
@@ -64,10 +64,6 @@ class WindowSpec:
 
     def window_of(self, ts: int) -> tuple[int, int]:
         return self.window_of_bucket(self.bucket_of(ts))
-
-
-class Mergeable(Protocol):
-    def merged(self, later: Mergeable, /) -> Mergeable: ...
 
 
 A = TypeVar("A")

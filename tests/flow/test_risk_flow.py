@@ -300,3 +300,27 @@ def test_halt_stops_the_quoter_and_resume_restores_quoting(runner):
     assert not [ts for ts in places if halted_from <= ts < resumed]
     assert any(i.action == "cancel" and i.ts >= jumped[at].ts for i in intents)
     assert any(ts > resumed for ts in places)  # quoting restored
+
+
+def test_a_halt_survives_a_crash_and_only_the_resume_command_lifts_it(tmp_path):
+    """With Bytewax recovery, a crash after the halt and a restart keep the scope HALTED
+    (no second halt, no resume of its own); the resume command after the restart lifts the
+    halt the first run recorded."""
+    from bytewax.recovery import RecoveryConfig, init_db_dir
+
+    ticks = with_jump(recorded_ticks(limit=3_000), 2_000)
+    resume = command(ticks[-1].ts + 1, "resume", BTC_SCOPE)
+    events = [*ticks[:2_500], TestingSource.ABORT(), *ticks[2_500:], resume]
+    init_db_dir(tmp_path, 1)
+    recovery = RecoveryConfig(str(tmp_path))
+
+    def run(flow: Dataflow) -> None:
+        run_main(flow, epoch_interval=timedelta(0), recovery_config=recovery)
+
+    first = run_risk(events, config(), run)
+    second = run_risk(events, config(), run)
+    assert [s.status for s in first.states] == ["HALTED"]
+    assert [s.status for s in second.states] == ["ACTIVE"]
+    (released,) = second.alerts
+    assert released.name == "KillSwitchReleased"
+    assert "was halted for: largest move" in released.message
