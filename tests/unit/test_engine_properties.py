@@ -1,0 +1,113 @@
+"""Invariants of the matching engine under random order flow (hypothesis)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from decimal import Decimal as D
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from makerflow.exchange.engine import EngineError, MarketSpec, MatchingEngine
+
+SPEC = MarketSpec(
+    symbol="BTCUSDT",
+    base="BTC",
+    quote="USDT",
+    tick_size=D("0.5"),
+    step_size=D("0.1"),
+    min_qty=D("0.1"),
+    min_notional=D(1),
+    maker_fee=D("0.001"),
+    taker_fee=D("0.002"),
+)
+ACCOUNTS = ("a", "b", "c")
+
+place = st.tuples(
+    st.just("place"),
+    st.sampled_from(ACCOUNTS),
+    st.sampled_from(["BUY", "SELL"]),
+    st.sampled_from(["LIMIT", "LIMIT", "LIMIT_MAKER", "MARKET"]),
+    st.integers(1, 30),
+    st.integers(180, 220),
+)
+cancel = st.tuples(st.just("cancel"), st.sampled_from(ACCOUNTS), st.integers(1, 60))
+top = st.tuples(st.just("top"), st.integers(180, 220), st.integers(1, 4), st.integers(0, 20))
+trade = st.tuples(
+    st.just("trade"), st.integers(180, 220), st.integers(1, 20), st.sampled_from(["BUY", "SELL"])
+)
+
+
+def run(ops):
+    e = MatchingEngine([SPEC])
+    for acct in ACCOUNTS:
+        e.add_account(acct, {"USDT": D(2000), "BTC": D(10)})
+    for i, op in enumerate(ops):
+        e.set_time(i)
+        try:
+            if op[0] == "place":
+                _, acct, side, otype, lots, ticks = op
+                e.place(
+                    acct,
+                    "BTCUSDT",
+                    side,
+                    otype,
+                    lots * SPEC.step_size,
+                    None if otype == "MARKET" else ticks * SPEC.tick_size,
+                    client_order_id=f"o{i}",
+                )
+            elif op[0] == "cancel":
+                e.cancel(op[1], "BTCUSDT", op[2], None)
+            elif op[0] == "top":
+                _, bid, spread, lots = op
+                e.on_book_top(
+                    "BTCUSDT",
+                    bid * SPEC.tick_size,
+                    lots * SPEC.step_size,
+                    (bid + spread) * SPEC.tick_size,
+                    lots * SPEC.step_size,
+                )
+            else:
+                _, px, lots, side = op
+                e.on_public_trade("BTCUSDT", px * SPEC.tick_size, lots * SPEC.step_size, side)
+        except EngineError:
+            pass
+        check(e)
+    return e
+
+
+def check(e):
+    holds = defaultdict(D)
+    for acct in ACCOUNTS:
+        for o in e.open_orders(acct):
+            assert o.is_open and o.remaining > 0
+            holds[(acct, SPEC.quote if o.side == "BUY" else SPEC.base)] += o.hold
+        for asset, bal in e.balances(acct).items():
+            assert bal.free >= 0 and bal.locked >= 0, (acct, asset, bal)
+            assert bal.locked == holds[(acct, asset)], (acct, asset, bal, holds)
+    bids = [o.price for a in ACCOUNTS for o in e.open_orders(a) if o.side == "BUY"]
+    asks = [o.price for a in ACCOUNTS for o in e.open_orders(a) if o.side == "SELL"]
+    if bids and asks:
+        assert max(bids) < min(asks), "resting orders never cross"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(place, cancel, top, trade), max_size=60))
+def test_holds_balances_and_book_stay_consistent(ops):
+    run(ops)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(place, cancel), max_size=60))
+def test_without_the_public_market_assets_are_conserved_minus_fees(ops):
+    e = run(ops)
+    fees = defaultdict(D)
+    for acct in ACCOUNTS:
+        for t in e.my_trades(acct, "BTCUSDT"):
+            fees[t.commission_asset] += t.commission
+    for asset, start in (("USDT", D(2000)), ("BTC", D(10))):
+        total = sum(
+            (b.free + b.locked for a in ACCOUNTS for k, b in e.balances(a).items() if k == asset),
+            D(0),
+        )
+        assert total + fees[asset] == start * len(ACCOUNTS)
