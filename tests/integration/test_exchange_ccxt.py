@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 
+import aiohttp
 import ccxt.async_support as ccxt
 import pytest
 
@@ -295,6 +296,23 @@ def test_makerflow_exchange_command_serves_ccxt(tmp_path):
         # The random walk runs at 20x: about 100 top-of-book updates in half a second.
         assert later["nonce"] > first["nonce"] + 20
         assert bal["total"]["USDT"] == 100_000.0
+
+        # Faults can be injected into a separate process over its admin endpoint.
+        async def faulty():
+            async with aiohttp.ClientSession() as http:
+                await http.post(
+                    f"{url}/_admin/faults",
+                    json={"faults": [{"kind": "unavailable", "path": "/api/v3/account"}]},
+                )
+            c = ccxt_client(url, "cmd-key", "cmd-secret")
+            try:
+                with pytest.raises(ccxt.ExchangeNotAvailable):
+                    await c.fetch_balance()
+                return await c.fetch_balance()
+            finally:
+                await c.close()
+
+        assert run(faulty())["total"]["BTC"] == 2.0
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
