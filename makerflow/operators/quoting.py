@@ -695,7 +695,18 @@ def _out(intents: list[OrderIntent]) -> QuoterOutput:
 QuoterEvent = Tick | IndexPrice | RiskState | ControlCommand | OrderEvent | Fill
 Routed = tuple[str, QuoterEvent]
 """``(venue:symbol, event)``: an event on its way to one market's quoter."""
-Emitted = OrderIntent | QuoteLadder | DeadLetter
+Keyed = tuple[str, Routed]
+"""A routed event keyed by its market, as the stateful step takes it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Emission:
+    """What one market's quoter did on one event; only made when it did something, so a
+    tick that changes nothing costs the flow no further steps."""
+
+    intents: tuple[OrderIntent, ...] = ()
+    ladder: QuoteLadder | None = None
+    dead: DeadLetter | None = None
 
 
 @dataclass(frozen=True)
@@ -705,7 +716,7 @@ class QuotingOut:
     intents: Stream[OrderIntent]
     """Place / cancel / cancel_all, in the order they must be executed per market."""
     ladders: Stream[QuoteLadder]
-    """Each market's desired ladder whenever it changes (for the ``quotes`` topic)."""
+    """Each market's desired ladder when its orders change (for the ``quotes`` topic)."""
     dead_letters: Stream[DeadLetter]
     """Events the quoter could not use, with the reason."""
 
@@ -719,31 +730,31 @@ class MarketRouter:
         self._markets = {m.key: m for m in config.markets}
         self._dead = metrics.DEAD_LETTERS.labels(step=step)
 
-    def by_market(self, ev: Tick | OrderEvent | Fill) -> list[Routed]:
+    def by_market(self, ev: Tick | OrderEvent | Fill) -> list[Keyed]:
         m = self._markets.get(ev.key)
         if m is None:
             return []
         if isinstance(ev, OrderEvent | Fill) and ev.account != m.account:
             return []
-        return [(m.key, ev)]
+        return [(m.key, (m.key, ev))]
 
-    def by_index(self, ev: IndexPrice) -> list[Routed]:
-        return [(m.key, ev) for m in self.config.markets if m.index_basket == ev.basket]
+    def by_index(self, ev: IndexPrice) -> list[Keyed]:
+        return [(m.key, (m.key, ev)) for m in self.config.markets if m.index_basket == ev.basket]
 
-    def by_scope(self, ev: RiskState | ControlCommand) -> list[Routed | DeadLetter]:
+    def by_scope(self, ev: RiskState | ControlCommand) -> list[Keyed | DeadLetter]:
         try:
             validate_scope(ev.scope)
         except ValueError as exc:
             self._dead.inc()
             return [dead_letter(self.step, str(exc), encode(ev), ts=ev.ts, key=ev.scope.encode())]
         return [
-            (m.key, ev)
+            (m.key, (m.key, ev))
             for m in self.config.markets
             if covers(ev.scope, m.venue, m.symbol, m.account)
         ]
 
 
-class QuotingLogic(StatefulLogic[Routed, Emitted, QuoterSnapshot]):
+class QuotingLogic(StatefulLogic[Routed, Emission, QuoterSnapshot]):
     """Holds one market's :class:`Quoter`; times each tick's handling."""
 
     def __init__(
@@ -776,7 +787,7 @@ class QuotingLogic(StatefulLogic[Routed, Emitted, QuoterSnapshot]):
             )
         return self.quoter
 
-    def on_item(self, value: Routed) -> tuple[Iterable[Emitted], bool]:
+    def on_item(self, value: Routed) -> tuple[Iterable[Emission], bool]:
         key, event = value
         quoter = self._quoter(key)
         self._in.inc()
@@ -793,13 +804,11 @@ class QuotingLogic(StatefulLogic[Routed, Emitted, QuoterSnapshot]):
         except QuoterInputError as exc:
             self._dead.inc()
             dl = dead_letter(self.step, str(exc), encode(event), ts=event.ts, key=key.encode())
-            return ([dl], StatefulLogic.RETAIN)
-        emitted: list[Emitted] = list(out.intents)
-        if out.ladder is not None:
-            emitted.append(out.ladder)
-        if emitted:
-            self._out.inc(len(emitted))
-        return (emitted, StatefulLogic.RETAIN)
+            return ((Emission(dead=dl),), StatefulLogic.RETAIN)
+        if not out.intents and out.ladder is None:
+            return ((), StatefulLogic.RETAIN)
+        self._out.inc(len(out.intents) + (out.ladder is not None))
+        return ((Emission(intents=out.intents, ladder=out.ladder),), StatefulLogic.RETAIN)
 
     def snapshot(self) -> QuoterSnapshot:
         if self.quoter is None:
@@ -812,17 +821,20 @@ def _is_dead(x: object) -> TypeGuard[DeadLetter]:
     return isinstance(x, DeadLetter)
 
 
-def _is_intent(x: object) -> TypeGuard[OrderIntent]:
-    return isinstance(x, OrderIntent)
-
-
-def _as_ladder(x: OrderIntent | QuoteLadder | DeadLetter) -> QuoteLadder:
-    assert isinstance(x, QuoteLadder)
-    return x
-
-
-def _value(kv: tuple[str, Emitted]) -> Emitted:
+def _value(kv: tuple[str, Emission]) -> Emission:
     return kv[1]
+
+
+def _intents(e: Emission) -> tuple[OrderIntent, ...]:
+    return e.intents
+
+
+def _ladders(e: Emission) -> tuple[QuoteLadder, ...]:
+    return () if e.ladder is None else (e.ladder,)
+
+
+def _dead(e: Emission) -> tuple[DeadLetter, ...]:
+    return () if e.dead is None else (e.dead,)
 
 
 @operator
@@ -841,30 +853,34 @@ def quoting_op(
 
     Ticks, order events and fills go to their own market; an index price to every market
     whose ``index_basket`` it is; a risk state or control command to every market its scope
-    covers. ``on_latency`` (ns per tick, optional) lets a benchmark see each tick's handling
-    time, which also goes to ``makerflow_tick_to_quote_latency_seconds``.
+    covers (a malformed scope is a dead letter). ``on_latency`` (ns per tick, optional) lets
+    a benchmark see each tick's handling time, which also goes to
+    ``makerflow_tick_to_quote_latency_seconds``.
     """
     router = MarketRouter(config, step_id)
-    routed: list[Stream[Any]] = [
+    scoped = op.merge(
+        "scoped",
+        op.flat_map("route_risk", risk, router.by_scope),
+        op.flat_map("route_control", control, router.by_scope),
+    )
+    scope_split = op.branch("scope_errors", scoped, _is_dead)
+    keyed: Stream[Keyed] = op.merge(
+        "merge",
         op.flat_map("route_ticks", ticks, router.by_market),
         op.flat_map("route_index", index, router.by_index),
-        op.flat_map("route_risk", risk, router.by_scope),
         op.flat_map("route_orders", order_events, router.by_market),
         op.flat_map("route_fills", fills, router.by_market),
-        op.flat_map("route_control", control, router.by_scope),
-    ]
-    merged = op.merge("merge", *routed)
-    split = op.branch("route_errors", merged, _is_dead)
-    keyed: Stream[tuple[str, Routed]] = op.map("key", split.falses, lambda r: (r[0], r))
+        scope_split.falses,
+    )
 
     def build(resume: QuoterSnapshot | None) -> QuotingLogic:
         return QuotingLogic(config, step_id, resume, on_latency)
 
     emitted = op.map("unkey", op.stateful("quote", keyed, build), _value)
-    dead = op.branch("dead", emitted, _is_dead)
-    kinds = op.branch("kind", dead.falses, _is_intent)
     return QuotingOut(
-        intents=kinds.trues,
-        ladders=op.map("ladders", kinds.falses, _as_ladder),
-        dead_letters=op.merge("dead_letters", split.trues, dead.trues),
+        intents=op.flat_map("intents", emitted, _intents),
+        ladders=op.flat_map("ladders", emitted, _ladders),
+        dead_letters=op.merge(
+            "dead_letters", scope_split.trues, op.flat_map("dead", emitted, _dead)
+        ),
     )
