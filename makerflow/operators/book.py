@@ -18,6 +18,14 @@ when the missing delta comes); when the buffer overflows the book is marked inva
 keeps buffering deltas and waits for a snapshot, then replays what it held with the sync rule.
 A crossed book is reported and, by default, also invalidates the book until a snapshot.
 
+Depth is bounded (``max_depth`` levels per side): a level worse than every kept level of a
+full side is not stored, and the best key ever dropped is remembered. Every real level
+better than it is kept, so the top of book is exact; when the price moves so far that the
+best kept level is no better than a dropped one, the book reports a gap and waits for a
+snapshot rather than show a wrong best price. Deeper levels can be missing after the book is
+eaten through, so keep the bound well above the levels a strategy reads (the default 1000 is
+Binance's snapshot depth).
+
 The book never does I/O and never reads a clock: every finding is returned as a
 :class:`DataQuality` event for the caller to route and count.
 """
@@ -40,27 +48,40 @@ class BookSide:
     Bids use the price as key, asks its negation, so "best" is always ``keys[-1]``.
     """
 
-    __slots__ = ("_sign", "keys", "max_depth", "qty")
+    __slots__ = ("_sign", "floor", "keys", "max_depth", "qty")
 
     def __init__(self, is_bid: bool, max_depth: int) -> None:
         self._sign = 1.0 if is_bid else -1.0
         self.max_depth = max_depth
         self.keys: list[float] = []
         self.qty: dict[float, float] = {}
+        self.floor = -math.inf
+        """The best key ever dropped by the depth bound: every real level better than it is
+        kept; levels at or below it may be missing."""
 
     def clear(self) -> None:
         self.keys.clear()
         self.qty.clear()
+        self.floor = -math.inf
+
+    @property
+    def exhausted(self) -> bool:
+        """True when the best kept level is not known to be the real best any more."""
+        keys = self.keys
+        return keys[-1] <= self.floor if keys else self.floor > -math.inf
 
     def load(self, levels: Iterable[Level]) -> None:
         """Replace every level (a snapshot), keeping the best ``max_depth``."""
         s = self._sign
         qty = {s * p: q for p, q in levels if q > 0.0}
         keys = sorted(qty)
+        self.floor = -math.inf
         if len(keys) > self.max_depth:
-            for k in keys[: len(keys) - self.max_depth]:
+            cut = len(keys) - self.max_depth
+            for k in keys[:cut]:
                 del qty[k]
-            keys = keys[len(keys) - self.max_depth :]
+            self.floor = keys[cut - 1]
+            keys = keys[cut:]
         self.keys = keys
         self.qty = qty
 
@@ -84,11 +105,16 @@ class BookSide:
                     continue
                 if len(keys) >= max_depth and k < keys[0]:
                     # Worse than every kept level of a full side: outside the bounded depth.
+                    if k > self.floor:
+                        self.floor = k
                     continue
                 qty[k] = q
                 insort(keys, k)
                 if len(keys) > max_depth:
-                    del qty[keys.pop(0)]
+                    dropped = keys.pop(0)
+                    del qty[dropped]
+                    if dropped > self.floor:
+                        self.floor = dropped
             elif k in qty:
                 del qty[k]
                 del keys[bisect_left(keys, k)]
@@ -180,6 +206,7 @@ class OrderBook:
             self._last_applied,
             self.bids.levels(),
             self.asks.levels(),
+            (self.bids.floor, self.asks.floor),
             tuple(self._ahead),
             tuple(self._held),
             tuple(sorted(self.counts.items())),
@@ -187,7 +214,7 @@ class OrderBook:
         )
 
     def restore(self, state: Any) -> None:
-        (seq, valid, crossed, fresh, last, bids, asks, ahead, held, counts, ts) = state
+        (seq, valid, crossed, fresh, last, bids, asks, floors, ahead, held, counts, ts) = state
         self.seq = int(seq)
         self.valid = bool(valid)
         self.crossed = bool(crossed)
@@ -195,6 +222,7 @@ class OrderBook:
         self._last_applied = last
         self.bids.load(bids)
         self.asks.load(asks)
+        self.bids.floor, self.asks.floor = floors
         self._ahead = list(ahead)
         self._held = list(held)
         self.counts = dict(counts)
@@ -278,7 +306,17 @@ class OrderBook:
         self._last_applied = (d.first_seq, d.last_seq)
         if d.ts > self.ts:
             self.ts = d.ts
+        if self.bids.exhausted or self.asks.exhausted:
+            return self._exhausted(d.ts)
         return self._check_crossed(d.ts)
+
+    def _exhausted(self, ts: int) -> list[DataQuality]:
+        # The kept levels ran out past the depth bound: the real best may be a level that was
+        # dropped, so the book cannot be trusted until a snapshot.
+        side = "bid" if self.bids.exhausted else "ask"
+        self._invalidate()
+        detail = f"{side} side eaten through its {self.bids.max_depth} kept levels at {self.seq}"
+        return [self._finding("gap", ts, detail)]
 
     def _check_crossed(self, ts: int) -> list[DataQuality]:
         b = self.bids.keys

@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import tomllib
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
@@ -154,13 +153,14 @@ class RollingVwap:
     def value(self) -> float | None:
         return self.notional / self.volume if self.volume > 0 else None
 
-    def state(self) -> tuple[tuple[float, float, float], ...]:
-        return tuple((x[0], x[1], x[2]) for x in self.buckets)
+    def state(self) -> tuple[float, float, tuple[tuple[float, float, float], ...]]:
+        # The running sums are state too: recomputing them on restore would round
+        # differently and a resumed run would not give byte-identical ticks.
+        return (self.notional, self.volume, tuple((x[0], x[1], x[2]) for x in self.buckets))
 
-    def restore(self, state: Iterable[tuple[float, float, float]]) -> None:
-        self.buckets = deque([list(x) for x in state])
-        self.notional = sum(x[1] for x in self.buckets)
-        self.volume = sum(x[2] for x in self.buckets)
+    def restore(self, state: Any) -> None:
+        self.notional, self.volume, buckets = state
+        self.buckets = deque([list(x) for x in buckets])
 
 
 Output = Tick | Bar | DataQuality | DeadLetter
