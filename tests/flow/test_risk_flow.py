@@ -324,3 +324,56 @@ def test_a_halt_survives_a_crash_and_only_the_resume_command_lifts_it(tmp_path):
     (released,) = second.alerts
     assert released.name == "KillSwitchReleased"
     assert "was halted for: largest move" in released.message
+
+
+def test_order_rejects_halt_the_market_and_account_loss_halts_the_account(runner):
+    from makerflow.operators.risk_limits import PortfolioLimits
+
+    ticks = recorded_ticks(limit=3_000)
+    t = ticks[1_000].ts
+
+    def ev(i: int, status: str) -> OrderEvent:
+        return OrderEvent(
+            ts=t + i,
+            venue=VENUE,
+            symbol="ETH/USDT",
+            client_order_id=f"o{i}",
+            status=status,
+            side="buy",
+            price=2_500.0,
+            qty=1.0,
+        )  # type: ignore[arg-type]
+
+    # ETH/USDT: 30 orders, 12 rejected (40 % > 20 %, judged from 20 orders on).
+    orders = [ev(i, "rejected" if i % 5 < 2 else "new") for i in range(30)]
+    # BTC/USDT: bought 2 BTC at 1 % over the mid: an immediate loss of about 1 240 USDT.
+    buy = Fill(
+        ts=t + 100,
+        venue=VENUE,
+        symbol=SYMBOL,
+        trade_id="x",
+        side="buy",
+        price=ticks[1_000].mid * 1.01,
+        qty=2.0,
+    )
+    events = sorted([*ticks, *orders, buy], key=lambda e: e.ts)
+    markets = (
+        MarketConfig(venue=VENUE, symbol=SYMBOL),
+        MarketConfig(
+            venue=VENUE, symbol="ETH/USDT", limits=MarketLimits(max_reject_rate=0.2, min_orders=20)
+        ),
+    )
+    cfg = RiskConfig(markets=markets, accounts={"main": PortfolioLimits(max_loss=1_000.0)})
+
+    o = run_risk(events, cfg, runner)
+
+    halts = {s.scope: s for s in o.states if s.status == "HALTED"}
+    assert set(halts) == {f"market:{VENUE}:ETH/USDT", "account:main"}
+    eth = halts[f"market:{VENUE}:ETH/USDT"]
+    assert eth.reasons == ("order reject rate 0.4 > limit 0.2",)
+    assert eth.ts == orders[19].ts  # the 20th order is the first judged
+    assert "loss" in halts["account:main"].reasons[0]
+    assert metrics.PNL.labels(scope="account:main")._value.get() < -1_000
+    assert metrics.OPEN_ORDER_NOTIONAL.labels(market=f"{VENUE}:ETH/USDT")._value.get() == (
+        pytest.approx(18 * 2_500.0)
+    )
