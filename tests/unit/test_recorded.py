@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import time
 from pathlib import Path
@@ -46,7 +47,7 @@ def test_spot_sync_rule_matches_binance_documentation() -> None:
     n_diffs = sum(1 for _, m in lines if m.get("stream", "").endswith("@depth@100ms"))
     assert len(events) - 1 == n_diffs - len(stale)
     # Spot diffs chain U == previous u + 1 with no gaps in the real data.
-    for a, b in zip(events[1:], events[2:], strict=False):
+    for a, b in itertools.pairwise(events[1:]):
         assert b.first_seq == a.last_seq + 1  # type: ignore[union-attr]
 
 
@@ -58,7 +59,7 @@ def test_futures_sync_rule_and_prev_id_chain(path: Path) -> None:
     first = events[1]
     assert isinstance(first, BookDelta) and first.prev_seq is not None
     assert first.first_seq <= snap.seq <= first.last_seq or first.prev_seq == snap.seq
-    for a, b in zip(events[1:], events[2:], strict=False):
+    for a, b in itertools.pairwise(events[1:]):
         assert b.prev_seq == a.last_seq  # type: ignore[union-attr]
 
 
