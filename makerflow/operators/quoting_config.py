@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from makerflow.operators.ladder import from_ccxt_market
 from makerflow.schemas.config import Config
 from makerflow.schemas.events import market_key
 from makerflow.schemas.scopes import symbol_assets
@@ -272,3 +273,47 @@ def load_quoting_config(path: str | Path | None) -> QuotingConfig:
         return msgspec.convert(table, type=QuotingConfig)
     except msgspec.ValidationError as exc:
         raise ValueError(f"invalid quoting configuration in {p}: {exc}") from None
+
+
+def market_from_ccxt(
+    venue: str,
+    market: dict[str, Any],
+    precision_mode: int,
+    *,
+    account: str = "main",
+    index_basket: str | None = None,
+) -> MarketConfig:
+    """A :class:`MarketConfig` with the trading rules of a ccxt unified market (an entry of
+    ``exchange.markets``; ``precision_mode`` is ``exchange.precisionMode``)."""
+    spec = from_ccxt_market(market, precision_mode)
+    return MarketConfig(
+        venue=venue,
+        symbol=str(market["symbol"]),
+        account=account,
+        tick_size=spec.tick_size,
+        lot_size=spec.lot_size,
+        min_qty=spec.min_qty,
+        min_notional=spec.min_notional,
+        index_basket=index_basket,
+    )
+
+
+def markets_toml(markets: tuple[MarketConfig, ...]) -> str:
+    """``[[markets]]`` tables for a quoting configuration file."""
+    out: list[str] = []
+    for m in markets:
+        out.append("[[markets]]")
+        out.append(f"venue = {_toml_str(m.venue)}")
+        out.append(f"symbol = {_toml_str(m.symbol)}")
+        if m.account != "main":
+            out.append(f"account = {_toml_str(m.account)}")
+        for name in ("tick_size", "lot_size", "min_qty", "min_notional"):
+            out.append(f"{name} = {getattr(m, name)!r}")
+        if m.index_basket:
+            out.append(f"index_basket = {_toml_str(m.index_basket)}")
+        out.append("")
+    return "\n".join(out)
+
+
+def _toml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
