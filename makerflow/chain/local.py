@@ -199,12 +199,12 @@ class LocalChain:
         return self._transact(c.functions.setReserves(reserve0, reserve1))
 
     def set_v2_price(self, pool: Pool, price: float, depth: float | None = None) -> int:
-        """Move a pair to ``price``, keeping its depth unless ``depth`` is given."""
+        """Move a pair to ``price``, keeping its value (``depth``, quote units) unless given."""
         if depth is None:
             r0, r1, _ = (
                 self.contract("MockUniswapV2Pair", pool.address).functions.getReserves().call()
             )
-            depth = dex_math.v2_depth(
+            depth = 2.0 * dex_math.v2_quote_reserve(
                 r0,
                 r1,
                 pool.token0.decimals,

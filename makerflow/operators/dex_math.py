@@ -41,12 +41,22 @@ def v2_price(
     return _oriented(Fraction(reserve1, reserve0) * _scale(decimals0, decimals1), base_is_token0)
 
 
-def v2_depth(
+def v2_quote_reserve(
     reserve0: int, reserve1: int, decimals0: int, decimals1: int, *, base_is_token0: bool
 ) -> float:
-    """The pair's value in quote units (twice its quote reserve), used to weight venues."""
+    """The pair's quote-side reserve in quote units."""
     quote_raw, quote_dec = (reserve1, decimals1) if base_is_token0 else (reserve0, decimals0)
-    return 2.0 * quote_raw / 10**quote_dec
+    return quote_raw / 10**quote_dec
+
+
+def depth_to_move(quote_reserve: float, move_bps: float) -> float:
+    """The quote notional a buyer pays to lift a constant-product pool's price by ``move_bps``.
+
+    With ``x * y = k`` the price is ``y / x``; raising it by a factor ``1 + d`` takes the quote
+    reserve from ``y`` to ``y * sqrt(1 + d)``. This makes a pool's weight comparable to a CEX
+    book's depth near the touch, where a pool's total value would swamp it.
+    """
+    return quote_reserve * (math.sqrt(1.0 + move_bps / 10_000.0) - 1.0)
 
 
 def v3_price(sqrt_price_x96: int, decimals0: int, decimals1: int, *, base_is_token0: bool) -> float:
@@ -65,13 +75,14 @@ def v3_virtual_reserves(liquidity: int, sqrt_price_x96: int) -> tuple[float, flo
     return liquidity * Q96 / sqrt_price_x96, liquidity * sqrt_price_x96 / Q96
 
 
-def v3_depth(
+def v3_quote_reserve(
     liquidity: int, sqrt_price_x96: int, decimals0: int, decimals1: int, *, base_is_token0: bool
 ) -> float:
-    """Twice the virtual quote reserve of the active liquidity, in quote units: the V3
-    counterpart of :func:`v2_depth`, used to weight venues."""
+    """The virtual quote reserve of the pool's active liquidity, in quote units: what a V2
+    pair with the same depth at this price would hold (exact while the price stays inside
+    the active tick range)."""
     x, y = v3_virtual_reserves(liquidity, sqrt_price_x96)
-    return 2.0 * (y / 10**decimals1 if base_is_token0 else x / 10**decimals0)
+    return y / 10**decimals1 if base_is_token0 else x / 10**decimals0
 
 
 def sqrt_price_x96_from_price(

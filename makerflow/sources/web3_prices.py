@@ -109,6 +109,9 @@ class Web3SourceConfig(Config, frozen=True, kw_only=True):
     rpc_timeout_s: float = 5.0
     backoff_initial_s: float = 0.25
     backoff_max_s: float = 30.0
+    depth_bps: float = 10.0
+    """A pool's ``liquidity`` on its events is the quote notional that moves its price by
+    this much, comparable to a CEX book's depth near the touch."""
     batch_timeout_s: float = 0.05
     """How long ``next_batch`` may run the partition's event loop."""
 
@@ -173,13 +176,14 @@ class _Reader:
 
 
 class _PoolReader(_Reader):
-    def __init__(self, chain: str, step: str, spec: PoolSpec) -> None:
+    def __init__(self, chain: str, step: str, spec: PoolSpec, depth_bps: float) -> None:
         super().__init__(chain, step, spec.address)
         self.spec = spec
         self.venue = spec.venue or spec.kind
         self.decimals0 = 0
         self.decimals1 = 0
         self.base_is_token0 = True
+        self.depth_bps = depth_bps
 
     async def setup(self, w3: AsyncWeb3[Any]) -> None:
         c = self.bind(w3)
@@ -200,7 +204,7 @@ class _PoolReader(_Reader):
             token0, self.decimals0, token1, self.decimals1, 0 if self.base_is_token0 else 1,
         )  # fmt: skip
 
-    def _price(self, block: int, ts: int, price: float, depth: float) -> DexPrice:
+    def _price(self, block: int, ts: int, price: float, quote_reserve: float) -> DexPrice:
         return DexPrice(
             ts=ts,
             chain=self.chain,
@@ -210,7 +214,7 @@ class _PoolReader(_Reader):
             quote=self.spec.quote,
             block=block,
             price=price,
-            liquidity=depth,
+            liquidity=dex_math.depth_to_move(quote_reserve, self.depth_bps),
         )
 
 
@@ -224,7 +228,8 @@ class V2PairReader(_PoolReader):
             price = dex_math.v2_price(r0, r1, d0, d1, base_is_token0=b0)
         except ValueError as exc:
             return self.dead_letter(ts, str(exc), {"block": block, "reserve0": r0, "reserve1": r1})
-        return self._price(block, ts, price, dex_math.v2_depth(r0, r1, d0, d1, base_is_token0=b0))
+        reserve = dex_math.v2_quote_reserve(r0, r1, d0, d1, base_is_token0=b0)
+        return self._price(block, ts, price, reserve)
 
     async def read_state(self, block: int, ts: int) -> ChainEvent:
         assert self.contract is not None
@@ -249,8 +254,8 @@ class V3PoolReader(_PoolReader):
             return self.dead_letter(
                 ts, str(exc), {"block": block, "sqrtPriceX96": sqrt_p, "liquidity": liquidity}
             )
-        depth = dex_math.v3_depth(liquidity, sqrt_p, d0, d1, base_is_token0=b0)
-        return self._price(block, ts, price, depth)
+        reserve = dex_math.v3_quote_reserve(liquidity, sqrt_p, d0, d1, base_is_token0=b0)
+        return self._price(block, ts, price, reserve)
 
     async def read_state(self, block: int, ts: int) -> ChainEvent:
         assert self.contract is not None
@@ -549,9 +554,9 @@ class Web3PriceSource(FixedPartitionedSource[ChainEvent, int | None]):
         if isinstance(spec, FeedSpec):
             reader = ChainlinkReader(chain, step_id, spec)
         elif spec.kind == "uniswap_v2":
-            reader = V2PairReader(chain, step_id, spec)
+            reader = V2PairReader(chain, step_id, spec, self.config.depth_bps)
         else:
-            reader = V3PoolReader(chain, step_id, spec)
+            reader = V3PoolReader(chain, step_id, spec, self.config.depth_bps)
         return _Web3Partition(for_part, reader, self.config, resume_state)
 
 
