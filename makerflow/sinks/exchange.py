@@ -238,12 +238,20 @@ class ExchangeExecutor:
         async def settled(ev: OrderEvent) -> list[OrderEvent]:
             return [ev]
 
+        async def safely(intent: OrderIntent) -> list[OrderEvent]:
+            try:
+                return await self.execute(intent, guarded=True)
+            except ccxt.BaseError as exc:  # e.g. markets could not be loaded
+                reason, _ = classify_error(exc)
+                return [self._reject(intent, reason, f"{type(exc).__name__}: {exc}")]
+            except Exception as exc:
+                # Whatever went wrong, one intent must not stop the flow: reject it, loudly.
+                log.exception("executing %s %s failed", intent.action, intent.client_order_id)
+                return [self._reject(intent, "exchange_error", f"{type(exc).__name__}: {exc}")]
+
         async def flush() -> None:
             results = await asyncio.gather(
-                *(
-                    settled(i) if isinstance(i, OrderEvent) else self.execute(i, guarded=True)
-                    for i in wave
-                )
+                *(settled(i) if isinstance(i, OrderEvent) else safely(i) for i in wave)
             )
             for r in results:
                 out.extend(r)

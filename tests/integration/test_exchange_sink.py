@@ -243,3 +243,18 @@ def test_a_failed_cancel_reports_the_order_still_live(exchange):
     assert (ev.client_order_id, ev.status) == ("fc-1", "ack")
     assert ev.reason.startswith("cancel_rejected: rate_limited")
     assert orders_on_exchange(exchange) == [("fc-1", "NEW", "61000.00", "0.01000")]
+
+
+def test_an_unreachable_exchange_rejects_with_the_reason(exchange):
+    async def go():
+        cfg = ExchangeSinkConfig(url="http://127.0.0.1:9", timeout_ms=300)
+        executor = ExchangeExecutor(cfg, credentials=CREDS, sleep=_no_sleep)
+        try:
+            return await executor.execute_many([place("u-1"), cancel("u-1")])
+        finally:
+            await executor.close()
+
+    events = asyncio.run(go())
+    assert [e.status for e in events] == ["rejected", "rejected"]
+    # ccxt reports a refused connection as ExchangeNotAvailable.
+    assert all(e.reason.startswith("exchange_unavailable:") for e in events)
