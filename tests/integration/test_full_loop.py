@@ -9,7 +9,8 @@ The flow has no cycle: the loop closes through the exchange, as it does live. Th
 market is scripted so the test knows what must happen: the recorded first Binance BTC/USDT
 top of book, then, once our two quotes rest on the exchange, a public seller who sweeps down
 through our bid. The fill must come back through the private stream, make the quoter long,
-and move both of its quotes down on the exchange.
+and move both of its quotes down on the exchange. Then risk halts everything: one event must
+take every order of ours off the exchange.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from makerflow.exchange import DEFAULT_API_KEY, DEFAULT_SECRET, LocalExchange
 from makerflow.exchange.market_data import BookTop, MarketEvent, PublicTrade
 from makerflow.operators.quoting import quoting_op
 from makerflow.operators.quoting_config import MarketConfig, QuotingConfig, QuotingParams
-from makerflow.schemas.events import Fill, OrderEvent, OrderIntent, QuoteLadder, Tick
+from makerflow.schemas.events import Fill, OrderEvent, OrderIntent, QuoteLadder, RiskState, Tick
 from makerflow.sinks.exchange import Credentials, ExchangeSinkConfig, execute_intents
 from makerflow.sources.bounded import RunLatch, bounded
 from makerflow.sources.private_stream import PrivateStreamConfig, private_stream
@@ -109,10 +110,11 @@ def tick_of(top: BookTop) -> Tick:
 Step = tuple[str, Any]
 
 
-class ScriptPartition(StatefulSourcePartition[Tick, int]):
+class ScriptPartition(StatefulSourcePartition[Tick | RiskState, int]):
     """Plays the market script: moves the exchange's public market one event at a time (the
-    exchange runs with speed 0) and emits each top of book as a tick; a ``wait`` step holds
-    the script until the exchange shows what the loop must have done by then."""
+    exchange runs with speed 0) and emits each top of book as a tick; a ``risk`` step emits a
+    risk state; a ``wait`` step holds the script until the exchange shows what the loop must
+    have done by then."""
 
     def __init__(self, ex: LocalExchange, steps: list[Step], timeout_s: float) -> None:
         self.ex = ex
@@ -121,7 +123,7 @@ class ScriptPartition(StatefulSourcePartition[Tick, int]):
         self.deadline = time.monotonic() + timeout_s
         self.awake: datetime | None = None
 
-    def next_batch(self) -> list[Tick]:
+    def next_batch(self) -> list[Tick | RiskState]:
         if self.i >= len(self.steps):
             raise StopIteration
         kind, arg = self.steps[self.i]
@@ -134,6 +136,8 @@ class ScriptPartition(StatefulSourcePartition[Tick, int]):
             self.i += 1
             return []
         self.i += 1
+        if kind == "risk":
+            return [arg]
         assert self.ex.advance(1) == 1
         return [tick_of(arg)] if kind == "book" else []
 
@@ -145,7 +149,7 @@ class ScriptPartition(StatefulSourcePartition[Tick, int]):
         return self.i
 
 
-class ScriptSource(FixedPartitionedSource[Tick, int]):
+class ScriptSource(FixedPartitionedSource[Tick | RiskState, int]):
     def __init__(self, ex: LocalExchange, steps: list[Step], timeout_s: float = 30.0) -> None:
         self.ex, self.steps, self.timeout_s = ex, steps, timeout_s
 
@@ -193,6 +197,14 @@ def skewed_quotes_rest(seen: Seen) -> Callable[[LocalExchange], bool]:
     return check
 
 
+def nothing_rests(ex: LocalExchange) -> bool:
+    """none of our orders rests on the exchange"""
+    return not our_orders(ex)
+
+
+HALT = RiskState(ts=(T0_MS + 600) * 1_000_000, scope="asset:BTC", status="HALTED")
+
+
 @pytest.mark.timeout(120)
 def test_fill_comes_back_through_the_private_stream_and_skews_the_quotes() -> None:
     seen = Seen()
@@ -204,8 +216,11 @@ def test_fill_comes_back_through_the_private_stream_and_skews_the_quotes() -> No
         ("trade", seller),
         ("book", book_top(4)),
         ("wait", skewed_quotes_rest(seen)),
+        ("risk", HALT),
+        ("wait", nothing_rests),
+        ("book", book_top(7)),
     ]
-    market: list[MarketEvent] = [a for k, a in steps if k != "wait"]
+    market: list[MarketEvent] = [a for k, a in steps if k in ("book", "trade")]
     intents: list[OrderIntent] = []
     acks: list[OrderEvent] = []
     fills: list[Fill] = []
@@ -213,7 +228,9 @@ def test_fill_comes_back_through_the_private_stream_and_skews_the_quotes() -> No
     with LocalExchange(market=iter(market), speed=0) as ex:
         latch = RunLatch(grace_s=0.5)
         flow = Dataflow("full_loop")
-        ticks = op.input("ticks", flow, bounded(ScriptSource(ex, steps), latch, finite=True))
+        script = op.input("script", flow, bounded(ScriptSource(ex, steps), latch, finite=True))
+        ticks = op.filter("ticks", script, lambda e: isinstance(e, Tick))
+        risk = op.filter("risk", script, lambda e: isinstance(e, RiskState))
         priv = private_stream(
             "private",
             flow,
@@ -222,7 +239,7 @@ def test_fill_comes_back_through_the_private_stream_and_skews_the_quotes() -> No
             stop=latch,
         )
         none = op.filter("none", ticks, lambda _: False)
-        out = quoting_op("quoting", ticks, none, none, priv.orders, priv.fills, none, CONFIG)
+        out = quoting_op("quoting", ticks, none, risk, priv.orders, priv.fills, none, CONFIG)
         sink_cfg = ExchangeSinkConfig(url=ex.url, rate_limit_ms=1, timeout_ms=2_000)
         events = execute_intents(
             "execute", out.intents, sink_cfg, updates=priv.orders, credentials=CREDS
@@ -233,8 +250,8 @@ def test_fill_comes_back_through_the_private_stream_and_skews_the_quotes() -> No
         op.output("fills", priv.fills, TestingSink(fills))
         run_main(flow)
 
-        final = {o.side: o for o in our_orders(ex)}
         every = our_orders(ex, open_only=False)
+        left_open = our_orders(ex)
         balances = ex.call(lambda s: s.engine.balances("main"))
 
     first_bid, first_ask = seen.first["BUY"], seen.first["SELL"]
@@ -258,10 +275,19 @@ def test_fill_comes_back_through_the_private_stream_and_skews_the_quotes() -> No
     # one unit long: the reservation price drops by gamma sigma^2 tau = 4 USDT to 61833.635;
     # both quotes moved down on the exchange: bid 61830.635 -> 61830.63; the ask's 61836.64
     # would cross the public bid 61837.63, so post-only it joins the touch at 61837.64
-    assert float(final["BUY"].price) == pytest.approx(61830.63, abs=0.02)
-    assert float(final["SELL"].price) == 61837.64 < first_ask
-    after = [i for i in intents if i.action == "place" and i.ts >= fill.ts]
-    assert {i.side for i in after} == {"buy", "sell"}
+    after = {i.side: i for i in intents if i.action == "place" and fill.ts <= i.ts < HALT.ts}
+    assert after["buy"].price == pytest.approx(61830.63, abs=0.02)
+    assert after["sell"].price == 61837.64 < first_ask
+
+    # the halt: one event took every order of ours off the exchange, and nothing came back
+    at_halt = [i for i in intents if i.ts == HALT.ts]
+    assert at_halt[0].action == "cancel_all"
+    canceled_at_halt = {i.client_order_id for i in at_halt[1:]}
+    # the two resting quotes, and any earlier order whose cancel was not confirmed yet
+    assert {after["buy"].client_order_id, after["sell"].client_order_id} <= canceled_at_halt
+    assert canceled_at_halt <= {i.client_order_id for i in intents if i.action == "place"}
+    assert left_open == []
+    assert not [i for i in intents if i.action == "place" and i.ts >= HALT.ts]
     assert any(lad.reservation == pytest.approx(61837.635 - 4.0, abs=1e-6) for lad in ladders)
 
     # every order the exchange saw came from the quoter, once: no client order id twice
