@@ -87,7 +87,30 @@ class MarketConfig(Config, frozen=True, kw_only=True):
 
 
 class RiskConfig(Config, frozen=True, kw_only=True):
-    """Configuration of the risk service (TOML, ``MAKERFLOW_CONFIG``)."""
+    """Configuration of the risk service (TOML, ``MAKERFLOW_CONFIG``), for example::
+
+        window_ms = 60000          # judged over the last minute ...
+        slide_ms = 5000            # ... in 5 s steps, aligned to the epoch
+        [[markets]]
+        venue = "binance"
+        symbol = "BTC/USDT"
+        index_basket = "BTC"
+        [markets.limits]
+        max_move_bps = 300.0
+        max_data_age_ms = 5000
+        max_reject_rate = 0.3
+        [assets.BTC]
+        max_long = 5.0
+        max_short = 5.0
+        [accounts.main]
+        max_drawdown = 20000.0
+        [baskets.BTC]
+        max_oracle_deviation_bps = 150.0
+        halt_scope = "asset:BTC"
+
+    A limit left out is not enforced (TOML has no null), except ``max_move_bps`` (500) and
+    ``max_oracle_deviation_bps`` (100), which are on by default.
+    """
 
     window_ms: int = 60_000
     """Length of the measurement window; aligned to the Unix epoch."""

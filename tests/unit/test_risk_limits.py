@@ -182,3 +182,13 @@ def test_cancel_all_intents_cover_the_scope():
     # A market that is not configured is still canceled when its own scope halts.
     (one,) = cancel_all_intents(cfg, "market:kraken:XBT/EUR", 7, ())
     assert (one.venue, one.symbol) == ("kraken", "XBT/EUR")
+
+
+def test_the_documented_example_config_loads(tmp_path: Path):
+    example = RiskConfig.__doc__.split("::", 1)[1].split("A limit left out", 1)[0]
+    p = tmp_path / "risk.toml"
+    p.write_text("\n".join(line.strip() for line in example.splitlines()))
+    cfg = load_config(p, RiskConfig)
+    assert cfg.market_limits("binance:BTC/USDT").max_data_age_ms == 5_000
+    assert cfg.assets["BTC"] == AssetLimits(max_long=5.0, max_short=5.0)
+    assert cfg.basket_limits("BTC").halt_scope == "asset:BTC"
