@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from makerflow.operators.quoting import Quoter, QuoterInputError, QuoterOutput
+from makerflow.operators.quoting import Quoter, QuoterInputError, QuoterOutput, client_order_id
 from makerflow.operators.quoting_config import MarketConfig, QuotingParams
 from makerflow.schemas.codec import encode
 from makerflow.schemas.events import (
@@ -395,3 +395,10 @@ def test_unusable_ticks_are_refused_and_late_ticks_ignored() -> None:
     q.on_tick(tick(1))
     assert q.on_tick(tick(0.5, 90.0, 90.02)) == QuoterOutput()
     assert q.last_tick is not None and q.last_tick.bid == 99.99
+
+
+def test_client_order_ids_fit_binance_limits_even_deep_into_a_run() -> None:
+    cid = client_order_id("0123456789", "sell", 49, 36**14 - 1)
+    assert len(cid) == 32 and re.fullmatch(r"[A-Za-z0-9_-]{1,32}", cid)
+    with pytest.raises(ValueError, match="longer than 32"):
+        client_order_id("0123456789", "sell", 49, 36**14)
