@@ -48,6 +48,9 @@ class PrivateStreamConfig(Config, frozen=True, kw_only=True):
     symbols: tuple[str, ...] = ("BTC/USDT",)
     mode: Literal["auto", "websocket", "polling"] = "auto"
     poll_interval_s: float = 1.0
+    reconnect_backoff_s: float = 0.5
+    ws_max_failures: int = 3
+    """``auto`` mode: websocket failures in a row before polling takes over."""
     timeout_ms: int = 5_000
     api_key_env: str = "MAKERFLOW_EXCHANGE_API_KEY"
     secret_env: str = "MAKERFLOW_EXCHANGE_SECRET"
@@ -195,16 +198,30 @@ class PrivateStreamReader:
     # --- reading ----------------------------------------------------------------------
 
     async def events(self) -> AsyncIterator[PrivateEvent]:
+        """Every private event, forever. A dropped websocket reconnects with backoff and
+        re-snapshots (nothing is lost, nothing repeats); in ``auto`` mode, after
+        ``ws_max_failures`` failures in a row (or at once when the venue has no private
+        websocket), polling takes over."""
         mode = self.config.mode
-        if mode in ("auto", "websocket"):
+        failures = 0
+        while mode != "polling":
             try:
                 async for ev in self._websocket():
+                    failures = 0
                     yield ev
-                return
-            except (ccxt.NotSupported, ccxt.NetworkError, ccxt.ExchangeError) as exc:
+            except ccxt.NotSupported as exc:
                 if mode == "websocket":
                     raise
-                log.warning("private websocket unavailable (%s); polling instead", exc)
+                log.warning("no private websocket (%s); polling instead", exc)
+                break
+            except (ccxt.NetworkError, ccxt.ExchangeError) as exc:
+                failures += 1
+                if mode == "auto" and failures >= self.config.ws_max_failures:
+                    log.warning("private websocket failed %d times (%s); polling", failures, exc)
+                    break
+                delay = min(self.config.reconnect_backoff_s * 2 ** (failures - 1), 30.0)
+                log.warning("private websocket failed (%s); reconnecting in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
         async for ev in self._polling():
             yield ev
 

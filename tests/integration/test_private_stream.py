@@ -5,6 +5,8 @@ blocks."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 
 import pytest
@@ -109,7 +111,8 @@ def test_auto_mode_falls_back_to_polling_when_websocket_fails(exchange):
         return exchange.client(rateLimit=1)
 
     async def go():
-        reader = PrivateStreamReader(PrivateStreamConfig(url=exchange.url, mode="auto"), no_ws)
+        cfg = PrivateStreamConfig(url=exchange.url, mode="auto", reconnect_backoff_s=0.01)
+        reader = PrivateStreamReader(cfg, no_ws)
         stream = reader.events()
         try:
             first = await asyncio.wait_for(stream.__anext__(), 10)
@@ -176,3 +179,47 @@ def test_start_up_snapshot_backfills_fills_after_the_resume_point(exchange):
     assert last == {"BTC/USDT": "2"}
     fills, _ = asyncio.run(first_fills({"BTC/USDT": "1"}))
     assert [f.trade_id for f in fills] == ["2"]
+
+
+def test_a_dropped_websocket_reconnects_and_misses_nothing(exchange, caplog):
+    """The user data stream dies (the venue closes every websocket); the reader reconnects,
+    re-snapshots, and a fill made while it was away still arrives, once."""
+
+    async def go():
+        cfg = PrivateStreamConfig(url=exchange.url, mode="websocket", reconnect_backoff_s=0.05)
+        reader = PrivateStreamReader(cfg, factory(exchange))
+        stream = reader.events()
+        rest = exchange.client(rateLimit=1)
+        got = []
+
+        async def read_until(pred):
+            while not any(pred(e) for e in got):
+                got.append(await asyncio.wait_for(stream.__anext__(), 10))
+
+        try:
+            await read_until(lambda e: isinstance(e, BalanceSnapshot))
+
+            async def drop_all(server):
+                for sockets in server._sockets.values():
+                    for ws in list(sockets):
+                        await ws.close()
+
+            exchange._run(drop_all(exchange.server))
+            await rest.create_order(
+                "BTC/USDT", "market", "buy", 0.01, None, {"clientOrderId": "rc-1"}
+            )
+            await read_until(lambda e: isinstance(e, Fill) and e.client_order_id == "rc-1")
+            # Let the stream run on a little: the fill must not come twice.
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    got.append(await asyncio.wait_for(stream.__anext__(), 0.5))
+        finally:
+            await stream.aclose()
+            await rest.close()
+        return got
+
+    with caplog.at_level(logging.WARNING, logger="makerflow.sources.private_stream"):
+        got = asyncio.run(go())
+    assert "reconnecting" in caplog.text
+    fills = [e for e in got if isinstance(e, Fill)]
+    assert [(f.client_order_id, f.qty) for f in fills] == [("rc-1", 0.01)]
