@@ -79,6 +79,37 @@ def test_promtool_rule_unit_tests_pass():
     assert out.returncode == 0, out.stdout.decode() + out.stderr.decode()
 
 
+def test_alertmanager_config_is_valid_and_pages_on_critical():
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        pytest.skip("amtool (Debian package prometheus-alertmanager) is not installed")
+    config = str(REPO / "docker" / "alertmanager" / "alertmanager.yml")
+    out = run(amtool, "check-config", config)
+    assert out.returncode == 0, out.stdout.decode() + out.stderr.decode()
+    routed = run(
+        amtool,
+        "config",
+        "routes",
+        "test",
+        f"--config.file={config}",
+        "alertname=KillSwitchEngaged",
+        "severity=critical",
+        "team=trading",
+    )
+    assert routed.stdout.decode().split() == ["pager"]
+    routed = run(
+        amtool,
+        "config",
+        "routes",
+        "test",
+        f"--config.file={config}",
+        "alertname=ConsumerLagHigh",
+        "severity=warning",
+        "team=platform",
+    )
+    assert routed.stdout.decode().split() == ["platform"]
+
+
 def test_every_alert_is_defined_on_metrics_makerflow_exports():
     text = RULES.read_text()
     alerts = set(re.findall(r"- alert: (\w+)", text))
