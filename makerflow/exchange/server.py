@@ -1,5 +1,19 @@
-"""The local exchange's HTTP and websocket layer: enough of Binance spot's REST API (v3) and
-WebSocket API (user data stream by signature subscription) for the unmodified ccxt client.
+"""The local exchange's HTTP and websocket layer: enough of Binance spot's REST API (v3), its
+market streams and its WebSocket API (user data stream by signature subscription) for the
+unmodified ccxt client (``ccxt.async_support.binance`` and ``ccxt.pro.binance``).
+
+Served:
+  REST  GET  /api/v3/ping, /api/v3/time, /api/v3/exchangeInfo, /api/v3/depth
+        GET  /api/v3/account, /api/v3/order, /api/v3/openOrders, /api/v3/allOrders,
+             /api/v3/myTrades                                            (signed)
+        POST /api/v3/order; DELETE /api/v3/order, /api/v3/openOrders      (signed)
+  WS    /ws-api/v3: userDataStream.subscribe.signature -> executionReport and
+        outboundAccountPosition events (ccxt.pro watch_orders, watch_my_trades,
+        watch_balance); /stream and /ws: <sym>@depth[@100ms] (diffs with U/u, synced with
+        the REST depth's lastUpdateId), <sym>@trade, <sym>@bookTicker (watch_order_book,
+        watch_trades, watch_bids_asks).
+  Admin POST /_admin/faults {"faults": [{kind, count, method, path, after, delay_s}],
+        "clear": bool}; POST /_admin/advance?n=N; GET /_admin/state.
 
 Requests are authenticated as Binance does: ``X-MBX-APIKEY`` names the key, and ``signature``
 is the HMAC-SHA256, with the key's secret, of the query string and body as sent (minus the
