@@ -272,6 +272,10 @@ def prometheus(risk_flow: int, tmp_path: Path) -> Iterator[str]:
         log.close()
 
 
+def topic_json(brokers: list[str], name: str) -> list[dict]:
+    return [json.loads(m.value()) for m in read_topic(brokers, name, idle=0.5)]
+
+
 def control_cli(argv: list[str]) -> int:
     """``makerflow control ...`` as the CLI parses and runs it (this command's parser only,
     so a half-written module of another command cannot break this test)."""
@@ -309,9 +313,11 @@ def test_prometheus_fires_kill_switch_on_a_live_risk_flow(own_broker, risk_flow,
     )
     assert [(s["scope"], s["status"]) for s in states] == [(SCOPE, "HALTED")]
     assert states[0]["ts"] - ticks[1_500].ts < 60 * 1_000_000_000
-    intents = [json.loads(m.value()) for m in read_topic(brokers, ORDER_INTENTS.name, idle=0.5)]
+    intents = wait_for(
+        "the cancel-all intents", lambda: topic_json(brokers, ORDER_INTENTS.name), 20
+    )
     assert [(i["action"], i["symbol"]) for i in intents] == [("cancel_all", SYMBOL)]
-    alerts = [json.loads(m.value()) for m in read_topic(brokers, ALERTS.name, idle=0.5)]
+    alerts = wait_for("the alert", lambda: topic_json(brokers, ALERTS.name), 20)
     assert [(a["name"], a["severity"]) for a in alerts] == [("KillSwitchEngaged", "critical")]
 
     # The live scrape: the gauge is at 1 and promtool finds the exposition well formed.
