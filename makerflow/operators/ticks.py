@@ -286,7 +286,7 @@ class MarketTicks:
         if top != self.last_top:
             self.last_top = top
             if top is not None:
-                out.append(self._tick("book", ev.ts, top))
+                out.append(self._tick("book", self.book.ts, top))
 
     # --- trades ------------------------------------------------------------------------
 
