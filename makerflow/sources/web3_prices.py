@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from collections.abc import AsyncIterator, Generator, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -462,9 +463,17 @@ def _new_w3(config: Web3SourceConfig) -> AsyncWeb3[Any]:
 class _Web3Partition(StatefulSourcePartition[ChainEvent, int | None]):
     """One pool or feed. Resume state: the last block whose events were all emitted."""
 
-    def __init__(self, part: str, reader: _Reader, config: Web3SourceConfig, resume: int | None):
+    def __init__(
+        self,
+        part: str,
+        reader: _Reader,
+        config: Web3SourceConfig,
+        resume: int | None,
+        stop: threading.Event | None = None,
+    ) -> None:
         self.part = part
         self.config = config
+        self._stop = stop
         self.poller = BlockPoller(reader, config, resume)
         self._cursor = resume
         self._errors = metrics.WEB3_RPC_ERRORS.labels(source=part)
@@ -504,6 +513,8 @@ class _Web3Partition(StatefulSourcePartition[ChainEvent, int | None]):
                 await asyncio.sleep(self.config.poll_interval_s)
 
     def next_batch(self) -> list[ChainEvent]:
+        if self._stop is not None and self._stop.is_set():
+            raise StopIteration
         out: list[ChainEvent] = []
         for cursor, events in next(self._batches):
             out.extend(events)
@@ -533,10 +544,12 @@ class _Web3Partition(StatefulSourcePartition[ChainEvent, int | None]):
 
 
 class Web3PriceSource(FixedPartitionedSource[ChainEvent, int | None]):
-    """Every configured pool and feed, one partition each."""
+    """Every configured pool and feed, one partition each. Setting ``stop`` ends every
+    partition at its next batch (a graceful shutdown; the flow then ends)."""
 
-    def __init__(self, config: Web3SourceConfig) -> None:
+    def __init__(self, config: Web3SourceConfig, stop: threading.Event | None = None) -> None:
         self.config = config
+        self.stop = stop
         parts: dict[str, PoolSpec | FeedSpec] = {}
         for pool in config.pools:
             parts[f"{pool.kind}:{_checksum(pool.address)}"] = pool
@@ -557,7 +570,7 @@ class Web3PriceSource(FixedPartitionedSource[ChainEvent, int | None]):
             reader = V2PairReader(chain, step_id, spec, self.config.depth_bps)
         else:
             reader = V3PoolReader(chain, step_id, spec, self.config.depth_bps)
-        return _Web3Partition(for_part, reader, self.config, resume_state)
+        return _Web3Partition(for_part, reader, self.config, resume_state, self.stop)
 
 
 @dataclass(frozen=True)
@@ -569,9 +582,11 @@ class ChainPriceStreams:
 
 
 @operator
-def web3_prices_input(step_id: str, flow: Dataflow, config: Web3SourceConfig) -> ChainPriceStreams:
+def web3_prices_input(
+    step_id: str, flow: Dataflow, config: Web3SourceConfig, stop: threading.Event | None = None
+) -> ChainPriceStreams:
     """Read every configured pool and feed: prices on ``oks``, unusable state on ``errs``."""
-    events = op.input("web3", flow, Web3PriceSource(config))
+    events = op.input("web3", flow, Web3PriceSource(config, stop))
     split = op.branch("split", events, _is_price)
     return ChainPriceStreams(oks=split.trues, errs=split.falses)  # type: ignore[arg-type]
 
