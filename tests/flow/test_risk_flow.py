@@ -17,8 +17,8 @@ import bytewax.operators as op
 import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
+from prometheus_client import REGISTRY
 
-from makerflow import metrics
 from makerflow.operators.risk import risk_op
 from makerflow.operators.risk_limits import (
     AssetLimits,
@@ -111,7 +111,14 @@ def run_risk(events: list[Any], cfg: RiskConfig, runner: Callable[[Dataflow], No
 
 
 def gauge(scope: str) -> float:
-    return metrics.KILL_SWITCH_ENGAGED.labels(scope=scope)._value.get()
+    return sample("makerflow_kill_switch_engaged", scope=scope)
+
+
+def sample(name: str, **labels: str) -> float:
+    """A metric's value as the /metrics endpoint would show it."""
+    value = REGISTRY.get_sample_value(name, labels)
+    assert value is not None, f"no sample {name}{labels}"
+    return value
 
 
 def command(ts: int, cmd: str, scope: str, **kw: Any) -> ControlCommand:
@@ -189,7 +196,7 @@ def test_exposure_breach_from_fills_halts_the_asset(runner):
     assert o.states[0].ts == fills[2].ts
     assert "main BTC exposure 1.4 > limit 1.2" in o.states[0].reasons
     assert sorted((i.venue, i.symbol) for i in o.intents) == [(VENUE, SYMBOL), ("okx", "BTC/USDC")]
-    assert metrics.EXPOSURE.labels(account="main", asset="BTC")._value.get() == pytest.approx(1.4)
+    assert sample("makerflow_exposure", account="main", asset="BTC") == pytest.approx(1.4)
     assert gauge("asset:BTC") == 1
 
 
@@ -224,7 +231,7 @@ def test_oracle_deviation_halts_the_configured_scope(runner):
     assert [(s.scope, s.status) for s in o.states] == [("global", "HALTED")]
     assert "index BTC vs oracle deviation" in o.states[0].reasons[0]
     assert len(o.intents) == 3  # every configured market
-    assert metrics.INDEX_ORACLE_DEVIATION.labels(basket="BTC")._value.get() == pytest.approx(
+    assert sample("makerflow_index_oracle_deviation_bps", basket="BTC") == pytest.approx(
         (61_800 / 60_300 - 1) * 1e4
     )
 
@@ -373,7 +380,7 @@ def test_order_rejects_halt_the_market_and_account_loss_halts_the_account(runner
     assert eth.reasons == ("order reject rate 0.4 > limit 0.2",)
     assert eth.ts == orders[19].ts  # the 20th order is the first judged
     assert "loss" in halts["account:main"].reasons[0]
-    assert metrics.PNL.labels(scope="account:main")._value.get() < -1_000
-    assert metrics.OPEN_ORDER_NOTIONAL.labels(market=f"{VENUE}:ETH/USDT")._value.get() == (
+    assert sample("makerflow_pnl", scope="account:main") < -1_000
+    assert sample("makerflow_open_order_notional", market=f"{VENUE}:ETH/USDT") == (
         pytest.approx(18 * 2_500.0)
     )
