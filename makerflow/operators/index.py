@@ -201,16 +201,18 @@ def weighted_median(points: Sequence[tuple[float, float]]) -> float:
     if not points:
         raise ValueError("the weighted median of nothing is undefined")
     ordered = sorted(points)
-    total = math.fsum(w for _, w in ordered)
+    total = sum(w for _, w in ordered)
     half = total / 2.0
+    # Relative tolerance: shares summing to one half must count as exactly one half.
+    tol = total * 1e-12
     cum = 0.0
+    last = len(ordered) - 1
     for i, (value, weight) in enumerate(ordered):
         cum += weight
-        # Relative tolerance: shares summing to one half must count as exactly one half.
-        if math.isclose(cum, half, rel_tol=1e-12) and i + 1 < len(ordered):
-            return (value + ordered[i + 1][0]) / 2.0
-        if cum > half:
+        if cum > half + tol:
             return value
+        if cum >= half - tol and i < last:
+            return (value + ordered[i + 1][0]) / 2.0
     return ordered[-1][0]
 
 
@@ -225,7 +227,7 @@ def cap_shares(weights: Sequence[float], max_share: float) -> list[float]:
     if total <= 0:
         return [1.0 / n] * n
     shares = [w / total for w in weights]
-    if max_share >= 1.0:
+    if max_share >= 1.0 or max(shares) <= max_share:
         return shares
     if n * max_share <= 1.0:
         return [1.0 / n] * n
@@ -300,6 +302,7 @@ class FairPrice:
                 fresh.append((q, raw_w))
 
         used: list[tuple[VenueQuote, float]] = []
+        shares: list[float] = []
         if fresh:
             shares = cap_shares([w for _, w in fresh], cfg.max_venue_share)
             center = weighted_median(
@@ -341,7 +344,7 @@ class FairPrice:
                 reason,
                 valid_until,
             )
-        used_prices = self._used(used)
+        used_prices = self._used(used, shares if len(used) == len(fresh) else None)
         price = weighted_median([(v.price, v.weight) for v in used_prices])
         return AssetPrice(
             IndexConstituent(
@@ -355,8 +358,11 @@ class FairPrice:
             valid_until,
         )
 
-    def _used(self, used: Sequence[tuple[VenueQuote, float]]) -> list[VenuePrice]:
-        shares = cap_shares([w for _, w in used], self.config.max_venue_share)
+    def _used(
+        self, used: Sequence[tuple[VenueQuote, float]], shares: list[float] | None = None
+    ) -> list[VenuePrice]:
+        if shares is None:
+            shares = cap_shares([w for _, w in used], self.config.max_venue_share)
         return [
             VenuePrice(venue=q.venue, price=q.price, weight=s, ts=q.ts)
             for (q, _), s in zip(used, shares, strict=True)
