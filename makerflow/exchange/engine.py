@@ -193,6 +193,8 @@ class _Book:
     ext_ask: Decimal | None = None
     ext_ask_qty: Decimal = ZERO
     update_id: int = 0
+    touched: set[Decimal] = field(default_factory=set)
+    """Prices whose visible quantity may have changed since the last :meth:`drain_touched`."""
 
 
 def _is_multiple(value: Decimal, step: Decimal) -> bool:
@@ -305,6 +307,53 @@ class MatchingEngine:
             side(book.asks, book.ext_ask, book.ext_ask_qty),
         )
 
+    def level(self, symbol: str, price: Decimal) -> tuple[Decimal, Decimal]:
+        """The visible (bid, ask) quantity at one price: resting orders plus the public top."""
+        book = self._books[symbol]
+        out = []
+        for internal, ext_px, ext_qty in (
+            (book.bids, book.ext_bid, book.ext_bid_qty),
+            (book.asks, book.ext_ask, book.ext_ask_qty),
+        ):
+            qty = sum((o.remaining for o in internal.levels.get(price, ())), ZERO)
+            if ext_px == price and ext_qty > 0:
+                qty += ext_qty
+            out.append(qty)
+        return out[0], out[1]
+
+    def top(
+        self, symbol: str
+    ) -> tuple[tuple[Decimal, Decimal] | None, tuple[Decimal, Decimal] | None]:
+        """The best visible bid and ask (price, quantity), each ``None`` when that side is
+        empty."""
+        book = self._books[symbol]
+        bid_px = max(
+            (
+                p
+                for p in (book.bids.best(), book.ext_bid if book.ext_bid_qty > 0 else None)
+                if p is not None
+            ),
+            default=None,
+        )
+        ask_px = min(
+            (
+                p
+                for p in (book.asks.best(), book.ext_ask if book.ext_ask_qty > 0 else None)
+                if p is not None
+            ),
+            default=None,
+        )
+        bid = (bid_px, self.level(symbol, bid_px)[0]) if bid_px is not None else None
+        ask = (ask_px, self.level(symbol, ask_px)[1]) if ask_px is not None else None
+        return bid, ask
+
+    def drain_touched(self, symbol: str) -> set[Decimal]:
+        """The prices whose visible quantity may have changed since the last call, so a
+        publisher diffs those levels instead of the whole book."""
+        book = self._books[symbol]
+        touched, book.touched = book.touched, set()
+        return touched
+
     # --- orders -----------------------------------------------------------------------
 
     def place(
@@ -360,6 +409,7 @@ class MatchingEngine:
                 updates.append(OrderUpdate(self._copy(order), "EXPIRED", self.time_ms))
             else:
                 (book.bids if side == "BUY" else book.asks).add(order)
+                book.touched.add(px)
                 self._open[account][order.order_id] = order
         return order, Outcome(tuple(updates), frozenset(accounts))
 
@@ -371,6 +421,7 @@ class MatchingEngine:
             raise EngineError(-2011, "Unknown order sent.")
         book = self._books[symbol]
         (book.bids if order.side == "BUY" else book.asks).remove(order)
+        book.touched.add(order.price)
         self._close(order, "CANCELED")
         update = OrderUpdate(self._copy(order), "CANCELED", self.time_ms)
         return order, Outcome((update,), frozenset({account}))
@@ -395,6 +446,7 @@ class MatchingEngine:
         spec = self.market(symbol)
         book = self._books[symbol]
         book.update_id += 1
+        book.touched.update(p for p in (book.ext_bid, book.ext_ask, bid, ask) if p is not None)
         book.ext_bid, book.ext_bid_qty = bid, bid_qty
         book.ext_ask, book.ext_ask_qty = ask, ask_qty
         accounts: set[str] = set()
@@ -564,6 +616,8 @@ class MatchingEngine:
         """Settle one trade of ``order``: release its hold, move the assets, charge the fee in
         the asset received (Binance spot's rule)."""
         quote_qty = px * qty
+        # The level traded at changes (a resting order's, or the public top's).
+        self._books[spec.symbol].touched.add(px)
         rate = spec.maker_fee if is_maker else spec.taker_fee
         acct = order.account
         base, quote = self._balance(acct, spec.base), self._balance(acct, spec.quote)

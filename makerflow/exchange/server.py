@@ -577,19 +577,19 @@ class ExchangeServer:
                     },
                 )
             )
-        _, bid_levels, ask_levels = self.engine.depth(symbol, 5000)
-        new = (dict(bid_levels), dict(ask_levels))
-        old = self._published_depth.get(symbol, ({}, {}))
-        diffs = [
-            [
-                [_s(p), _s(side_new.get(p, ZERO))]
-                for p in sorted(set(side_old) | set(side_new))
-                if side_new.get(p) != side_old.get(p)
-            ]
-            for side_old, side_new in zip(old, new, strict=True)
-        ]
+        # Only the levels the change touched are compared with what was published, so a
+        # change costs the same however deep the book is.
+        published = self._published_depth.setdefault(symbol, ({}, {}))
+        diffs: tuple[list[list[str]], list[list[str]]] = ([], [])
+        for price in sorted(self.engine.drain_touched(symbol)):
+            for side, qty in enumerate(self.engine.level(symbol, price)):
+                if published[side].get(price, ZERO) != qty:
+                    diffs[side].append([_s(price), _s(qty)])
+                    if qty:
+                        published[side][price] = qty
+                    else:
+                        published[side].pop(price, None)
         if diffs[0] or diffs[1]:
-            self._published_depth[symbol] = new
             seq = self._depth_seq[symbol] = self._depth_seq.get(symbol, 0) + 1
             update = {
                 "e": "depthUpdate",
@@ -602,19 +602,19 @@ class ExchangeServer:
             }
             msgs.append((f"{low}@depth", update))
             msgs.append((f"{low}@depth@100ms", update))
-            top = (bid_levels[:1], ask_levels[:1])
-            if top != self._tops.get(symbol) and bid_levels and ask_levels:
-                self._tops[symbol] = top
+            bid, ask = self.engine.top(symbol)
+            if bid is not None and ask is not None and (bid, ask) != self._tops.get(symbol):
+                self._tops[symbol] = (bid, ask)
                 msgs.append(
                     (
                         f"{low}@bookTicker",
                         {
                             "u": seq,
                             "s": symbol,
-                            "b": _s(bid_levels[0][0]),
-                            "B": _s(bid_levels[0][1]),
-                            "a": _s(ask_levels[0][0]),
-                            "A": _s(ask_levels[0][1]),
+                            "b": _s(bid[0]),
+                            "B": _s(bid[1]),
+                            "a": _s(ask[0]),
+                            "A": _s(ask[1]),
                         },
                     )
                 )

@@ -40,6 +40,7 @@ trade = st.tuples(
 
 def run(ops):
     e = MatchingEngine([SPEC])
+    published = ({}, {})
     for acct in ACCOUNTS:
         e.add_account(acct, {"USDT": D(2000), "BTC": D(10)})
     for i, op in enumerate(ops):
@@ -73,6 +74,17 @@ def run(ops):
         except EngineError:
             pass
         check(e)
+        # A publisher that re-reads only the touched levels keeps an exact copy of the book.
+        for price in e.drain_touched("BTCUSDT"):
+            for side, qty in enumerate(e.level("BTCUSDT", price)):
+                if qty:
+                    published[side][price] = qty
+                else:
+                    published[side].pop(price, None)
+        _, bids, asks = e.depth("BTCUSDT", 10_000)
+        assert (dict(bids), dict(asks)) == published
+        bid, ask = e.top("BTCUSDT")
+        assert bid == (bids[0] if bids else None) and ask == (asks[0] if asks else None)
     return e
 
 
