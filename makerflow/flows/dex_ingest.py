@@ -12,6 +12,7 @@ dex.toml`` writes one for the local chain.
 
 from __future__ import annotations
 
+import threading
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -63,11 +64,12 @@ def build_flow(
     config: Web3SourceConfig,
     topic: Topic[Any] = t.DEX_PRICES,
     flow_id: str = "dex_ingest",
+    stop: threading.Event | None = None,
 ) -> Dataflow:
-    """Pools and feeds on chain -> ``dex.prices``."""
+    """Pools and feeds on chain -> ``dex.prices``; setting ``stop`` ends the flow."""
     flow = Dataflow(flow_id)
     io = TopicIO(flow, settings)
-    prices = web3_prices_input("web3_prices", flow, config)
+    prices = web3_prices_input("web3_prices", flow, config, stop)
     io.write(prices.oks, topic)
     io.dead_letters([prices.errs])
     return flow

@@ -22,7 +22,13 @@ from eth_utils import keccak
 from makerflow import metrics
 from makerflow.chain.local import Demo, LocalChain, Pool, deploy_demo
 from makerflow.chain.rpc_server import RpcServer
+from makerflow.flows.common import FlowSettings
+from makerflow.flows.dex_ingest import build_flow as build_dex_flow
+from makerflow.flows.dex_ingest import dump_dex_config, load_dex_config
+from makerflow.kafka_admin import ensure_topics, read_topic
+from makerflow.schemas import topics as reg
 from makerflow.schemas.events import DeadLetter, DexPrice, OraclePrice
+from makerflow.schemas.topics import Topic
 from makerflow.sources.web3_prices import (
     ConfigurationError,
     PoolSpec,
@@ -266,3 +272,37 @@ def test_wrong_base_token_is_a_configuration_error(env: Env) -> None:
                 part.next_batch()
     finally:
         part.close()
+
+
+def test_dex_ingest_service_writes_kafka(env: Env, broker, unique, tmp_path) -> None:
+    chain, demo = env.chain, env.demo
+    v2 = demo.pools["uniswap_v2:ETH/USDC"]
+    # The config as `makerflow chain --config-out` writes it, read back as the service does.
+    path = tmp_path / "dex.toml"
+    path.write_text(dump_dex_config(demo.source_config(env.server.url, **FAST)))
+    config = load_dex_config(path)
+    assert config == demo.source_config(env.server.url, **FAST)
+    topic = Topic(unique("dex.prices"), "pool", reg.DEX_PRICES.value_type)
+    brokers = (broker.bootstrap,)
+    ensure_topics(brokers, [topic.name, reg.DEAD_LETTERS.name])
+    stop = threading.Event()
+    flow = build_dex_flow(FlowSettings(brokers=brokers), config, topic, "dex_kafka", stop)
+    runner = threading.Thread(target=run_main, args=(flow,), daemon=True)
+    runner.start()
+    try:
+        b1 = chain.set_v2_price(v2, 3123.0)
+        deadline = time.monotonic() + 20
+        found = None
+        while found is None and time.monotonic() < deadline:
+            for m in read_topic(brokers, topic.name, idle=0.3, timeout=5):
+                ev = reg.DEX_PRICES.codec.decode(m.value())
+                if isinstance(ev, DexPrice) and ev.block == b1 and ev.pool == v2.address:
+                    found = (m.key(), ev)
+        assert found is not None, "the price change never reached the topic"
+        key, ev = found
+        assert key == f"local:{v2.address}".encode()
+        assert ev.price == pytest.approx(3123.0)
+    finally:
+        stop.set()
+        runner.join(timeout=20)
+    assert not runner.is_alive()
