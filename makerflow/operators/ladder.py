@@ -11,7 +11,7 @@ down and asks up to the tick, quantities down to the lot.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -179,6 +179,12 @@ class LadderShape:
         return self.order_size * self.size_multiplier**level
 
 
+def level_quantities(spec: MarketSpec, shape: LadderShape) -> tuple[float, ...]:
+    """Each level's quantity rounded down to the lot (a caller quoting every tick computes
+    them once per shape and passes them to :func:`build_ladder`)."""
+    return tuple(spec.qty_down(shape.size(i)) for i in range(shape.levels))
+
+
 def clamp_half_spread(half_spread: float, reference: float, shape: LadderShape) -> float:
     """``half_spread`` kept within half the minimum and maximum spreads."""
     lo = reference * shape.min_spread_bps / 2e4
@@ -199,6 +205,7 @@ def build_ladder(
     best_ask: float | None = None,
     quote_bids: bool = True,
     quote_asks: bool = True,
+    qtys: Sequence[float] | None = None,
 ) -> Ladder:
     """The ladder around ``reservation``.
 
@@ -218,11 +225,8 @@ def build_ladder(
     )
     bids: list[LadderLevel] = []
     asks: list[LadderLevel] = []
-    qtys = (
-        [spec.qty_down(shape.size(i)) for i in range(shape.levels)]
-        if quote_bids or quote_asks
-        else []
-    )
+    if qtys is None:
+        qtys = level_quantities(spec, shape)
     if quote_bids:
         ceiling = spec.shift(spec.price_down(best_ask), -1) if best_ask is not None else math.inf
         for i, qty in enumerate(qtys):

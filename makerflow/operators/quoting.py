@@ -35,7 +35,13 @@ from bytewax.dataflow import Stream, operator
 from bytewax.operators import StatefulLogic
 
 from makerflow import metrics
-from makerflow.operators.ladder import Ladder, LadderShape, MarketSpec, build_ladder
+from makerflow.operators.ladder import (
+    Ladder,
+    LadderShape,
+    MarketSpec,
+    build_ladder,
+    level_quantities,
+)
 from makerflow.operators.quoting_config import MarketConfig, QuotingConfig, QuotingParams
 from makerflow.operators.quoting_models import (
     NS,
@@ -66,7 +72,7 @@ MAX_CLIENT_ID = 32
 _FILL_MEMORY = 512
 """How many recent fill trade ids are remembered to drop duplicate fills."""
 _DONE = frozenset({"filled", "canceled", "rejected", "expired"})
-_SIDE_ORDER = {"buy": 0, "sell": 1}
+_SIDES: tuple[Side, Side] = ("buy", "sell")
 
 
 class QuoterInputError(ValueError):
@@ -244,6 +250,7 @@ class Quoter:
         self.params = params
         self.model: QuotingModel = _model(params)
         self.shape = _shape(params)
+        self._qtys = level_quantities(self.spec, self.shape)
         if snapshot is not None:
             self._restore(snapshot)
 
@@ -265,6 +272,7 @@ class Quoter:
         self.params = params
         self.model = _model(params)
         self.shape = _shape(params)
+        self._qtys = level_quantities(self.spec, self.shape)
         self.vol.set_half_life(params.sigma_half_life_s)
 
     def snapshot(self) -> QuoterSnapshot:
@@ -607,6 +615,7 @@ class Quoter:
             best_ask=tick.ask,
             quote_bids=not (limit > 0 and excess >= limit),
             quote_asks=not (limit > 0 and -excess >= limit),
+            qtys=self._qtys,
         )
         return ladder, ref, mq.reservation
 
@@ -661,11 +670,14 @@ class Quoter:
                 quoting.setdefault((o.side, o.level), []).append(o)
         cancels = self._retry_cancels(ts)
         places: list[OrderIntent] = []
-        slots = sorted(set(desired) | set(quoting), key=lambda s: (_SIDE_ORDER[s[0]], s[1]))
-        for slot in slots:
-            side: Side = "buy" if slot[0] == "buy" else "sell"
+        deepest = max((lvl for _, lvl in quoting), default=0)
+        levels = range(max(self.shape.levels - 1, deepest) + 1)
+        for side, level in ((sd, lvl) for sd in _SIDES for lvl in levels):
+            slot = (side, level)
             want = desired.get(slot)
             live = quoting.get(slot, [])
+            if want is None and not live:
+                continue
             if want is None:
                 cancels.extend(self._cancel(ts, o, "level no longer quoted") for o in live)
                 continue
@@ -682,7 +694,7 @@ class Quoter:
             if self._blocked.get(slot, ts) > ts:
                 continue
             self._blocked.pop(slot, None)
-            places.append(self._place(ts, side, slot[1], want.price, want.qty, ref))
+            places.append(self._place(ts, side, level, want.price, want.qty, ref))
         return cancels + places
 
 
