@@ -54,6 +54,11 @@ def register(sub: Any) -> None:
         help="starting balance (repeatable); default USDT=100000 BTC=2 ETH=20",
     )
     p.add_argument("--secret-file", type=Path, help="file holding the API secret")
+    p.add_argument(
+        "--order-rate-limit",
+        metavar="RATE[:BURST]",
+        help="orders per second (and burst) per key before the venue answers 429",
+    )
     p.set_defaults(func=run)
 
 
@@ -77,6 +82,10 @@ def run(args: argparse.Namespace) -> int:
             lot=spec.step_size,
             seed=args.seed,
         ).events()
+    order_rate_limit = None
+    if args.order_rate_limit:
+        rate, _, burst = args.order_rate_limit.partition(":")
+        order_rate_limit = (float(rate), float(burst or rate))
     exchange = LocalExchange(
         markets=(spec,),
         balances={args.account: balances},
@@ -86,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         speed=args.speed,
         host=args.host,
         port=args.port,
+        order_rate_limit=order_rate_limit,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -58,3 +58,27 @@ class FaultPlan:
                 self.injected += 1
                 return f
         return None
+
+
+class TokenBucket:
+    """The venue's own request limit (Binance's ORDERS limit): ``rate`` per second with bursts
+    up to ``burst``. Time comes from the caller (the HTTP edge's clock), never from here."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError(f"a rate limit needs rate > 0 and burst >= 1, got {rate}, {burst}")
+        self.rate = rate
+        self.burst = burst
+        self._tokens = burst
+        self._at: float | None = None
+        self.refused = 0
+
+    def take(self, now: float) -> bool:
+        if self._at is not None:
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        self.refused += 1
+        return False

@@ -112,12 +112,14 @@ class LocalExchange:
         host: str = "127.0.0.1",
         port: int = 0,
         check_timestamp: bool = True,
+        order_rate_limit: tuple[float, float] | None = None,
     ) -> None:
         """``balances``: account -> asset -> amount (default: ``main`` with 100 000 USDT and
         2 BTC). ``keys``: API keys (default: one for ``main``, :data:`DEFAULT_API_KEY`).
         ``market``: public events to run on; else ``replay`` (a recorded Binance file); else a
         seeded random walk on the first market. ``speed``: event-time seconds per wall
-        second; 0 moves the market only on :meth:`advance`."""
+        second; 0 moves the market only on :meth:`advance`. ``order_rate_limit``:
+        (orders per second, burst) per key, beyond which order requests get 429."""
         balances = (
             balances if balances is not None else {"main": {"USDT": 100_000, "BTC": 2, "ETH": 20}}
         )
@@ -135,7 +137,12 @@ class LocalExchange:
                 m = markets[0]
                 market = RandomWalk(symbol=m.symbol, tick=m.tick_size, lot=m.step_size).events()
         self.server = ExchangeServer(
-            engine, list(keys), market, speed=speed, check_timestamp=check_timestamp
+            engine,
+            list(keys),
+            market,
+            speed=speed,
+            check_timestamp=check_timestamp,
+            order_rate_limit=order_rate_limit,
         )
         self.keys = keys
         self._host = host

@@ -57,7 +57,7 @@ from makerflow.exchange.engine import (
     OrderUpdate,
     Outcome,
 )
-from makerflow.exchange.faults import Fault, FaultPlan
+from makerflow.exchange.faults import Fault, FaultPlan, TokenBucket
 from makerflow.exchange.market_data import BookTop, MarketEvent, PublicTrade
 
 log = logging.getLogger(__name__)
@@ -99,8 +99,13 @@ class ExchangeServer:
         *,
         speed: float = 1.0,
         check_timestamp: bool = True,
+        order_rate_limit: tuple[float, float] | None = None,
     ) -> None:
+        """``order_rate_limit``: (orders per second, burst) per API key for order placement
+        and cancellation; beyond it the venue answers 429, as Binance does."""
         self.engine = engine
+        self._order_rate_limit = order_rate_limit
+        self._buckets: dict[str, TokenBucket] = {}
         self.keys = {k.key: k for k in keys}
         self.faults = FaultPlan()
         self.speed = speed
@@ -205,12 +210,37 @@ class ExchangeServer:
         if request.path.startswith("/_admin"):
             return await handler(request)
         fault = self.faults.take(request.method, request.path)
+        if fault is None and self._over_order_limit(request):
+            return _error(
+                429,
+                -1015,
+                "Too many new orders; current limit is "
+                f"{self._order_rate_limit[0] if self._order_rate_limit else 0:g} "
+                "orders per SECOND.",
+            )
         if fault is None:
             return await self._guarded(request, handler)
         log.info("injecting %s into %s %s", fault.kind, request.method, request.path)
         if fault.after:
             await self._guarded(request, handler)
         return await self._fault_response(fault)
+
+    def _over_order_limit(self, request: web.Request) -> bool:
+        if self._order_rate_limit is None or request.method not in ("POST", "DELETE"):
+            return False
+        if request.path not in ("/api/v3/order", "/api/v3/openOrders"):
+            return False
+        key = request.headers.get("X-MBX-APIKEY", "")
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(*self._order_rate_limit)
+        # Request rates are a wall-clock matter at the edge; the engine never sees them.
+        return not bucket.take(time.monotonic())
+
+    @property
+    def rate_limited(self) -> int:
+        """How many requests the venue's own order rate limit refused."""
+        return sum(b.refused for b in self._buckets.values())
 
     async def _guarded(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
@@ -702,6 +732,7 @@ class ExchangeServer:
                 "market_events": self.market_events,
                 "faults_pending": self.faults.pending(),
                 "faults_injected": self.faults.injected,
+                "rate_limited": self.rate_limited,
             }
         )
 

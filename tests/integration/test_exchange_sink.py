@@ -69,9 +69,10 @@ async def _no_sleep(_s):
     await asyncio.sleep(0)
 
 
-def execute(ex, intents, **kw):
+def execute(ex, intents, real_sleep=False, **kw):
     async def go():
-        executor = ExchangeExecutor(config(ex, **kw), credentials=CREDS, sleep=_no_sleep)
+        sleep = asyncio.sleep if real_sleep else _no_sleep
+        executor = ExchangeExecutor(config(ex, **kw), credentials=CREDS, sleep=sleep)
         try:
             return await executor.execute_many(intents), executor.sent
         finally:
@@ -258,3 +259,32 @@ def test_an_unreachable_exchange_rejects_with_the_reason(exchange):
     assert [e.status for e in events] == ["rejected", "rejected"]
     # ccxt reports a refused connection as ExchangeNotAvailable.
     assert all(e.reason.startswith("exchange_unavailable:") for e in events)
+
+
+def test_ccxt_rate_limiter_keeps_the_sink_under_the_venue_limit():
+    """The venue allows 25 orders/s (burst 5). With ccxt's limiter spacing orders 50 ms apart
+    (20/s) nothing is refused; without it a burst is, and the retries still never place an
+    order twice."""
+    with LocalExchange(speed=0, replay=REPLAY, order_rate_limit=(25, 5)) as ex:
+        ex.advance(1)
+        # ccxt spaces requests by rateLimit x cost; a Binance order costs 0.2.
+        events, _ = execute(
+            ex,
+            [place(f"rl-{i}", price=61000.0 - i) for i in range(12)],
+            rate_limit_ms=250,
+            enable_rate_limit=True,
+        )
+        assert [e.status for e in events] == ["ack"] * 12
+        assert ex.call(lambda s: s.rate_limited) == 0
+
+        events, _ = execute(
+            ex,
+            [place(f"nl-{i}", price=60000.0 - i) for i in range(12)],
+            enable_rate_limit=False,
+            retry_backoff_s=0.05,
+            real_sleep=True,
+        )
+        assert ex.call(lambda s: s.rate_limited) > 0
+        assert all(e.status == "ack" or e.reason.startswith("rate_limited") for e in events)
+        ids = [o[0] for o in orders_on_exchange(ex)]
+        assert len(ids) == len(set(ids)) == 12 + sum(e.status == "ack" for e in events)
