@@ -2,8 +2,8 @@
 
 Deploys USDC, WETH and WBTC, a V2 WETH/USDC pair, V3 WETH/USDC and WBTC/USDC pools and
 Chainlink ETH/USD and BTC/USD feeds, prints their addresses and the RPC URL, optionally writes
-the dex_ingest config for them, and, with ``--move-every``, walks the prices randomly so the
-demo has something to show.
+the dex_ingest config for them, mines a block every ``--block-time`` seconds, and, with
+``--move-every``, walks the prices randomly so the demo has something to show.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import contextlib
 import random
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
-from makerflow.chain.local import LocalChain, deploy_demo
+from makerflow.chain.local import Demo, LocalChain, deploy_demo
 from makerflow.flows.dex_ingest import dump_dex_config
 
 
@@ -32,8 +33,24 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--move-every", type=float, default=0.0, help="seconds between random price moves (0: off)"
     )
+    p.add_argument(
+        "--block-time", type=float, default=2.0, help="seconds between blocks when idle (0: off)"
+    )
     p.add_argument("--seed", type=int, default=7, help="seed of the random price walk")
     p.set_defaults(func=run)
+
+
+def move_prices(demo: Demo, prices: dict[str, float], rng: random.Random) -> None:
+    """One step of a random walk of ETH and BTC on every pool and feed."""
+    for asset in prices:
+        prices[asset] *= 1.0 + rng.gauss(0.0, 0.001)
+    chain = demo.chain
+    # The V2 pair sits a few bps off the V3 pool, as real pools do.
+    chain.set_v2_price(demo.pools["uniswap_v2:ETH/USDC"], prices["ETH"] * 1.0005)
+    chain.set_v3_price(demo.pools["uniswap_v3:ETH/USDC"], prices["ETH"])
+    chain.set_v3_price(demo.pools["uniswap_v3:BTC/USDC"], prices["BTC"])
+    chain.set_feed_price(demo.feeds["ETH/USD"], prices["ETH"])
+    chain.set_feed_price(demo.feeds["BTC/USD"], prices["BTC"])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,15 +72,16 @@ def run(args: argparse.Namespace) -> int:
         print("Ctrl-C to stop", flush=True)
         rng = random.Random(args.seed)
         prices = {"ETH": args.eth, "BTC": args.btc}
+        # A real chain makes blocks whether or not anyone trades; so does this one, so the
+        # sources' heartbeats keep quiet pools fresh.
+        intervals = [t for t in (args.block_time, args.move_every) if t > 0]
+        tick = min(intervals) if intervals else 3600.0
+        last_move = time.monotonic()
         with contextlib.suppress(KeyboardInterrupt):
-            while not stop.wait(args.move_every if args.move_every > 0 else 3600):
-                if args.move_every <= 0:
-                    continue
-                for asset in prices:
-                    prices[asset] *= 1.0 + rng.gauss(0.0, 0.001)
-                chain.set_v2_price(demo.pools["uniswap_v2:ETH/USDC"], prices["ETH"] * 1.0005)
-                chain.set_v3_price(demo.pools["uniswap_v3:ETH/USDC"], prices["ETH"])
-                chain.set_v3_price(demo.pools["uniswap_v3:BTC/USDC"], prices["BTC"])
-                chain.set_feed_price(demo.feeds["ETH/USD"], prices["ETH"])
-                chain.set_feed_price(demo.feeds["BTC/USD"], prices["BTC"])
+            while not stop.wait(tick):
+                if args.move_every > 0 and time.monotonic() - last_move >= args.move_every:
+                    last_move = time.monotonic()
+                    move_prices(demo, prices, rng)
+                elif args.block_time > 0:
+                    chain.mine(1)
     return 0

@@ -101,8 +101,9 @@ class Web3SourceConfig(Config, frozen=True, kw_only=True):
     feeds: tuple[FeedSpec, ...] = ()
     poll_interval_s: float = 1.0
     """How often to ask for a new head block (a mainnet block comes every 12 s)."""
-    heartbeat_blocks: int = 10
-    """Read and emit a quiet pool's state at least every this many blocks."""
+    heartbeat_blocks: int = 4
+    """Read and emit a quiet pool's state at least every this many blocks, so the index
+    (``dex_max_age_s``, 60 s by default) sees it fresh: 4 mainnet blocks are 48 s."""
     confirmations: int = 0
     """Read this many blocks behind the head, so a short re-organisation is never read."""
     max_block_range: int = 500
