@@ -47,10 +47,13 @@ class RunLatch:
             if self._open <= 0:
                 self._done_at = time.monotonic()
 
+    def deadline_passed(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
     def should_stop(self) -> bool:
-        now = time.monotonic()
-        if self._deadline is not None and now >= self._deadline:
+        if self.deadline_passed():
             return True
+        now = time.monotonic()
         with self._lock:
             return self._done_at is not None and now - self._done_at >= self.grace_s
 
@@ -63,6 +66,10 @@ class _Finite(StatefulSourcePartition[X, S]):
         latch.opened()
 
     def next_batch(self) -> Iterable[X]:
+        if self._latch.deadline_passed():
+            # The run's time is up: a finite input ends early, like a live one.
+            self._end()
+            raise StopIteration
         try:
             return self._inner.next_batch()
         except StopIteration:

@@ -1,0 +1,1 @@
+"""The embedded demo: the whole pipeline in one process against local peers."""

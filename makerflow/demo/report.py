@@ -1,0 +1,74 @@
+"""The demo's summary: polars over the JSONL streams the run wrote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+
+def load(out_dir: Path, name: str) -> pl.DataFrame:
+    path = out_dir / f"{name}.jsonl"
+    if not path.exists() or path.stat().st_size == 0:
+        return pl.DataFrame()
+    return pl.read_ndjson(path, infer_schema_length=None)
+
+
+def summarize(frames: dict[str, pl.DataFrame]) -> dict[str, Any]:
+    """What a trader wants to know after the run, as plain numbers (a pure function)."""
+    fills = frames.get("fills", pl.DataFrame())
+    ticks = frames.get("ticks", pl.DataFrame())
+    recon = frames.get("recon_reports", pl.DataFrame())
+    intents = frames.get("intents", pl.DataFrame())
+    execs = frames.get("executions", pl.DataFrame())
+    index = frames.get("index", pl.DataFrame())
+    states = frames.get("risk_states", pl.DataFrame())
+    out: dict[str, Any] = {name: df.height for name, df in frames.items()}
+    if fills.height:
+        signed = fills.select(
+            pl.when(pl.col("side") == "buy").then(pl.col("qty")).otherwise(-pl.col("qty")).sum()
+        ).item()
+        cash = fills.select(
+            pl.when(pl.col("side") == "buy")
+            .then(-pl.col("qty") * pl.col("price"))
+            .otherwise(pl.col("qty") * pl.col("price"))
+            .sum()
+        ).item()
+        out["fills_buy"] = fills.filter(pl.col("side") == "buy").height
+        out["fills_sell"] = fills.filter(pl.col("side") == "sell").height
+        out["inventory_btc"] = float(signed)
+        if ticks.height:
+            last_mid = float(ticks["mid"][-1])
+            out["pnl_usdt_marked"] = float(cash + signed * last_mid - fills["fee"].sum())
+    if intents.height:
+        out["intents_by_action"] = dict(intents.group_by("action").len().sort("action").iter_rows())
+    if execs.height:
+        out["executions_by_status"] = dict(
+            execs.group_by("status").len().sort("status").iter_rows()
+        )
+    if recon.height:
+        out["recon_by_status"] = dict(recon.group_by("status").len().sort("status").iter_rows())
+    if index.height:
+        priced = index.filter(pl.col("price").is_not_null())
+        out["index_priced"] = priced.height
+        if priced.height:
+            out["index_last"] = float(priced["price"][-1])
+    if states.height:
+        out["halts"] = states.filter(pl.col("status") == "HALTED").height
+    return out
+
+
+def print_report(out_dir: Path) -> dict[str, Any]:
+    names = [p.stem for p in sorted(out_dir.glob("*.jsonl"))]
+    frames = {n: load(out_dir, n) for n in names}
+    summary = summarize(frames)
+    print("\nstream                 events")
+    for n in names:
+        print(f"  {n:<20} {frames[n].height:>8}")
+    print("\nsummary")
+    for k, v in summary.items():
+        if k not in names:
+            print(f"  {k:<20} {v}")
+    print(f"\nevery stream is in {out_dir}/<name>.jsonl")
+    return summary

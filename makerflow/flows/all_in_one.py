@@ -1,0 +1,167 @@
+"""The whole trading pipeline as one operator: the same operators the services run, wired
+stream to stream instead of topic to topic.
+
+``trading_pipeline`` is what the embedded demo and backtests run. Its inputs are streams,
+so the caller decides where they come from (recorded files, Kafka topics, a live exchange);
+its outputs are streams, so the caller decides where they go (files, Kafka, nowhere).
+
+Wiring, as in the service map of the design::
+
+    book, trades ─► ticks ─┬────────────────────────────► index ◄── dex prices
+                           ├─► risk ◄── index, fills, orders, balances, control
+                           └─► quoting ◄── index, risk states, orders, fills, control
+    quoting intents + risk cancel-alls ─► execution ─► exchange
+    fills, balances, transfers ─► reconciliation
+
+A Bytewax dataflow has no cycles, so what the exchange does with our orders comes back the
+way it does live: through the private stream (``orders``, ``fills``, ``balances`` inputs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow, Stream
+
+from makerflow.operators.index import IndexConfig, index_op
+from makerflow.operators.quoting import quoting_op
+from makerflow.operators.quoting_config import QuotingConfig
+from makerflow.operators.recon_logic import ReconConfig
+from makerflow.operators.reconcile import reconcile_op
+from makerflow.operators.risk import risk_op
+from makerflow.operators.risk_limits import RiskConfig
+from makerflow.operators.staleness import Heartbeat
+from makerflow.operators.ticks import TicksConfig, ticks_op
+from makerflow.schemas.config import Config
+from makerflow.schemas.events import (
+    Alert,
+    BalanceSnapshot,
+    Bar,
+    BookDelta,
+    BookSnapshot,
+    ControlCommand,
+    DataQuality,
+    DeadLetter,
+    DexPrice,
+    Fill,
+    IndexPrice,
+    OraclePrice,
+    OrderEvent,
+    OrderIntent,
+    QuoteLadder,
+    ReconReport,
+    RiskState,
+    Tick,
+    Trade,
+    Transfer,
+)
+from makerflow.sinks.exchange import Credentials, ExchangeSinkConfig, execute_intents
+from makerflow.sources.empty import EmptySource
+
+
+class PipelineConfig(Config, frozen=True, kw_only=True):
+    """Every service's configuration, one table each (the same tables the services read)."""
+
+    ticks: TicksConfig = TicksConfig()
+    index: IndexConfig = IndexConfig()
+    quoting: QuotingConfig = QuotingConfig()
+    risk: RiskConfig = RiskConfig()
+    recon: ReconConfig = ReconConfig()
+    exchange: ExchangeSinkConfig = ExchangeSinkConfig()
+
+
+@dataclass(frozen=True)
+class PipelineInputs:
+    """Where the pipeline's events come from; ``None`` means the run has no such input."""
+
+    book: Stream[BookSnapshot | BookDelta]
+    trades: Stream[Trade] | None = None
+    dex: Stream[DexPrice | OraclePrice] | None = None
+    control: Stream[ControlCommand] | None = None
+    orders: Stream[OrderEvent] | None = None
+    """Our orders' lives as the exchange reports them (the private stream)."""
+    fills: Stream[Fill] | None = None
+    balances: Stream[BalanceSnapshot] | None = None
+    transfers: Stream[Transfer] | None = None
+    clock: Stream[Heartbeat] | None = None
+    """Wall-clock heartbeats for market-data staleness (live runs only)."""
+
+
+@dataclass(frozen=True)
+class PipelineOutputs:
+    ticks: Stream[Tick]
+    bars: Stream[Bar]
+    quality: Stream[DataQuality]
+    index: Stream[IndexPrice]
+    risk_states: Stream[RiskState]
+    alerts: Stream[Alert]
+    ladders: Stream[QuoteLadder]
+    intents: Stream[OrderIntent]
+    """Every intent sent to execution: the quoter's and risk's cancel-alls."""
+    executions: Stream[OrderEvent]
+    """What execution did with them: acks, cancels, local and exchange rejects."""
+    recon_reports: Stream[ReconReport]
+    dead_letters: Stream[DeadLetter]
+
+
+def _or_empty(step_id: str, flow: Dataflow, stream: Stream[Any] | None) -> Stream[Any]:
+    return stream if stream is not None else op.input(step_id, flow, EmptySource())
+
+
+def trading_pipeline(
+    step_id: str,
+    flow: Dataflow,
+    inputs: PipelineInputs,
+    config: PipelineConfig,
+    *,
+    credentials: Credentials | None = None,
+) -> PipelineOutputs:
+    """Ticks, index, risk, quoting, execution and reconciliation over ``inputs``.
+
+    A plain function rather than an ``@operator``: Bytewax operators take streams only as
+    direct arguments, and the pipeline's inputs are many and mostly optional. Its steps are
+    named ``<step_id>_<service>``.
+    """
+
+    def sid(name: str) -> str:
+        return f"{step_id}_{name}"
+
+    control = _or_empty(sid("no_control"), flow, inputs.control)
+    orders = _or_empty(sid("no_orders"), flow, inputs.orders)
+    fills = _or_empty(sid("no_fills"), flow, inputs.fills)
+    balances = _or_empty(sid("no_balances"), flow, inputs.balances)
+    dex = _or_empty(sid("no_dex"), flow, inputs.dex)
+    transfers = _or_empty(sid("no_transfers"), flow, inputs.transfers)
+
+    md = ticks_op(sid("ticks"), inputs.book, inputs.trades, config.ticks)
+    index = index_op(sid("index"), md.ticks, dex, config.index)
+    risk = risk_op(
+        sid("risk"), md.ticks, index, fills, orders, balances, control, config.risk, inputs.clock
+    )
+    quotes = quoting_op(
+        sid("quoting"), md.ticks, index, risk.states, orders, fills, control, config.quoting
+    )
+    intents = op.merge(sid("intents"), quotes.intents, risk.intents)
+    executions = execute_intents(
+        sid("execution"), intents, config.exchange, updates=orders, credentials=credentials
+    )
+    recon = reconcile_op(sid("reconcile"), fills, balances, transfers, config.recon)
+    alerts = op.merge(sid("alerts"), risk.alerts, recon.alerts)
+    dead = op.merge(
+        sid("dead_letters"), md.dead_letters, risk.errs, quotes.dead_letters, recon.dead_letters
+    )
+    return PipelineOutputs(
+        ticks=md.ticks,
+        bars=md.bars,
+        quality=md.quality,
+        index=index,
+        risk_states=risk.states,
+        alerts=alerts,
+        ladders=quotes.ladders,
+        intents=intents,
+        executions=executions,
+        recon_reports=recon.reports,
+        dead_letters=dead,
+    )
