@@ -584,9 +584,11 @@ class MatchingEngine:
     ) -> list[OrderUpdate]:
         updates: list[OrderUpdate] = []
         left = available
-        for px in resting.iter_best():
-            crossed = px >= through if side == "BUY" else px <= through
-            if not crossed or left <= 0:
+        # Best level first, and only as deep as the market reaches: a public event costs
+        # O(levels it fills), not O(book).
+        while left > 0:
+            px = resting.best()
+            if px is None or not (px >= through if side == "BUY" else px <= through):
                 break
             queue = resting.levels[px]
             while queue and left > 0:
@@ -601,6 +603,8 @@ class MatchingEngine:
                 if not order.is_open:
                     queue.popleft()
                     self._open[order.account].pop(order.order_id, None)
+            if queue:
+                break  # the public quantity ran out inside this level
             resting.pop_empty(px)
         return updates
 
