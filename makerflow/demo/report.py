@@ -52,8 +52,10 @@ def summarize(frames: dict[str, pl.DataFrame]) -> dict[str, Any]:
     if index.height:
         priced = index.filter(pl.col("price").is_not_null())
         out["index_priced"] = priced.height
-        if priced.height:
-            out["index_last"] = float(priced["price"][-1])
+        for basket, price in (
+            priced.group_by("basket", maintain_order=True).agg(pl.col("price").last()).iter_rows()
+        ):
+            out[f"index_last_{basket}"] = float(price)
     if states.height:
         out["halts"] = states.filter(pl.col("status") == "HALTED").height
     return out

@@ -54,6 +54,7 @@ from makerflow.sinks.exchange import Credentials, ExchangeSinkConfig
 from makerflow.sinks.jsonl import jsonl_output
 from makerflow.sources.bounded import RunLatch, bounded
 from makerflow.sources.clock import WallClock
+from makerflow.sources.loopback import Loopback
 from makerflow.sources.private_stream import PrivateStreamConfig, private_stream
 from makerflow.sources.recorded import RecordedSource
 from makerflow.sources.web3_prices import Web3PriceSource
@@ -189,6 +190,8 @@ def build_demo_flow(
         ),
         demo_config(exchange_url),
         credentials=Credentials(DEFAULT_API_KEY, DEFAULT_SECRET),
+        feedback=Loopback(),
+        stop=latch,
     )
     dead = op.merge("dead", out.dead_letters, md_split.falses, chain_split.falses)
     streams: dict[str, Any] = {

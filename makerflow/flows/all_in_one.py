@@ -58,7 +58,9 @@ from makerflow.schemas.events import (
     Transfer,
 )
 from makerflow.sinks.exchange import Credentials, ExchangeSinkConfig, execute_intents
+from makerflow.sources.bounded import RunLatch, bounded
 from makerflow.sources.empty import EmptySource
+from makerflow.sources.loopback import Loopback
 
 
 class PipelineConfig(Config, frozen=True, kw_only=True):
@@ -117,12 +119,18 @@ def trading_pipeline(
     config: PipelineConfig,
     *,
     credentials: Credentials | None = None,
+    feedback: Loopback[OrderEvent] | None = None,
+    stop: RunLatch | None = None,
 ) -> PipelineOutputs:
     """Ticks, index, risk, quoting, execution and reconciliation over ``inputs``.
 
     A plain function rather than an ``@operator``: Bytewax operators take streams only as
     direct arguments, and the pipeline's inputs are many and mostly optional. Its steps are
     named ``<step_id>_<service>``.
+
+    ``feedback`` carries execution's own events (acks, local and exchange rejects) back into
+    quoting and risk, as the ``orders.events`` topic does between services; ``stop`` ends that
+    channel with the run.
     """
 
     def sid(name: str) -> str:
@@ -135,18 +143,30 @@ def trading_pipeline(
     dex = _or_empty(sid("no_dex"), flow, inputs.dex)
     transfers = _or_empty(sid("no_transfers"), flow, inputs.transfers)
 
+    # What quoting and risk hear about our orders: the exchange's private stream, plus, in
+    # one process, execution's own verdicts (a refused order never reaches the exchange).
+    heard = orders
+    if feedback is not None:
+        source: Any = feedback.source()
+        if stop is not None:
+            source = bounded(source, stop, finite=False)
+        verdicts = op.input(sid("execution_feedback"), flow, source)
+        heard = op.merge(sid("order_events"), orders, verdicts)
+
     md = ticks_op(sid("ticks"), inputs.book, inputs.trades, config.ticks)
     index = index_op(sid("index"), md.ticks, dex, config.index)
     risk = risk_op(
-        sid("risk"), md.ticks, index, fills, orders, balances, control, config.risk, inputs.clock
+        sid("risk"), md.ticks, index, fills, heard, balances, control, config.risk, inputs.clock
     )
     quotes = quoting_op(
-        sid("quoting"), md.ticks, index, risk.states, orders, fills, control, config.quoting
+        sid("quoting"), md.ticks, index, risk.states, heard, fills, control, config.quoting
     )
     intents = op.merge(sid("intents"), quotes.intents, risk.intents)
     executions = execute_intents(
         sid("execution"), intents, config.exchange, updates=orders, credentials=credentials
     )
+    if feedback is not None:
+        op.output(sid("execution_loopback"), executions, feedback.sink())
     recon = reconcile_op(sid("reconcile"), fills, balances, transfers, config.recon)
     alerts = op.merge(sid("alerts"), risk.alerts, recon.alerts)
     dead = op.merge(
