@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import bytewax.operators as op
 import ccxt.async_support as ccxt
+import msgspec
 from bytewax.dataflow import Stream, operator
 
 from makerflow import metrics
@@ -530,8 +531,6 @@ class ExchangeExecutor:
 
 
 def _replace(ev: OrderEvent, **changes: Any) -> OrderEvent:
-    import msgspec
-
     return msgspec.structs.replace(ev, **changes)
 
 
@@ -621,6 +620,7 @@ class _ExecuteLogic(op.StatefulBatchLogic[_Item, OrderEvent, tuple[str, ...]]):
         self.open = OpenOrders(resume or ())
 
     def on_batch(self, values: list[_Item]) -> tuple[Iterable[OrderEvent], bool]:
+        metrics.EVENTS_IN.labels(step=self.step).inc(len(values))
         out: list[OrderEvent] = []
         pending: list[OrderIntent] = []
 
