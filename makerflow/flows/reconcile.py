@@ -1,9 +1,11 @@
 """The reconcile service: fills, balances and transfers -> recon.reports and alerts; with
-``open_orders`` configured, also orders.events against the exchange's open orders.
+``open_orders = true``, also orders.events against the exchange's open orders.
 
 Run it with ``python -m bytewax.run makerflow.flows.reconcile:flow`` (``-w N`` for N workers;
 balances are keyed ``account:asset``). ``MAKERFLOW_CONFIG`` may name a TOML file holding a
-:class:`ReconFlowConfig` (``[recon]`` window and tolerances, ``[open_orders]`` the exchange).
+:class:`ReconFlowConfig` (``[recon]``: windows and tolerances; ``[exchange]``: whose open
+orders to list). Credentials: ``MAKERFLOW_EXCHANGE_API_KEY`` / ``MAKERFLOW_EXCHANGE_SECRET``
+(or the secret files ``[exchange]`` names), as for the execution service.
 """
 
 from __future__ import annotations
@@ -29,46 +31,46 @@ from makerflow.schemas.topics import (
     TRANSFERS,
 )
 from makerflow.sources.open_orders import OpenOrdersSource
-
-
-class OpenOrdersConfig(Config, frozen=True, kw_only=True):
-    """Where to list our open orders. Credentials come from the environment, never a file."""
-
-    venue: str
-    """The venue name our OrderEvents carry (``binance``, ``local``)."""
-    account: str = "main"
-    exchange: str = "binance"
-    """The ccxt exchange id."""
-    url: str | None = None
-    """Base URL of a local exchange (``http://127.0.0.1:PORT``); ``None`` for the real one."""
-    symbols: tuple[str, ...] = ()
-    """Markets to list (some venues need one call per market); empty lists all."""
-    interval_s: float = 30.0
-    api_key_env: str = "MAKERFLOW_API_KEY"
-    secret_env: str = "MAKERFLOW_API_SECRET"
+from makerflow.sources.private_stream import PrivateStreamConfig, default_client_factory
 
 
 class ReconFlowConfig(Config, frozen=True, kw_only=True):
     recon: ReconConfig = msgspec.field(default_factory=ReconConfig)
-    open_orders: OpenOrdersConfig | None = None
+    open_orders: bool = False
+    """Also compare orders.events with the exchange's open orders (``fetch_open_orders``)."""
+    exchange: PrivateStreamConfig = msgspec.field(default_factory=PrivateStreamConfig)
+    """Whose open orders to list: venue, account, markets, URL and credentials, as the
+    execution service's ``[private]`` section says them."""
+    open_orders_interval_s: float = 30.0
+    open_orders_polls: int | None = None
+    """Stop after this many listings (replays); ``None`` lists for as long as the flow runs."""
 
 
 class _ClientFactory:
-    """Builds the ccxt async client on the source's own event loop."""
+    """Builds the ccxt async client where the poller runs (its worker, its event loop), so
+    missing credentials are reported there, with the variable to set."""
 
-    def __init__(self, cfg: OpenOrdersConfig) -> None:
+    def __init__(self, cfg: PrivateStreamConfig) -> None:
         self.cfg = cfg
 
     def __call__(self) -> Any:
-        key = os.environ.get(self.cfg.api_key_env, "")
-        secret = os.environ.get(self.cfg.secret_env, "")
-        if self.cfg.url:
-            from makerflow.exchange.local import ccxt_client
+        return default_client_factory(self.cfg)(False)
 
-            return ccxt_client(self.cfg.url, key, secret) if key else ccxt_client(self.cfg.url)
-        import ccxt.async_support as ccxt_async
 
-        return getattr(ccxt_async, self.cfg.exchange)({"apiKey": key, "secret": secret})
+def config_from_env(settings: FlowSettings) -> ReconFlowConfig:
+    """The config file named by ``MAKERFLOW_CONFIG`` (defaults otherwise);
+    ``MAKERFLOW_EXCHANGE_URL`` points the open-order listing at a local exchange."""
+    config = (
+        load_config(settings.config_path, ReconFlowConfig)
+        if settings.config_path
+        else ReconFlowConfig()
+    )
+    url = os.environ.get("MAKERFLOW_EXCHANGE_URL")
+    if url:
+        config = msgspec.structs.replace(
+            config, exchange=msgspec.structs.replace(config.exchange, url=url)
+        )
+    return config
 
 
 def build_flow(
@@ -77,11 +79,7 @@ def build_flow(
     """The reconcile dataflow reading and writing the topics of ``settings``."""
     settings = settings or FlowSettings.from_env()
     if config is None:
-        config = (
-            load_config(settings.config_path, ReconFlowConfig)
-            if settings.config_path
-            else ReconFlowConfig()
-        )
+        config = config_from_env(settings)
     flow = Dataflow("reconcile")
     io = TopicIO(flow, settings)
     out = reconcile_op(
@@ -89,17 +87,18 @@ def build_flow(
     )
     io.write(out.reports, RECON_REPORTS)
     alerts: list[Stream[Alert]] = [out.alerts]
-    oo = config.open_orders
-    if oo is not None:
+    if config.open_orders:
+        ex = config.exchange
         listings = op.input(
             "open_orders",
             flow,
             OpenOrdersSource(
-                _ClientFactory(oo),
-                venue=oo.venue,
-                account=oo.account,
-                symbols=oo.symbols or None,
-                interval_s=oo.interval_s,
+                _ClientFactory(ex),
+                venue=ex.venue,
+                account=ex.account,
+                symbols=ex.symbols or None,
+                interval_s=config.open_orders_interval_s,
+                polls=config.open_orders_polls,
             ),
         )
         orders = reconcile_orders_op(

@@ -85,6 +85,12 @@ class ReconConfig(Config, frozen=True, kw_only=True):
     on with the wall clock (live only; ``None`` keeps the flow purely event-time driven)."""
     open_order_grace_s: float = 5.0
     """Orders younger than this are not flagged by open-order reconciliation (in flight)."""
+    own_order_prefix: str | None = "mf-"
+    """Client order ids this system gives its orders (the quoter's ``mf-``): an exchange order
+    without it is an orphan at once. ``None`` judges by our order events alone."""
+    open_order_max_view_lag_s: float = 300.0
+    """Missing orders are judged only while our order events are at most this far behind the
+    exchange's listing (a restart reading its backlog is not judged)."""
     step: str = "reconcile"
     """Step name written into dead letters."""
 

@@ -9,14 +9,21 @@ Three findings, each something a person must act on:
   event): our inventory and quotes are built on orders that are not there;
 - *mismatched*: both sides have the order but disagree on side, price, size or fills.
 
-Orders whose last word is younger than ``grace`` at the time of the exchange's list are not
-judged: their ack, fill or cancel may simply still be in flight.
+Nothing is judged that our view cannot know yet, so a view still reading its backlog (a
+restart) or events still in flight raise no false alarm:
+
+- an exchange order is an orphan if its client order id lacks our prefix (``own_prefix``: this
+  system did not place it, whatever our view adopted), or if our view has seen events at least
+  ``grace`` past the order's creation (event time), so its ack would have arrived were it ours;
+- an order of ours is missing only if its last word is ``grace`` older than the listing and our
+  view is no more than ``max_view_lag`` behind the listing (otherwise its fill or cancel may be
+  further down the backlog).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +111,8 @@ class OpenOrderDiff:
     orphans: tuple[ExchangeOrder, ...] = ()
     missing: tuple[OrderEvent, ...] = ()
     mismatched: tuple[Mismatch, ...] = ()
+    unjudged: str = ""
+    """Why part of the listing was not judged (our view behind it), empty when all was."""
 
     @property
     def ok(self) -> bool:
@@ -142,6 +151,11 @@ class OpenOrderView:
         if len(self._closed) > 64:
             self._closed = {c: t for c, t in self._closed.items() if t >= before}
 
+    @property
+    def watermark(self) -> int | None:
+        """Event time of the newest order event seen."""
+        return self._newest or None
+
     def open_orders(self) -> list[OrderEvent]:
         return sorted(self._open.values(), key=lambda e: (e.ts, e.client_order_id))
 
@@ -168,13 +182,27 @@ def _differs(a: float | None, b: float | None) -> bool:
 
 
 def reconcile_open_orders(
-    ours: Iterable[OrderEvent], theirs: ExchangeOpenOrders, *, grace_ns: int
+    view: OpenOrderView,
+    theirs: ExchangeOpenOrders,
+    *,
+    grace_ns: int,
+    max_view_lag_ns: int,
+    own_prefix: str | None = None,
 ) -> OpenOrderDiff:
     """Compare our open orders with the exchange's list taken at ``theirs.ts``."""
     settled = theirs.ts - grace_ns
+    seen_until = view.watermark
+    judge_missing = False
+    unjudged = ""
+    if seen_until is None:
+        unjudged = "no order events seen yet"
+    elif theirs.ts - seen_until > max_view_lag_ns:
+        unjudged = f"our order events are {(theirs.ts - seen_until) / 1e9:.0f}s behind the listing"
+    else:
+        judge_missing = True
     mine = [
         o
-        for o in ours
+        for o in view.open_orders()
         if o.venue == theirs.venue
         and o.account == theirs.account
         and (theirs.symbols is None or o.symbol in theirs.symbols)
@@ -187,8 +215,13 @@ def reconcile_open_orders(
     matched = 0
     for x in sorted(theirs.orders, key=lambda x: (x.ts, x.exchange_order_id)):
         o = by_cid.get(x.client_order_id or "") or by_xid.get(x.exchange_order_id)
+        if own_prefix is not None and not (x.client_order_id or "").startswith(own_prefix):
+            orphans.append(x)
+            if o is not None:
+                seen.add(o.client_order_id)
+            continue
         if o is None:
-            if x.ts <= settled:
+            if seen_until is not None and x.ts <= seen_until - grace_ns:
                 orphans.append(x)
             continue
         seen.add(o.client_order_id)
@@ -205,7 +238,9 @@ def reconcile_open_orders(
             what.append(f"filled {o.filled_qty} vs exchange {x.filled}")
         if what:
             mismatched.append(Mismatch(o, x, "; ".join(what)))
-    missing = [o for o in mine if o.client_order_id not in seen and o.ts <= settled]
+    missing = [
+        o for o in mine if judge_missing and o.client_order_id not in seen and o.ts <= settled
+    ]
     return OpenOrderDiff(
         venue=theirs.venue,
         account=theirs.account,
@@ -214,6 +249,7 @@ def reconcile_open_orders(
         orphans=tuple(orphans),
         missing=tuple(sorted(missing, key=lambda o: (o.ts, o.client_order_id))),
         mismatched=tuple(mismatched),
+        unjudged=unjudged,
     )
 
 

@@ -225,8 +225,10 @@ class OrderReconOut:
 
 
 class _OrderViewMapper:
-    def __init__(self, grace_ns: int) -> None:
-        self.grace_ns = grace_ns
+    def __init__(self, config: ReconConfig) -> None:
+        self.grace_ns = round(config.open_order_grace_s * NS)
+        self.max_view_lag_ns = round(config.open_order_max_view_lag_s * NS)
+        self.own_prefix = config.own_order_prefix
 
     def __call__(
         self, view: OpenOrderView | None, item: OrderEvent | ExchangeOpenOrders
@@ -235,7 +237,16 @@ class _OrderViewMapper:
         if isinstance(item, OrderEvent):
             v.apply(item)
             return v, None
-        return v, reconcile_open_orders(v.open_orders(), item, grace_ns=self.grace_ns)
+        diff = reconcile_open_orders(
+            v,
+            item,
+            grace_ns=self.grace_ns,
+            max_view_lag_ns=self.max_view_lag_ns,
+            own_prefix=self.own_prefix,
+        )
+        if diff.unjudged:
+            log.info("open orders of %s: not all judged (%s)", item.key, diff.unjudged)
+        return v, diff
 
 
 def _item_key(item: OrderEvent | ExchangeOpenOrders) -> str:
@@ -258,10 +269,9 @@ def reconcile_orders_op(
 ) -> OrderReconOut:
     """Compare our open orders (from ``order_events``) with each exchange listing, per
     ``venue:account``; findings become alerts."""
-    grace = round(config.open_order_grace_s * NS)
     items = op.merge("items", order_events, exchange_orders)
     keyed = op.key_on("key", items, _item_key)
-    diffs = op.stateful_map("view", keyed, _OrderViewMapper(grace))
+    diffs = op.stateful_map("view", keyed, _OrderViewMapper(config))
     found: Stream[OpenOrderDiff] = op.filter_map("diffs", op.key_rm("unkey", diffs), lambda d: d)
     alerts = op.flat_map("alerts", found, _alerts_of)
     return OrderReconOut(diffs=found, alerts=alerts)

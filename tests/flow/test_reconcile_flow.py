@@ -162,15 +162,15 @@ def test_open_orders_orphan_and_missing_raise_alerts(run_flow: Callable[[Dataflo
         "main",
         T0 + 60 * s,
         (
-            ExchangeOrder("BTC/USDT", "buy", "1", "a", 100.0, 1.0, 0.0, T0),
+            ExchangeOrder("BTC/USDT", "buy", "1", "mf-a", 100.0, 1.0, 0.0, T0),
             ExchangeOrder("BTC/USDT", "sell", "3", "by-hand", 120.0, 2.0, 0.0, T0 + s),
         ),
     )
     items = [
-        ev("a", "ack", T0, "1"),
-        ev("b", "ack", T0, "2"),
-        ev("c", "ack", T0, "4"),
-        ev("c", "canceled", T0 + s, "4"),
+        ev("mf-a", "ack", T0, "1"),
+        ev("mf-b", "ack", T0, "2"),
+        ev("mf-c", "ack", T0, "4"),
+        ev("mf-c", "canceled", T0 + s, "4"),
         listing,
     ]
     found: list[Alert] = []
@@ -184,7 +184,7 @@ def test_open_orders_orphan_and_missing_raise_alerts(run_flow: Callable[[Dataflo
     by_name = {a.name: a for a in found}
     assert set(by_name) == {"OpenOrderOrphan", "OpenOrderMissing"}
     assert "by-hand" in by_name["OpenOrderOrphan"].message
-    assert "cid=b" in by_name["OpenOrderMissing"].message
+    assert "cid=mf-b" in by_name["OpenOrderMissing"].message
 
 
 def test_quiet_key_closes_its_windows_after_idle_wall_time() -> None:

@@ -98,3 +98,65 @@ def test_service_flow_on_two_workers_writes_reports_alerts_and_dead_letters(
         printed = capsys.readouterr().out
         assert f"{len(expected)} reports" in printed
         assert f"{len(breaks)} windows in BREAK" in printed
+
+
+def test_service_flow_lists_open_orders_and_alerts_on_orphans(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service's open-order check against the local exchange, wired from its config:
+    our orders.events say one order is open; the exchange also holds one placed by hand."""
+    import asyncio
+
+    from bytewax.testing import run_main
+
+    from makerflow.exchange import DEFAULT_API_KEY, DEFAULT_SECRET, LocalExchange
+    from makerflow.flows.common import FlowSettings
+    from makerflow.flows.reconcile import ReconFlowConfig, build_flow
+    from makerflow.schemas.topics import ORDER_EVENTS
+    from makerflow.sinks.exchange import order_event_from_ccxt
+    from makerflow.sources.private_stream import PrivateStreamConfig
+
+    monkeypatch.setenv("MAKERFLOW_EXCHANGE_API_KEY", DEFAULT_API_KEY)
+    monkeypatch.setenv("MAKERFLOW_EXCHANGE_SECRET", DEFAULT_SECRET)
+    replay = REPO / "tests" / "fixtures" / "exchange" / "btcusdt_spot_top_trades_60s.gz"
+    with LocalExchange(speed=0, replay=replay) as ex, Broker(log_path=tmp_path / "t.log") as b:
+        ex.advance(1)
+
+        async def place() -> list:
+            c = ex.client()
+            try:
+                await c.load_markets()
+                ours = await c.create_order(
+                    "BTC/USDT", "limit", "buy", 0.001, 50_000, {"clientOrderId": "mf-ours"}
+                )
+                await c.create_order(
+                    "BTC/USDT", "limit", "sell", 0.001, 90_000, {"clientOrderId": "by-hand"}
+                )
+                return [ours]
+            finally:
+                await c.close()
+
+        ours = asyncio.run(place())
+        brokers = [b.bootstrap]
+        ensure_topics(
+            brokers,
+            [t.name for t in (FILLS, BALANCES, TRANSFERS, ORDER_EVENTS, RECON_REPORTS, ALERTS,
+                              DEAD_LETTERS)],
+        )  # fmt: skip
+        produce_events(
+            brokers,
+            ORDER_EVENTS,
+            [order_event_from_ccxt(o, venue="local", account="main") for o in ours],
+        )
+        config = ReconFlowConfig(
+            open_orders=True,
+            exchange=PrivateStreamConfig(
+                venue="local", url=ex.url, account="main", symbols=("BTC/USDT",)
+            ),
+            open_orders_interval_s=0.1,
+            open_orders_polls=1,
+        )
+        run_main(build_flow(FlowSettings(brokers=tuple(brokers), tail=False), config))
+        alerts = [ALERTS.codec.decode(m.value()) for m in read_topic(brokers, ALERTS.name)]
+    assert [a.name for a in alerts] == ["OpenOrderOrphan"]
+    assert "cid=by-hand" in alerts[0].message and "mf-ours" not in alerts[0].message

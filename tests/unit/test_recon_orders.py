@@ -52,6 +52,13 @@ def view(*events: OrderEvent) -> OpenOrderView:
     return v
 
 
+LAG = 300 * S
+
+
+def recon(v: OpenOrderView, exch: ExchangeOpenOrders):
+    return reconcile_open_orders(v, exch, grace_ns=GRACE, max_view_lag_ns=LAG)
+
+
 def test_view_tracks_open_orders_and_ignores_stale_events() -> None:
     v = view(
         ev("a", "ack", T),
@@ -69,17 +76,18 @@ def test_view_tracks_open_orders_and_ignores_stale_events() -> None:
 
 def test_agreeing_views_are_ok() -> None:
     v = view(ev("a", "ack", T, xid="1"), ev("b", "ack", T, xid="2"))
-    diff = reconcile_open_orders(
-        v.open_orders(), listing(T + 60 * S, xo("1", "a", T), xo("2", "b", T)), grace_ns=GRACE
-    )
+    diff = recon(v, listing(T + 60 * S, xo("1", "a", T), xo("2", "b", T)))
     assert diff.ok and diff.matched == 2
     assert diff_alerts(diff) == []
 
 
 def test_orphan_on_the_exchange_and_missing_order_are_reported() -> None:
-    v = view(ev("a", "ack", T, xid="1"), ev("gone", "ack", T, xid="9"))
-    exch = listing(T + 60 * S, xo("1", "a", T), xo("7", "manual-order", T + 10 * S))
-    diff = reconcile_open_orders(v.open_orders(), exch, grace_ns=GRACE)
+    # Our events run to T+30 s: an order created at T+10 s would be known by now were it ours.
+    v = view(ev("a", "ack", T, xid="1"), ev("gone", "ack", T, xid="9"), ev("z", "ack", T + 30 * S))
+    exch = listing(
+        T + 60 * S, xo("1", "a", T), xo("7", "manual-order", T + 10 * S), xo("8", "z", T + 30 * S)
+    )
+    diff = recon(v, exch)
     assert [x.exchange_order_id for x in diff.orphans] == ["7"]
     assert [o.client_order_id for o in diff.missing] == ["gone"]
     alerts = {a.name: a for a in diff_alerts(diff)}
@@ -95,16 +103,29 @@ def test_orders_in_flight_are_not_judged() -> None:
     # Placed 1 s before the list was taken: the exchange may not list it yet.
     v = view(ev("fresh", "new", now - S))
     # Listed by the exchange 1 s ago: our ack may still be on its way.
-    diff = reconcile_open_orders(
-        v.open_orders(), listing(now, xo("5", "other", now - S)), grace_ns=GRACE
-    )
+    diff = recon(v, listing(now, xo("5", "other", now - S)))
     assert diff.ok
+
+
+def test_a_view_still_reading_its_backlog_raises_no_false_alarm() -> None:
+    """A restart: the exchange lists orders our view has not reached yet, and our view still
+    holds orders whose fills are further down the backlog."""
+    exch = listing(T + 3_600 * S, xo("1", "a", T + 1_000 * S))
+    empty = recon(view(), exch)
+    assert empty.ok and empty.unjudged == "no order events seen yet"
+    behind = recon(view(ev("old", "ack", T, xid="0")), exch)
+    assert behind.ok and "behind the listing" in behind.unjudged
+    # Caught up (events up to 2 s before the listing): both findings stand.
+    caught = recon(view(ev("old", "ack", T, xid="0"), ev("b", "canceled", T + 3_598 * S)), exch)
+    assert [x.exchange_order_id for x in caught.orphans] == ["1"]
+    assert [o.client_order_id for o in caught.missing] == ["old"]
+    assert caught.unjudged == ""
 
 
 def test_mismatch_of_price_size_and_fills() -> None:
     v = view(ev("a", "ack", T, xid="1", price=100.0, qty=1.0))
     exch = listing(T + 60 * S, xo("1", "a", T, price=101.0, qty=1.0, filled=0.4))
-    diff = reconcile_open_orders(v.open_orders(), exch, grace_ns=GRACE)
+    diff = recon(v, exch)
     assert len(diff.mismatched) == 1
     assert "price 100.0 vs exchange 101.0" in diff.mismatched[0].what
     assert "filled 0.0 vs exchange 0.4" in diff.mismatched[0].what
@@ -113,16 +134,14 @@ def test_mismatch_of_price_size_and_fills() -> None:
 
 def test_matching_by_exchange_id_when_client_id_is_absent() -> None:
     v = view(ev("a", "ack", T, xid="42"))
-    diff = reconcile_open_orders(
-        v.open_orders(), listing(T + 60 * S, xo("42", None, T)), grace_ns=GRACE
-    )
+    diff = recon(v, listing(T + 60 * S, xo("42", None, T)))
     assert diff.ok and diff.matched == 1
 
 
 def test_listing_of_some_symbols_only_judges_those() -> None:
     v = view(ev("a", "ack", T, xid="1"))
     other = ExchangeOpenOrders("local", "main", T + 60 * S, (), symbols=("ETH/USDT",))
-    assert reconcile_open_orders(v.open_orders(), other, grace_ns=GRACE).ok
+    assert recon(v, other).ok
 
 
 def test_parse_ccxt_order() -> None:
@@ -142,3 +161,14 @@ def test_parse_ccxt_order() -> None:
     )
     with pytest.raises(ValueError, match="not a ccxt open order"):
         parse_ccxt_order({"id": "1", "symbol": "BTC/USDT", "side": "hold", "amount": 1})
+
+
+def test_orders_without_our_prefix_are_orphans_at_once() -> None:
+    """Placed by hand (or by another system): no event of ours can ever explain it, even if a
+    private-stream snapshot adopted it into our view."""
+    exch = listing(T + 60 * S, xo("1", "mf-a", T + 59 * S), xo("2", "by-hand", T + 59 * S))
+    adopted = view(ev("by-hand", "ack", T + 59 * S, xid="2"))
+    for v in (view(), adopted):
+        diff = reconcile_open_orders(v, exch, grace_ns=GRACE, max_view_lag_ns=LAG, own_prefix="mf-")
+        assert [x.client_order_id for x in diff.orphans] == ["by-hand"]
+        assert diff.missing == ()
