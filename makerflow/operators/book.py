@@ -97,6 +97,7 @@ class BookSide:
         qty = self.qty
         keys = self.keys
         max_depth = self.max_depth
+        deferred: list[tuple[float, float]] | None = None
         for p, q in levels:
             k = s * p
             if q > 0.0:
@@ -104,20 +105,33 @@ class BookSide:
                     qty[k] = q
                     continue
                 if len(keys) >= max_depth and k < keys[0]:
-                    # Worse than every kept level of a full side: outside the bounded depth.
-                    if k > self.floor:
-                        self.floor = k
+                    # Below every kept level of a full side; a removal later in this update
+                    # may make room, so decide after the loop.
+                    if deferred is None:
+                        deferred = []
+                    deferred.append((k, q))
                     continue
-                qty[k] = q
-                insort(keys, k)
-                if len(keys) > max_depth:
-                    dropped = keys.pop(0)
-                    del qty[dropped]
-                    if dropped > self.floor:
-                        self.floor = dropped
+                self._insert(k, q)
             elif k in qty:
                 del qty[k]
                 del keys[bisect_left(keys, k)]
+        if deferred is not None:
+            for k, q in sorted(deferred, reverse=True):
+                if len(keys) < max_depth or k > keys[0]:
+                    self._insert(k, q)
+                elif k > self.floor:
+                    # Outside the bounded depth: remember the best level not kept.
+                    self.floor = k
+
+    def _insert(self, k: float, q: float) -> None:
+        keys = self.keys
+        self.qty[k] = q
+        insort(keys, k)
+        if len(keys) > self.max_depth:
+            dropped = keys.pop(0)
+            del self.qty[dropped]
+            if dropped > self.floor:
+                self.floor = dropped
 
     @property
     def best(self) -> Level | None:

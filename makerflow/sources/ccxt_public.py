@@ -95,8 +95,9 @@ class TopOfBookDiffer:
     ) -> BookSnapshot | BookDelta | None:
         nb = {float(p): float(q) for p, q, *_ in bids[: self.depth]}
         na = {float(p): float(q) for p, q, *_ in asks[: self.depth]}
-        seq = nonce if nonce is not None and nonce > self.seq else self.seq + 1
         if self.bids is None:
+            # A snapshot is valid at the venue's id as it is, even one the book already had.
+            seq = nonce if nonce is not None else self.seq + 1
             self.bids, self.asks, self.seq = nb, na, seq
             return BookSnapshot(
                 ts=ts,
@@ -112,6 +113,7 @@ class TopOfBookDiffer:
         if not db and not da:
             return None
         first = self.seq + 1
+        seq = nonce if nonce is not None and nonce > self.seq else first
         self.bids, self.asks, self.seq = nb, na, seq
         return BookDelta(
             ts=ts,
@@ -126,8 +128,9 @@ class TopOfBookDiffer:
 
 
 def _diff(old: dict[float, float], new: dict[float, float]) -> tuple[Level, ...]:
-    changed = [(p, q) for p, q in new.items() if old.get(p) != q]
-    changed.extend((p, 0.0) for p in old if p not in new)
+    # Removals first: a depth-bounded book then has room for the levels that enter the top.
+    changed = [(p, 0.0) for p in old if p not in new]
+    changed.extend((p, q) for p, q in new.items() if old.get(p) != q)
     return tuple(changed)
 
 
@@ -288,6 +291,11 @@ class _CcxtPartition(StatefulSourcePartition[MarketData, None]):
     def close(self) -> None:
         try:
             self.loop.run_until_complete(self.watch.close())
+            # ccxt spawns its own tasks (snapshot fetches, the throttler): end them too.
+            pending = asyncio.all_tasks(self.loop)
+            for task in pending:
+                task.cancel()
+            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         finally:
             self.loop.close()
 
