@@ -26,7 +26,9 @@ of topics read side by side needs a large one). A late event for a reported wind
 ``version`` of each report it changes, its reason starting with ``amended``. Events later than
 ``allowed_lateness`` are dead letters, as are snapshots that cannot be true (negative, NaN, an
 unknown asset) and fills that cannot be booked. A window in which a balance has neither a
-posting nor a snapshot has nothing to reconcile and gives no report.
+posting nor a snapshot has nothing to reconcile and gives no report; one with postings but no
+snapshot is a BREAK with ``reported = None`` (unconfirmed: the balance feed said nothing), and
+its postings are reconciled with the next window that has a snapshot.
 """
 
 from __future__ import annotations
