@@ -55,6 +55,11 @@ class _Acc:
         )
 
 
+_NEVER = 2**63
+_NONE: list[Bar] = []
+"""Returned (never mutated) when nothing closed, to spare a list per trade."""
+
+
 class BarBuilder:
     """Bars of one length for one market."""
 
@@ -71,45 +76,58 @@ class BarBuilder:
         self.closed_until = -(2**62)
         """Every window ending at or before this time has been emitted."""
         self.late = 0
+        self._due = _NEVER
+        """Earliest event time at which an open window closes."""
 
     def window_start(self, ts: int) -> int:
         return ts - ts % self.length
 
     def add(self, trade: Trade) -> tuple[list[Bar], bool]:
         """Fold a trade in; returns bars closed by its time and whether it was accepted."""
-        start = self.window_start(trade.ts)
+        ts = trade.ts
+        start = ts - ts % self.length
+        acc = self.open_windows.get(start)
+        if acc is not None:
+            # The common case: another trade in an open window.
+            acc.add(trade.price, trade.qty, ts)
+            return (self.advance(ts) if ts >= self._due else _NONE), True
         if start + self.length <= self.closed_until:
             self.late += 1
-            return self.advance(trade.ts), False
-        acc = self.open_windows.get(start)
-        if acc is None:
-            p = trade.price
-            acc = _Acc(start, p, p, p, p, 0.0, 0.0, 0, trade.ts)
-            self.open_windows[start] = acc
-        acc.add(trade.price, trade.qty, trade.ts)
-        return self.advance(trade.ts), True
+            return self.advance(ts), False
+        p = trade.price
+        acc = _Acc(start, p, p, p, p, 0.0, 0.0, 0, ts)
+        self.open_windows[start] = acc
+        self._due = min(self._due, start + self.length + self.grace)
+        acc.add(p, trade.qty, ts)
+        return self.advance(ts), True
 
     def advance(self, ts: int) -> list[Bar]:
         """Close the windows that end at or before ``ts - grace``."""
         watermark = ts - self.grace
         if watermark <= self.closed_until:
-            return []
+            return _NONE
         self.closed_until = watermark
         if not self.open_windows:
-            return []
+            return _NONE
         done = sorted(s for s in self.open_windows if s + self.length <= watermark)
-        return [self._bar(self.open_windows.pop(s)) for s in done]
+        bars = [self._bar(self.open_windows.pop(s)) for s in done]
+        self._due = self._earliest_due()
+        return bars
+
+    def _earliest_due(self) -> int:
+        if not self.open_windows:
+            return _NEVER
+        return min(self.open_windows) + self.length + self.grace
 
     def next_due(self) -> int | None:
         """The event time at which the earliest open window closes, if any is open."""
-        if not self.open_windows:
-            return None
-        return min(self.open_windows) + self.length + self.grace
+        return None if self._due == _NEVER else self._due
 
     def flush(self) -> list[Bar]:
         """Close every open window (end of input)."""
         done = sorted(self.open_windows)
         bars = [self._bar(self.open_windows.pop(s)) for s in done]
+        self._due = _NEVER
         if done:
             self.closed_until = max(self.closed_until, done[-1] + self.length)
         return bars
@@ -142,3 +160,4 @@ class BarBuilder:
         self.closed_until = int(closed_until)
         self.late = int(late)
         self.open_windows = {w[0]: _Acc(*w) for w in windows}
+        self._due = self._earliest_due()

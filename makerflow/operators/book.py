@@ -104,7 +104,11 @@ class BookSide:
                 if k in qty:
                     qty[k] = q
                     continue
-                if len(keys) >= max_depth and k < keys[0]:
+                if len(keys) < max_depth:
+                    qty[k] = q
+                    insort(keys, k)
+                    continue
+                if k < keys[0]:
                     # Below every kept level of a full side; a removal later in this update
                     # may make room, so decide after the loop.
                     if deferred is None:

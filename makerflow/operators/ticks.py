@@ -180,17 +180,14 @@ def top_stats(
 
 
 def levels_ok(levels: tuple[tuple[float, float], ...]) -> bool:
-    """Every price finite and > 0, every size finite and >= 0 (C-speed passes: this runs
-    on every book update). A NaN anywhere makes a sum NaN, which fails ``< inf``."""
+    """Every price finite and > 0, every size finite and >= 0, in three C-speed passes (this
+    runs on every book update). A NaN or an infinity anywhere makes the sum non-finite."""
     if not levels:
         return True
-    prices = list(map(_PRICE, levels))
-    sizes = list(map(_SIZE, levels))
     return (
-        min(prices) > 0.0
-        and min(sizes) >= 0.0
-        and math.fsum(prices) < _INF
-        and math.fsum(sizes) < _INF
+        min(map(_PRICE, levels)) > 0.0
+        and min(map(_SIZE, levels)) >= 0.0
+        and math.isfinite(math.fsum(map(sum, levels)))
     )
 
 
@@ -303,7 +300,8 @@ class MarketTicks:
         recent.add(tid)
         for b in self.bars:
             bars, accepted = b.add(tr)
-            out.extend(bars)
+            if bars:
+                out.extend(bars)
             if accepted:
                 nxt = b.next_due()
                 if nxt is not None and nxt < self._bars_due:
