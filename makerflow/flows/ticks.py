@@ -9,6 +9,12 @@ by ``MAKERFLOW_CONFIG`` (its ``[ticks]`` table, a
 
 :func:`build_file_flow` is the same computation over a recorded file, writing JSONL files
 (``makerflow ticks``).
+
+Ordering: Kafka keeps each market's book updates in order, so book ticks are the same on any
+run; trades come from another topic and interleave with them as they are consumed, so which
+book state a trade tick carries can differ between runs (each is a state the market really
+had). Backtests that must be identical byte for byte read one stream in recorded order
+(:func:`build_file_flow`, or ``ticks_op`` with ``trades=None``).
 """
 
 from __future__ import annotations

@@ -299,3 +299,27 @@ def test_ccxt_source_reconnects_and_resyncs_after_a_dropped_connection() -> None
     assert len(snapshots) >= 2, "a fresh snapshot follows the reconnect"
     books, _ = check_against_recording(events)
     assert books >= 10
+
+
+def test_record_to_a_file_then_ticks_from_it(tmp_path: Path) -> None:
+    from makerflow.cli import main
+    from makerflow.commands.record import build_record_flow
+    from makerflow.schemas.events import Tick
+    from makerflow.sinks.jsonl import read_jsonl
+
+    recording = tmp_path / "rec.jsonl"
+    with RecordedBinance(SPOT) as server:
+        config = CcxtMarketsConfig(
+            markets=("binance:BTC/USDT",),
+            exchange_config={"binance": ccxt_config(server)},
+            depth=DEPTH,
+            max_events=400,
+        )
+        run_main(build_record_flow(config, output=str(recording)))
+    recorded = list(read_recorded(recording))
+    assert len(recorded) == 400 and isinstance(recorded[0], BookSnapshot | Trade)
+    ticks = tmp_path / "ticks.jsonl"
+    assert main(["ticks", "--input", str(recording), "--output", str(ticks)]) == 0
+    got = read_jsonl(ticks, Tick)
+    assert got and all(t.key == "binance:BTC/USDT" for t in got)
+    assert all(t.bid < t.ask for t in got)
