@@ -99,6 +99,34 @@ def _version_reason(version: object) -> str:
     )
 
 
+_MAX_DEPTH = 256
+
+
+def _nesting_exceeds(raw: bytes, limit: int) -> bool:
+    """Whether JSON ``raw`` nests arrays/objects deeper than ``limit`` (strings skipped)."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    depth = 0
+    in_str = escaped = False
+    for byte in raw:
+        if in_str:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_str = False
+        elif byte == 0x22:
+            in_str = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return False
+
+
 def explain_failure(raw: bytes | None, exc: BaseException) -> str:
     """Why ``raw`` did not decode, most fundamental problem first.
 
@@ -114,6 +142,10 @@ def explain_failure(raw: bytes | None, exc: BaseException) -> str:
         raw.decode("utf-8")
     except UnicodeDecodeError as uexc:
         return f"value is not UTF-8 ({uexc.reason} at byte {uexc.start}): expected JSON"
+    if _nesting_exceeds(raw, _MAX_DEPTH):
+        # Parsing it untyped would recurse once per level, and Bytewax worker threads have
+        # small stacks: a hostile value must not crash the process.
+        return f"malformed JSON: nested deeper than {_MAX_DEPTH} levels"
     try:
         doc = _ANY_JSON.decode(raw)
     except msgspec.DecodeError as dexc:
