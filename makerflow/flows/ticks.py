@@ -10,11 +10,11 @@ by ``MAKERFLOW_CONFIG`` (its ``[ticks]`` table, a
 :func:`build_file_flow` is the same computation over a recorded file, writing JSONL files
 (``makerflow ticks``).
 
-Ordering: Kafka keeps each market's book updates in order, so book ticks are the same on any
-run; trades come from another topic and interleave with them as they are consumed, so which
-book state a trade tick carries can differ between runs (each is a state the market really
-had). Backtests that must be identical byte for byte read one stream in recorded order
-(:func:`build_file_flow`, or ``ticks_op`` with ``trades=None``).
+Ordering: Kafka keeps each market's book updates in order, and its trades in order, but the
+two topics are consumed at their own pace. With ``align_ms`` set in the ticks config, each
+market's updates and trades are merged in event time (see
+:mod:`makerflow.operators.align`), so a replay gives the same ticks on every run; with 0
+(the default, lowest latency) they interleave as they arrive.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from bytewax.dataflow import Stream, operator
 from bytewax.operators import StatefulBatchLogic
 
 from makerflow import metrics
+from makerflow.operators.align import TwoStreamMerger
 from makerflow.operators.bars import BarBuilder
 from makerflow.operators.book import OrderBook
 from makerflow.schemas.codec import dead_letter, encode
@@ -68,12 +69,19 @@ class TicksConfig(Config, frozen=True, kw_only=True):
     """Event-time silence of a market longer than this is reported (0: never)."""
     dedup_trades: int = 256
     """Recent trade ids remembered per market to drop repeated trades."""
+    align_ms: int = 0
+    """With two input streams (the Kafka service), merge each market's book updates and
+    trades in event-time order, holding one stream's events up to this long (event time)
+    for the other; 0 processes them in arrival order (lowest latency). Set it above the
+    skew between the topics for replays that must give the same ticks on every run."""
 
     def __post_init__(self) -> None:
         if self.depth < 1 or self.imbalance_levels < 1:
             raise ValueError("depth and imbalance_levels must be >= 1")
         if self.vwap_bucket_ms <= 0 or self.vwap_window_ms < self.vwap_bucket_ms:
             raise ValueError("vwap_bucket_ms must be > 0 and <= vwap_window_ms")
+        if self.align_ms < 0:
+            raise ValueError(f"align_ms must be >= 0, got {self.align_ms}")
         if any(b <= 0 for b in self.bar_lengths_ms):
             raise ValueError(f"bar lengths must be > 0 ms, got {self.bar_lengths_ms}")
 
@@ -409,22 +417,28 @@ class MarketTicks:
 
 # --- the Bytewax operator ------------------------------------------------------------------
 
-MarketState = tuple[str, str, tuple[object, ...]]
+MarketState = tuple[str, str, tuple[object, ...], tuple[object, ...] | None]
 
 
 class _TicksLogic(StatefulBatchLogic[BookSnapshot | BookDelta | Trade, Output, MarketState]):
-    """Keeps one market's :class:`MarketTicks`; counts findings and dead letters.
+    """Keeps one market's :class:`MarketTicks` (and, when two streams are aligned, its
+    :class:`TwoStreamMerger`); counts findings and dead letters.
 
     A batch logic rather than a per-item one: the ticks step is the hot path of the service
     and one Python call per batch instead of per event is measurably cheaper."""
 
-    def __init__(self, step_id: str, config: TicksConfig, resume: MarketState | None) -> None:
+    def __init__(
+        self, step_id: str, config: TicksConfig, align: bool, resume: MarketState | None
+    ) -> None:
         self.step_id = step_id
         self.config = config
         self.market: MarketTicks | None = None
+        self.merger = TwoStreamMerger(config.align_ms * _MS) if align else None
         if resume is not None:
-            venue, symbol, state = resume
+            venue, symbol, state, merger = resume
             self.market = MarketTicks.from_state(venue, symbol, config, state)
+            if self.merger is not None and merger is not None:
+                self.merger.restore(merger)
         self._in = metrics.EVENTS_IN.labels(step=step_id)
         self._out = metrics.EVENTS_OUT.labels(step=step_id)
         self._dead = metrics.DEAD_LETTERS.labels(step=step_id)
@@ -438,8 +452,14 @@ class _TicksLogic(StatefulBatchLogic[BookSnapshot | BookDelta | Trade, Output, M
         self._in.inc(len(values))
         on_event = m.on_event
         out: list[Output] = []
-        for v in values:
-            out.extend(on_event(v))
+        if self.merger is None:
+            for v in values:
+                out.extend(on_event(v))
+        else:
+            push = self.merger.push
+            for v in values:
+                for ev in push(v):
+                    out.extend(on_event(ev))
         if out:
             self._account(out)
         return out, StatefulBatchLogic.RETAIN
@@ -447,7 +467,11 @@ class _TicksLogic(StatefulBatchLogic[BookSnapshot | BookDelta | Trade, Output, M
     def on_eof(self) -> tuple[list[Output], bool]:
         if self.market is None:
             return [], StatefulBatchLogic.RETAIN
-        out = self.market.flush()
+        out: list[Output] = []
+        if self.merger is not None:
+            for ev in self.merger.flush():
+                out.extend(self.market.on_event(ev))
+        out.extend(self.market.flush())
         self._account(out)
         return out, StatefulBatchLogic.RETAIN
 
@@ -467,7 +491,8 @@ class _TicksLogic(StatefulBatchLogic[BookSnapshot | BookDelta | Trade, Output, M
 
     def snapshot(self) -> MarketState:
         assert self.market is not None
-        return (self.market.venue, self.market.symbol, self.market.state())
+        merger = None if self.merger is None else self.merger.state()
+        return (self.market.venue, self.market.symbol, self.market.state(), merger)
 
 
 @dataclass(frozen=True)
@@ -496,14 +521,18 @@ def ticks_op(
     Keyed by ``venue:symbol``. ``book`` may also carry the trades (one stream of a recorded
     file keeps book and trades in recorded order, which makes the output identical on any
     number of workers); pass ``trades=None`` then. Two streams (two Kafka topics) interleave
-    in arrival order.
+    in arrival order, or in event-time order with ``config.align_ms`` (see
+    :class:`~makerflow.operators.align.TwoStreamMerger`).
     """
     cfg = config or TicksConfig()
     up: Stream[BookSnapshot | BookDelta | Trade] = (
         book if trades is None else op.merge("merge", book, trades)
     )
     keyed = op.key_on("key", up, _key)
-    out = op.stateful_batch("market", keyed, lambda resume: _TicksLogic(step_id, cfg, resume))
+    align = trades is not None and cfg.align_ms > 0
+    out = op.stateful_batch(
+        "market", keyed, lambda resume: _TicksLogic(step_id, cfg, align, resume)
+    )
     values = op.key_rm("unkey", out)
     is_tick = op.branch("ticks", values, lambda x: isinstance(x, Tick))
     is_bar = op.branch("bars", is_tick.falses, lambda x: isinstance(x, Bar))

@@ -200,6 +200,33 @@ def assert_ticks_follow_the_true_book(ticks: list[Tick]) -> None:
     assert checked > 100
 
 
+ALIGNED = TicksConfig(bar_lengths_ms=(1_000, 60_000), align_ms=3_600_000)
+
+
+def test_two_streams_aligned_give_event_time_ticks_on_every_runner(
+    run_flow: Callable[[Dataflow], None],
+) -> None:
+    from tests.unit.test_ticks_align import event_time_order
+
+    events = [e for e in read_recorded(FILES[:2]) if not isinstance(e, DeadLetter)]
+    book = [e for e in events if not isinstance(e, Trade)]
+    trades = [e for e in events if isinstance(e, Trade)]
+    flow = Dataflow("ticks_two_streams")
+    # Batches of different sizes: the two inputs drift apart as they are read.
+    b = op.input("book", flow, TestingSource(book, batch_size=7))
+    t = op.input("trades", flow, TestingSource(trades, batch_size=101))
+    out = ticks_op("ticks", b, t, ALIGNED)
+    got: list[Any] = []
+    op.output("t", out.ticks, TestingSink(got))
+    run_flow(flow)
+    expected: dict[str, list[Any]] = {}
+    for key in {e.key for e in events}:
+        kb = [e for e in book if e.key == key]
+        kt = [e for e in trades if e.key == key]
+        expected[key] = only(pure(event_time_order(kb, kt), ALIGNED), Tick)[key]
+    assert by_market(got) == expected
+
+
 def test_resume_after_a_crash_gives_the_same_ticks(tmp_path: Path) -> None:
     # A zero epoch interval commits recovery state after every event (~15 ms each here):
     # keep the run short.
@@ -248,33 +275,29 @@ def test_ticks_service_on_kafka(broker: Any, unique: Callable[[str], str]) -> No
     )
     from makerflow.flows.common import FlowSettings
 
-    run_main(build_flow(FlowSettings(brokers=brokers, tail=False), CONFIG, topics, "ticks_kafka"))
+    settings = FlowSettings(brokers=brokers, tail=False)
+    run_main(build_flow(settings, ALIGNED, topics, "ticks_kafka"))
+
+    from tests.unit.test_ticks_align import event_time_order
 
     events = [e for e in read_recorded(files) if not isinstance(e, DeadLetter)]
-    expected = only(pure(events), Tick)
-    # Book ticks depend on the book topic's order only, which Kafka keeps per key.
-    want = {
-        k: [(t.ts, t.bid, t.bid_qty, t.ask, t.ask_qty) for t in v if t.reason == "book"]
-        for k, v in expected.items()
-    }
-    n_book = sum(len(v) for v in want.values())
-    msgs = read_topic(brokers, names["ticks"], idle=2.0, timeout=60)
-    got_ticks = [reg.TICKS.codec.decode(m.value()) for m in msgs]
-    got = {
-        k: [(t.ts, t.bid, t.bid_qty, t.ask, t.ask_qty) for t in v if t.reason == "book"]
-        for k, v in by_market(got_ticks).items()
-    }
-    assert got == want and n_book > 100
-    assert {m.key() for m in msgs} == {k.encode() for k in expected}
-    # Trade ticks depend on how the two topics interleave as they are consumed (a trade read
-    # before its market's first snapshot has no book to tick against); each one still
-    # belongs to a recorded trade and carries a book state the market really had.
-    trades = {(e.key, e.ts, e.price, e.qty) for e in events if isinstance(e, Trade)}
-    trade_ticks = [t for t in got_ticks if t.reason == "trade"]
-    assert trade_ticks
-    assert {(t.key, t.ts, t.last_price, t.last_qty) for t in trade_ticks} <= trades
-    tops = {(k, x[1:]) for k, v in want.items() for x in v}
-    assert all((t.key, (t.bid, t.bid_qty, t.ask, t.ask_qty)) in tops for t in trade_ticks)
+    expected: dict[str, list[Any]] = {}
+    for key in {e.key for e in events}:
+        kb = [e for e in events if e.key == key and not isinstance(e, Trade)]
+        kt = [e for e in events if e.key == key and isinstance(e, Trade)]
+        expected[key] = [
+            encode(x) for x in only(pure(event_time_order(kb, kt), ALIGNED), Tick)[key]
+        ]
+    n = sum(len(v) for v in expected.values())
+    msgs = read_topic(brokers, names["ticks"], expected=n, timeout=60)
+    got: dict[str, list[bytes]] = defaultdict(list)
+    for m in msgs:
+        got[m.key().decode()].append(m.value())
+    # Aligned in event time, two topics consumed at their own pace give exactly the ticks
+    # of one stream merged by time: a replay is the same on every run.
+    assert got == expected
+    bars = read_topic(brokers, names["bars"], idle=1.0, timeout=30)
+    assert bars and {m.key() for m in bars} <= {k.encode() for k in expected}
 
 
 def test_ticks_command_writes_one_tick_per_line(tmp_path: Path, capsys: Any) -> None:
