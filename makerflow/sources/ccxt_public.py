@@ -269,6 +269,7 @@ class _CcxtPartition(StatefulSourcePartition[MarketData, None]):
         self.count = 0
         self._age = metrics.MARKET_DATA_AGE.labels(market=key)
         self._out = metrics.EVENTS_OUT.labels(step=f"ccxt:{key}")
+        self._lag = metrics.EVENT_TIME_LAG.labels(step=f"ccxt:{key}")
 
     def next_batch(self) -> Iterable[MarketData]:
         if self.cfg.max_events is not None and self.count >= self.cfg.max_events:
@@ -281,6 +282,8 @@ class _CcxtPartition(StatefulSourcePartition[MarketData, None]):
                 batch = batch[: self.cfg.max_events - self.count]
             self.count += len(batch)
             self._out.inc(len(batch))
+            last = batch[-1]
+            self._lag.set((last.recv_ts - last.ts) / 1e9)
         # Liveness is a wall-clock matter, measured here at the edge.
         self._age.set(now - self.watch.last_event_wall)
         return batch
