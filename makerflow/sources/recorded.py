@@ -1,7 +1,8 @@
 """Recorded market data as a Bytewax source: one partition per market, resumable.
 
 Formats (detected from each file's first line): raw Binance websocket recordings
-(``<recv ns> <json>``, gzip or plain), Tardis CSV exports, and makerflow's own event JSONL.
+(``<recv ns> <json>``, gzip or plain), Tardis CSV exports, Bybit v5 messages (its public
+``ob500`` archives, zip), and makerflow's own event JSONL.
 Files of one market (``btcusdt_20240808.gz`` then ``_20240809.gz``) are read in name order
 as one partition. ``speed=None`` replays as fast as possible; ``speed=k`` paces the replay
 at k times the recorded receive-time rate (through ``next_awake``, never sleeping).
@@ -14,6 +15,7 @@ import gzip
 import io
 import logging
 import time
+import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,13 +37,15 @@ from makerflow.sources.formats.binance import (
     split_line,
     unified_symbol,
 )
+from makerflow.sources.formats.bybit import BybitParser, is_bybit
+from makerflow.sources.formats.bybit import unified_symbol as bybit_symbol
 from makerflow.sources.formats.events import EventLinesParser
 from makerflow.sources.formats.tardis import TardisCsvParser, ccxt_market
 from makerflow.sources.kafka import EventStreams
 
 log = logging.getLogger(__name__)
 
-Format = Literal["binance", "tardis", "events"]
+Format = Literal["binance", "tardis", "bybit", "events"]
 PartState = tuple[int, int, Any]
 """(file index, lines consumed in that file, parser state)."""
 
@@ -62,6 +66,8 @@ class RecordedMarket:
             return BinanceRawParser(self.venue, self.symbol, self.market_type)  # type: ignore[arg-type]
         if self.fmt == "tardis":
             return TardisCsvParser(self.venue, self.symbol)
+        if self.fmt == "bybit":
+            return BybitParser(self.venue, self.symbol)
         return EventLinesParser(self.venue, self.symbol)
 
 
@@ -71,6 +77,13 @@ def open_lines(path: Path) -> io.BufferedIOBase:
         magic = f.read(2)
     if magic == b"\x1f\x8b":
         return gzip.open(path, "rb")
+    if magic == b"PK":
+        # A zip archive (Bybit's public data): its first member.
+        archive = zipfile.ZipFile(path)
+        names = [n for n in archive.namelist() if not n.endswith("/")]
+        if not names:
+            raise ValueError(f"{path}: empty zip archive")
+        return archive.open(names[0])  # type: ignore[return-value]
     return path.open("rb")
 
 
@@ -111,6 +124,11 @@ def describe(path: Path, venue: str | None = None, symbol: str | None = None) ->
         return RecordedMarket(market_key(v, s), "binance", v, s, (path,), mtype)
     if first.lstrip().startswith(b"{"):
         ev = msgspec.json.decode(first)
+        if is_bybit(ev):
+            raw = str(ev["topic"]).split(".")[-1]
+            v = venue or "bybit"
+            s = symbol or bybit_symbol(raw)
+            return RecordedMarket(market_key(v, s), "bybit", v, s, (path,))
         v = venue or (ev.get("venue", "") if isinstance(ev, dict) else "")
         s = symbol or (ev.get("symbol", "") if isinstance(ev, dict) else "")
         return RecordedMarket(market_key(v, s) or path.name, "events", v, s, (path,))
@@ -122,7 +140,7 @@ def describe(path: Path, venue: str | None = None, symbol: str | None = None) ->
         return RecordedMarket(market_key(v, s), "tardis", v, s, (path,))
     raise ValueError(
         f"{path}: unknown format; expected '<recv ns> <json>' Binance lines,"
-        " a Tardis CSV with a header, or makerflow event JSONL"
+        " a Tardis CSV with a header, Bybit v5 messages, or makerflow event JSONL"
     )
 
 

@@ -191,3 +191,17 @@ def test_speed_paces_by_recorded_receive_time() -> None:
     part.close()
     with pytest.raises(ValueError, match="speed"):
         RecordedSource(SPOT, speed=0)
+
+
+def test_bybit_archive_snapshot_then_deltas() -> None:
+    path = MD / "bybit_xrpusdt-ob500.data.zip"
+    (market,) = discover(path)
+    assert (market.venue, market.symbol, market.fmt) == ("bybit", "XRP/USDT:USDT", "bybit")
+    events = list(read_recorded(path))
+    assert isinstance(events[0], BookSnapshot) and len(events[0].bids) == 500
+    assert events[0].ts == 1733011200691 * 1_000_000
+    deltas = events[1:]
+    assert len(deltas) == 49 and all(isinstance(d, BookDelta) for d in deltas)
+    for a, b in itertools.pairwise(events):
+        prev = a.seq if isinstance(a, BookSnapshot) else a.last_seq  # type: ignore[union-attr]
+        assert b.first_seq == prev + 1  # type: ignore[union-attr]
