@@ -6,12 +6,18 @@ Every message in becomes either an event on ``oks`` or a :class:`DeadLetter` on 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaError, KafkaSource, KafkaSourceMessage
+from bytewax.connectors.kafka import (
+    KafkaError,
+    KafkaSource,
+    KafkaSourceMessage,
+    _KafkaSourcePartition,
+)
 from bytewax.dataflow import Dataflow, Stream, operator
 from confluent_kafka import OFFSET_BEGINNING
 
@@ -55,6 +61,7 @@ class MessageDecoder(Generic[E]):
         self.codec = codec
         self._in = metrics.EVENTS_IN.labels(step=step)
         self._dead = metrics.DEAD_LETTERS.labels(step=step)
+        self._lag = metrics.EVENT_TIME_LAG.labels(step=step)
 
     def __call__(self, msg: RawMessage | KafkaError[bytes | None, bytes | None]) -> Any:
         """The event in one message, or its :class:`DeadLetter`."""
@@ -96,7 +103,18 @@ class MessageDecoder(Generic[E]):
         self._in.inc(len(msgs))
         if dead:
             self._dead.inc(dead)
+        self._observe_lag(msgs, out)
         return out
+
+    def _observe_lag(self, msgs: list[Any], out: list[Any]) -> None:
+        # Event-time lag: when the broker stamped the batch's last message minus the event's
+        # own time. Both are data, so no clock is read; once per batch keeps it cheap.
+        last_msg, last_out = msgs[-1] if msgs else None, out[-1] if out else None
+        ts = getattr(last_out, "ts", None)
+        if isinstance(last_msg, KafkaSourceMessage) and isinstance(ts, int):
+            broker_ns = _broker_ts_ns(last_msg)
+            if broker_ns:
+                self._lag.set((broker_ns - ts) / 1e9)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +154,68 @@ def decode_events(
     return EventStreams(oks=split.trues, errs=errs)  # type: ignore[arg-type]
 
 
+def consumer_lag(json_stats: str, topic: str, partition: int) -> int | None:
+    """Messages between what the application has consumed and the partition's end, from a
+    librdkafka statistics document; ``None`` while either is unknown.
+
+    librdkafka's own ``consumer_lag`` is measured from the *committed* offset, and Bytewax
+    commits nothing (its recovery keeps offsets), so the lag is end (``ls_offset``) minus
+    ``app_offset``. On tansu the end can read short (see ``makerflow.broker``): never below 0.
+    """
+    try:
+        part = json.loads(json_stats)["topics"][topic]["partitions"][str(partition)]
+        end, consumed = int(part["ls_offset"]), int(part["app_offset"])
+    except (KeyError, ValueError, TypeError):
+        return None
+    if end < 0 or consumed < 0:
+        return None
+    return max(end - consumed, 0)
+
+
+class _LagReportingPartition(_KafkaSourcePartition):
+    """Bytewax's Kafka partition, also publishing ``makerflow_kafka_consumer_lag``.
+
+    The connector already receives librdkafka's statistics every second for its own gauge; this
+    reuses that callback (no extra broker calls) for the metric the ConsumerLagHigh alert reads.
+    """
+
+    def _process_stats(self, json_stats: str) -> None:
+        super()._process_stats(json_stats)
+        lag = consumer_lag(json_stats, self._topic, self._part_idx)
+        if lag is not None:
+            metrics.CONSUMER_LAG.labels(topic=self._topic, partition=str(self._part_idx)).set(lag)
+
+
+class LagReportingKafkaSource(KafkaSource):
+    """:class:`KafkaSource` whose partitions report consumer lag (bytewax 0.21.1's
+    ``build_part`` with the partition class swapped)."""
+
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: int | None
+    ) -> _KafkaSourcePartition:
+        idx, topic = for_part.split("-", 1)
+        if topic not in self._topics:
+            raise ValueError(f"cannot resume partition {for_part!r}: not one of {self._topics}")
+        config = {
+            "group.id": "BYTEWAX_IGNORED",
+            "enable.auto.commit": "false",
+            "bootstrap.servers": ",".join(self._brokers),
+            "enable.partition.eof": str(not self._tail),
+            "statistics.interval.ms": 1000,
+        }
+        config.update(self._add_config)
+        return _LagReportingPartition(
+            step_id,
+            config,
+            topic,
+            int(idx),
+            self._starting_offset,
+            resume_state,
+            self._batch_size,
+            self._raise_on_errors,
+        )
+
+
 @operator
 def kafka_input(
     step_id: str,
@@ -157,7 +237,7 @@ def kafka_input(
     """
     # The connector's source directly, not ``kop.input``: that one splits consumer errors off
     # and this step would merge them straight back, two extra Python calls per message.
-    source = KafkaSource(
+    source = LagReportingKafkaSource(
         list(brokers),
         [topic.name],
         tail=tail,
