@@ -8,7 +8,7 @@ so users start it with ``python -m bytewax.run makerflow.flows.<service>:flow`` 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,3 +92,26 @@ class TopicIO:
             return
         merged = op.merge("dead_letters", *streams) if len(streams) > 1 else streams[0]
         dead_letter_output("out_deadletter", merged, brokers=self.settings.brokers)
+
+
+def lazy_flow(build: Callable[[], Dataflow]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that builds the service's ``flow`` on first access.
+
+    Building at import would need the service's environment (brokers, config file) merely to
+    import its ``build_flow`` (the all-in-one flow and the tests do). Accessing ``flow`` is
+    what ``python -m bytewax.run makerflow.flows.<svc>:flow`` does, so that is also where the
+    service starts serving ``/metrics`` (``MAKERFLOW_METRICS_PORT``, default 9464).
+    """
+    built: list[Dataflow] = []
+
+    def module_getattr(name: str) -> Any:
+        if name != "flow":
+            raise AttributeError(name)
+        if not built:
+            from makerflow.sinks.metrics import serve_metrics
+
+            serve_metrics(None)
+            built.append(build())
+        return built[0]
+
+    return module_getattr

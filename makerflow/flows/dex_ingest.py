@@ -13,30 +13,22 @@ dex.toml`` writes one for the local chain.
 from __future__ import annotations
 
 import threading
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import msgspec
 from bytewax.dataflow import Dataflow
 
-from makerflow.flows.common import FlowSettings, TopicIO
+from makerflow.flows.common import FlowSettings, TopicIO, lazy_flow
 from makerflow.schemas import topics as t
+from makerflow.schemas.config import load_section
 from makerflow.schemas.topics import Topic
 from makerflow.sources.web3_prices import Web3SourceConfig, web3_prices_input
 
 
 def load_dex_config(path: str | Path) -> Web3SourceConfig:
     """The ``[dex_ingest]`` table of a TOML file (or the whole file) as a source config."""
-    p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"invalid TOML in {p}: {exc}") from None
-    try:
-        return msgspec.convert(data.get("dex_ingest", data), type=Web3SourceConfig)
-    except (msgspec.ValidationError, ValueError) as exc:
-        raise ValueError(f"invalid dex_ingest configuration in {p}: {exc}") from None
+    return load_section(path, "dex_ingest", Web3SourceConfig)
 
 
 def dump_dex_config(config: Web3SourceConfig) -> str:
@@ -85,9 +77,6 @@ def _flow_from_env() -> Dataflow:
     return build_flow(settings, load_dex_config(settings.config_path))
 
 
-def __getattr__(name: str) -> Any:
-    # Built on first access, not at import: the flow cannot exist without its config, and
-    # importing build_flow (for an all-in-one flow) must not need one.
-    if name == "flow":
-        return _flow_from_env()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Built on first access, not at import: the flow cannot exist without its config, and
+# importing build_flow (for an all-in-one flow) must not need one.
+__getattr__ = lazy_flow(_flow_from_env)

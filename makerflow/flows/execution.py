@@ -18,9 +18,9 @@ import bytewax.operators as op
 import msgspec
 from bytewax.dataflow import Dataflow
 
-from makerflow.flows.common import FlowSettings, TopicIO
+from makerflow.flows.common import FlowSettings, TopicIO, lazy_flow
 from makerflow.schemas import topics as t
-from makerflow.schemas.config import Config, load_config
+from makerflow.schemas.config import Config, load_section
 from makerflow.schemas.topics import Topic
 from makerflow.sinks.exchange import Credentials, ExchangeSinkConfig, execute_intents
 from makerflow.sources.bounded import RunLatch
@@ -76,11 +76,7 @@ def build_flow(
 
 
 def config_from_env(settings: FlowSettings) -> ExecutionConfig:
-    config = (
-        load_config(settings.config_path, ExecutionConfig)
-        if settings.config_path
-        else ExecutionConfig()
-    )
+    config = load_section(settings.config_path, "execution", ExecutionConfig)
     url = os.environ.get("MAKERFLOW_EXCHANGE_URL")
     if url:
         config = msgspec.structs.replace(
@@ -91,5 +87,9 @@ def config_from_env(settings: FlowSettings) -> ExecutionConfig:
     return config
 
 
-_settings = FlowSettings.from_env()
-flow = build_flow(_settings, config_from_env(_settings))
+def _flow_from_env() -> Dataflow:
+    settings = FlowSettings.from_env()
+    return build_flow(settings, config_from_env(settings))
+
+
+__getattr__ = lazy_flow(_flow_from_env)

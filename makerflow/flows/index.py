@@ -15,7 +15,7 @@ from typing import Any
 
 from bytewax.dataflow import Dataflow
 
-from makerflow.flows.common import FlowSettings, TopicIO
+from makerflow.flows.common import FlowSettings, TopicIO, lazy_flow
 from makerflow.operators.index import IndexConfig, index_op, load_index_config
 from makerflow.schemas import topics as t
 from makerflow.schemas.topics import Topic
@@ -51,4 +51,4 @@ def _flow_from_env() -> Dataflow:
     return build_flow(settings, load_index_config(settings.config_path))
 
 
-flow = _flow_from_env()
+__getattr__ = lazy_flow(_flow_from_env)

@@ -15,7 +15,7 @@ from typing import Any
 
 from bytewax.dataflow import Dataflow
 
-from makerflow.flows.common import FlowSettings, TopicIO
+from makerflow.flows.common import FlowSettings, TopicIO, lazy_flow
 from makerflow.operators.quoting import quoting_op
 from makerflow.operators.quoting_config import QuotingConfig, load_quoting_config
 from makerflow.schemas import topics as t
@@ -67,4 +67,4 @@ def _flow_from_env() -> Dataflow:
     return build_flow(settings, load_quoting_config(settings.config_path))
 
 
-flow = _flow_from_env()
+__getattr__ = lazy_flow(_flow_from_env)

@@ -17,10 +17,10 @@ import bytewax.operators as op
 import msgspec
 from bytewax.dataflow import Dataflow, Stream
 
-from makerflow.flows.common import FlowSettings, TopicIO
+from makerflow.flows.common import FlowSettings, TopicIO, lazy_flow
 from makerflow.operators.recon_logic import ReconConfig
 from makerflow.operators.reconcile import reconcile_op, reconcile_orders_op
-from makerflow.schemas.config import Config, load_config
+from makerflow.schemas.config import Config, load_section
 from makerflow.schemas.events import Alert
 from makerflow.schemas.topics import (
     ALERTS,
@@ -60,11 +60,7 @@ class _ClientFactory:
 def config_from_env(settings: FlowSettings) -> ReconFlowConfig:
     """The config file named by ``MAKERFLOW_CONFIG`` (defaults otherwise);
     ``MAKERFLOW_EXCHANGE_URL`` points the open-order listing at a local exchange."""
-    config = (
-        load_config(settings.config_path, ReconFlowConfig)
-        if settings.config_path
-        else ReconFlowConfig()
-    )
+    config = load_section(settings.config_path, "reconcile", ReconFlowConfig)
     url = os.environ.get("MAKERFLOW_EXCHANGE_URL")
     if url:
         config = msgspec.structs.replace(
@@ -110,4 +106,4 @@ def build_flow(
     return flow
 
 
-flow = build_flow()
+__getattr__ = lazy_flow(build_flow)

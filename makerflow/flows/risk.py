@@ -17,10 +17,10 @@ from datetime import timedelta
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from makerflow.flows.common import FlowSettings, TopicIO
+from makerflow.flows.common import FlowSettings, TopicIO, lazy_flow
 from makerflow.operators.risk import risk_op
 from makerflow.operators.risk_limits import RiskConfig
-from makerflow.schemas.config import load_config
+from makerflow.schemas.config import load_section
 from makerflow.schemas.topics import (
     ALERTS,
     BALANCES,
@@ -32,7 +32,6 @@ from makerflow.schemas.topics import (
     RISK_STATE,
     TICKS,
 )
-from makerflow.sinks.metrics import serve_metrics
 from makerflow.sources.clock import WallClock
 
 
@@ -63,15 +62,14 @@ def build_flow(settings: FlowSettings, config: RiskConfig, *, wall_clock: bool =
 
 def _from_env() -> Dataflow:
     settings = FlowSettings.from_env()
-    config = load_config(settings.config_path, RiskConfig) if settings.config_path else RiskConfig()
+    config = load_section(settings.config_path, "risk", RiskConfig)
     # A replay that ends (MAKERFLOW_TAIL=0) has old data and must end: no wall clock then.
     wall_clock = settings.tail and os.environ.get("MAKERFLOW_WALL_CLOCK", "1") not in (
         "0",
         "false",
         "no",
     )
-    serve_metrics(None)
     return build_flow(settings, config, wall_clock=wall_clock)
 
 
-flow = _from_env()
+__getattr__ = lazy_flow(_from_env)

@@ -20,7 +20,6 @@ basket has seen); :func:`index_op` is the Bytewax operator around it.
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from bytewax.dataflow import Stream, operator
 from bytewax.operators import StatefulLogic
 
 from makerflow import metrics
-from makerflow.schemas.config import Config
+from makerflow.schemas.config import Config, load_section
 from makerflow.schemas.events import (
     DexPrice,
     IndexConstituent,
@@ -113,20 +112,9 @@ class IndexConfig(Config, frozen=True, kw_only=True):
 
 
 def load_index_config(path: str | Path | None) -> IndexConfig:
-    """The index settings in a TOML file: its ``[index]`` table, or else the whole file;
-    defaults (BTC and ETH baskets in USDT) when ``path`` is None."""
-    if path is None:
-        return IndexConfig()
-    p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"invalid TOML in {p}: {exc}") from None
-    table = data.get("index", data)
-    try:
-        return msgspec.convert(table, type=IndexConfig)
-    except (msgspec.ValidationError, ValueError) as exc:
-        raise ValueError(f"invalid index configuration in {p}: {exc}") from None
+    """The ``[index]`` table of a TOML file (or the whole file); defaults (BTC and ETH
+    baskets in USDT) when ``path`` is None."""
+    return load_section(path, "index", IndexConfig)
 
 
 # --- pure logic -------------------------------------------------------------------------------

@@ -35,14 +35,13 @@ The defaults suit a BTC/USDT-like market (sigma about 4 USDT per sqrt(s)); set `
 from __future__ import annotations
 
 import math
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
 
 from makerflow.operators.ladder import from_ccxt_market
-from makerflow.schemas.config import Config
+from makerflow.schemas.config import Config, load_section
 from makerflow.schemas.events import market_key
 from makerflow.schemas.scopes import symbol_assets
 
@@ -259,20 +258,9 @@ class QuotingConfig(Config, frozen=True, kw_only=True):
 
 
 def load_quoting_config(path: str | Path | None) -> QuotingConfig:
-    """The quoting configuration in ``path`` (TOML, the whole file or its ``[quoting]``
-    table), or the defaults when ``path`` is None."""
-    if path is None:
-        return QuotingConfig()
-    p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"invalid TOML in {p}: {exc}") from None
-    table = data.get("quoting", data)
-    try:
-        return msgspec.convert(table, type=QuotingConfig)
-    except msgspec.ValidationError as exc:
-        raise ValueError(f"invalid quoting configuration in {p}: {exc}") from None
+    """The ``[quoting]`` table of a TOML file (or the whole file), or the defaults when
+    ``path`` is None."""
+    return load_section(path, "quoting", QuotingConfig)
 
 
 def market_from_ccxt(

@@ -32,3 +32,25 @@ def load_config(path: str | Path, config_type: type[C]) -> C:
 class KafkaConfig(Config, frozen=True, kw_only=True):
     brokers: tuple[str, ...] = ("127.0.0.1:9092",)
     group_id: str = "makerflow"
+
+
+def load_section(path: str | Path | None, section: str, config_type: type[C]) -> C:
+    """The ``[section]`` table of a TOML file (or, without one, the whole file) as
+    ``config_type``; the defaults when ``path`` is None.
+
+    One file can so configure every service (``[ticks]``, ``[index]``, ``[quoting]``,
+    ``[risk]``, ``[execution]``, ``[reconcile]``, ``[dex_ingest]``), and a file for one service
+    can leave the table header out.
+    """
+    if path is None:
+        return config_type()
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"cannot read configuration {p}: {exc}") from None
+    table = data.get(section, data)
+    try:
+        return msgspec.convert(table, type=config_type)
+    except (msgspec.ValidationError, ValueError) as exc:
+        raise ValueError(f"invalid [{section}] configuration in {p}: {exc}") from None
