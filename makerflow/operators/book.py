@@ -1,10 +1,10 @@
 """A pure L2 order book built from snapshots and diff updates, with sequence checks.
 
-Each side keeps its prices in one sorted list (``bisect``: O(log n) search, a short memmove
-near the top where most updates land) and the quantities in a dict keyed by the same parsed
-float, so the best price is the list's last element (O(1)) and no update scans the levels.
-Prices are the floats parsed once from the venue's decimal strings, so equal strings give
-equal keys.
+Each side keeps every level in a dict keyed by the parsed price and its best levels in a
+short sorted list (``bisect``: O(log n)), so the best price is the list's last element
+(O(1)), an update far from the top is one dict write and no update scans the levels (see
+:class:`BookSide`). Prices are the floats parsed once from the venue's decimal strings, so
+equal strings give equal keys.
 
 Sequence rules (Binance's documented sync rule, which other venues' ids fit too):
 
@@ -18,13 +18,15 @@ when the missing delta comes); when the buffer overflows the book is marked inva
 keeps buffering deltas and waits for a snapshot, then replays what it held with the sync rule.
 A crossed book is reported and, by default, also invalidates the book until a snapshot.
 
-Depth is bounded (``max_depth`` levels per side): a level worse than every kept level of a
-full side is not stored, and the best key ever dropped is remembered. Every real level
-better than it is kept, so the top of book is exact; when the price moves so far that the
-best kept level is no better than a dropped one, the book reports a gap and waits for a
-snapshot rather than show a wrong best price. Deeper levels can be missing after the book is
-eaten through, so keep the bound well above the levels a strategy reads (the default 1000 is
-Binance's snapshot depth).
+Depth is bounded (``max_depth`` to 1.25 x ``max_depth`` levels per side): the worst levels
+are pruned, a new level no better than a pruned one is not stored, and the best key ever
+dropped is remembered. Every real level better than it is kept, so the top of book is exact;
+when the price moves so far that the best kept level is no better than a dropped one, the
+book reports a gap and waits for a snapshot rather than show a wrong best price. Deeper
+levels can be missing after the book is eaten through, so keep the bound well above the
+levels a strategy reads. The default 5000
+covers what Binance's diff streams add beyond its 1000-level snapshots: on the recorded BTC
+data a 1000-level bound runs out within ten minutes, 2000 never does.
 
 The book never does I/O and never reads a clock: every finding is returned as a
 :class:`DataQuality` event for the caller to route and count.
@@ -32,6 +34,7 @@ The book never does I/O and never reads a clock: every finding is returned as a
 
 from __future__ import annotations
 
+import heapq
 import math
 from bisect import bisect_left, insort
 from collections.abc import Iterable
@@ -42,10 +45,24 @@ from makerflow.schemas.events import BookDelta, BookSnapshot, DataQuality, Level
 QualityKind = Literal["gap", "crossed", "duplicate", "stale", "out_of_order", "silent", "resync"]
 
 
-class BookSide:
-    """One side of a book: sorted keys with the best at the end, and key -> quantity.
+_CACHE = 64
+"""How many of the best levels a side keeps sorted."""
+_REFILL = 16
+"""Re-sort the cache from all levels when fewer than this many remain in it."""
 
-    Bids use the price as key, asks its negation, so "best" is always ``keys[-1]``.
+
+class BookSide:
+    """One side of a book: every level in a dict (key -> quantity), and the best ``_CACHE``
+    keys in a sorted list with the best at the end.
+
+    Bids use the price as key, asks its negation, so "best" is always ``keys[-1]`` (O(1)).
+    Most diff updates touch levels far from the top (on Binance about 4 in 5): those are one
+    dict write. Only levels better than the worst cached one go through a bisect of the short
+    list. Every level not in the list is worse than ``keys[0]``; when removals thin the list
+    below ``_REFILL`` it is rebuilt from the dict (rare: the top must be eaten through).
+
+    Depth is bounded by pruning the worst levels once a side holds more than
+    ``max_depth * 1.25`` (amortised, so a full side does not sort on every update).
     """
 
     __slots__ = ("_sign", "floor", "keys", "max_depth", "qty")
@@ -58,6 +75,11 @@ class BookSide:
         self.floor = -math.inf
         """The best key ever dropped by the depth bound: every real level better than it is
         kept; levels at or below it may be missing."""
+
+    @property
+    def limit(self) -> int:
+        """The most levels a side holds before it prunes back to ``max_depth``."""
+        return self.max_depth + self.max_depth // 4
 
     def clear(self) -> None:
         self.keys.clear()
@@ -73,69 +95,60 @@ class BookSide:
     def load(self, levels: Iterable[Level]) -> None:
         """Replace every level (a snapshot), keeping the best ``max_depth``."""
         s = self._sign
-        qty = {s * p: q for p, q in levels if q > 0.0}
-        keys = sorted(qty)
+        self.qty = {s * p: q for p, q in levels if q > 0.0}
         self.floor = -math.inf
-        if len(keys) > self.max_depth:
-            cut = len(keys) - self.max_depth
-            for k in keys[:cut]:
+        self._prune(self.max_depth)
+
+    def _prune(self, keep: int) -> None:
+        ordered = sorted(self.qty)
+        cut = len(ordered) - keep
+        if cut > 0:
+            qty = self.qty
+            for k in ordered[:cut]:
                 del qty[k]
-            self.floor = keys[cut - 1]
-            keys = keys[cut:]
-        self.keys = keys
-        self.qty = qty
+            if ordered[cut - 1] > self.floor:
+                self.floor = ordered[cut - 1]
+            ordered = ordered[cut:]
+        self.keys = ordered[-_CACHE:]
 
     def update(self, price: float, quantity: float) -> None:
         """Set one level; quantity 0 removes it (removing an unknown level is a no-op)."""
         self.apply(((price, quantity),))
 
     def apply(self, levels: Iterable[Level]) -> None:
-        """Set many levels (one diff update's side). The loop is inlined because it is the
-        hot path of the whole ticks service: one dict probe for a size change, a bisect and
-        a short memmove near the end of the list for a new or removed level."""
+        """Set many levels (one diff update's side), in order."""
         s = self._sign
         qty = self.qty
         keys = self.keys
-        max_depth = self.max_depth
-        deferred: list[tuple[float, float]] | None = None
+        floor = self.floor
+        stale = False
         for p, q in levels:
             k = s * p
             if q > 0.0:
                 if k in qty:
                     qty[k] = q
                     continue
-                if len(keys) < max_depth:
-                    qty[k] = q
+                if k <= floor:
+                    continue  # beyond the bounded depth, like the levels already dropped
+                complete = len(keys) == len(qty)
+                qty[k] = q
+                if stale:
+                    continue
+                if complete or k > keys[0]:
                     insort(keys, k)
-                    continue
-                if k < keys[0]:
-                    # Below every kept level of a full side; a removal later in this update
-                    # may make room, so decide after the loop.
-                    if deferred is None:
-                        deferred = []
-                    deferred.append((k, q))
-                    continue
-                self._insert(k, q)
+                    if len(keys) > _CACHE:
+                        del keys[0]  # still in the dict, just no longer cached
             elif k in qty:
                 del qty[k]
-                del keys[bisect_left(keys, k)]
-        if deferred is not None:
-            for k, q in sorted(deferred, reverse=True):
-                if len(keys) < max_depth or k > keys[0]:
-                    self._insert(k, q)
-                elif k > self.floor:
-                    # Outside the bounded depth: remember the best level not kept.
-                    self.floor = k
-
-    def _insert(self, k: float, q: float) -> None:
-        keys = self.keys
-        self.qty[k] = q
-        insort(keys, k)
-        if len(keys) > self.max_depth:
-            dropped = keys.pop(0)
-            del self.qty[dropped]
-            if dropped > self.floor:
-                self.floor = dropped
+                if keys and k >= keys[0]:
+                    del keys[bisect_left(keys, k)]
+                    if not keys and qty:
+                        # The cache ran dry mid-update: rebuild it after the loop.
+                        stale = True
+        if len(qty) > self.limit:
+            self._prune(self.max_depth)
+        elif stale or (len(keys) < _REFILL and len(keys) < len(qty)):
+            self.keys = sorted(heapq.nlargest(_CACHE, qty))
 
     @property
     def best(self) -> Level | None:
@@ -146,16 +159,23 @@ class BookSide:
 
     def depth(self, n: int) -> float:
         """Total quantity over the best ``n`` levels."""
-        return sum(map(self.qty.__getitem__, self.keys[-n:])) if n > 0 else 0.0
+        if n <= 0:
+            return 0.0
+        keys = self.keys if n <= len(self.keys) else sorted(self.qty)
+        return sum(map(self.qty.__getitem__, keys[-n:]))
 
     def levels(self, n: int | None = None) -> tuple[Level, ...]:
         """The best ``n`` levels (all if ``None``), best first."""
         s = self._sign
-        keys = self.keys if n is None else self.keys[-n:]
+        if n is not None and n <= len(self.keys):
+            keys = self.keys[-n:]
+        else:
+            ordered = sorted(self.qty)
+            keys = ordered if n is None else ordered[-n:]
         return tuple((s * k, self.qty[k]) for k in reversed(keys))
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.qty)
 
 
 class OrderBook:
@@ -167,7 +187,7 @@ class OrderBook:
         venue: str,
         symbol: str,
         *,
-        max_depth: int = 1000,
+        max_depth: int = 5000,
         reorder_window: int = 4,
         resync_buffer: int = 2000,
         invalidate_on_cross: bool = True,

@@ -48,8 +48,9 @@ STEP = "ticks"
 class TicksConfig(Config, frozen=True, kw_only=True):
     """Settings of the ticks operator (all optional)."""
 
-    depth: int = 1000
-    """Levels kept per side; deeper levels are dropped (the top of book never is)."""
+    depth: int = 5000
+    """Levels kept per side (pruned back to it past 1.25x); deeper levels are dropped, and a
+    book eaten through them reports a gap rather than show a wrong best price."""
     imbalance_levels: int = 5
     """N in the imbalance (bid depth - ask depth) / (bid depth + ask depth) over N levels."""
     vwap_window_ms: int = 60_000

@@ -82,7 +82,8 @@ def test_bounded_depth_never_shows_a_wrong_top_on_real_data(depth: int) -> None:
     for ev in events:
         exhausted += [f for f in book.apply(ev) if f.kind == "gap"]
         ref.apply(ev)
-        assert len(book.bids) <= depth and len(book.asks) <= depth
+        assert len(book.bids) <= book.bids.limit and len(book.asks) <= book.asks.limit
+        assert book.bids.limit == depth + depth // 4
         top = book.top()
         if top is not None:
             shown += 1
