@@ -24,9 +24,9 @@ dropped is remembered. Every real level better than it is kept, so the top of bo
 when the price moves so far that the best kept level is no better than a dropped one, the
 book reports a gap and waits for a snapshot rather than show a wrong best price. Deeper
 levels can be missing after the book is eaten through, so keep the bound well above the
-levels a strategy reads. The default 5000
-covers what Binance's diff streams add beyond its 1000-level snapshots: on the recorded BTC
-data a 1000-level bound runs out within ten minutes, 2000 never does.
+levels a strategy reads. The default 5000 covers what Binance's diff streams add beyond its
+1000-level snapshots: on the recorded BTC data a 1000-level bound runs out within ten
+minutes, 2000 never does.
 
 The book never does I/O and never reads a clock: every finding is returned as a
 :class:`DataQuality` event for the caller to route and count.
@@ -130,14 +130,18 @@ class BookSide:
                     continue
                 if k <= floor:
                     continue  # beyond the bounded depth, like the levels already dropped
-                complete = len(keys) == len(qty)
                 qty[k] = q
-                if stale:
-                    continue
-                if complete or k > keys[0]:
-                    insort(keys, k)
-                    if len(keys) > _CACHE:
-                        del keys[0]  # still in the dict, just no longer cached
+                if keys:
+                    # Below the cached levels it is one dict write: every level not cached
+                    # is worse than keys[0], which still holds.
+                    if k > keys[0]:
+                        insort(keys, k)
+                        if len(keys) > _CACHE:
+                            del keys[0]  # still in the dict, just no longer cached
+                elif len(qty) == 1:
+                    keys.append(k)
+                else:
+                    stale = True
             elif k in qty:
                 del qty[k]
                 if keys and k >= keys[0]:
