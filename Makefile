@@ -16,12 +16,14 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP) system-deps
 
-# promtool (Debian's prometheus package) checks and unit-tests the alert rules and scrapes.
+# Debian's prometheus (prometheus, promtool) and prometheus-alertmanager (amtool): the tests
+# check and unit-test the alert rules, scrape a live flow and fire an alert on a real server.
 system-deps:
-	@command -v promtool >/dev/null 2>&1 || { \
-	  echo "installing Debian package prometheus (promtool, prometheus)"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null) \
-	  || { echo "could not install the prometheus package: run as root or install it by hand"; exit 1; }; }
+	@{ command -v promtool && command -v prometheus && command -v amtool; } >/dev/null 2>&1 || { \
+	  echo "installing Debian packages prometheus, prometheus-alertmanager"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	     prometheus prometheus-alertmanager >/dev/null) \
+	  || { echo "could not install prometheus: run as root or install it by hand"; exit 1; }; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check makerflow tests benchmarks
@@ -35,7 +37,7 @@ pytest: install
 
 test: lint typecheck pytest
 
-demo: install
+demo: $(STAMP)
 	$(BIN)/makerflow demo
 
 bench: $(STAMP)
