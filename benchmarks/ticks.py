@@ -14,8 +14,9 @@ Each is run ``--repeat`` times, interleaved, and the best run counts (the machin
 Rates are events/s and book updates/s; the target is ticks_op >= 0.25 of pass-through on one
 worker.
 
-    python benchmarks/ticks.py            # spot + USDT-M + COIN-M BTC, about 150k events
-    python benchmarks/ticks.py --quick    # the spot BTC file of 2024-08-08 only
+    python benchmarks/ticks.py            # spot (2 files) + USDT-M + COIN-M BTC, 83k events
+    python benchmarks/ticks.py --quick    # the spot BTC file of 2024-08-08 only (13k events)
+    python benchmarks/ticks.py --batch 1  # one event per source batch (per-item overheads)
 """
 
 from __future__ import annotations
