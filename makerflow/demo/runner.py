@@ -45,7 +45,7 @@ from makerflow.flows.all_in_one import (
     trading_pipeline,
 )
 from makerflow.operators.index import IndexConfig
-from makerflow.operators.quoting_config import MarketConfig, QuotingConfig, QuotingParams
+from makerflow.operators.quoting_config import QuotingConfig
 from makerflow.operators.recon_logic import ReconConfig
 from makerflow.operators.risk_limits import MarketConfig as RiskMarket
 from makerflow.operators.risk_limits import RiskConfig
@@ -95,23 +95,11 @@ def _shifted(events: Iterator[MarketEvent], offset_ms: int) -> Iterator[MarketEv
 
 
 def demo_config(exchange_url: str) -> PipelineConfig:
-    """The demo's settings: BTC/USDT on the local exchange, an index of Binance and the DEX."""
-    market = MarketConfig(
-        venue="binance",
-        symbol="BTC/USDT",
-        tick_size=0.01,
-        lot_size=0.00001,
-        min_qty=0.00001,
-        min_notional=5.0,
-        index_basket="BTC",
-    )
+    """The demo's settings: the quoter's default market (Binance BTC/USDT, priced off the BTC
+    basket) on the local exchange; an index of Binance and the DEX."""
     return PipelineConfig(
         index=IndexConfig(min_venues=2, dex_max_age_s=30.0, max_age_s=10.0),
-        quoting=QuotingConfig(
-            markets=(market,),
-            defaults=QuotingParams(),
-            id_namespace=f"demo{int(time.time()) % 100000}",
-        ),
+        quoting=QuotingConfig(id_namespace="demo"),
         risk=RiskConfig(
             markets=(RiskMarket(venue="binance", symbol="BTC/USDT", index_basket="BTC"),)
         ),
