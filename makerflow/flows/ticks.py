@@ -27,7 +27,7 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from makerflow.flows.common import FlowSettings, TopicIO
+from makerflow.flows.common import FlowSettings, TopicIO, lazy_flow
 from makerflow.operators.ticks import TicksConfig, load_ticks_config, ticks_op
 from makerflow.schemas import topics as t
 from makerflow.schemas.topics import Topic
@@ -101,4 +101,5 @@ def _flow_from_env() -> Dataflow:
     return build_flow(settings, load_ticks_config(settings.config_path))
 
 
-flow = _flow_from_env()
+# ``flow`` is built on first access (what ``bytewax.run`` does), which also serves /metrics.
+__getattr__ = lazy_flow(_flow_from_env)

@@ -13,7 +13,6 @@ right (a NaN price, a negative size, an update range that runs backwards).
 from __future__ import annotations
 
 import math
-import tomllib
 from collections import deque
 from dataclasses import dataclass
 from operator import itemgetter
@@ -21,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import bytewax.operators as op
-import msgspec
 from bytewax.dataflow import Stream, operator
 from bytewax.operators import StatefulBatchLogic
 
@@ -30,7 +28,7 @@ from makerflow.operators.align import TwoStreamMerger
 from makerflow.operators.bars import BarBuilder
 from makerflow.operators.book import OrderBook
 from makerflow.schemas.codec import dead_letter, encode
-from makerflow.schemas.config import Config
+from makerflow.schemas.config import Config, load_section
 from makerflow.schemas.events import (
     Bar,
     BookDelta,
@@ -88,24 +86,9 @@ class TicksConfig(Config, frozen=True, kw_only=True):
 
 
 def load_ticks_config(path: str | Path | None) -> TicksConfig:
-    """The ticks settings in a TOML file: its ``[ticks]`` table, or else its top-level keys
-    (other services' tables are left to them); defaults when ``path`` is None."""
-    if path is None:
-        return TicksConfig()
-    p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"invalid TOML in {p}: {exc}") from None
-    table = (
-        data["ticks"]
-        if "ticks" in data
-        else {k: v for k, v in data.items() if not isinstance(v, dict)}
-    )
-    try:
-        return msgspec.convert(table, type=TicksConfig)
-    except (msgspec.ValidationError, ValueError) as exc:
-        raise ValueError(f"invalid ticks configuration in {p}: {exc}") from None
+    """The ``[ticks]`` table of a TOML file (or, without one, the whole file); the defaults
+    when ``path`` is None."""
+    return load_section(path, "ticks", TicksConfig)
 
 
 class RollingVwap:
