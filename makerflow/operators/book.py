@@ -45,6 +45,7 @@ from makerflow.schemas.events import BookDelta, BookSnapshot, DataQuality, Level
 QualityKind = Literal["gap", "crossed", "duplicate", "stale", "out_of_order", "silent", "resync"]
 
 
+_INF = math.inf
 _CACHE = 64
 """How many of the best levels a side keeps sorted."""
 _REFILL = 16
@@ -121,34 +122,47 @@ class BookSide:
         qty = self.qty
         keys = self.keys
         floor = self.floor
+        # The worst cached key: a level below it (most of a diff update) is one dict write or
+        # pop, with no look at the sorted list. With nothing cached every level takes the
+        # long way, which handles the empty cache.
+        edge = keys[0] if keys else -_INF
         stale = False
         for p, q in levels:
             k = s * p
-            if q > 0.0:
+            if k < edge:
+                if q > 0.0:
+                    # Beyond the bounded depth (k <= floor) only a level already kept is
+                    # written, like the levels already dropped.
+                    if k > floor or k in qty:
+                        qty[k] = q
+                elif k in qty:
+                    del qty[k]
+            elif q > 0.0:
                 if k in qty:
                     qty[k] = q
-                    continue
-                if k <= floor:
-                    continue  # beyond the bounded depth, like the levels already dropped
-                qty[k] = q
-                if keys:
-                    # Below the cached levels it is one dict write: every level not cached
-                    # is worse than keys[0], which still holds.
-                    if k > keys[0]:
+                elif k > floor:
+                    qty[k] = q
+                    if keys:
                         insort(keys, k)
                         if len(keys) > _CACHE:
                             del keys[0]  # still in the dict, just no longer cached
-                elif len(qty) == 1:
-                    keys.append(k)
-                else:
-                    stale = True
+                        edge = keys[0]
+                    elif len(qty) == 1:
+                        keys.append(k)
+                        edge = k
+                    else:
+                        stale = True
             elif k in qty:
                 del qty[k]
-                if keys and k >= keys[0]:
+                if keys:
                     del keys[bisect_left(keys, k)]
-                    if not keys and qty:
-                        # The cache ran dry mid-update: rebuild it after the loop.
-                        stale = True
+                    if keys:
+                        edge = keys[0]
+                    else:
+                        edge = -_INF
+                        if qty:
+                            # The cache ran dry mid-update: rebuild it after the loop.
+                            stale = True
         if len(qty) > self.limit:
             self._prune(self.max_depth)
         elif stale or (len(keys) < _REFILL and len(keys) < len(qty)):
