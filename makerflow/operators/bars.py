@@ -58,6 +58,8 @@ class _Acc:
 _NEVER = 2**63
 _NONE: list[Bar] = []
 """Returned (never mutated) when nothing closed, to spare a list per trade."""
+_KEPT: tuple[list[Bar], bool] = (_NONE, True)
+"""What :meth:`BarBuilder.add` returns for most trades: accepted, nothing closed."""
 
 
 class BarBuilder:
@@ -76,8 +78,10 @@ class BarBuilder:
         self.closed_until = -(2**62)
         """Every window ending at or before this time has been emitted."""
         self.late = 0
-        self._due = _NEVER
-        """Earliest event time at which an open window closes."""
+        self.due = _NEVER
+        """Earliest event time at which an open window closes (``2**63`` when none is open):
+        callers compare it with an event time without a call per trade (read it, never set
+        it; :meth:`next_due` is the same as an optional)."""
 
     def window_start(self, ts: int) -> int:
         return ts - ts % self.length
@@ -90,14 +94,14 @@ class BarBuilder:
         if acc is not None:
             # The common case: another trade in an open window.
             acc.add(trade.price, trade.qty, ts)
-            return (self.advance(ts) if ts >= self._due else _NONE), True
+            return (self.advance(ts), True) if ts >= self.due else _KEPT
         if start + self.length <= self.closed_until:
             self.late += 1
             return self.advance(ts), False
         p = trade.price
         acc = _Acc(start, p, p, p, p, 0.0, 0.0, 0, ts)
         self.open_windows[start] = acc
-        self._due = min(self._due, start + self.length + self.grace)
+        self.due = min(self.due, start + self.length + self.grace)
         acc.add(p, trade.qty, ts)
         return self.advance(ts), True
 
@@ -111,7 +115,7 @@ class BarBuilder:
             return _NONE
         done = sorted(s for s in self.open_windows if s + self.length <= watermark)
         bars = [self._bar(self.open_windows.pop(s)) for s in done]
-        self._due = self._earliest_due()
+        self.due = self._earliest_due()
         return bars
 
     def _earliest_due(self) -> int:
@@ -121,13 +125,13 @@ class BarBuilder:
 
     def next_due(self) -> int | None:
         """The event time at which the earliest open window closes, if any is open."""
-        return None if self._due == _NEVER else self._due
+        return None if self.due == _NEVER else self.due
 
     def flush(self) -> list[Bar]:
         """Close every open window (end of input)."""
         done = sorted(self.open_windows)
         bars = [self._bar(self.open_windows.pop(s)) for s in done]
-        self._due = _NEVER
+        self.due = _NEVER
         if done:
             self.closed_until = max(self.closed_until, done[-1] + self.length)
         return bars
@@ -160,4 +164,4 @@ class BarBuilder:
         self.closed_until = int(closed_until)
         self.late = int(late)
         self.open_windows = {w[0]: _Acc(*w) for w in windows}
-        self._due = self._earliest_due()
+        self.due = self._earliest_due()

@@ -110,27 +110,31 @@ class RollingVwap:
     def add(self, ts: int, price: float, qty: float) -> None:
         start = ts - ts % self.bucket
         b = self.buckets
-        self.notional += price * qty
+        notional = price * qty
+        self.notional += notional
         self.volume += qty
-        if b and b[-1][0] == start:
-            b[-1][1] += price * qty
-            b[-1][2] += qty
-            return
+        if b:
+            last = b[-1]
+            if last[0] == start:
+                # The common case (another trade in the newest bucket), looked up once.
+                last[1] += notional
+                last[2] += qty
+                return
         if not b or start > b[-1][0]:
-            b.append([start, price * qty, qty])
+            b.append([start, notional, qty])
             self._evict(start)
             return
         for item in b:
             if item[0] == start:
-                item[1] += price * qty
+                item[1] += notional
                 item[2] += qty
                 return
         # Older than every bucket kept (or in a hole): outside the window, or a new bucket.
         if start >= b[-1][0] - (self.n - 1) * self.bucket:
-            b.append([start, price * qty, qty])
+            b.append([start, notional, qty])
             self.buckets = deque(sorted(b))
         else:
-            self.notional -= price * qty
+            self.notional -= notional
             self.volume -= qty
 
     def _evict(self, newest: float) -> None:
@@ -294,18 +298,19 @@ class MarketTicks:
             recent.discard(ids[0])
         ids.append(tid)
         recent.add(tid)
+        due = self._bars_due
         for b in self.bars:
             bars, accepted = b.add(tr)
             if bars:
                 out.extend(bars)
             if accepted:
-                nxt = b.next_due()
-                if nxt is not None and nxt < self._bars_due:
-                    self._bars_due = nxt
+                if b.due < due:
+                    due = b.due
             else:
                 length_s = b.length / 1e9
                 detail = f"trade {tid} late for its {length_s:g}s bar"
                 out.append(self._finding("stale", tr.ts, detail))
+        self._bars_due = due
         self.vwap.add(tr.ts, tr.price, tr.qty)
         self.last_price = tr.price
         self.last_qty = tr.qty
@@ -324,6 +329,7 @@ class MarketTicks:
                 bid, bid_qty, ask, ask_qty, self.book.bids.depth(n), self.book.asks.depth(n)
             )
         mid, micro, spread, imb = stats
+        vwap = self.vwap  # RollingVwap.value() inlined: one call less per tick
         return Tick(
             ts=ts,
             venue=self.venue,
@@ -339,7 +345,7 @@ class MarketTicks:
             imbalance=imb,
             last_price=self.last_price,
             last_qty=self.last_qty,
-            vwap=self.vwap.value(),
+            vwap=vwap.notional / vwap.volume if vwap.volume > 0 else None,
         )
 
     def _invalid(self, ev: BookSnapshot | BookDelta | Trade) -> str | None:
@@ -349,7 +355,9 @@ class MarketTicks:
             return f"trade price {ev.price} / qty {ev.qty} not positive finite"
         if isinstance(ev, BookDelta) and ev.last_seq < ev.first_seq:
             return f"update range runs backwards: {ev.first_seq}..{ev.last_seq}"
-        if levels_ok(ev.bids) and levels_ok(ev.asks):
+        # Both sides in one tuple (a C copy of pointers): one call and three passes instead
+        # of two of each.
+        if levels_ok(ev.bids + ev.asks):
             return None
         return "book level with a non-positive or non-finite price or a negative size"
 
