@@ -6,10 +6,10 @@ What runs:
   spot BTC/USDT tops and trades, which is the public flow that fills our resting quotes;
 * a local chain (in-process EVM) with a Uniswap V3 BTC/USDC pool and a Chainlink BTC/USD feed
   that follow the same market;
-* the all-in-one dataflow: the same recording's depth and trades → ticks → index (CEX + DEX,
-  checked against the oracle) → risk → quoting → execution through the unmodified ccxt client;
-  our orders, fills and balances come back through the private stream into quoting, risk and
-  reconciliation.
+* the all-in-one dataflow: the exchange's public book and trade streams (read by the
+  unmodified ccxt pro client, as live) → ticks → index (CEX + DEX, checked against the oracle)
+  → risk → quoting → execution through the unmodified ccxt client; our orders, fills and
+  balances come back through the private stream into quoting, risk and reconciliation.
 
 The recording is from 2024; the demo moves it to the present (one offset for everything) and
 replays it in real time, so the exchange, the chain and the wall-clock staleness check all see
@@ -31,12 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import bytewax.operators as op
-import msgspec
 from bytewax.dataflow import Dataflow
 from bytewax.testing import run_main
 
 from makerflow.chain.local import Demo, LocalChain, deploy_demo
-from makerflow.exchange.local import DEFAULT_API_KEY, DEFAULT_SECRET, LocalExchange
+from makerflow.exchange.local import DEFAULT_API_KEY, DEFAULT_SECRET, LocalExchange, ccxt_client
 from makerflow.exchange.market_data import MarketEvent, PublicTrade, replay_file
 from makerflow.flows.all_in_one import (
     PipelineConfig,
@@ -53,10 +52,10 @@ from makerflow.schemas.events import BookDelta, BookSnapshot, DeadLetter, Trade
 from makerflow.sinks.exchange import Credentials, ExchangeSinkConfig
 from makerflow.sinks.jsonl import jsonl_output
 from makerflow.sources.bounded import RunLatch, bounded
+from makerflow.sources.ccxt_public import CcxtMarketsConfig, CcxtPublicSource
 from makerflow.sources.clock import WallClock
 from makerflow.sources.loopback import Loopback
 from makerflow.sources.private_stream import PrivateStreamConfig, private_stream
-from makerflow.sources.recorded import RecordedSource
 from makerflow.sources.web3_prices import Web3PriceSource
 
 logger = logging.getLogger(__name__)
@@ -74,19 +73,6 @@ def first_time_ns(path: Path) -> int:
     """The receive time of the recording's first line."""
     with gzip.open(path, "rt") as f:
         return int(f.readline().split(" ", 1)[0])
-
-
-class Rebase:
-    """Moves an event's times by a fixed offset (the recording's past to the present)."""
-
-    def __init__(self, offset_ns: int) -> None:
-        self.offset_ns = offset_ns
-
-    def __call__(self, ev: Any) -> Any:
-        changes: dict[str, int] = {"ts": ev.ts + self.offset_ns}
-        if getattr(ev, "recv_ts", 0):
-            changes["recv_ts"] = ev.recv_ts + self.offset_ns
-        return msgspec.structs.replace(ev, **changes)
 
 
 def _shifted(events: Iterator[MarketEvent], offset_ms: int) -> Iterator[MarketEvent]:
@@ -146,13 +132,24 @@ def recorded_trades(offset_ms: int) -> list[tuple[int, float]]:
     ]
 
 
-def build_demo_flow(
-    exchange_url: str, rpc_config: Any, offset_ns: int, latch: RunLatch, out_dir: Path
-) -> Dataflow:
+def ccxt_public_config(exchange_url: str) -> CcxtMarketsConfig:
+    """The live market-data source's settings for the local exchange's public streams."""
+    client = ccxt_client(exchange_url, pro=True)
+    options = {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False}
+    return CcxtMarketsConfig(
+        markets=("binance:BTC/USDT",),
+        exchange_config={"binance": {"urls": client.urls, "options": options}},
+        depth=50,
+    )
+
+
+def build_demo_flow(exchange_url: str, rpc_config: Any, latch: RunLatch, out_dir: Path) -> Dataflow:
     flow = Dataflow("demo")
-    raw = op.input("md", flow, bounded(RecordedSource(DATA, speed=1.0), latch, finite=True))
-    md_split = op.branch("md_ok", raw, lambda x: not isinstance(x, DeadLetter))
-    md = op.map("rebase", md_split.trues, Rebase(offset_ns))
+    # Market data comes from the venue we trade on, as it would live: the exchange's public
+    # websocket streams read by the unmodified ccxt pro client. A quoter fed from another copy
+    # of the recording would see the book a moment late and cross it.
+    public = ccxt_public_config(exchange_url)
+    md = op.input("md", flow, bounded(CcxtPublicSource(public), latch, finite=False))
     book_split = op.branch("book", md, lambda e: isinstance(e, BookSnapshot | BookDelta))
     trades = op.filter("trades", book_split.falses, lambda e: isinstance(e, Trade))
     chain = op.input("chain", flow, bounded(Web3PriceSource(rpc_config), latch, finite=False))
@@ -181,7 +178,7 @@ def build_demo_flow(
         feedback=Loopback(),
         stop=latch,
     )
-    dead = op.merge("dead", out.dead_letters, md_split.falses, chain_split.falses)
+    dead = op.merge("dead", out.dead_letters, chain_split.falses)
     streams: dict[str, Any] = {
         "ticks": out.ticks,
         "bars": out.bars,
@@ -227,7 +224,7 @@ def run_demo(out_dir: Path, *, seconds: float = 120.0, grace_s: float = 5.0) -> 
         follower.start()
         try:
             rpc_config = demo.source_config(rpc.url, poll_interval_s=0.5)
-            flow = build_demo_flow(exchange.url, rpc_config, offset_ns, latch, out_dir)
+            flow = build_demo_flow(exchange.url, rpc_config, latch, out_dir)
             logger.info(
                 "demo running: exchange %s, chain %s, output %s", exchange.url, rpc.url, out_dir
             )
