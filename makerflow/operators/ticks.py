@@ -230,7 +230,10 @@ class MarketTicks:
 
     def on_event(self, ev: BookSnapshot | BookDelta | Trade) -> list[Output]:
         """Everything one book update or trade causes, in order."""
-        reason = self._invalid(ev)
+        if isinstance(ev, Trade) and 0.0 < ev.price < _INF and 0.0 < ev.qty < _INF:
+            reason = None  # a good trade (most events): two chained compares, no call
+        else:
+            reason = self._invalid(ev)
         if reason is not None:
             self._count("dead_letter")
             return [dead_letter(STEP, reason, encode(ev), ts=ev.ts, key=ev.key.encode())]
