@@ -230,16 +230,23 @@ class MarketTicks:
 
     def on_event(self, ev: BookSnapshot | BookDelta | Trade) -> list[Output]:
         """Everything one book update or trade causes, in order."""
+        out: list[Output] = []
+        self.feed(ev, out)
+        return out
+
+    def feed(self, ev: BookSnapshot | BookDelta | Trade, out: list[Output]) -> None:
+        """:meth:`on_event` appending to ``out``: a batch of events fills one list instead
+        of a list per event."""
         if isinstance(ev, Trade) and 0.0 < ev.price < _INF and 0.0 < ev.qty < _INF:
             reason = None  # a good trade (most events): two chained compares, no call
         else:
             reason = self._invalid(ev)
         if reason is not None:
             self._count("dead_letter")
-            return [dead_letter(STEP, reason, encode(ev), ts=ev.ts, key=ev.key.encode())]
+            out.append(dead_letter(STEP, reason, encode(ev), ts=ev.ts, key=ev.key.encode()))
+            return
         ts = ev.ts
         last = self.last_ts
-        out: list[Output] = []
         if ts > last:
             if last and self._silent_ns and ts - last > self._silent_ns:
                 detail = f"no data for {(ts - last) / 1e9:.3f} s"
@@ -251,7 +258,6 @@ class MarketTicks:
             self.on_book(ev, out)
         if self.last_ts >= self._bars_due:
             self._close_bars(out)
-        return out
 
     def flush(self) -> list[Output]:
         """Close every open bar (end of input)."""
@@ -442,16 +448,16 @@ class _TicksLogic(StatefulBatchLogic[BookSnapshot | BookDelta | Trade, Output, M
             first = values[0]
             m = self.market = MarketTicks(first.venue, first.symbol, self.config)
         self._in.inc(len(values))
-        on_event = m.on_event
+        feed = m.feed
         out: list[Output] = []
         if self.merger is None:
             for v in values:
-                out.extend(on_event(v))
+                feed(v, out)
         else:
             push = self.merger.push
             for v in values:
                 for ev in push(v):
-                    out.extend(on_event(ev))
+                    feed(ev, out)
         if out:
             self._account(out)
         return out, StatefulBatchLogic.RETAIN
@@ -462,7 +468,7 @@ class _TicksLogic(StatefulBatchLogic[BookSnapshot | BookDelta | Trade, Output, M
         out: list[Output] = []
         if self.merger is not None:
             for ev in self.merger.flush():
-                out.extend(self.market.on_event(ev))
+                self.market.feed(ev, out)
         out.extend(self.market.flush())
         self._account(out)
         return out, StatefulBatchLogic.RETAIN
