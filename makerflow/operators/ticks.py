@@ -21,6 +21,7 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
 from bytewax.operators import StatefulBatchLogic
+from msgspec.structs import replace
 
 from makerflow import metrics
 from makerflow.operators.align import TwoStreamMerger
@@ -224,6 +225,9 @@ class MarketTicks:
         self._levels = config.imbalance_levels
         self._stats: tuple[float, float, float, float] | None = None
         """(mid, microprice, spread_bps, imbalance) of the current book, computed lazily."""
+        self._base: Tick | None = None
+        """The last tick built since the book last changed: later ticks copy its book fields
+        (msgspec's ``replace`` of five fields costs about 2/3 of building all fifteen)."""
         self._bars_due = _NEVER
         """Earliest event time at which some open bar can close."""
 
@@ -284,6 +288,7 @@ class MarketTicks:
         if findings:
             out.extend(findings)
         self._stats = None
+        self._base = None
         top = self.book.top()
         if top != self.last_top:
             self.last_top = top
@@ -326,6 +331,19 @@ class MarketTicks:
     # --- helpers -----------------------------------------------------------------------
 
     def _tick(self, reason: str, ts: int, top: tuple[float, float, float, float]) -> Tick:
+        vwap = self.vwap  # RollingVwap.value() inlined: one call less per tick
+        base = self._base
+        if base is not None:
+            # The top of book (passed as ``top``) and its stats are the base's: only the
+            # book resets them, and it resets the base too.
+            return replace(
+                base,
+                ts=ts,
+                reason=reason,
+                last_price=self.last_price,
+                last_qty=self.last_qty,
+                vwap=vwap.notional / vwap.volume if vwap.volume > 0 else None,
+            )
         bid, bid_qty, ask, ask_qty = top
         stats = self._stats
         if stats is None:
@@ -334,8 +352,7 @@ class MarketTicks:
                 bid, bid_qty, ask, ask_qty, self.book.bids.depth(n), self.book.asks.depth(n)
             )
         mid, micro, spread, imb = stats
-        vwap = self.vwap  # RollingVwap.value() inlined: one call less per tick
-        return Tick(
+        base = self._base = Tick(
             ts=ts,
             venue=self.venue,
             symbol=self.symbol,
@@ -352,6 +369,7 @@ class MarketTicks:
             last_qty=self.last_qty,
             vwap=vwap.notional / vwap.volume if vwap.volume > 0 else None,
         )
+        return base
 
     def _invalid(self, ev: BookSnapshot | BookDelta | Trade) -> str | None:
         if isinstance(ev, Trade):
