@@ -25,6 +25,7 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 
+from makerflow.flows.common import FlowSettings, TopicIO, lazy_flow
 from makerflow.operators.index import IndexConfig, index_op
 from makerflow.operators.quoting import quoting_op
 from makerflow.operators.quoting_config import QuotingConfig
@@ -34,7 +35,8 @@ from makerflow.operators.risk import risk_op
 from makerflow.operators.risk_limits import RiskConfig
 from makerflow.operators.staleness import Heartbeat
 from makerflow.operators.ticks import TicksConfig, ticks_op
-from makerflow.schemas.config import Config
+from makerflow.schemas import topics as t
+from makerflow.schemas.config import Config, load_section
 from makerflow.schemas.events import (
     Alert,
     BalanceSnapshot,
@@ -72,6 +74,9 @@ class PipelineConfig(Config, frozen=True, kw_only=True):
     risk: RiskConfig = RiskConfig()
     recon: ReconConfig = ReconConfig()
     exchange: ExchangeSinkConfig = ExchangeSinkConfig()
+    execute: bool = True
+    """Send intents to the exchange from this flow. Off, intents only leave as a stream (the
+    ``orders.intents`` topic) for a separate execution service, or for a backtest's venue."""
 
 
 @dataclass(frozen=True)
@@ -102,8 +107,9 @@ class PipelineOutputs:
     ladders: Stream[QuoteLadder]
     intents: Stream[OrderIntent]
     """Every intent sent to execution: the quoter's and risk's cancel-alls."""
-    executions: Stream[OrderEvent]
-    """What execution did with them: acks, cancels, local and exchange rejects."""
+    executions: Stream[OrderEvent] | None
+    """What execution did with them: acks, cancels, local and exchange rejects (``None``
+    when the pipeline does not execute)."""
     recon_reports: Stream[ReconReport]
     dead_letters: Stream[DeadLetter]
 
@@ -162,11 +168,13 @@ def trading_pipeline(
         sid("quoting"), md.ticks, index, risk.states, heard, fills, control, config.quoting
     )
     intents = op.merge(sid("intents"), quotes.intents, risk.intents)
-    executions = execute_intents(
-        sid("execution"), intents, config.exchange, updates=orders, credentials=credentials
-    )
-    if feedback is not None:
-        op.output(sid("execution_loopback"), executions, feedback.sink())
+    executions = None
+    if config.execute:
+        executions = execute_intents(
+            sid("execution"), intents, config.exchange, updates=orders, credentials=credentials
+        )
+        if feedback is not None:
+            op.output(sid("execution_loopback"), executions, feedback.sink())
     recon = reconcile_op(sid("reconcile"), fills, balances, transfers, config.recon)
     alerts = op.merge(sid("alerts"), risk.alerts, recon.alerts)
     dead = op.merge(
@@ -185,3 +193,50 @@ def trading_pipeline(
         recon_reports=recon.reports,
         dead_letters=dead,
     )
+
+
+def build_flow(settings: FlowSettings, config: PipelineConfig | None = None) -> Dataflow:
+    """The all-in-one service on Kafka: every input topic in, every output topic out, in one
+    process. Without ``execute`` (the default here) intents go to ``orders.intents`` for the
+    execution service; with ``MAKERFLOW_TAIL=0`` it replays recorded topics and stops (a
+    backtest of the signal path: same operators, same outputs as the separate services)."""
+    cfg = config or PipelineConfig(execute=False)
+    flow = Dataflow("all_in_one")
+    io = TopicIO(flow, settings)
+    book_topic = io.read(t.MD_BOOK)
+    out = trading_pipeline(
+        "pipeline",
+        flow,
+        PipelineInputs(
+            book=book_topic,
+            trades=io.read(t.MD_TRADES),
+            dex=io.read(t.DEX_PRICES),
+            control=io.read(t.CONTROL),
+            orders=io.read(t.ORDER_EVENTS),
+            fills=io.read(t.FILLS),
+            balances=io.read(t.BALANCES),
+            transfers=io.read(t.TRANSFERS),
+        ),
+        cfg,
+    )
+    io.write(out.ticks, t.TICKS)
+    io.write(out.bars, t.BARS)
+    io.write(out.quality, t.MD_QUALITY)
+    io.write(out.index, t.INDEX)
+    io.write(out.risk_states, t.RISK_STATE)
+    io.write(out.alerts, t.ALERTS)
+    io.write(out.ladders, t.QUOTES)
+    io.write(out.intents, t.ORDER_INTENTS)
+    io.write(out.recon_reports, t.RECON_REPORTS)
+    if out.executions is not None:
+        io.write(out.executions, t.ORDER_EVENTS)
+    io.dead_letters([out.dead_letters])
+    return flow
+
+
+def _flow_from_env() -> Dataflow:
+    settings = FlowSettings.from_env()
+    return build_flow(settings, load_section(settings.config_path, "all_in_one", PipelineConfig))
+
+
+__getattr__ = lazy_flow(_flow_from_env)
