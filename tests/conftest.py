@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -38,10 +39,16 @@ def unique() -> Callable[[str], str]:
     return make
 
 
+# A zero epoch interval snapshots state at every epoch, so recovery tests can resume from
+# exactly where a run stopped; flows without recovery are unaffected.
 RUNNERS: dict[str, Callable[[Dataflow], None]] = {
-    "run_main": lambda flow: run_main(flow),
-    "cluster_1": lambda flow: cluster_main(flow, [], 0, worker_count_per_proc=1),
-    "cluster_2": lambda flow: cluster_main(flow, [], 0, worker_count_per_proc=2),
+    "run_main": lambda flow: run_main(flow, epoch_interval=timedelta(0)),
+    "cluster_1": lambda flow: cluster_main(
+        flow, [], 0, epoch_interval=timedelta(0), worker_count_per_proc=1
+    ),
+    "cluster_2": lambda flow: cluster_main(
+        flow, [], 0, epoch_interval=timedelta(0), worker_count_per_proc=2
+    ),
 }
 
 

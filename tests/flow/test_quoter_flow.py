@@ -18,7 +18,7 @@ import bytewax.operators as op
 import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
-from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
+from bytewax.testing import TestingSink, TestingSource, run_main
 
 from makerflow import metrics
 from makerflow.flows.common import FlowSettings
@@ -40,19 +40,10 @@ from makerflow.schemas.events import (
     Tick,
 )
 from makerflow.schemas.topics import Topic
+from tests.conftest import RUNNERS
 from tests.quoting_support import load_ticks, make_tick
 
 NS = 1_000_000_000
-
-RUNNERS: dict[str, Callable[[Dataflow], None]] = {
-    "run_main": lambda f: run_main(f, epoch_interval=timedelta(0)),
-    "cluster_1": lambda f: cluster_main(
-        f, [], 0, epoch_interval=timedelta(0), worker_count_per_proc=1
-    ),
-    "cluster_2": lambda f: cluster_main(
-        f, [], 0, epoch_interval=timedelta(0), worker_count_per_proc=2
-    ),
-}
 
 
 @pytest.fixture(params=list(RUNNERS))

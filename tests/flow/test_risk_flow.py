@@ -16,7 +16,7 @@ from typing import Any
 import bytewax.operators as op
 import pytest
 from bytewax.dataflow import Dataflow
-from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
+from bytewax.testing import TestingSink, TestingSource, run_main
 from prometheus_client import REGISTRY
 
 from makerflow.operators.risk import risk_op
@@ -40,20 +40,11 @@ from makerflow.schemas.events import (
     RiskState,
     Tick,
 )
+from tests.conftest import RUNNERS
 from tests.risk_support import SYMBOL, VENUE, recorded_ticks, with_jump
 
 NS = 1_000_000_000
 BTC_SCOPE = f"market:{VENUE}:{SYMBOL}"
-
-RUNNERS: dict[str, Callable[[Dataflow], None]] = {
-    "run_main": lambda f: run_main(f, epoch_interval=timedelta(0)),
-    "cluster_1": lambda f: cluster_main(
-        f, [], 0, epoch_interval=timedelta(0), worker_count_per_proc=1
-    ),
-    "cluster_2": lambda f: cluster_main(
-        f, [], 0, epoch_interval=timedelta(0), worker_count_per_proc=2
-    ),
-}
 
 
 @pytest.fixture(params=list(RUNNERS))
