@@ -44,6 +44,7 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 
 from makerflow.operators.quoting import quoting_op
 from makerflow.operators.quoting_config import MarketConfig, QuotingConfig, QuotingParams
+from makerflow.operators.ticks import book_tick
 from makerflow.schemas.events import Tick
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,23 +70,7 @@ def _ticks_of(path: Path) -> list[Tick]:
             recv, raw = line.split(" ", 1)
             d = json.loads(raw)["data"]
             bid, ask, bq, aq = float(d["b"]), float(d["a"]), float(d["B"]), float(d["A"])
-            mid = (bid + ask) / 2
-            out.append(
-                Tick(
-                    ts=int(recv),
-                    venue="binance",
-                    symbol="BTC/USDT",
-                    reason="book",
-                    bid=bid,
-                    bid_qty=bq,
-                    ask=ask,
-                    ask_qty=aq,
-                    mid=mid,
-                    microprice=(bid * aq + ask * bq) / (bq + aq),
-                    spread_bps=(ask - bid) / mid * 1e4,
-                    imbalance=(bq - aq) / (bq + aq),
-                )
-            )
+            out.append(book_tick("binance", "BTC/USDT", int(recv), bid, bq, ask, aq))
     return out
 
 

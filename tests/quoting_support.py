@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from makerflow.operators.quoting_config import MarketConfig, QuotingParams
+from makerflow.operators.ticks import book_tick
 from makerflow.schemas.events import Tick
 
 TICKS_FILE = (
@@ -24,22 +25,7 @@ def make_tick(
     venue: str = "binance",
     symbol: str = "BTC/USDT",
 ) -> Tick:
-    mid = (bid + ask) / 2
-    depth = bid_qty + ask_qty
-    return Tick(
-        ts=ts,
-        venue=venue,
-        symbol=symbol,
-        reason="book",
-        bid=bid,
-        bid_qty=bid_qty,
-        ask=ask,
-        ask_qty=ask_qty,
-        mid=mid,
-        microprice=(bid * ask_qty + ask * bid_qty) / depth,
-        spread_bps=(ask - bid) / mid * 1e4,
-        imbalance=(bid_qty - ask_qty) / depth,
-    )
+    return book_tick(venue, symbol, ts, bid, bid_qty, ask, ask_qty)
 
 
 def load_ticks(limit: int | None = None, path: Path = TICKS_FILE) -> list[Tick]:

@@ -12,6 +12,7 @@ import gzip
 import json
 from pathlib import Path
 
+from makerflow.operators.ticks import book_tick
 from makerflow.schemas.events import Tick
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "risk" / "btcusdt_bookticker_3min.gz"
@@ -23,21 +24,7 @@ MARKET = f"{VENUE}:{SYMBOL}"
 def tick_from_book_ticker(ts: int, d: dict[str, str], scale: float = 1.0) -> Tick:
     bid, ask = float(d["b"]) * scale, float(d["a"]) * scale
     bq, aq = float(d["B"]), float(d["A"])
-    mid = (bid + ask) / 2
-    return Tick(
-        ts=ts,
-        venue=VENUE,
-        symbol=SYMBOL,
-        reason="book",
-        bid=bid,
-        bid_qty=bq,
-        ask=ask,
-        ask_qty=aq,
-        mid=mid,
-        microprice=(bid * aq + ask * bq) / (aq + bq),
-        spread_bps=(ask - bid) / mid * 1e4,
-        imbalance=(bq - aq) / (bq + aq),
-    )
+    return book_tick(VENUE, SYMBOL, ts, bid, bq, ask, aq)
 
 
 def recorded_ticks(limit: int | None = None, ts_shift: int = 0) -> list[Tick]:

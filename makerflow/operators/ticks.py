@@ -175,6 +175,28 @@ def top_stats(
     return mid, micro, spread_bps, imbalance
 
 
+def book_tick(
+    venue: str, symbol: str, ts: int, bid: float, bid_qty: float, ask: float, ask_qty: float
+) -> Tick:
+    """A book Tick from a top of book alone (a bookTicker feed, a venue's best bid/offer):
+    imbalance over the one level there is."""
+    mid, micro, spread_bps, imbalance = top_stats(bid, bid_qty, ask, ask_qty, bid_qty, ask_qty)
+    return Tick(
+        ts=ts,
+        venue=venue,
+        symbol=symbol,
+        reason="book",
+        bid=bid,
+        bid_qty=bid_qty,
+        ask=ask,
+        ask_qty=ask_qty,
+        mid=mid,
+        microprice=micro,
+        spread_bps=spread_bps,
+        imbalance=imbalance,
+    )
+
+
 def levels_ok(levels: tuple[tuple[float, float], ...]) -> bool:
     """Every price finite and > 0, every size finite and >= 0 (this runs on every book update).
 

@@ -32,6 +32,7 @@ from makerflow.exchange import DEFAULT_API_KEY, DEFAULT_SECRET, LocalExchange
 from makerflow.exchange.market_data import BookTop, MarketEvent, PublicTrade
 from makerflow.operators.quoting import quoting_op
 from makerflow.operators.quoting_config import MarketConfig, QuotingConfig, QuotingParams
+from makerflow.operators.ticks import book_tick
 from makerflow.schemas.events import Fill, OrderEvent, OrderIntent, QuoteLadder, RiskState, Tick
 from makerflow.sinks.exchange import Credentials, ExchangeSinkConfig, execute_intents
 from makerflow.sources.bounded import RunLatch, bounded
@@ -90,21 +91,7 @@ def book_top(i: int) -> BookTop:
 def tick_of(top: BookTop) -> Tick:
     bid, ask = float(top.bid), float(top.ask)
     bq, aq = float(top.bid_qty), float(top.ask_qty)
-    mid = (bid + ask) / 2
-    return Tick(
-        ts=top.time_ms * 1_000_000,
-        venue="binance",
-        symbol="BTC/USDT",
-        reason="book",
-        bid=bid,
-        bid_qty=bq,
-        ask=ask,
-        ask_qty=aq,
-        mid=mid,
-        microprice=(bid * aq + ask * bq) / (bq + aq),
-        spread_bps=(ask - bid) / mid * 1e4,
-        imbalance=(bq - aq) / (bq + aq),
-    )
+    return book_tick("binance", "BTC/USDT", top.time_ms * 1_000_000, bid, bq, ask, aq)
 
 
 Step = tuple[str, Any]
