@@ -300,7 +300,12 @@ class OrderIntent(MarketEvent, frozen=True, kw_only=True):
     reason: str = ""
 
 
-OrderStatus = Literal["new", "ack", "partial", "filled", "canceled", "rejected", "expired"]
+OrderStatus = Literal[
+    "new", "ack", "partial", "filled", "canceled", "rejected", "expired", "unknown"
+]
+"""A venue's word on an order. ``unknown``: a place was sent and its answer was lost (timeout,
+disconnect, retries exhausted); the order may be live, so its slot and funds stay taken until
+the venue says what happened (look-up by client id, the private stream, or the sweep)."""
 
 
 class OrderEvent(MarketEvent, frozen=True, kw_only=True):
