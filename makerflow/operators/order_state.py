@@ -13,6 +13,7 @@ API::
     s.adopt(cid)              -> Order | None            an orphan becomes ours to manage
     s.get(cid)                -> Order | None
     s.open_orders(market)     -> tuple[Order, ...]       non-terminal, incl. unknown and pending
+    s.working_orders(market)  -> tuple[Order, ...]       open, and no cancel asked for
     s.counts()                -> dict[market, int]       open orders per ``venue:symbol``
     s.exposure(market)        -> Exposure                remaining qty and notional by side
     s.orphans(market)         -> tuple[Order, ...]       ours by prefix, never sent by us
@@ -258,6 +259,8 @@ class OrderState:
         self._orders: dict[str, Order] = {}
         self._open: dict[str, None] = {}
         """The client ids of non-terminal orders, oldest first (an ordered set)."""
+        self._working: dict[str, None] = {}
+        """The open ones no cancel was asked for: what still quotes."""
         self._terminal: deque[str] = deque()
         self._tombstones = _BoundedSet(max_tombstones)
         self._trade_ids = _BoundedSet(max_trade_ids)
@@ -271,6 +274,9 @@ class OrderState:
         if snapshot is not None:
             self._orders = {o.client_order_id: o for o in snapshot.orders}
             self._open = {o.client_order_id: None for o in snapshot.orders if not o.terminal}
+            self._working = {
+                cid: None for cid in self._open if not self._orders[cid].cancel_requested
+            }
             self._terminal = deque(snapshot.terminal_ids)
             self._tombstones = _BoundedSet(max_tombstones, snapshot.tombstones)
             self._trade_ids = _BoundedSet(max_trade_ids, snapshot.trade_ids)
@@ -447,6 +453,13 @@ class OrderState:
             return tuple(orders[cid] for cid in self._open)
         return tuple(o for o in (orders[cid] for cid in self._open) if o.market == market)
 
+    def working_orders(self, market: str | None = None) -> tuple[Order, ...]:
+        """Open orders no cancel was asked for (what still quotes), oldest first."""
+        orders = self._orders
+        if market is None:
+            return tuple(orders[cid] for cid in self._working)
+        return tuple(o for o in (orders[cid] for cid in self._working) if o.market == market)
+
     def counts(self) -> dict[str, int]:
         """How many orders are open per market (``venue:symbol``)."""
         out: dict[str, int] = {}
@@ -549,8 +562,13 @@ class OrderState:
         self._orders[cid] = new
         if not new.terminal:
             self._open[cid] = None
+            if new.cancel_requested:
+                self._working.pop(cid, None)
+            else:
+                self._working[cid] = None
         elif old is None or not old.terminal:
             self._open.pop(cid, None)
+            self._working.pop(cid, None)
             self._terminal.append(cid)
             while len(self._terminal) > self.max_terminal:
                 gone = self._terminal.popleft()
