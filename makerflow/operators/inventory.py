@@ -12,12 +12,15 @@ asset.
   nothing. The start is the event time of the first market-data event; fills seen before it are
   held back until it is known.
 - A balance snapshot of the base asset at ``ts`` reflects every fill up to ``ts`` (and none
-  after). The first one fixes the offset between the venue's total and our position (the
-  position need not be the whole balance). Each later one is compared with what our fills say
-  the balance was at that time: when they disagree beyond ``tolerance`` the venue wins, the
-  position is corrected and an :class:`~makerflow.schemas.events.InventoryCorrection` says so.
-  Either way fills with ``ts`` at or before the snapshot's no longer move the position (the
-  balance holds them), so a fill that arrives after the balance that covers it counts once.
+  after). The first one (at or after the start) fixes the offset between the venue's total and
+  our position (the position need not be the whole balance). Each later one is compared with
+  what our fills say the position was at that time, and the position is re-anchored to the
+  venue's word; when they disagree beyond ``tolerance`` an
+  :class:`~makerflow.schemas.events.InventoryCorrection` says so.
+- The race between the two streams: a fill with ``ts`` at or before the latest balance's that
+  arrives after it is already in that balance, so it moves nothing; one at or before the first
+  balance's moves the position and the offset together (that balance held it, and the offset
+  was fixed without it). So the position ends the same whichever stream is first.
 
 Memory: fills applied after the latest anchor are remembered (time and delta) until a balance
 snapshot covers them, at most ``max_recent`` (the oldest are folded in past that).
@@ -54,6 +57,7 @@ class InventorySnapshot(msgspec.Struct, frozen=True, kw_only=True):
     start_ts: int | None
     anchor_ts: int | None
     offset: float | None
+    offset_ts: int | None
     recent: tuple[tuple[int, float], ...]
     held: tuple[tuple[int, float], ...]
     backfill_ignored: int = 0
@@ -84,6 +88,8 @@ class Inventory:
         """Fills at or before this time are in the position already."""
         self.offset: float | None = None
         """Venue total minus our position, fixed by the first balance snapshot."""
+        self.offset_ts: int | None = None
+        """The time of that first balance snapshot."""
         self.backfill_ignored = 0
         """Fills that moved nothing because they were older than the run or a balance."""
         self._recent: deque[tuple[int, float]] = deque(maxlen=max_recent)
@@ -93,6 +99,7 @@ class Inventory:
             self.start_ts = snapshot.start_ts
             self.anchor_ts = snapshot.anchor_ts
             self.offset = snapshot.offset
+            self.offset_ts = snapshot.offset_ts
             self._recent.extend(snapshot.recent)
             self._held = list(snapshot.held)
             self.backfill_ignored = snapshot.backfill_ignored
@@ -102,14 +109,13 @@ class Inventory:
         if self.start_ts is not None:
             return
         self.start_ts = ts
-        if self.anchor_ts is None or ts > self.anchor_ts:
-            self.anchor_ts = ts - 1  # a fill at exactly the start belongs to the run
         held, self._held = self._held, []
         for fill_ts, delta in held:
             self._apply(fill_ts, delta)
 
     def on_fill(self, fill: Fill) -> float:
-        """Apply a (deduplicated) fill; the position change it made (0 for a backfill)."""
+        """Apply a (deduplicated) fill; the position change it made (0 when the position
+        already holds it: older than the run, or covered by a balance)."""
         delta = base_delta(fill, self.base)
         if self.start_ts is None:
             self._held.append((fill.ts, delta))
@@ -117,26 +123,30 @@ class Inventory:
         return self._apply(fill.ts, delta)
 
     def on_balance(self, snap: BalanceSnapshot) -> InventoryCorrection | None:
-        """Re-anchor to the venue's total of the base asset at ``snap.ts``."""
+        """Re-anchor to the venue's total of the base asset at ``snap.ts``; the correction
+        when it disagreed with our fills by more than ``tolerance``."""
         if snap.asset != self.base or snap.account != self.account or snap.venue != self.venue:
             return None
         if not math.isfinite(snap.total):
             raise ValueError(f"balance of {snap.asset} at {snap.ts} is {snap.total}")
-        if self.anchor_ts is not None and snap.ts <= self.anchor_ts and self.offset is not None:
+        if self.start_ts is None or snap.ts < self.start_ts:
+            return None  # before the run: the fills between it and the start are unknown
+        if self.anchor_ts is not None and snap.ts <= self.anchor_ts:
             return None  # older than what we already anchored to
         after = math.fsum(d for t, d in self._recent if t > snap.ts)
         ours_then = self.position - after
         self._recent = deque(((t, d) for t, d in self._recent if t > snap.ts), self._recent.maxlen)
-        self.anchor_ts = max(self.anchor_ts or snap.ts, snap.ts)
+        self.anchor_ts = snap.ts
         if self.offset is None:
             self.offset = snap.total - ours_then
+            self.offset_ts = snap.ts
             return None
         venue_then = snap.total - self.offset
         difference = venue_then - ours_then
-        if abs(difference) <= self.tolerance:
-            return None
         before = self.position
         self.position = venue_then + after
+        if abs(difference) <= self.tolerance:
+            return None
         return InventoryCorrection(
             ts=snap.ts,
             venue=self.venue,
@@ -149,8 +159,8 @@ class Inventory:
             difference=difference,
             tolerance=self.tolerance,
             reason=(
-                f"the venue's {self.base} balance {snap.total} says our position was "
-                f"{venue_then} at {snap.ts}, our fills said {ours_then}"
+                f"the venue's {self.base} balance {snap.total} at {snap.ts} puts our position "
+                f"at {venue_then}; our fills said {ours_then}"
             ),
         )
 
@@ -160,14 +170,24 @@ class Inventory:
             start_ts=self.start_ts,
             anchor_ts=self.anchor_ts,
             offset=self.offset,
+            offset_ts=self.offset_ts,
             recent=tuple(self._recent),
             held=tuple(self._held),
             backfill_ignored=self.backfill_ignored,
         )
 
     def _apply(self, ts: int, delta: float) -> float:
+        assert self.start_ts is not None
+        if ts < self.start_ts:
+            self.backfill_ignored += 1  # in initial_inventory already
+            return 0.0
         if self.anchor_ts is not None and ts <= self.anchor_ts:
-            self.backfill_ignored += 1
+            if self.offset_ts is not None and ts <= self.offset_ts and self.offset is not None:
+                # In the first balance, which fixed the offset without it.
+                self.position += delta
+                self.offset -= delta
+                return delta
+            self.backfill_ignored += 1  # a later balance re-anchored the position with it
             return 0.0
         self.position += delta
         self._recent.append((ts, delta))
