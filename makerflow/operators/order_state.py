@@ -207,7 +207,7 @@ class OrderStateSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     conflicts: int = 0
 
 
-class _BoundedSet:
+class BoundedSet:
     """A set that forgets its oldest members past ``size``."""
 
     __slots__ = ("_order", "_set")
@@ -262,8 +262,8 @@ class OrderState:
         self._working: dict[str, None] = {}
         """The open ones no cancel was asked for: what still quotes."""
         self._terminal: deque[str] = deque()
-        self._tombstones = _BoundedSet(max_tombstones)
-        self._trade_ids = _BoundedSet(max_trade_ids)
+        self._tombstones = BoundedSet(max_tombstones)
+        self._trade_ids = BoundedSet(max_trade_ids)
         self._max_loose = max_tombstones
         self._loose: dict[str, tuple[Fill, ...]] = {}
         """Fills of orders not held yet, by client id (oldest first), waiting for the order."""
@@ -278,8 +278,8 @@ class OrderState:
                 cid: None for cid in self._open if not self._orders[cid].cancel_requested
             }
             self._terminal = deque(snapshot.terminal_ids)
-            self._tombstones = _BoundedSet(max_tombstones, snapshot.tombstones)
-            self._trade_ids = _BoundedSet(max_trade_ids, snapshot.trade_ids)
+            self._tombstones = BoundedSet(max_tombstones, snapshot.tombstones)
+            self._trade_ids = BoundedSet(max_trade_ids, snapshot.trade_ids)
             self._loose = dict(snapshot.loose)
             self.conflicts = snapshot.conflicts
 
