@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from makerflow.operators.order_state import BoundedSet, OrderState, OrderStateSnapshot
 from makerflow.schemas.events import Fill, IndexPrice, OrderEvent, Tick
@@ -573,10 +573,11 @@ class ExposureBook:
         return self.balance, self.balance_ts, tuple(self.legs), self.seen.items()
 
     @classmethod
-    def restore(cls, snap: tuple[object, ...]) -> ExposureBook:
+    def restore(cls, snap: tuple[Any, ...]) -> ExposureBook:
+        """From :meth:`snapshot` (or the three-element snapshot of before leg keys)."""
         balance, balance_ts, legs, *rest = snap
-        seen = BoundedSet(_LEG_MEMORY, rest[0] if rest else ())  # type: ignore[arg-type]
-        return cls(balance, balance_ts, list(legs), seen)  # type: ignore[arg-type]
+        seen = BoundedSet(_LEG_MEMORY, rest[0] if rest else ())
+        return cls(float(balance), balance_ts, list(legs), seen)
 
 
 # --- portfolio (account or global) ------------------------------------------------------------
