@@ -373,6 +373,19 @@ class OrderState:
         qty = old_base.qty
         if qty is None and ev.qty > 0:
             qty = ev.qty
+        xid = _first(old_base.exchange_order_id, ev.exchange_order_id)
+        if (
+            old is not None
+            and rank == old.rank
+            and terminals is old.terminals
+            and qty == old.qty
+            and ev.filled_qty <= old.event_filled
+            and ev.ts <= old.last_ts
+            and xid == old.exchange_order_id
+            and (not ev.reason or ev.reason == old.reason)
+            and (old.price is not None or ev.price is None)
+        ):
+            return None  # a repeat, or older news: nothing to merge
         # The reason kept is the one of the strongest word, ties broken by the text, so that
         # it does not depend on the order events arrive in.
         word = 10 + _STRENGTH[terminal] if terminal is not None else _RANK.get(ev.status, 0)
@@ -386,7 +399,7 @@ class OrderState:
             qty=qty,
             price=old_base.price if old_base.price is not None else ev.price,
             event_filled=max(old_base.event_filled, ev.filled_qty),
-            exchange_order_id=_first(old_base.exchange_order_id, ev.exchange_order_id),
+            exchange_order_id=xid,
             last_ts=max(old_base.last_ts, ev.ts),
             reason=reason,
             reason_rank=reason_rank,
@@ -533,16 +546,24 @@ class OrderState:
 
     def _derive(self, o: Order) -> Order:
         """The state and filled quantity that follow from the order's merged facts."""
-        fill_sum = math.fsum(q for _, q in o.fills)
-        filled = max(o.event_filled, fill_sum)
+        fills = o.fills
+        fill_sum = (
+            (fills[0][1] if len(fills) == 1 else math.fsum(q for _, q in fills)) if fills else 0.0
+        )
+        filled = o.event_filled if o.event_filled >= fill_sum else fill_sum
+        qty = o.qty
+        terminals = o.terminals
         state: OrderStateName
-        complete = o.qty is not None and o.qty > 0 and filled >= o.qty - self.tolerance
-        if complete or "filled" in o.terminals:
+        if (qty is not None and qty > 0 and filled >= qty - self.tolerance) or (
+            terminals and "filled" in terminals
+        ):
             state = "filled"
-            if o.qty is not None:
-                filled = max(filled, o.qty)
-        elif o.terminals:
-            state = max(o.terminals, key=_STRENGTH.__getitem__)
+            if qty is not None and qty > filled:
+                filled = qty
+        elif terminals:
+            state = (
+                terminals[0] if len(terminals) == 1 else max(terminals, key=_STRENGTH.__getitem__)
+            )
         elif o.cancel_requested:
             state = "pending_cancel"
         elif o.rank >= _OPEN or filled > 0:
@@ -551,22 +572,26 @@ class OrderState:
             state = "unknown"
         else:
             state = "pending_new"
+        if state == o.state and filled == o.filled:
+            return o
         return msgspec.structs.replace(o, state=state, filled=filled)
 
     def _store(self, old: Order | None, new: Order) -> Transition:
         previous = old.state if old is not None else None
-        more_words = old is not None and len(new.terminals) > max(len(old.terminals), 1)
-        if more_words or (previous in TERMINAL and previous != new.state):
-            self.conflicts += 1
+        is_terminal = new.state in TERMINAL
+        if old is not None and (old.terminals is not new.terminals or previous != new.state):
+            more_words = len(new.terminals) > max(len(old.terminals), 1)
+            if more_words or (previous in TERMINAL and previous != new.state):
+                self.conflicts += 1
         cid = new.client_order_id
         self._orders[cid] = new
-        if not new.terminal:
+        if not is_terminal:
             self._open[cid] = None
             if new.cancel_requested:
                 self._working.pop(cid, None)
             else:
                 self._working[cid] = None
-        elif old is None or not old.terminal:
+        elif previous is None or previous not in TERMINAL:
             self._open.pop(cid, None)
             self._working.pop(cid, None)
             self._terminal.append(cid)
