@@ -9,6 +9,8 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from makerflow.operators.quoting import Quoter, QuoterInputError, QuoterOutput, client_order_id
 from makerflow.operators.quoting_config import MarketConfig, QuotingParams
@@ -569,3 +571,90 @@ def test_a_backfill_of_trades_from_before_the_run_moves_no_inventory() -> None:
     assert q.inventory == pytest.approx(2.0)
     q.on_fill(fill(1, "buy", 0.5, 99.22, tid="new1"))
     assert q.inventory == pytest.approx(2.5)
+
+
+def _venue_replay(ticks: list[Any], params: QuotingParams) -> list[Any]:
+    """The quoter's run over ``ticks`` with a venue answering it (an ack per place, a
+    confirmation per cancel, a fill of all that rests when the market trades through an
+    order): every tick and venue event, in the order the quoter took them."""
+    market, _ = btc_market()
+    q = Quoter(market, params, cancel_on_start=False)
+    resting: dict[str, OrderIntent] = {}
+    taken: list[Any] = []
+    n = 0
+
+    def answer(intents: tuple[OrderIntent, ...], ts: int) -> list[Any]:
+        out: list[Any] = []
+        for i in intents:
+            cid = str(i.client_order_id)
+            if i.action == "place":
+                resting[cid] = i
+                out.append(order_event_btc(ts, i, "ack"))
+            elif i.action == "cancel" and cid in resting:
+                out.append(order_event_btc(ts, resting.pop(cid), "canceled"))
+        return out
+
+    for t in ticks:
+        taken.append(t)
+        pending = answer(q.on_tick(t).intents, t.ts)
+        for cid, i in list(resting.items()):
+            if (t.ask <= (i.price or 0)) if i.side == "buy" else (t.bid >= (i.price or 0)):
+                n += 1
+                del resting[cid]
+                f = Fill(
+                    ts=t.ts,
+                    venue="binance",
+                    symbol="BTC/USDT",
+                    trade_id=str(n),
+                    client_order_id=cid,
+                    side=i.side or "buy",
+                    price=i.price or 0.0,
+                    qty=i.qty or 0.0,
+                    fee=(i.qty or 0.0) * 0.001,
+                    fee_asset="BTC",
+                )
+                pending += [f, order_event_btc(t.ts, i, "filled", filled=i.qty or 0.0)]
+        while pending:
+            ev = pending.pop(0)
+            taken.append(ev)
+            pending += answer(q.on_event(ev).intents, ev.ts)
+    return taken
+
+
+def order_event_btc(ts: int, i: OrderIntent, status: str, filled: float = 0.0) -> OrderEvent:
+    return OrderEvent(
+        ts=ts,
+        venue="binance",
+        symbol="BTC/USDT",
+        client_order_id=str(i.client_order_id),
+        status=status,  # type: ignore[arg-type]
+        side=i.side or "buy",
+        price=i.price,
+        qty=i.qty or 0.0,
+        filled_qty=filled,
+    )
+
+
+_REPLAY_PARAMS = btc_market(levels=2, refresh_tolerance_bps=0.5, min_quote_lifetime_s=0.2)[1]
+_REPLAY = _venue_replay(load_ticks(800), _REPLAY_PARAMS)
+
+
+def _run(events: list[Any]) -> tuple[list[bytes], float, dict[str, Any]]:
+    market, _ = btc_market()
+    q = Quoter(market, _REPLAY_PARAMS, cancel_on_start=False)
+    intents = [encode(i) for ev in events for i in q.on_event(ev).intents]
+    return intents, q.inventory, {o.client_order_id: o for o in q.order_state.open_orders()}
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.data())
+def test_venue_events_delivered_again_change_no_intent_and_no_inventory(data: Any) -> None:
+    venue = [i for i, ev in enumerate(_REPLAY) if isinstance(ev, OrderEvent | Fill)]
+    assert len(venue) > 50 and any(isinstance(_REPLAY[i], Fill) for i in venue)
+    picks = data.draw(st.lists(st.sampled_from(venue), min_size=1, max_size=20))
+    delays = data.draw(st.lists(st.integers(0, 40), min_size=len(picks), max_size=len(picks)))
+    redelivered = list(_REPLAY)
+    # each repeat comes again later (a reconnect's backfill), after whatever came meanwhile
+    for at, d in sorted(zip(picks, delays, strict=True), key=lambda x: -(x[0] + x[1])):
+        redelivered.insert(min(at + 1 + d, len(redelivered)), _REPLAY[at])
+    assert _run(redelivered) == _run(list(_REPLAY))
