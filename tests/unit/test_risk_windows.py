@@ -346,3 +346,45 @@ def test_an_order_whose_answer_was_lost_keeps_its_funds_in_open_notional():
         )
     )
     assert m.measures().open_notional == pytest.approx(150.0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_exposure_and_open_notional_do_not_depend_on_delivery(data):
+    """Fills (with base fees) and order events, duplicated and in any order: the exposure and
+    the market's open orders end where the in-order delivery ends."""
+    t = 1_700_000_000 * S
+    fills = [
+        fill(
+            t + i,
+            "buy" if i % 3 else "sell",
+            0.1 * (i + 1),
+            fee=0.0001,
+            fee_asset="BTC",
+            tid=f"t{i}",
+        )
+        for i in range(data.draw(st.integers(1, 5)))
+    ]
+    balance_ts = t + data.draw(st.integers(0, 5))
+    expected = 1.0 + sum(
+        g.amount for f in fills for g in fill_legs(f) if g.asset == "BTC" and g.ts > balance_ts
+    )
+    events = [order(t, "a", "new"), order(t + 1, "a", "partial", filled=0.5), order(t, "b", "new")]
+    events += [order(t + 2, "b", "canceled"), order(t, "c", "unknown", qty=2.0)]
+    items = [*fills, *events, ("bal", balance_ts)]
+    delivery = data.draw(st.permutations(items + data.draw(st.lists(st.sampled_from(items)))))
+    book = ExposureBook()
+    m = MarketRisk(MARKET, SYMBOL, WindowSpec(60 * S, 5 * S))
+    for x in delivery:
+        if isinstance(x, Fill):
+            for g in fill_legs(x):
+                if g.asset == "BTC":
+                    book.on_leg(g.ts, g.amount, g.key)
+        elif isinstance(x, OrderEvent):
+            m.on_order_event(x)
+        else:
+            book.on_balance(x[1], 1.0)
+    assert book.exposure == pytest.approx(expected)
+    got = m.measures()
+    assert got.open_orders == 2  # a (half filled) and c (answer lost)
+    assert got.open_notional == pytest.approx(100.0 * 0.5 + 100.0 * 2.0)
