@@ -184,6 +184,7 @@ class _MarketLogic(StatefulLogic[MarketIn, Any, tuple[Any, ...]]):
         elif isinstance(value, IndexMark):
             self.risk.on_index(value.price)
         elif isinstance(value, Heartbeat):
+            self.risk.start(value.now)
             age = self.stale.age_ns(value)
             metrics.MARKET_DATA_AGE.labels(market=self.risk.market).set(age / NS_PER_S)
             onsets = self.tracker.onsets(
