@@ -271,6 +271,8 @@ class OrderState:
         """Inputs that contradicted each other (two terminal words, canceled then filled)."""
         self.ignored = 0
         """Order events for client ids that are not ours (no prefix), or of evicted orders."""
+        self.version = 0
+        """Rises with every change of any order: a reader may cache what it derived."""
         if snapshot is not None:
             self._orders = {o.client_order_id: o for o in snapshot.orders}
             self._open = {o.client_order_id: None for o in snapshot.orders if not o.terminal}
@@ -449,6 +451,7 @@ class OrderState:
             return old
         new = msgspec.structs.replace(old, adopted=True)
         self._orders[client_order_id] = new
+        self.version += 1
         return new
 
     # --- queries --------------------------------------------------------------------------
@@ -585,6 +588,7 @@ class OrderState:
                 self.conflicts += 1
         cid = new.client_order_id
         self._orders[cid] = new
+        self.version += 1
         if not is_terminal:
             self._open[cid] = None
             if new.cancel_requested:

@@ -310,6 +310,8 @@ class Quoter:
         """client id -> (last cancel ts, cancels sent): the quoter's retry timer."""
         self._next_retry = 0
         """No cancel is due for a retry before this time (0: look)."""
+        self._live_cache: tuple[int, int, bool, list[LiveOrder]] | None = None
+        self._cancels_version = 0
         tolerance = market.lot_size if balance_tolerance is None else balance_tolerance
         self._inventory = Inventory(
             market.venue,
@@ -418,6 +420,7 @@ class Quoter:
             snapshot=s.orders,
         )
         self._cancels = {cid: (ts, n) for cid, ts, n in s.cancels}
+        self._live_cache = None
         self._next_retry = 0
         last_ts, last_mid, variance, elapsed = s.vol
         self.vol = EwmaVolatility(
@@ -617,6 +620,7 @@ class Quoter:
         cid = order.client_order_id
         _, sent = self._cancels.get(cid, (ts, 0))
         self._cancels[cid] = (ts, sent + 1)
+        self._cancels_version += 1
         retry = round(self.params.cancel_retry_s * NS)
         self._next_retry = min(self._next_retry, ts + retry) if self._next_retry else ts + retry
         intent = OrderIntent(
@@ -713,9 +717,13 @@ class Quoter:
     def _live(self, cancelling: bool = True) -> list[LiveOrder]:
         """The managed open orders, oldest first (the order the intents were made in, the
         same on every run); without ``cancelling``, only those no cancel was asked for."""
+        st = self.order_state
+        key = (st.version, self._cancels_version, cancelling)
+        cached = self._live_cache
+        if cached is not None and cached[:3] == key:
+            return cached[3]  # nothing changed since: the same view (read-only)
         out: list[LiveOrder] = []
         cancels = self._cancels
-        st = self.order_state
         orders = st.open_orders(self.key) if cancelling else st.working_orders(self.key)
         for o in orders:
             timer = cancels.get(o.client_order_id)
@@ -740,6 +748,7 @@ class Quoter:
                     state=o.state,
                 )
             )
+        self._live_cache = (*key, out)
         return out
 
     def _retry_cancels(self, ts: int) -> list[OrderIntent]:
