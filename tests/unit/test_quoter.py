@@ -658,3 +658,22 @@ def test_venue_events_delivered_again_change_no_intent_and_no_inventory(data: An
     for at, d in sorted(zip(picks, delays, strict=True), key=lambda x: -(x[0] + x[1])):
         redelivered.insert(min(at + 1 + d, len(redelivered)), _REPLAY[at])
     assert _run(redelivered) == _run(list(_REPLAY))
+
+
+def test_a_place_that_lands_after_we_gave_up_on_it_is_tracked_and_its_double_cancelled() -> None:
+    q = Quoter(MARKET, PARAMS)
+    bid, _ = _bid_ask(q)
+    q.on_order_event(order_event(0.1, bid, "unknown"))
+    gave_up = msgspec.structs.replace(order_event(1.0, bid, "rejected"), exchange_order_id=None)
+    q.on_order_event(gave_up)  # the look-up found nothing: our verdict, not the venue's
+    replacement = places(q.on_tick(tick(2.5)))
+    assert [i.side for i in replacement] == ["buy"]
+    q.on_order_event(order_event(2.6, replacement[0], "ack"))
+    q.on_order_event(order_event(2.7, bid, "ack"))  # the first request landed after all
+    assert q.orders[str(bid.client_order_id)].state == "open"
+    out = q.on_tick(tick(3))
+    # two bids on level 0 now: the one that came back is the extra, and goes
+    assert [(i.client_order_id, i.reason) for i in cancels(out)] == [
+        (bid.client_order_id, "duplicate on level")
+    ]
+    assert places(out) == []
