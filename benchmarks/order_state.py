@@ -14,7 +14,8 @@ Rows (each row's work applied to the whole flow, best of ``--repeat`` runs in th
 - ``plain dict``: ``d[cid] = (status, filled)`` per order event, a seen-set per fill; the floor.
 - ``main: LiveOrder + OpenOrders``: what main did for the same flow, the quoter's
   ``LiveOrder`` records (msgspec replace per ack, partial and fill, a 512-id fill memory) plus
-  the exchange sink's ``OpenOrders`` set (makerflow.operators.guards).
+  the exchange sink's ``OpenOrders`` set (main's makerflow.operators.guards, restated here so
+  the baseline outlives it).
 - ``OrderState, in order``: :class:`makerflow.operators.order_state.OrderState`.
 - ``OrderState, at-least-once``: the same flow delivered as a venue does: 10 % of the venue's
   events twice, each venue event delayed by up to 8 positions (seeded), so order updates and
@@ -39,7 +40,6 @@ from typing import Any
 
 import msgspec
 
-from makerflow.operators.guards import OpenOrders
 from makerflow.operators.order_state import OrderState
 from makerflow.operators.quoting import Quoter
 from makerflow.operators.quoting_config import MarketConfig, QuotingParams
@@ -215,6 +215,19 @@ class _Live(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _DONE = frozenset({"filled", "canceled", "rejected", "expired"})
+
+
+class OpenOrders:
+    """Main's ``guards.OpenOrders``: the sink's set of open client ids."""
+
+    def __init__(self) -> None:
+        self._open: set[str] = set()
+
+    def on_event(self, ev: OrderEvent) -> None:
+        if ev.status in _DONE:
+            self._open.discard(ev.client_order_id)
+        else:
+            self._open.add(ev.client_order_id)
 
 
 def main_path(flow: list[Item]) -> Any:
