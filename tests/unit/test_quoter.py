@@ -677,3 +677,21 @@ def test_a_place_that_lands_after_we_gave_up_on_it_is_tracked_and_its_double_can
         (bid.client_order_id, "duplicate on level")
     ]
     assert places(out) == []
+
+
+def test_a_balance_reanchors_only_the_one_market_trading_its_asset() -> None:
+    from makerflow.operators.quoting import MarketRouter
+    from makerflow.operators.quoting_config import QuotingConfig
+    from makerflow.schemas.events import BalanceSnapshot
+
+    btc_usdt = MarketConfig(venue="binance", symbol="BTC/USDT", tick_size=0.01, lot_size=0.001)
+    btc_usdc = MarketConfig(venue="binance", symbol="BTC/USDC", tick_size=0.01, lot_size=0.001)
+    router = MarketRouter(QuotingConfig(markets=(MARKET, btc_usdt, btc_usdc)), "test")
+
+    def bal(asset: str) -> BalanceSnapshot:
+        return BalanceSnapshot(ts=T0, venue="binance", asset=asset, free=1.0, total=1.0)
+
+    assert [k for k, _ in router.by_balance(bal("ETH"))] == ["binance:ETH/USDT"]
+    # two markets share BTC: one balance cannot be split between their positions
+    assert router.by_balance(bal("BTC")) == []
+    assert router.by_balance(bal("USDT")) == []
