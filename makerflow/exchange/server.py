@@ -537,7 +537,7 @@ class ExchangeServer:
             "faults_by_kind": dict(sorted(self.faults.injected_by_kind.items())),
             "chaos": asdict(chaos) if chaos is not None else None,
             "rate_limited": self.rate_limited,
-            "refused_during_retry_after": self.edge.refused_in_window,
+            "refused_during_retry_after": dict(self.edge.refused_in_window),
             "private_events_missed": sum(self.user.missed.values()),
             "expired_by_venue": self.expired_by_venue,
         }
