@@ -228,9 +228,9 @@ def test_the_venue_expires_an_order_and_its_hold_is_released():
     # A public seller at 60000 no longer finds it.
     assert e.on_public_trade("BTCUSDT", D("59000.00"), D(1), "SELL").updates == ()
     # A lifetime: orders that rested that long expire, younger ones stay.
-    old, _ = place(e, "a", "BUY", "0.1", "59000.00", cid="old")
+    place(e, "a", "BUY", "0.1", "59000.00", cid="old")
     e.set_time(4000)
-    young, _ = place(e, "a", "BUY", "0.1", "59000.00", cid="young")
+    place(e, "a", "BUY", "0.1", "59000.00", cid="young")
     out = e.expire_older_than(3000)
     assert [u.order.client_order_id for u in out.updates] == ["old"]
     assert [o.client_order_id for o in e.open_orders("a")] == ["young"]
