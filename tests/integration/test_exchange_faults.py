@@ -7,13 +7,17 @@ Retry-After, orders the venue expires, and a seeded chaos mix counted per kind."
 from __future__ import annotations
 
 import asyncio
+import re
+import signal
+import subprocess
+import sys
 import time
 
 import aiohttp
 import ccxt.async_support as ccxt
 import pytest
 
-from makerflow.exchange import LocalExchange
+from makerflow.exchange import LocalExchange, ccxt_client
 from tests.conftest import FIXTURES
 
 pytestmark = pytest.mark.slow
@@ -209,6 +213,29 @@ def test_a_request_that_lands_after_the_client_gave_up_and_looked(exchange):
     assert [o["id"] for o in after_late_copy] == [resent["id"]]
     assert [o["status"] for o in twice] == ["canceled", "open"]
     assert exchange.state()["faults_by_kind"] == {"late": 3}
+
+
+def test_a_late_request_outside_its_recv_window_never_lands(exchange):
+    """Binance's matching engine checks ``recvWindow`` when the request reaches it: a client
+    whose recvWindow is shorter than the delay is sure its given-up request will not land."""
+    exchange.inject("late", method="POST", path="/api/v3/order", delay_s=1.5)
+
+    async def go(c):
+        with pytest.raises(ccxt.RequestTimeout):
+            await c.create_order(
+                SYMBOL,
+                "limit",
+                "buy",
+                0.01,
+                61000,
+                {"clientOrderId": "rw-1", "recvWindow": 1000},
+            )
+        await asyncio.sleep(2.0)
+        return await _lookup(c, "rw-1"), await c.fetch_orders(SYMBOL)
+
+    found, orders = run(_with(exchange.client(timeout=500), go))
+    assert found is None and orders == []
+    assert exchange.state()["faults_by_kind"] == {"late": 1}
 
 
 def test_private_events_duplicated(exchange):
@@ -450,3 +477,41 @@ def test_chaos_mix_through_the_admin_endpoint_counted_per_kind(exchange):
     assert state["chaos"]["seed"] == 3
     # Accepted by the venue: the successes and the answers lost after processing.
     assert len(orders) == outcomes.count("ok") + by_kind["server_error_after"]
+
+
+def test_makerflow_exchange_command_runs_chaos_and_counts_it(tmp_path):
+    """``makerflow exchange --chaos-rate R --chaos-kinds K`` in its own process: order
+    requests are struck at that rate and GET /_admin/state counts them per kind."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "makerflow.cli",
+            "exchange",
+            "--port",
+            "0",
+            "--speed",
+            "1",
+            "--chaos-rate",
+            "1",
+            "--chaos-kinds",
+            "unavailable",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = re.search(r"http://127\.0\.0\.1:\d+", proc.stdout.readline()).group(0)
+
+        async def go(c):
+            with pytest.raises(ccxt.ExchangeNotAvailable):
+                await c.create_order(SYMBOL, "limit", "buy", 0.01, 50000, {"clientOrderId": "k"})
+            async with aiohttp.ClientSession() as http:
+                return await (await http.get(f"{url}/_admin/state")).json()
+
+        state = run(_with(ccxt_client(url), go))
+        assert state["faults_by_kind"] == {"unavailable": 1}
+        assert state["chaos"]["rate"] == 1.0 and state["chaos"]["kinds"] == ["unavailable"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
