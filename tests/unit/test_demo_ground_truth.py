@@ -7,7 +7,12 @@ from decimal import Decimal as D
 
 import pytest
 
-from makerflow.demo.ground_truth import exchange_order_record, exchange_trade_record, pipeline_view
+from makerflow.demo.ground_truth import (
+    compare_with_venue,
+    exchange_order_record,
+    exchange_trade_record,
+    pipeline_view,
+)
 from makerflow.exchange.engine import MarketSpec, MatchingEngine
 from makerflow.schemas.events import BalanceSnapshot, Fill, OrderEvent, OrderIntent
 
@@ -124,3 +129,29 @@ def test_exchange_records_say_what_the_venue_did():
         "maker",
     )
     assert t["fee"] == pytest.approx(0.0002)
+
+
+def test_compare_with_venue_names_every_disagreement():
+    truth = {
+        "orders": [
+            {"client_order_id": "a", "status": "canceled"},
+            {"client_order_id": "a", "status": "new"},
+            {"client_order_id": "b", "status": "filled"},
+        ],
+        "trades": [{"trade_id": "1"}, {"trade_id": "2"}],
+        "balances": {"start": {"BTC": 1.0, "USDT": 10.0}, "end": {"BTC": 1.5, "USDT": 10.0}},
+    }
+    view = {"open_orders": {"c": {}}, "inventory_change": {"BTC": 0.5, "USDT": -1.0}}
+    got = compare_with_venue(truth, view, ["1", "1", "3"])
+    assert got == {
+        "client_ids_placed_twice": ["a"],
+        "trades_missing_from_fills": ["2"],
+        "fills_not_on_venue": ["3"],
+        "fills_delivered_twice": ["1"],
+        "open_on_venue_only": ["a"],
+        "open_in_pipeline_only": ["c"],
+        "inventory_off": {"USDT": {"pipeline": -1.0, "venue": 0.0}},
+    }
+    agreed = {"open_orders": {"a": {}}, "inventory_change": {"BTC": 0.5}}
+    truth["orders"] = truth["orders"][1:]
+    assert not any(compare_with_venue(truth, agreed, ["1", "2"]).values())
