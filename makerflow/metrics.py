@@ -129,3 +129,14 @@ LATE_EVENTS = Counter(
     "Events older than every open window of a step, counted and left out of the windows.",
     ["step"],
 )
+QUOTING_SIGMA = Gauge(
+    "makerflow_quoting_sigma",
+    "The quoter's volatility estimate of the mid price, price per square root of a second.",
+    ["market"],
+)
+QUOTING_INTENSITY = Gauge(
+    "makerflow_quoting_intensity",
+    "The quoter's order-arrival intensity in use: a (trades per second and side at the mid)"
+    " and kappa (1/price), fitted from trades or the configured fallback.",
+    ["market", "param"],
+)

@@ -206,6 +206,8 @@ def build_ladder(
     quote_bids: bool = True,
     quote_asks: bool = True,
     qtys: Sequence[float] | None = None,
+    bid_qtys: Sequence[float] | None = None,
+    ask_qtys: Sequence[float] | None = None,
 ) -> Ladder:
     """The ladder around ``reservation``.
 
@@ -214,6 +216,8 @@ def build_ladder(
     kept below ``best_ask`` and an ask above ``best_bid`` (post-only orders must not cross),
     each level at least one tick beyond the one before. Levels outside the price band around
     ``reference``, or too small for the market after rounding, are left out.
+    ``bid_qtys`` / ``ask_qtys`` (already on the lot grid) replace ``qtys`` for one side,
+    for a size skewed with the inventory.
     """
     hs = clamp_half_spread(half_spread, reference, shape)
     spacing = reference * shape.level_spacing_bps / 1e4
@@ -228,15 +232,17 @@ def build_ladder(
     if qtys is None:
         qtys = level_quantities(spec, shape)
     if quote_bids:
+        side_qtys = qtys if bid_qtys is None else bid_qtys
         ceiling = spec.shift(spec.price_down(best_ask), -1) if best_ask is not None else math.inf
-        for i, qty in enumerate(qtys):
+        for i, qty in enumerate(side_qtys):
             price = min(spec.price_down(reservation - hs - i * spacing), ceiling)
             ceiling = spec.shift(price, -1)
             if abs(price - reference) <= band and spec.tradable(price, qty):
                 bids.append(LadderLevel(i, price, qty))
     if quote_asks:
+        side_qtys = qtys if ask_qtys is None else ask_qtys
         floor = spec.shift(spec.price_up(best_bid), 1) if best_bid is not None else -math.inf
-        for i, qty in enumerate(qtys):
+        for i, qty in enumerate(side_qtys):
             price = max(spec.price_up(reservation + hs + i * spacing), floor)
             floor = spec.shift(price, 1)
             if abs(price - reference) <= band and spec.tradable(price, qty):

@@ -35,6 +35,7 @@ from bytewax.dataflow import Stream, operator
 from bytewax.operators import StatefulLogic
 
 from makerflow import metrics
+from makerflow.operators.intensity import Intensity, TradeIntensity
 from makerflow.operators.ladder import (
     Ladder,
     LadderShape,
@@ -46,10 +47,11 @@ from makerflow.operators.quoting_config import MarketConfig, QuotingConfig, Quot
 from makerflow.operators.quoting_models import (
     NS,
     AvellanedaStoikov,
-    EwmaVolatility,
     FixedSpread,
+    Glft,
     QuotingModel,
 )
+from makerflow.operators.volatility import GridVolatility, VolState
 from makerflow.schemas.codec import dead_letter, encode
 from makerflow.schemas.events import (
     ControlCommand,
@@ -104,7 +106,8 @@ class QuoterSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     seq: int
     inventory: float
     orders: tuple[LiveOrder, ...]
-    vol: tuple[int | None, float | None, float, float]
+    vol: tuple[Any, ...]
+    """:meth:`GridVolatility.state`."""
     risk_halts: tuple[str, ...]
     control_halts: tuple[str, ...]
     last_tick: Tick | None
@@ -112,6 +115,8 @@ class QuoterSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     fill_ids: tuple[str, ...]
     blocked: tuple[tuple[str, int, int], ...]
     last_ladder: tuple[tuple[tuple[float, float], ...], tuple[tuple[float, float], ...]] | None
+    intensity: tuple[Any, ...] | None = None
+    """:meth:`TradeIntensity.state`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,15 +189,52 @@ def _finite_positive(x: float) -> bool:
 
 
 def _model(params: QuotingParams) -> QuotingModel:
+    if params.model == "glft":
+        return Glft(
+            gamma=params.gamma,
+            a=params.arrival_rate,
+            kappa=params.kappa,
+            order_size=params.order_size,
+        )
     if params.model == "avellaneda_stoikov":
         return AvellanedaStoikov(
             gamma=params.gamma,
             kappa=params.kappa,
             horizon_s=params.horizon_s,
             rolling=params.rolling_horizon,
+            order_size=params.order_size,
+            session_end_ns=params.session_end_ns,
         )
     return FixedSpread(
         half_spread_bps=params.half_spread_bps, skew_bps_per_unit=params.skew_bps_per_unit
+    )
+
+
+_INTENSITY_BINS = 40
+_INTENSITY_SPAN = 4.0
+"""The distance bins of the intensity fit span this many mean depths (1/kappa) of the
+configured kappa: a market's price scale without another parameter."""
+
+
+def _intensity(params: QuotingParams) -> TradeIntensity:
+    return TradeIntensity(
+        _INTENSITY_SPAN / (params.kappa * _INTENSITY_BINS),
+        bins=_INTENSITY_BINS,
+        window_s=params.intensity_window_s,
+        slice_s=min(10.0, params.intensity_window_s),
+        min_trades=params.intensity_min_trades,
+        kappa_min=params.kappa_min,
+        kappa_max=params.kappa_max,
+    )
+
+
+def _intensity_key(params: QuotingParams) -> tuple[float, ...]:
+    return (
+        params.kappa,
+        params.intensity_window_s,
+        params.intensity_min_trades,
+        params.kappa_min,
+        params.kappa_max,
     )
 
 
@@ -246,7 +288,10 @@ class Quoter:
         self._last_ladder: (
             tuple[tuple[tuple[float, float], ...], tuple[tuple[float, float], ...]] | None
         ) = None
-        self.vol = EwmaVolatility(params.sigma_half_life_s, params.sigma_initial)
+        self.vol = GridVolatility(
+            params.sigma_grid_s, params.sigma_half_life_s, params.sigma_initial
+        )
+        self.intensity = _intensity(params)
         self.params = params
         self.model: QuotingModel = _model(params)
         self.shape = _shape(params)
@@ -268,12 +313,30 @@ class Quoter:
     def sigma(self) -> float:
         return self.vol.sigma
 
+    @property
+    def liquidity(self) -> Intensity | None:
+        """The arrival intensity fitted from trades, None while the fallback applies."""
+        if not self.params.estimate_intensity or self.last_tick is None:
+            return None
+        return self.intensity.estimate(self.last_tick.ts)
+
     def _apply_params(self, params: QuotingParams) -> None:
+        old = self.params
         self.params = params
         self.model = _model(params)
         self.shape = _shape(params)
         self._qtys = level_quantities(self.spec, self.shape)
-        self.vol.set_half_life(params.sigma_half_life_s)
+        if params.sigma_grid_s != old.sigma_grid_s:
+            self.vol = GridVolatility(
+                params.sigma_grid_s, params.sigma_half_life_s, params.sigma_initial
+            )
+        else:
+            self.vol.set_half_life(params.sigma_half_life_s)
+        if _intensity_key(params) != _intensity_key(old):
+            state = self.intensity.state()
+            self.intensity = _intensity(params)
+            if params.kappa == old.kappa:  # same bins: the trades seen still count
+                self.intensity.load(state)
 
     def snapshot(self) -> QuoterSnapshot:
         v = self.vol
@@ -284,7 +347,7 @@ class Quoter:
             seq=self.seq,
             inventory=self.inventory,
             orders=tuple(self.orders.values()),
-            vol=(v.last_ts, v.last_mid, v.variance, v.elapsed_s),
+            vol=v.state(),
             risk_halts=tuple(sorted(self.risk_halts)),
             control_halts=tuple(sorted(self.control_halts)),
             last_tick=self.last_tick,
@@ -292,6 +355,7 @@ class Quoter:
             fill_ids=tuple(self._fill_ids),
             blocked=tuple((s, lvl, until) for (s, lvl), until in sorted(self._blocked.items())),
             last_ladder=self._last_ladder,
+            intensity=self.intensity.state(),
         )
 
     def _restore(self, s: QuoterSnapshot) -> None:
@@ -307,14 +371,15 @@ class Quoter:
         self.seq = s.seq
         self.inventory = s.inventory
         self.orders = {o.client_order_id: o for o in s.orders}
-        last_ts, last_mid, variance, elapsed = s.vol
-        self.vol = EwmaVolatility(
-            self.params.sigma_half_life_s,
-            last_ts=last_ts,
-            last_mid=last_mid,
-            variance=variance,
-            elapsed_s=elapsed,
-        )
+        if len(s.vol) == 10:
+            vol_state: VolState = s.vol
+            self.vol = GridVolatility.restore(
+                vol_state, self.params.sigma_grid_s, self.params.sigma_half_life_s
+            )
+        else:
+            logger.warning("%s: saved volatility of an older version dropped", self.key)
+        if s.intensity is not None:
+            self.intensity.load(s.intensity)
         self.risk_halts = set(s.risk_halts)
         self.control_halts = set(s.control_halts)
         self.last_tick = s.last_tick
@@ -354,6 +419,9 @@ class Quoter:
         if tick.bid >= tick.ask:
             return _out(start)  # crossed book: wait for the next tick rather than quote into it
         self.vol.update(tick.ts, tick.mid)
+        if tick.reason == "trade" and tick.last_price is not None:
+            # the distance from the mid of the book the trade met: what a quote there needed
+            self.intensity.add(tick.ts, abs(tick.last_price - tick.mid))
         self.last_tick = tick
         if self.halted:
             return _out(start + self._retry_cancels(tick.ts))
@@ -597,27 +665,59 @@ class Quoter:
         """The ladder the model wants at ``ts`` from the last tick, with the reference price
         and the reservation price; None before the first tick or during warm-up."""
         tick = self.last_tick
-        if tick is None or self.vol.elapsed_s < self.params.warmup_s:
+        vol = self.vol
+        if tick is None or vol.elapsed_s < self.params.warmup_s:
             return None
+        sigma = vol.sigma
+        if not sigma > 0:
+            return None  # no grid return and no seed yet: nothing to size the risk with
         p = self.params
         ref = self._reference(tick)
         fair = self._fair(tick, ref)
-        excess = self.inventory - p.target_inventory
-        mq = self.model.quote(fair, excess / p.unit, self.vol.sigma, self.model.time_left(ts))
-        limit = p.max_position
+        excess = self.inventory - p.target_inventory  # base units: gamma means the same
+        liquidity = self.liquidity if p.estimate_intensity else None
+        mq = self.model.quote(fair, excess, sigma, self.model.time_left(ts), liquidity)
+        # a fill must earn its maker fee back; a rebate lets the quote sit closer
+        half_spread = max(0.0, mq.half_spread + fair * p.maker_fee_bps / 1e4)
+        limit = p.position_limit
+        bid_qtys, ask_qtys = self._sized(excess, limit)
         ladder = build_ladder(
             reservation=mq.reservation,
-            half_spread=mq.half_spread,
+            half_spread=half_spread,
             reference=ref,
             spec=self.spec,
             shape=self.shape,
             best_bid=tick.bid,
             best_ask=tick.ask,
-            quote_bids=not (limit > 0 and excess >= limit),
-            quote_asks=not (limit > 0 and -excess >= limit),
+            quote_bids=excess < limit,
+            quote_asks=-excess < limit,
             qtys=self._qtys,
+            bid_qtys=bid_qtys,
+            ask_qtys=ask_qtys,
         )
         return ladder, ref, mq.reservation
+
+    def _sized(
+        self, excess: float, limit: float
+    ) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+        """Level sizes of the bids and asks (None: the configured ones): the side that adds
+        to the inventory shrinks with it (``size_skew``) and never takes it past ``limit``
+        even if every level fills."""
+        qtys = self._qtys
+        if excess == 0.0 and sum(qtys) <= limit:
+            return None, None  # flat: both sides as configured (the common case)
+        factor = 1.0 - self.params.size_skew * min(1.0, abs(excess) / limit)
+        adding = self._capped(qtys, factor, limit - abs(excess))
+        reducing = self._capped(qtys, 1.0, limit + abs(excess))
+        return (adding, reducing) if excess >= 0 else (reducing, adding)
+
+    def _capped(self, qtys: tuple[float, ...], factor: float, room: float) -> tuple[float, ...]:
+        out = []
+        for qty in qtys:
+            q = self.spec.qty_down(max(0.0, min(qty * factor, room)))
+            room -= q
+            out.append(q)
+        return tuple(out)
 
     def _requote(self, ts: int, start: list[OrderIntent]) -> QuoterOutput:
         desired = self.desired_ladder(ts)
@@ -660,8 +760,16 @@ class Quoter:
 
     def _diff(self, ts: int, ladder: Ladder, ref: float) -> list[OrderIntent]:
         p = self.params
-        tolerance = ref * p.refresh_tolerance_bps / 1e4 + self.spec.tick_size * 1e-6
+        # The tolerance is a fraction of the half spread actually quoted (never wider than
+        # it), optionally capped in bps: a move of the mid by more than that is requoted.
+        hs = ladder.half_spread
+        tolerance = p.refresh_fraction * hs
+        if p.refresh_tolerance_bps > 0:
+            tolerance = min(tolerance, ref * p.refresh_tolerance_bps / 1e4)
+        tolerance += self.spec.tick_size * 1e-6
         lifetime = round(p.min_quote_lifetime_s * NS)
+        max_age = round(p.max_quote_age_s * NS)
+        mid = self.last_tick.mid if self.last_tick is not None else ref
         desired = {("buy", lv.level): lv for lv in ladder.bids}
         desired.update({("sell", lv.level): lv for lv in ladder.asks})
         quoting: dict[tuple[str, int], list[LiveOrder]] = {}
@@ -684,11 +792,15 @@ class Quoter:
             if live:
                 keep, extra = live[0], live[1:]
                 cancels.extend(self._cancel(ts, o, "duplicate on level") for o in extra)
-                close = (
-                    abs(keep.price - want.price) <= tolerance
-                    and abs(keep.qty - want.qty) < self.spec.lot_size / 2
-                )
-                if close or ts - keep.placed_ts < lifetime:
+                off = abs(keep.price - want.price)
+                age = ts - keep.placed_ts
+                close = off <= tolerance and abs(keep.qty - want.qty) < self.spec.lot_size / 2
+                if close and not (max_age and age >= max_age):
+                    continue
+                # A young order is left alone unless it is badly off: on the wrong side of
+                # the mid (it would be picked off) or a whole half spread from its price.
+                wrong_side = keep.price >= mid if side == "buy" else keep.price <= mid
+                if age < lifetime and not wrong_side and off <= hs:
                     continue
                 cancels.append(self._cancel(ts, keep, f"refresh to {want.price}"))
             if self._blocked.get(slot, ts) > ts:
@@ -784,6 +896,7 @@ class QuotingLogic(StatefulLogic[Routed, Emission, QuoterSnapshot]):
         self._in = metrics.EVENTS_IN.labels(step=step)
         self._out = metrics.EVENTS_OUT.labels(step=step)
         self._dead = metrics.DEAD_LETTERS.labels(step=step)
+        self._seen_returns = -1
 
     def _quoter(self, key: str) -> Quoter:
         if self.quoter is None:
@@ -811,6 +924,9 @@ class QuotingLogic(StatefulLogic[Routed, Emission, QuoterSnapshot]):
                 metrics.TICK_TO_QUOTE_LATENCY.observe(elapsed / NS)
                 if self.on_latency is not None:
                     self.on_latency(elapsed)
+                if quoter.vol.returns != self._seen_returns:
+                    self._seen_returns = quoter.vol.returns  # once per grid step
+                    _export_estimates(quoter)
             else:
                 out = quoter.on_event(event)
         except QuoterInputError as exc:
@@ -827,6 +943,16 @@ class QuotingLogic(StatefulLogic[Routed, Emission, QuoterSnapshot]):
             assert self.resume is not None
             return self.resume
         return self.quoter.snapshot()
+
+
+def _export_estimates(quoter: Quoter) -> None:
+    key = quoter.key
+    metrics.QUOTING_SIGMA.labels(market=key).set(quoter.sigma)
+    fit = quoter.liquidity
+    p = quoter.params
+    a, kappa = (fit.a, fit.kappa) if fit is not None else (p.arrival_rate, p.kappa)
+    metrics.QUOTING_INTENSITY.labels(market=key, param="a").set(a)
+    metrics.QUOTING_INTENSITY.labels(market=key, param="kappa").set(kappa)
 
 
 def _is_dead(x: object) -> TypeGuard[DeadLetter]:
