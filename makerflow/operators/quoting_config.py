@@ -147,9 +147,12 @@ class QuotingParams(Config, frozen=True, kw_only=True):
     spread away (0 < f <= 1): the tolerance scales with the spread and is never wider."""
     refresh_tolerance_bps: float = 0.0
     """An optional absolute cap (bps of the reference) on that tolerance; 0: none."""
-    min_quote_lifetime_s: float = 0.5
+    min_quote_lifetime_s: float = 1.0
     """A live order younger than this (event time) is not replaced, unless it has ended up on
-    the wrong side of the mid or a whole half spread away from its desired price."""
+    the wrong side of the mid or a whole half spread away from its desired price. 1 s: on
+    the recorded data the mid moves by the tolerance within milliseconds, so this sets the
+    order rate, at most one place a second per level and side, inside Binance's
+    200 000 orders per 24 h with one level a side."""
     max_quote_age_s: float = 30.0
     """A live order older than this is replaced even when its price is still right; 0: no
     ceiling."""
