@@ -44,7 +44,7 @@ from makerflow.flows.all_in_one import (
     trading_pipeline,
 )
 from makerflow.operators.index import IndexConfig
-from makerflow.operators.quoting_config import QuotingConfig
+from makerflow.operators.quoting_config import QuotingConfig, QuotingParams
 from makerflow.operators.recon_logic import ReconConfig
 from makerflow.operators.risk_limits import MarketConfig as RiskMarket
 from makerflow.operators.risk_limits import RiskConfig
@@ -85,7 +85,8 @@ def demo_config(exchange_url: str) -> PipelineConfig:
     basket) on the local exchange; an index of Binance and the DEX."""
     return PipelineConfig(
         index=IndexConfig(min_venues=2, dex_max_age_s=30.0, max_age_s=10.0),
-        quoting=QuotingConfig(id_namespace="demo"),
+        # The demo replays two minutes: the volatility warms up on 10 s instead of 30 s.
+        quoting=QuotingConfig(id_namespace="demo", defaults=QuotingParams(warmup_s=10.0)),
         risk=RiskConfig(
             markets=(RiskMarket(venue="binance", symbol="BTC/USDT", index_basket="BTC"),)
         ),

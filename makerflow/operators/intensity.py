@@ -40,6 +40,16 @@ class Intensity:
     kappa: float
 
 
+IntensityState = tuple[
+    tuple[tuple[int, tuple[int, ...]], ...],
+    int | None,
+    int | None,
+    tuple[float, float] | None,
+    int | None,
+]
+"""What :meth:`TradeIntensity.state` gives and :meth:`TradeIntensity.load` takes."""
+
+
 class TradeIntensity:
     """Rolling estimate of :class:`Intensity` from trades' distances to the mid."""
 
@@ -182,16 +192,23 @@ class TradeIntensity:
         log_a = (sy + kappa * sx) / sw
         return Intensity(a=math.exp(log_a), kappa=kappa)
 
-    def state(self) -> tuple[tuple[tuple[int, tuple[int, ...]], ...], int | None, int | None]:
+    def state(self) -> IntensityState:
+        """Everything needed to resume (for snapshots), the last fit included, so a resumed
+        estimator refits when the original would have."""
+        cached = self._cached
         return (
             tuple((i, tuple(c)) for i, c in sorted(self.slices.items())),
             self.first_ts,
             self.last_ts,
+            None if cached is None else (cached.a, cached.kappa),
+            self._cached_at,
         )
 
-    def load(
-        self, state: tuple[tuple[tuple[int, tuple[int, ...]], ...], int | None, int | None]
-    ) -> None:
-        slices, self.first_ts, self.last_ts = state
-        self.slices = {i: list(c) for i, c in slices if len(c) == self.bins + 1}
+    def invalidate(self) -> None:
+        """Refit at the next :meth:`estimate` (after a change of the fit's parameters)."""
         self._cached = self._cached_at = None
+
+    def load(self, state: IntensityState) -> None:
+        slices, self.first_ts, self.last_ts, cached, self._cached_at = state
+        self.slices = {i: list(c) for i, c in slices if len(c) == self.bins + 1}
+        self._cached = None if cached is None else Intensity(a=cached[0], kappa=cached[1])

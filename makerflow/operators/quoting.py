@@ -35,7 +35,7 @@ from bytewax.dataflow import Stream, operator
 from bytewax.operators import StatefulLogic
 
 from makerflow import metrics
-from makerflow.operators.intensity import Intensity, TradeIntensity
+from makerflow.operators.intensity import Intensity, IntensityState, TradeIntensity
 from makerflow.operators.ladder import (
     Ladder,
     LadderShape,
@@ -337,6 +337,7 @@ class Quoter:
             self.intensity = _intensity(params)
             if params.kappa == old.kappa:  # same bins: the trades seen still count
                 self.intensity.load(state)
+                self.intensity.invalidate()
 
     def snapshot(self) -> QuoterSnapshot:
         v = self.vol
@@ -378,8 +379,9 @@ class Quoter:
             )
         else:
             logger.warning("%s: saved volatility of an older version dropped", self.key)
-        if s.intensity is not None:
-            self.intensity.load(s.intensity)
+        if s.intensity is not None and len(s.intensity) == 5:
+            intensity_state: IntensityState = s.intensity
+            self.intensity.load(intensity_state)
         self.risk_halts = set(s.risk_halts)
         self.control_halts = set(s.control_halts)
         self.last_tick = s.last_tick

@@ -143,15 +143,17 @@ class AvellanedaStoikov:
             horizon_s=self.horizon_s,
             order_size=self.order_size,
         )
-        if not self.rolling and self.session_end_ns <= 0:
-            raise ValueError(
-                "a finite Avellaneda-Stoikov horizon needs session_end_ns (the event time"
-                " trading ends); for a market that never closes use rolling or glft"
-            )
 
     def time_left(self, ts: int) -> float:
         if self.rolling:
             return self.horizon_s
+        if self.session_end_ns <= 0:
+            # (a caller that passes tau itself, as a simulation of one session does, needs
+            # no end time: only this method does)
+            raise ValueError(
+                "a finite Avellaneda-Stoikov horizon needs session_end_ns (the event time"
+                " trading ends); for a market that never closes use rolling or glft"
+            )
         return max(0.0, (self.session_end_ns - ts) / NS)
 
     def quote(

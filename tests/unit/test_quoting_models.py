@@ -85,7 +85,7 @@ def test_finite_horizon_does_not_restart_every_horizon() -> None:
     ]
     assert all(b < a for a, b in itertools.pairwise(skews))  # runs down, never resets
     with pytest.raises(ValueError, match="session_end_ns"):
-        AvellanedaStoikov(gamma=0.1, kappa=1.5, horizon_s=60.0, rolling=False)
+        AvellanedaStoikov(gamma=0.1, kappa=1.5, horizon_s=60.0, rolling=False).time_left(end)
 
 
 def test_rolling_horizon_keeps_the_whole_horizon() -> None:
