@@ -2,11 +2,14 @@
 
 :class:`Quoter` is pure (no I/O, no clock; event time comes from the events), one instance per
 market. On each event it updates what it knows (inventory from fills, live orders from order
-events, volatility from ticks, halts from risk states and control commands), asks its model
-for a reservation price and half spread, lays out the ladder and diffs it against the live
-orders into place and cancel intents. A live order close enough to its desired price
-(``refresh_tolerance_bps``), or younger than ``min_quote_lifetime_s``, is left alone, so small
-moves of the market do not churn orders.
+events, volatility and the trades' arrival intensity from ticks, halts from risk states and
+control commands), asks its model for a reservation price and half spread (GLFT by default;
+inventory in base units, maker fee added), lays out the ladder (the side that would pass
+``max_position`` left out, the adding side's sizes shrunk with the inventory) and diffs it
+against the live orders into place and cancel intents. A live order within
+``refresh_fraction`` of the half spread of its desired price is left alone until
+``max_quote_age_s``; one younger than ``min_quote_lifetime_s`` too, unless the market has run
+into it (on the wrong side of the mid, or a half spread more aggressive than wanted).
 
 Client order ids are deterministic: ``mf-<h>-<side><level>-<seq>`` where ``h`` hashes the
 id namespace, account, market and the event time of the quoter's first event, ``side`` is
@@ -799,11 +802,17 @@ class Quoter:
                 close = off <= tolerance and abs(keep.qty - want.qty) < self.spec.lot_size / 2
                 if close and not (max_age and age >= max_age):
                     continue
-                # A young order is left alone unless it is badly off: on the wrong side of
-                # the mid (it would be picked off) or a whole half spread from its price.
-                wrong_side = keep.price >= mid if side == "buy" else keep.price <= mid
-                if age < lifetime and not wrong_side and off <= hs:
-                    continue
+                # A young order is left alone unless the market has run into it: on the
+                # wrong side of the mid, or more than a half spread more aggressive than
+                # the model wants (it would be picked off). One left behind (too passive)
+                # waits for its lifetime: chasing the mid is what churns orders.
+                if age < lifetime:
+                    if side == "buy":
+                        exposed = keep.price >= mid or keep.price - want.price > hs
+                    else:
+                        exposed = keep.price <= mid or want.price - keep.price > hs
+                    if not exposed:
+                        continue
                 cancels.append(self._cancel(ts, keep, f"refresh to {want.price}"))
             if self._blocked.get(slot, ts) > ts:
                 continue

@@ -178,8 +178,8 @@ def test_refresh_tolerance_cuts_churn_on_recorded_ticks() -> None:
         for t in ticks:
             n += len(q.on_tick(t).intents)
             # every order that still quotes is within the tolerance (a fraction of the half
-            # spread) of where the model wants it, or young, on its side of the mid and
-            # within a half spread of its price
+            # spread) of where the model wants it, or young, on its side of the mid and not
+            # more than a half spread more aggressive than its price
             desired = q.desired_ladder(t.ts)
             assert desired is not None
             ladder = desired[0]
@@ -188,10 +188,12 @@ def test_refresh_tolerance_cuts_churn_on_recorded_ticks() -> None:
             tol = params.refresh_fraction * ladder.half_spread + 1e-6
             for o in q.orders.values():
                 if o.cancel_ts is None:
-                    off = abs(o.price - want[(o.side, o.level)])
+                    target = want[(o.side, o.level)]
+                    off = abs(o.price - target)
                     young = t.ts - o.placed_ts < params.min_quote_lifetime_s * NS
                     right_side = o.price < t.mid if o.side == "buy" else o.price > t.mid
-                    assert off <= tol or (young and right_side and off <= ladder.half_spread)
+                    aggressive = o.price - target if o.side == "buy" else target - o.price
+                    assert off <= tol or (young and right_side and aggressive <= ladder.half_spread)
         counts[name] = n
     assert counts["calm"] * 5 < counts["eager"], counts
 
