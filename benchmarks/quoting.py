@@ -57,7 +57,16 @@ from makerflow.operators.ticks import book_tick
 from makerflow.schemas.events import Tick
 
 REPO = Path(__file__).resolve().parents[1]
-SPOT = REPO.parent / "shared" / "data" / "binance" / "spot"
+# ``../shared`` beside the repository (or beside a worktree's parent directory)
+SPOT = (
+    next(
+        (p for p in (REPO.parent / "shared", REPO.parent.parent / "shared") if p.exists()),
+        REPO.parent / "shared",
+    )
+    / "data"
+    / "binance"
+    / "spot"
+)
 FULL = (SPOT / "btcusdt_20240808.gz", SPOT / "btcusdt_20240809.gz")
 QUICK = REPO / "makerflow" / "demo" / "data" / "binance_spot_btcusdt_20240808_2min.gz"
 BASELINE_REV = "3bcdde4"
@@ -250,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("_mf_baseline.quoting").setLevel(logging.ERROR)
     paths = (QUICK,) if args.quick or not all(p.exists() for p in FULL) else FULL
     ticks = load_ticks(paths)
-    names = " + ".join(str(p.relative_to(REPO.parent)) for p in paths)
+    names = " + ".join(p.name for p in paths)
     n_trades = sum(1 for t in ticks if t.reason == "trade")
     print(f"{len(ticks)} ticks ({n_trades} trades) from {names}; {args.levels} levels a side")
     try:
