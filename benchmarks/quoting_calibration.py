@@ -16,11 +16,12 @@ Not a speed benchmark: a table of estimates, to recalibrate ``gamma``, ``kappa``
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
 import math
 from pathlib import Path
+from types import ModuleType
 
-from benchmarks.quoting import FULL, QUICK, load_ticks
 from makerflow.operators.intensity import TradeIntensity
 from makerflow.operators.quoting_config import QuotingParams
 from makerflow.operators.quoting_models import Glft
@@ -28,6 +29,19 @@ from makerflow.operators.volatility import GridVolatility
 from makerflow.schemas.events import Tick
 
 NS = 1_000_000_000
+
+
+def _sibling(name: str) -> ModuleType:
+    """A module beside this script (``make bench`` runs each file as a script)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_ticks = _sibling("quoting")
+FULL, QUICK, load_ticks = _ticks.FULL, _ticks.QUICK, _ticks.load_ticks
 
 
 class TickEwma:
