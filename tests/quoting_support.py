@@ -76,6 +76,8 @@ DEMO_FILE = (
     / "binance_spot_btcusdt_20240808_2min.gz"
 )
 """Two minutes of recorded Binance spot BTC/USDT (bookTicker, trades, depth), the demo's."""
+VOLATILE_FILE = TICKS_FILE.with_name("btcusdt_tops_trades_20240808_2357.gz")
+"""Two later, volatile minutes of the same recording (bookTicker and trades)."""
 
 
 def load_market_ticks(path: Path = DEMO_FILE) -> list[Tick]:

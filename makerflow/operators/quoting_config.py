@@ -74,7 +74,8 @@ class QuotingParams(Config, frozen=True, kw_only=True):
     """GLFT's A, trades per second and side reaching the mid; the fallback like ``kappa``."""
     horizon_s: float = 2.5
     """A-S rolling horizon (the time inventory is assumed to be held). 2.5 s makes the A-S
-    inventory skew ``gamma sigma^2 tau`` match GLFT's ``sigma c2`` on the recorded data."""
+    inventory skew ``gamma sigma^2 tau`` GLFT's ``sigma c2`` on the recorded data: equal in
+    its calm minutes, about twice it in the volatile ones."""
     rolling_horizon: bool = True
     """A-S: True, the time left is always ``horizon_s``; False, it runs down to
     ``session_end_ns`` (a real close) and stays at zero after it."""

@@ -13,7 +13,13 @@ from makerflow.operators.quoting import Quoter
 from makerflow.operators.quoting_config import QuotingConfig, QuotingParams
 from makerflow.operators.quoting_models import Glft
 from makerflow.schemas.events import ControlCommand, Fill, Tick
-from tests.quoting_support import btc_market, grid_sigma, load_market_ticks, make_tick
+from tests.quoting_support import (
+    VOLATILE_FILE,
+    btc_market,
+    grid_sigma,
+    load_market_ticks,
+    make_tick,
+)
 
 NS = 1_000_000_000
 TICKS = load_market_ticks()  # two minutes: bookTicker and trades, 2024-08-08 23:54 UTC
@@ -265,3 +271,56 @@ def test_snapshot_resumes_the_estimators_exactly() -> None:
     got += [encode(i) for t in TICKS[half:] for i in resumed.on_tick(t).intents]
     assert got == expected
     assert resumed.sigma == whole.sigma and resumed.liquidity == whole.liquidity
+
+
+def _run_default(ticks: list[Tick]) -> tuple[Quoter, float]:
+    q = default_quoter()
+    for t in ticks:
+        q.on_tick(t)
+    desired = q.desired_ladder(ticks[-1].ts)
+    assert desired is not None
+    return q, desired[0].half_spread
+
+
+def test_the_spread_follows_the_market_instead_of_staying_fixed() -> None:
+    # Found on main: with gamma = 0.005 and kappa = 0.3 the spread was about 7.2 USDT of
+    # which 0.57 USDT was the risk term: in effect a fixed spread whatever the market did.
+    calm_q, calm = _run_default(TICKS)
+    wild_ticks = load_market_ticks(VOLATILE_FILE)
+    wild_q, wild = _run_default(wild_ticks)
+    assert grid_sigma(wild_ticks) > 1.7 * grid_sigma(TICKS)
+    assert wild > 2.5 * calm
+    assert wild_q.sigma > 1.5 * calm_q.sigma
+    calm_fit, wild_fit = calm_q.liquidity, wild_q.liquidity
+    assert calm_fit is not None and wild_fit is not None
+    assert wild_fit.kappa < 0.5 * calm_fit.kappa  # trades print farther from the mid
+
+
+def test_the_rolling_a_s_horizon_default_matches_glft_skew_on_the_recorded_data() -> None:
+    # horizon_s = 2.5 s was chosen so that the A-S skew gamma sigma^2 tau is GLFT's sigma c2
+    # at the calibration the recording gives: equal in the calm minutes, about twice it in the
+    # volatile ones (the A-S skew grows with sigma^2, GLFT's with sigma).
+    from makerflow.operators.quoting_models import glft_coefficients
+
+    p = DEFAULTS.params_for(MARKET)
+    for ticks in (TICKS, load_market_ticks(VOLATILE_FILE)):
+        q, _ = _run_default(ticks)
+        fit = q.liquidity
+        assert fit is not None
+        _c1, c2 = glft_coefficients(p.gamma, fit.a, fit.kappa, p.order_size)
+        as_skew = p.gamma * q.sigma**2 * p.horizon_s
+        assert 0.7 < as_skew / (q.sigma * c2) < 2.2
+
+
+def test_without_intensity_estimation_the_configured_a_and_kappa_are_used() -> None:
+    q = default_quoter(estimate_intensity=False)
+    for t in TICKS:
+        q.on_tick(t)
+    assert q.liquidity is None
+    desired = q.desired_ladder(TICKS[-1].ts)
+    assert desired is not None
+    p = q.params
+    fallback = Glft(gamma=p.gamma, a=p.arrival_rate, kappa=p.kappa, order_size=p.order_size)
+    assert desired[0].half_spread == pytest.approx(
+        fallback.quote(TICKS[-1].mid, 0.0, q.sigma, 0.0).half_spread, rel=1e-12
+    )
