@@ -114,8 +114,8 @@ class TradeIntensity:
         last = self.last_ts
         if last is not None and ts < last - self._slice_ns * self.window_slices:
             return  # older than the window
-        if self.first_ts is None:
-            self.first_ts = ts
+        if self.first_ts is None or ts < self.first_ts:
+            self.first_ts = ts  # the earliest trade, whatever order they arrive in
         if last is None or ts > last:
             self.last_ts = ts
         idx = ts // self._slice_ns

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from makerflow.operators.intensity import TradeIntensity
 from makerflow.operators.quoting_models import NS
@@ -69,3 +71,20 @@ def test_refit_waits_for_the_refit_interval_and_state_round_trips() -> None:
     again = TradeIntensity(step=0.25, refit_s=5.0)
     again.load(est.state())
     assert again.fit() == est.fit()
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), rotate=st.integers(0, 500))
+def test_the_fit_does_not_depend_on_the_order_trades_arrive_in(seed: int, rotate: int) -> None:
+    rng = random.Random(seed)
+    trades = [(T0 + rng.randrange(0, 60 * NS), rng.expovariate(0.5)) for _ in range(600)]
+    in_order = TradeIntensity(step=0.25, window_s=120.0, min_trades=100)
+    shuffled = TradeIntensity(step=0.25, window_s=120.0, min_trades=100)
+    for ts, d in sorted(trades):
+        in_order.add(ts, d)
+    mixed = trades[rotate:] + trades[:rotate]
+    rng.shuffle(mixed)
+    for ts, d in mixed:
+        shuffled.add(ts, d)
+    assert shuffled.state()[:3] == in_order.state()[:3]
+    assert shuffled.fit() == in_order.fit()

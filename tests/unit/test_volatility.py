@@ -7,6 +7,8 @@ import math
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from makerflow.operators.quoting_models import NS
 from makerflow.operators.volatility import GridVolatility
@@ -92,3 +94,31 @@ def test_older_ticks_are_ignored_and_state_round_trips() -> None:
     vol.update(9 * NS, 104.0)
     again.update(9 * NS, 104.0)
     assert again.sigma == vol.sigma
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    moves=st.lists(st.floats(-5.0, 5.0, allow_nan=False), min_size=5, max_size=60),
+    gaps=st.lists(st.integers(1, 3 * NS), min_size=60, max_size=60),
+    extra=st.lists(st.floats(0.01, 0.99), min_size=0, max_size=30),
+)
+def test_repeating_an_unchanged_mid_changes_nothing(
+    moves: list[float], gaps: list[int], extra: list[float]
+) -> None:
+    # ticks that repeat the mid in force (a trade tick, a quantity change) add no information
+    path, ts, mid = [], 1_700_000_000 * NS, 60_000.0
+    for move, gap in zip(moves, gaps, strict=False):
+        ts += gap
+        mid += move
+        path.append((ts, mid))
+    plain = GridVolatility(grid_s=1.0, half_life_s=30.0)
+    noisy = GridVolatility(grid_s=1.0, half_life_s=30.0)
+    for i, (ts, mid) in enumerate(path):
+        plain.update(ts, mid)
+        noisy.update(ts, mid)
+        if i + 1 < len(path) and i < len(extra):
+            between = ts + max(1, int((path[i + 1][0] - ts) * extra[i]))
+            if between < path[i + 1][0]:
+                noisy.update(between, mid)
+    assert noisy.returns == plain.returns
+    assert noisy.sigma == pytest.approx(plain.sigma, rel=1e-12, abs=1e-12)
