@@ -185,6 +185,40 @@ def level_quantities(spec: MarketSpec, shape: LadderShape) -> tuple[float, ...]:
     return tuple(spec.qty_down(shape.size(i)) for i in range(shape.levels))
 
 
+def inventory_sizes(
+    spec: MarketSpec,
+    qtys: Sequence[float],
+    excess: float,
+    limit: float,
+    size_skew: float,
+) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    """The bid and ask level sizes for an inventory ``excess`` over its target (base units)
+    under a position ``limit``; None means the configured ``qtys``.
+
+    The side that adds to the inventory quotes ``1 - size_skew * |excess| / limit`` of each
+    size, and its levels together never take the inventory past ``limit`` even if all fill;
+    the reducing side keeps its sizes, within ``limit`` on the other side. Sizes are rounded
+    down to the lot (a level too small to trade is then left out by :func:`build_ladder`).
+    """
+    if excess == 0.0 and sum(qtys) <= limit:
+        return None, None  # flat: both sides as configured (the common case)
+    factor = 1.0 - size_skew * min(1.0, abs(excess) / limit)
+    adding = _capped(spec, qtys, factor, limit - abs(excess))
+    reducing = _capped(spec, qtys, 1.0, limit + abs(excess))
+    return (adding, reducing) if excess >= 0 else (reducing, adding)
+
+
+def _capped(
+    spec: MarketSpec, qtys: Sequence[float], factor: float, room: float
+) -> tuple[float, ...]:
+    out = []
+    for qty in qtys:
+        q = spec.qty_down(max(0.0, min(qty * factor, room)))
+        room -= q
+        out.append(q)
+    return tuple(out)
+
+
 def clamp_half_spread(half_spread: float, reference: float, shape: LadderShape) -> float:
     """``half_spread`` kept within half the minimum and maximum spreads."""
     lo = reference * shape.min_spread_bps / 2e4

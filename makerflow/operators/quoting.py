@@ -44,8 +44,10 @@ from makerflow.operators.ladder import (
     LadderShape,
     MarketSpec,
     build_ladder,
+    inventory_sizes,
     level_quantities,
 )
+from makerflow.operators.quote_hygiene import Hygiene
 from makerflow.operators.quoting_config import MarketConfig, QuotingConfig, QuotingParams
 from makerflow.operators.quoting_models import (
     NS,
@@ -685,7 +687,7 @@ class Quoter:
         # a fill must earn its maker fee back; a rebate lets the quote sit closer
         half_spread = max(0.0, mq.half_spread + fair * p.maker_fee_bps / 1e4)
         limit = p.position_limit
-        bid_qtys, ask_qtys = self._sized(excess, limit)
+        bid_qtys, ask_qtys = inventory_sizes(self.spec, self._qtys, excess, limit, p.size_skew)
         ladder = build_ladder(
             reservation=mq.reservation,
             half_spread=half_spread,
@@ -701,28 +703,6 @@ class Quoter:
             ask_qtys=ask_qtys,
         )
         return ladder, ref, mq.reservation
-
-    def _sized(
-        self, excess: float, limit: float
-    ) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
-        """Level sizes of the bids and asks (None: the configured ones): the side that adds
-        to the inventory shrinks with it (``size_skew``) and never takes it past ``limit``
-        even if every level fills."""
-        qtys = self._qtys
-        if excess == 0.0 and sum(qtys) <= limit:
-            return None, None  # flat: both sides as configured (the common case)
-        factor = 1.0 - self.params.size_skew * min(1.0, abs(excess) / limit)
-        adding = self._capped(qtys, factor, limit - abs(excess))
-        reducing = self._capped(qtys, 1.0, limit + abs(excess))
-        return (adding, reducing) if excess >= 0 else (reducing, adding)
-
-    def _capped(self, qtys: tuple[float, ...], factor: float, room: float) -> tuple[float, ...]:
-        out = []
-        for qty in qtys:
-            q = self.spec.qty_down(max(0.0, min(qty * factor, room)))
-            room -= q
-            out.append(q)
-        return tuple(out)
 
     def _requote(self, ts: int, start: list[OrderIntent]) -> QuoterOutput:
         desired = self.desired_ladder(ts)
@@ -764,17 +744,14 @@ class Quoter:
         )
 
     def _diff(self, ts: int, ladder: Ladder, ref: float) -> list[OrderIntent]:
-        p = self.params
-        # The tolerance is a fraction of the half spread actually quoted (never wider than
-        # it), optionally capped in bps: a move of the mid by more than that is requoted.
-        hs = ladder.half_spread
-        tolerance = p.refresh_fraction * hs
-        if p.refresh_tolerance_bps > 0:
-            tolerance = min(tolerance, ref * p.refresh_tolerance_bps / 1e4)
-        tolerance += self.spec.tick_size * 1e-6
-        lifetime = round(p.min_quote_lifetime_s * NS)
-        max_age = round(p.max_quote_age_s * NS)
-        mid = self.last_tick.mid if self.last_tick is not None else ref
+        rules = Hygiene.of(
+            self.params,
+            half_spread=ladder.half_spread,
+            reference=ref,
+            mid=self.last_tick.mid if self.last_tick is not None else ref,
+            tick_size=self.spec.tick_size,
+            lot_size=self.spec.lot_size,
+        )
         desired = {("buy", lv.level): lv for lv in ladder.bids}
         desired.update({("sell", lv.level): lv for lv in ladder.asks})
         quoting: dict[tuple[str, int], list[LiveOrder]] = {}
@@ -797,22 +774,10 @@ class Quoter:
             if live:
                 keep, extra = live[0], live[1:]
                 cancels.extend(self._cancel(ts, o, "duplicate on level") for o in extra)
-                off = abs(keep.price - want.price)
-                age = ts - keep.placed_ts
-                close = off <= tolerance and abs(keep.qty - want.qty) < self.spec.lot_size / 2
-                if close and not (max_age and age >= max_age):
+                if rules.keeps(
+                    side, keep.price, keep.qty, keep.placed_ts, want.price, want.qty, ts
+                ):
                     continue
-                # A young order is left alone unless the market has run into it: on the
-                # wrong side of the mid, or more than a half spread more aggressive than
-                # the model wants (it would be picked off). One left behind (too passive)
-                # waits for its lifetime: chasing the mid is what churns orders.
-                if age < lifetime:
-                    if side == "buy":
-                        exposed = keep.price >= mid or keep.price - want.price > hs
-                    else:
-                        exposed = keep.price <= mid or want.price - keep.price > hs
-                    if not exposed:
-                        continue
                 cancels.append(self._cancel(ts, keep, f"refresh to {want.price}"))
             if self._blocked.get(slot, ts) > ts:
                 continue
