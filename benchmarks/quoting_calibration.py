@@ -18,12 +18,16 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import itertools
+import logging
 import math
+import subprocess
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from makerflow.operators.intensity import TradeIntensity
-from makerflow.operators.quoting_config import QuotingParams
+from makerflow.operators.quoting import Quoter
+from makerflow.operators.quoting_config import QuotingConfig, QuotingParams
 from makerflow.operators.quoting_models import Glft
 from makerflow.operators.volatility import GridVolatility
 from makerflow.schemas.events import Tick
@@ -42,6 +46,7 @@ def _sibling(name: str) -> ModuleType:
 
 _ticks = _sibling("quoting")
 FULL, QUICK, load_ticks = _ticks.FULL, _ticks.QUICK, _ticks.load_ticks
+BASELINE_REV, load_baseline = _ticks.BASELINE_REV, _ticks.load_baseline
 
 
 class TickEwma:
@@ -124,7 +129,58 @@ def main(argv: list[str] | None = None) -> int:
             f" {flat.half_spread:>10.2f} ({flat.half_spread / t.mid * 1e4:>5.2f} bps) |"
             f" {one:>9.3f} | {full / flat.half_spread:>16.2f} |"
         )
+    print()
+    hygiene_table(ticks)
     return 0
+
+
+def hygiene_table(ticks: list[Tick]) -> None:
+    logging.getLogger("makerflow.operators.quoting").setLevel(logging.ERROR)
+    logging.getLogger("_mf_baseline.quoting").setLevel(logging.ERROR)
+    quoters: list[tuple[str, Any]] = []
+    cfg = QuotingConfig()
+    quoters.append(("defaults now", Quoter(cfg.markets[0], cfg.params_for(cfg.markets[0]))))
+    try:
+        base = load_baseline()
+        old = base.quoting_config.QuotingConfig()
+        quoters.append(
+            (f"defaults at {BASELINE_REV}", base.quoting.Quoter(old.markets[0], old.defaults))
+        )
+    except (OSError, ImportError, SyntaxError, subprocess.CalledProcessError) as exc:
+        print(f"baseline {BASELINE_REV} not loadable ({exc})")
+    span = (ticks[-1].ts - ticks[0].ts) / NS
+    print(
+        "| quoter              | places/s | ticks quoting | on the wrong side of the mid |"
+        " worst USDT | half spread p10 / p50 / p90 USDT |"
+    )
+    print(
+        "|-----------------|---------:|--------------:|-----------------------------:|"
+        "-----------:|---------------------------------:|"
+    )
+    for name, q in quoters:
+        places = wrong = quoting = 0
+        worst = 0.0
+        spreads: list[float] = []
+        for t in ticks:
+            out = q.on_tick(t)
+            places += sum(1 for i in out.intents if i.action == "place")
+            live = [o for o in q.orders.values() if o.cancel_ts is None]
+            quoting += bool(live)
+            bad = [(o.price - t.mid) if o.side == "buy" else (t.mid - o.price) for o in live]
+            if bad and max(bad) >= 0:
+                wrong += 1
+                worst = max(worst, max(bad))
+            desired = q.desired_ladder(t.ts)
+            if desired is not None:
+                spreads.append(desired[0].half_spread)
+        spreads.sort()
+        n = len(spreads)
+        pcts = " / ".join(f"{spreads[int(f * n)]:.2f}" for f in (0.1, 0.5, 0.9))
+        print(
+            f"| {name:<19} | {places / span:>8.2f} | {quoting:>13} |"
+            f" {wrong:>10} ({100 * wrong / max(1, quoting):>5.1f} % of ticks) |"
+            f" {worst:>10.2f} | {pcts:>32} |"
+        )
 
 
 if __name__ == "__main__":
