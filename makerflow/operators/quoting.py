@@ -58,7 +58,6 @@ from makerflow.operators.ladder import (
     level_quantities,
 )
 from makerflow.operators.order_state import (
-    TERMINAL,
     Order,
     OrderState,
     OrderStateName,
@@ -619,10 +618,6 @@ class Quoter:
         if not t.changed_state:
             return _NOTHING
         if not order.terminal:
-            if order.cancel_requested and t.previous in TERMINAL:
-                # We had given it up (our own rejection) and asked it gone; the venue says
-                # it lives after all: ask again.
-                return _out([self._cancel(ev.ts, order, "cancel again: the venue has it")])
             return _NOTHING  # acked, partially filled, unknown: the slot stays taken
         cid = order.client_order_id
         self._cancels.pop(cid, None)

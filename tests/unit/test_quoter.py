@@ -710,19 +710,3 @@ def test_a_balance_reanchors_only_the_one_market_trading_its_asset() -> None:
     # two markets share BTC: one balance cannot be split between their positions
     assert router.by_balance(bal("BTC")) == []
     assert router.by_balance(bal("USDT")) == []
-
-
-def test_an_order_we_cancelled_and_gave_up_on_that_turns_up_is_cancelled_again() -> None:
-    q = Quoter(MARKET, PARAMS)
-    bid, _ = _bid_ask(q)
-    q.on_order_event(order_event(0.1, bid, "unknown"))
-    halt = q.on_risk(risk(1, "global", "HALTED"))
-    assert bid.client_order_id in {i.client_order_id for i in cancels(halt)}
-    # the cancel found nothing and the sink said so (our verdict, no exchange id) ...
-    gone = msgspec.structs.replace(order_event(1.1, bid, "rejected"), exchange_order_id=None)
-    q.on_order_event(gone)
-    assert str(bid.client_order_id) not in q.orders
-    # ... but the place had landed late, and the venue has the order
-    out = q.on_order_event(order_event(1.5, bid, "ack"))
-    assert [(i.action, i.client_order_id) for i in out.intents] == [("cancel", bid.client_order_id)]
-    assert q.orders[str(bid.client_order_id)].state == "pending_cancel"
