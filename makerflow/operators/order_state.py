@@ -40,10 +40,7 @@ quantity is the harder fact: a canceled, expired or rejected order whose fills a
 full quantity becomes ``filled`` (the venue's terminal word was older than its fills), counted
 in :attr:`OrderState.conflicts`. Two different terminal words for one order are a contradiction
 in the input; the state keeps the stronger one (filled > canceled > expired > rejected) and
-counts it. A rejection that names no exchange order id is our own verdict (a guard, a failed
-request, a look-up that found nothing), not the venue's: when the venue then says the order
-lives (an ack, a fill) the venue wins, whichever came first, so a place whose first request
-landed late is tracked instead of resting unmanaged.
+counts it.
 
 Orphans: an order event for a client id with our ``prefix`` that no intent of ours placed gets a
 record (``sent=False``), so the owner can cancel it or :meth:`adopt` it. Events for other client
@@ -104,8 +101,7 @@ TRANSITIONS: dict[OrderStateName, frozenset[OrderStateName]] = {
     # The quantity correction described in the module docstring.
     "canceled": _states("filled"),
     "expired": _states("filled"),
-    # Our own rejection (no exchange id) yields to whatever the venue then says.
-    "rejected": _states("open", "partially_filled", "pending_cancel") | TERMINAL,
+    "rejected": _states("filled"),
 }
 """Every change of state an order may go through; a state also 'moves' to itself."""
 
@@ -149,8 +145,6 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
     rank: int = _PENDING
     terminals: tuple[OrderStateName, ...] = ()
     cancel_requested: bool = False
-    local_reject: bool = False
-    """A rejection that named no exchange order id (our verdict, not the venue's)."""
     event_filled: float = 0.0
     fills: tuple[tuple[str, float], ...] = ()
     """(trade id, qty) of every fill applied to this order, sorted by trade id."""
@@ -376,11 +370,8 @@ class OrderState:
         else:
             old_base = old
         rank, terminals = old_base.rank, old_base.terminals
-        local_reject = old_base.local_reject
         terminal = _WIRE_TERMINAL.get(ev.status)
-        if terminal == "rejected" and ev.exchange_order_id is None:
-            local_reject = True
-        elif terminal is not None:
+        if terminal is not None:
             if terminal not in terminals:
                 terminals = tuple(sorted((*terminals, terminal)))
         else:
@@ -393,7 +384,6 @@ class OrderState:
             old is not None
             and rank == old.rank
             and terminals is old.terminals
-            and local_reject == old.local_reject
             and qty == old.qty
             and ev.filled_qty <= old.event_filled
             and ev.ts <= old.last_ts
@@ -412,7 +402,6 @@ class OrderState:
             old_base,
             rank=rank,
             terminals=terminals,
-            local_reject=local_reject,
             qty=qty,
             price=old_base.price if old_base.price is not None else ev.price,
             event_filled=max(old_base.event_filled, ev.filled_qty),
@@ -582,8 +571,6 @@ class OrderState:
             state = (
                 terminals[0] if len(terminals) == 1 else max(terminals, key=_STRENGTH.__getitem__)
             )
-        elif o.local_reject and o.rank < _OPEN and filled <= 0:
-            state = "rejected"  # our verdict stands until the venue says the order lives
         elif o.cancel_requested:
             state = "pending_cancel"
         elif o.rank >= _OPEN or filled > 0:
@@ -618,9 +605,6 @@ class OrderState:
             self._terminal.append(cid)
             while len(self._terminal) > self.max_terminal:
                 gone = self._terminal.popleft()
-                o = self._orders.get(gone)
-                if o is not None and o.state not in TERMINAL:
-                    continue  # revived by the venue since (see local_reject)
                 self._orders.pop(gone, None)
                 self._tombstones.add(gone)
         return Transition(previous=previous, order=new)
