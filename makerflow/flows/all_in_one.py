@@ -23,10 +23,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import bytewax.operators as op
+import msgspec
 from bytewax.dataflow import Dataflow, Stream
 
 from makerflow.flows.common import FlowSettings, TopicIO, lazy_flow
 from makerflow.operators.index import IndexConfig, index_op
+from makerflow.operators.risk_gate import GateConfig, risk_gate
 from makerflow.operators.quoting import quoting_op
 from makerflow.operators.quoting_config import QuotingConfig
 from makerflow.operators.recon_logic import ReconConfig
@@ -74,6 +76,8 @@ class PipelineConfig(Config, frozen=True, kw_only=True):
     risk: RiskConfig = RiskConfig()
     recon: ReconConfig = ReconConfig()
     exchange: ExchangeSinkConfig = ExchangeSinkConfig()
+    gate: GateConfig = GateConfig()
+    """The risk gate in front of execution; its ``markets`` default to risk's markets."""
     execute: bool = True
     """Send intents to the exchange from this flow. Off, intents only leave as a stream (the
     ``orders.intents`` topic) for a separate execution service, or for a backtest's venue."""
@@ -170,8 +174,21 @@ def trading_pipeline(
     intents = op.merge(sid("intents"), quotes.intents, risk.intents)
     executions = None
     if config.execute:
-        executions = execute_intents(
-            sid("execution"), intents, config.exchange, updates=orders, credentials=credentials
+        gate_cfg = config.gate
+        if not gate_cfg.markets:
+            keys = tuple(m.key for m in config.risk.markets)
+            gate_cfg = msgspec.structs.replace(gate_cfg, markets=keys)
+        gate = risk_gate(sid("gate"), intents, risk.states, gate_cfg)
+        executions = op.merge(
+            sid("executions"),
+            execute_intents(
+                sid("execution"),
+                gate.passed,
+                config.exchange,
+                updates=orders,
+                credentials=credentials,
+            ),
+            gate.rejected,
         )
         if feedback is not None:
             op.output(sid("execution_loopback"), executions, feedback.sink())

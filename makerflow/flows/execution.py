@@ -6,6 +6,10 @@ environment (:class:`makerflow.flows.common.FlowSettings`); the exchange sink an
 stream config from the TOML file in ``MAKERFLOW_CONFIG`` (:class:`ExecutionConfig`), defaults
 otherwise. Credentials: ``MAKERFLOW_EXCHANGE_API_KEY`` / ``MAKERFLOW_EXCHANGE_SECRET`` or the
 secret files the config names; ``MAKERFLOW_EXCHANGE_URL`` points both at a local exchange.
+
+Every intent passes the risk gate (:mod:`makerflow.operators.risk_gate`) first: execution
+reads ``risk.state`` and refuses places in halted, paused or unheard scopes (rejected
+OrderEvents on ``orders.events``); cancels always pass.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import msgspec
 from bytewax.dataflow import Dataflow
 
 from makerflow.flows.common import FlowSettings, TopicIO, lazy_flow
+from makerflow.operators.risk_gate import GateConfig, risk_gate
 from makerflow.schemas import topics as t
 from makerflow.schemas.config import Config, load_section
 from makerflow.schemas.topics import Topic
@@ -32,6 +37,14 @@ class ExecutionConfig(Config, frozen=True, kw_only=True):
     private: PrivateStreamConfig = PrivateStreamConfig()
     private_stream: bool = True
     """Read the private stream (off for a dry run with no exchange behind it)."""
+    gate: GateConfig = GateConfig()
+    """The risk gate; its ``markets`` default to the private stream's symbols."""
+
+    def gate_config(self) -> GateConfig:
+        if self.gate.markets:
+            return self.gate
+        markets = tuple(f"{self.sink.venue}:{s}" for s in self.private.symbols)
+        return msgspec.structs.replace(self.gate, markets=markets)
 
 
 @dataclass(frozen=True)
@@ -40,6 +53,7 @@ class ExecutionTopics:
     renames them)."""
 
     intents: Topic[Any] = t.ORDER_INTENTS
+    risk_states: Topic[Any] = t.RISK_STATE
     order_events: Topic[Any] = t.ORDER_EVENTS
     fills: Topic[Any] = t.FILLS
     balances: Topic[Any] = t.BALANCES
@@ -59,18 +73,19 @@ def build_flow(
     tp = topics or ExecutionTopics()
     flow = Dataflow(flow_id)
     io = TopicIO(flow, settings)
-    intents = io.read(tp.intents)
+    gate = risk_gate("gate", io.read(tp.intents), io.read(tp.risk_states), config.gate_config())
+    intents = gate.passed
     if config.private_stream:
         priv = private_stream("private", flow, config.private, stop=stop)
         acks = execute_intents(
             "execute", intents, config.sink, updates=priv.orders, credentials=credentials
         )
-        io.write(op.merge("order_events", acks, priv.orders), tp.order_events)
+        io.write(op.merge("order_events", acks, priv.orders, gate.rejected), tp.order_events)
         io.write(priv.fills, tp.fills)
         io.write(priv.balances, tp.balances)
     else:
         acks = execute_intents("execute", intents, config.sink, credentials=credentials)
-        io.write(acks, tp.order_events)
+        io.write(op.merge("order_events", acks, gate.rejected), tp.order_events)
     io.dead_letters()
     return flow
 

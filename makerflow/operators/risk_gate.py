@@ -19,8 +19,9 @@ refusals into rejected OrderEvents with the reason (and a counter).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import bytewax.operators as op
@@ -52,6 +53,10 @@ class GateConfig(Config, frozen=True, kw_only=True):
     keep it a few times risk's ``state_heartbeat_ms``."""
     reduce_only_passes: bool = True
     markets: tuple[str, ...] = ()
+    hold_ms: int = 2_000
+    """A place that arrives before risk was ever heard for its market (a service start, the
+    topics read in any order) waits this long (wall clock) for the first states before it is
+    refused; 0 refuses at once. Only "never heard" waits: halted, paused or stale refuse now."""
 
     def __post_init__(self) -> None:
         if self.max_state_age_ms <= 0:
@@ -107,7 +112,11 @@ class RiskGate:
                 )
                 continue
             age = intent.ts - s.ts
-            if age > max_age:
+            if s.status != "ACTIVE" and not (intent.reduce_only and self.config.reduce_only_passes):
+                why: Why = "halted" if s.status == "HALTED" else "paused"
+                detail = "; ".join(s.reasons) or "no reason given"
+                found.append(Refusal(scope, why, f"{scope} is {s.status}: {detail}"))
+            elif age > max_age:
                 found.append(
                     Refusal(
                         scope,
@@ -116,12 +125,6 @@ class RiskGate:
                         f" (max {max_age / 1e9:g}s): risk is not heard (fail closed)",
                     )
                 )
-            elif s.status != "ACTIVE" and not (
-                intent.reduce_only and self.config.reduce_only_passes
-            ):
-                why: Why = "halted" if s.status == "HALTED" else "paused"
-                detail = "; ".join(s.reasons) or "no reason given"
-                found.append(Refusal(scope, why, f"{scope} is {s.status}: {detail}"))
         if not found:
             return None
         order = {"halted": 0, "paused": 1, "stale": 2, "unknown": 3}
@@ -171,24 +174,72 @@ class GateOut:
     """Refused places, as rejected OrderEvents (``reason`` starts with ``risk_gate:``)."""
 
 
-class _GateLogic(op.StatefulLogic[Any, Any, tuple[RiskState, ...]]):
-    def __init__(self, step: str, config: GateConfig, resume: tuple[RiskState, ...] | None):
-        self.step = step
-        self.gate = RiskGate(config, resume or ())
+def _refuse(intent: OrderIntent, refusal: Refusal) -> OrderEvent:
+    metrics.RISK_GATE_REJECTS.labels(market=intent.key, why=refusal.why).inc()
+    metrics.ORDER_REJECTS.labels(venue=intent.venue, reason="risk_gate").inc()
+    return rejected(intent, refusal)
 
-    def on_item(self, value: Any) -> tuple[Iterable[Any], bool]:
-        if isinstance(value, RiskState):
-            self.gate.on_state(value)
-            return (), op.StatefulLogic.RETAIN
-        refusal = self.gate.check(value)
-        if refusal is None:
-            return (value,), op.StatefulLogic.RETAIN
-        metrics.RISK_GATE_REJECTS.labels(market=value.key, why=refusal.why).inc()
-        metrics.ORDER_REJECTS.labels(venue=value.venue, reason="risk_gate").inc()
-        return (rejected(value, refusal),), op.StatefulLogic.RETAIN
 
-    def snapshot(self) -> tuple[RiskState, ...]:
-        return self.gate.snapshot()
+class _GateLogic(op.StatefulBatchLogic[Any, Any, tuple[Any, ...]]):
+    """One market's gate, and the places waiting for risk's first word (``hold_ms``)."""
+
+    def __init__(
+        self,
+        config: GateConfig,
+        clock: Callable[[], datetime],
+        resume: tuple[Any, ...] | None,
+    ):
+        self.config = config
+        self.clock = clock
+        states, held = resume or ((), ())
+        self.gate = RiskGate(config, states)
+        self.held: list[OrderIntent] = list(held)
+        self.until: datetime | None = None
+
+    def on_batch(self, values: list[Any]) -> tuple[Iterable[Any], bool]:
+        # States first: what risk says now, heard together with an intent, judges it (a halt
+        # that arrives beside a place refuses it).
+        for v in values:
+            if isinstance(v, RiskState):
+                self.gate.on_state(v)
+        out: list[Any] = []
+        queue = [*self.held, *(v for v in values if not isinstance(v, RiskState))]
+        self.held = []
+        for intent in queue:
+            if self.held:
+                # Waiting for risk's first word: everything after keeps its place in line.
+                self.held.append(intent)
+                continue
+            refusal = self.gate.check(intent)
+            if refusal is None:
+                out.append(intent)
+            elif refusal.why == "unknown" and self.config.hold_ms > 0:
+                self.held.append(intent)
+            else:
+                out.append(_refuse(intent, refusal))
+        if self.held and self.until is None:
+            self.until = self.clock() + timedelta(milliseconds=self.config.hold_ms)
+        elif not self.held:
+            self.until = None
+        return out, False
+
+    def notify_at(self) -> datetime | None:
+        return self.until
+
+    def on_notify(self) -> tuple[Iterable[Any], bool]:
+        # Risk was not heard in time: the places are refused, the cancels go.
+        out: list[Any] = []
+        for h in self.held:
+            refusal = self.gate.check(h)
+            if refusal is None:
+                out.append(h)
+            else:
+                out.append(_refuse(h, refusal))
+        self.held, self.until = [], None
+        return out, False
+
+    def snapshot(self) -> tuple[Any, ...]:
+        return self.gate.snapshot(), tuple(self.held)
 
 
 @operator
@@ -197,8 +248,13 @@ def risk_gate(
     intents: Stream[OrderIntent],
     states: Stream[RiskState],
     config: GateConfig,
+    clock: Callable[[], datetime] | None = None,
 ) -> GateOut:
-    """Refuse places that add exposure where risk says no (see the module's doc)."""
+    """Refuse places that add exposure where risk says no (see the module's doc).
+
+    ``clock`` (wall time, for liveness only) bounds how long a place waits for risk's first
+    word (``hold_ms``); verdicts never depend on it."""
+    now = clock or (lambda: datetime.now(UTC))
     keyed = op.merge(
         "merge",
         op.key_on("key_intents", intents, lambda i: i.key),
@@ -209,7 +265,8 @@ def risk_gate(
         ),
     )
     judged = op.key_rm(
-        "unkey", op.stateful("gate", keyed, lambda resume: _GateLogic(step_id, config, resume))
+        "unkey",
+        op.stateful_batch("gate", keyed, lambda resume: _GateLogic(config, now, resume)),
     )
     split = op.branch("verdict", judged, lambda x: isinstance(x, OrderIntent))
     return GateOut(passed=split.trues, rejected=split.falses)
