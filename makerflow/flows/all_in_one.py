@@ -20,6 +20,7 @@ way it does live: through the private stream (``orders``, ``fills``, ``balances`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import bytewax.operators as op
@@ -27,6 +28,7 @@ import msgspec
 from bytewax.dataflow import Dataflow, Stream
 
 from makerflow.flows.common import FlowSettings, TopicIO, lazy_flow
+from makerflow.operators.control_auth import ControlKey, verified_control
 from makerflow.operators.index import IndexConfig, index_op
 from makerflow.operators.risk_gate import GateConfig, risk_gate
 from makerflow.operators.quoting import quoting_op
@@ -63,6 +65,7 @@ from makerflow.schemas.events import (
 )
 from makerflow.sinks.exchange import Credentials, ExchangeSinkConfig, execute_intents
 from makerflow.sources.bounded import RunLatch, bounded
+from makerflow.sources.clock import WallClock
 from makerflow.sources.empty import EmptySource
 from makerflow.sources.loopback import Loopback
 
@@ -193,7 +196,7 @@ def trading_pipeline(
         if feedback is not None:
             op.output(sid("execution_loopback"), executions, feedback.sink())
     recon = reconcile_op(sid("reconcile"), fills, balances, transfers, config.recon)
-    alerts = op.merge(sid("alerts"), risk.alerts, recon.alerts)
+    alerts = op.merge(sid("alerts"), risk.alerts, risk.audit, recon.alerts)
     dead = op.merge(
         sid("dead_letters"), md.dead_letters, risk.errs, quotes.dead_letters, recon.dead_letters
     )
@@ -221,6 +224,13 @@ def build_flow(settings: FlowSettings, config: PipelineConfig | None = None) -> 
     flow = Dataflow("all_in_one")
     io = TopicIO(flow, settings)
     book_topic = io.read(t.MD_BOOK)
+    control = verified_control("control_auth", io.read(t.CONTROL), ControlKey.load())
+    # Live (tailing) runs judge market-data staleness against the wall clock; a replay that
+    # ends has old data by design and no clock.
+    clock = None
+    if settings.tail:
+        beat = timedelta(milliseconds=cfg.risk.heartbeat_ms)
+        clock = op.input("wall_clock", flow, WallClock(beat))
     out = trading_pipeline(
         "pipeline",
         flow,
@@ -228,11 +238,12 @@ def build_flow(settings: FlowSettings, config: PipelineConfig | None = None) -> 
             book=book_topic,
             trades=io.read(t.MD_TRADES),
             dex=io.read(t.DEX_PRICES),
-            control=io.read(t.CONTROL),
+            control=control.oks,
             orders=io.read(t.ORDER_EVENTS),
             fills=io.read(t.FILLS),
             balances=io.read(t.BALANCES),
             transfers=io.read(t.TRANSFERS),
+            clock=clock,
         ),
         cfg,
     )
@@ -241,13 +252,13 @@ def build_flow(settings: FlowSettings, config: PipelineConfig | None = None) -> 
     io.write(out.quality, t.MD_QUALITY)
     io.write(out.index, t.INDEX)
     io.write(out.risk_states, t.RISK_STATE)
-    io.write(out.alerts, t.ALERTS)
+    io.write(op.merge("all_alerts", out.alerts, control.alerts), t.ALERTS)
     io.write(out.ladders, t.QUOTES)
     io.write(out.intents, t.ORDER_INTENTS)
     io.write(out.recon_reports, t.RECON_REPORTS)
     if out.executions is not None:
         io.write(out.executions, t.ORDER_EVENTS)
-    io.dead_letters([out.dead_letters])
+    io.dead_letters([out.dead_letters, control.errs])
     return flow
 
 
