@@ -30,12 +30,12 @@ from bytewax.dataflow import Dataflow, Stream
 from makerflow.flows.common import FlowSettings, TopicIO, lazy_flow
 from makerflow.operators.control_auth import ControlKey, verified_control
 from makerflow.operators.index import IndexConfig, index_op
-from makerflow.operators.risk_gate import GateConfig, risk_gate
 from makerflow.operators.quoting import quoting_op
 from makerflow.operators.quoting_config import QuotingConfig
 from makerflow.operators.recon_logic import ReconConfig
 from makerflow.operators.reconcile import reconcile_op
 from makerflow.operators.risk import risk_op
+from makerflow.operators.risk_gate import GateConfig, risk_gate
 from makerflow.operators.risk_limits import RiskConfig
 from makerflow.operators.staleness import Heartbeat
 from makerflow.operators.ticks import TicksConfig, ticks_op

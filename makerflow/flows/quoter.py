@@ -15,8 +15,8 @@ from typing import Any
 
 from bytewax.dataflow import Dataflow
 
-from makerflow.operators.control_auth import ControlKey, verified_control
 from makerflow.flows.common import FlowSettings, TopicIO, lazy_flow
+from makerflow.operators.control_auth import ControlKey, verified_control
 from makerflow.operators.quoting import quoting_op
 from makerflow.operators.quoting_config import QuotingConfig, load_quoting_config
 from makerflow.schemas import topics as t

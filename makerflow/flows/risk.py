@@ -6,8 +6,9 @@ environment (:class:`makerflow.flows.common.FlowSettings`); the risk config (lim
 markets) from the TOML file in ``MAKERFLOW_CONFIG`` (:class:`RiskConfig`), defaults otherwise.
 Metrics are served on ``MAKERFLOW_METRICS_PORT``. Control commands must be signed with the key
 in ``MAKERFLOW_CONTROL_KEY_FILE`` / ``MAKERFLOW_CONTROL_KEY``
-(:mod:`makerflow.operators.control_auth`); others are dead-lettered and alerted. Market-data staleness is judged against the
-wall clock, read at the edge by :class:`makerflow.sources.clock.WallClock`, unless
+(:mod:`makerflow.operators.control_auth`); others are dead-lettered and alerted.
+Market-data staleness is judged against the wall clock, read at the edge by
+:class:`makerflow.sources.clock.WallClock`, unless
 ``MAKERFLOW_WALL_CLOCK=0`` (replays and backtests, whose data is old by design).
 """
 
