@@ -63,7 +63,13 @@ from makerflow.schemas.events import (
     Trade,
     Transfer,
 )
-from makerflow.sinks.exchange import Credentials, ExchangeSinkConfig, execute_intents
+from makerflow.sinks.exchange import (
+    Credentials,
+    ExchangeSinkConfig,
+    execute_intents,
+    make_ccxt_client,
+)
+from makerflow.sinks.flatten import FlattenConfig, flatten_on_halt
 from makerflow.sources.bounded import RunLatch, bounded
 from makerflow.sources.clock import WallClock
 from makerflow.sources.empty import EmptySource
@@ -81,6 +87,8 @@ class PipelineConfig(Config, frozen=True, kw_only=True):
     exchange: ExchangeSinkConfig = ExchangeSinkConfig()
     gate: GateConfig = GateConfig()
     """The risk gate in front of execution; its ``markets`` default to risk's markets."""
+    flatten: FlattenConfig = FlattenConfig()
+    """With ``execute``: on a halt, confirm at the venue that none of our orders remain."""
     execute: bool = True
     """Send intents to the exchange from this flow. Off, intents only leave as a stream (the
     ``orders.intents`` topic) for a separate execution service, or for a backtest's venue."""
@@ -176,6 +184,7 @@ def trading_pipeline(
     )
     intents = op.merge(sid("intents"), quotes.intents, risk.intents)
     executions = None
+    confirmations: list[Stream[Alert]] = []
     if config.execute:
         gate_cfg = config.gate
         if not gate_cfg.markets:
@@ -193,10 +202,23 @@ def trading_pipeline(
             ),
             gate.rejected,
         )
+        if config.flatten.enabled and not config.exchange.dry_run:
+            flat_cfg = config.flatten
+            if not flat_cfg.markets:
+                flat_cfg = msgspec.structs.replace(flat_cfg, markets=gate_cfg.markets)
+            exchange = config.exchange
+            confirmations.append(
+                flatten_on_halt(
+                    sid("flatten"),
+                    risk.states,
+                    flat_cfg,
+                    lambda: make_ccxt_client(exchange, credentials),
+                )
+            )
         if feedback is not None:
             op.output(sid("execution_loopback"), executions, feedback.sink())
     recon = reconcile_op(sid("reconcile"), fills, balances, transfers, config.recon)
-    alerts = op.merge(sid("alerts"), risk.alerts, risk.audit, recon.alerts)
+    alerts = op.merge(sid("alerts"), risk.alerts, risk.audit, recon.alerts, *confirmations)
     dead = op.merge(
         sid("dead_letters"), md.dead_letters, risk.errs, quotes.dead_letters, recon.dead_letters
     )

@@ -27,7 +27,13 @@ from makerflow.operators.risk_gate import GateConfig, risk_gate
 from makerflow.schemas import topics as t
 from makerflow.schemas.config import Config, load_section
 from makerflow.schemas.topics import Topic
-from makerflow.sinks.exchange import Credentials, ExchangeSinkConfig, execute_intents
+from makerflow.sinks.exchange import (
+    Credentials,
+    ExchangeSinkConfig,
+    execute_intents,
+    make_ccxt_client,
+)
+from makerflow.sinks.flatten import FlattenConfig, flatten_on_halt
 from makerflow.sources.bounded import RunLatch
 from makerflow.sources.private_stream import PrivateStreamConfig, private_stream
 
@@ -39,6 +45,9 @@ class ExecutionConfig(Config, frozen=True, kw_only=True):
     """Read the private stream (off for a dry run with no exchange behind it)."""
     gate: GateConfig = GateConfig()
     """The risk gate; its ``markets`` default to the private stream's symbols."""
+    flatten: FlattenConfig = FlattenConfig()
+    """On a halt, confirm at the venue that none of our orders remain (its ``markets``
+    default to the gate's)."""
 
     def gate_config(self) -> GateConfig:
         if self.gate.markets:
@@ -54,6 +63,7 @@ class ExecutionTopics:
 
     intents: Topic[Any] = t.ORDER_INTENTS
     risk_states: Topic[Any] = t.RISK_STATE
+    alerts: Topic[Any] = t.ALERTS
     order_events: Topic[Any] = t.ORDER_EVENTS
     fills: Topic[Any] = t.FILLS
     balances: Topic[Any] = t.BALANCES
@@ -73,8 +83,21 @@ def build_flow(
     tp = topics or ExecutionTopics()
     flow = Dataflow(flow_id)
     io = TopicIO(flow, settings)
-    gate = risk_gate("gate", io.read(tp.intents), io.read(tp.risk_states), config.gate_config())
+    gate_cfg = config.gate_config()
+    states = io.read(tp.risk_states)
+    gate = risk_gate("gate", io.read(tp.intents), states, gate_cfg)
     intents = gate.passed
+    if config.flatten.enabled and not config.sink.dry_run:
+        flat_cfg = config.flatten
+        if not flat_cfg.markets:
+            flat_cfg = msgspec.structs.replace(flat_cfg, markets=gate_cfg.markets)
+        sink = config.sink
+        io.write(
+            flatten_on_halt(
+                "flatten", states, flat_cfg, lambda: make_ccxt_client(sink, credentials)
+            ),
+            tp.alerts,
+        )
     if config.private_stream:
         priv = private_stream("private", flow, config.private, stop=stop)
         acks = execute_intents(

@@ -238,6 +238,10 @@ class _GateLogic(op.StatefulBatchLogic[Any, Any, tuple[Any, ...]]):
         self.held, self.until = [], None
         return out, False
 
+    def on_eof(self) -> tuple[Iterable[Any], bool]:
+        # The intents ended (a bounded run): what still waits is judged now, never dropped.
+        return self.on_notify()
+
     def snapshot(self) -> tuple[Any, ...]:
         return self.gate.snapshot(), tuple(self.held)
 

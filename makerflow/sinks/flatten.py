@@ -18,15 +18,26 @@ from its cancel-all path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import queue
+import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import bytewax.operators as op
 import ccxt.async_support as ccxt
+from bytewax.dataflow import Stream, operator
+from bytewax.operators import StatefulLogic
 
 from makerflow import metrics
+from makerflow.operators.risk_gate import state_targets
+from makerflow.schemas.config import Config
+from makerflow.schemas.events import Alert, RiskState
 
 log = logging.getLogger(__name__)
 
@@ -172,3 +183,216 @@ async def flatten(
             return report(False)
         await sleep(wait)
         wait = min(wait * 2, max_backoff_s)
+
+
+# --- the Bytewax operator: flatten every market a halt stops -----------------------------------
+
+
+class FlattenConfig(Config, frozen=True, kw_only=True):
+    """How a halt is confirmed at the venue (``[all_in_one.flatten]``, ``[execution.flatten]``)."""
+
+    enabled: bool = True
+    prefix: str = OUR_PREFIX
+    deadline_s: float = 2.0
+    """Past this without a confirmation: ``KillSwitchCancelFailed`` (critical)."""
+    backoff_s: float = 0.01
+    max_backoff_s: float = 0.5
+    markets: tuple[str, ...] = ()
+    """``venue:symbol`` keys wide scopes (global, account, asset) flatten."""
+    poll_ms: int = 20
+    """How often the step looks for finished flattens (wall clock, liveness only)."""
+
+
+class _Runner:
+    """One asyncio loop in a daemon thread per process, and the ccxt client on it."""
+
+    def __init__(self, make_client: Callable[[], Any]) -> None:
+        self._make = make_client
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                threading.Thread(
+                    target=self._loop.run_forever, name="kill-switch-flatten", daemon=True
+                ).start()
+            return self._loop
+
+    async def client(self) -> Any:
+        if self._client is None:
+            self._client = self._make()
+        return self._client
+
+
+@dataclass
+class _Job:
+    scope: str
+    since: int
+    future: Future[FlattenReport]
+
+
+class _FlattenLogic(StatefulLogic[RiskState, Alert, tuple[tuple[str, int], ...]]):
+    """One market: the halts it has flattened for, and the flattens under way."""
+
+    def __init__(
+        self,
+        key: str,
+        config: FlattenConfig,
+        runner: _Runner,
+        resume: tuple[tuple[str, int], ...] | None,
+    ) -> None:
+        self.key = key
+        self.symbol = key.partition(":")[2]
+        self.config = config
+        self.runner = runner
+        self.done: dict[str, int] = dict(resume or ())
+        """Scope -> ``since`` of the halt already flattened (or being flattened)."""
+        self.jobs: list[_Job] = []
+        self.failed: queue.SimpleQueue[tuple[str, FlattenReport]] = queue.SimpleQueue()
+
+    def on_item(self, value: RiskState) -> tuple[Iterable[Alert], bool]:
+        if value.status != "HALTED":
+            self.done.pop(value.scope, None)
+            return (), StatefulLogic.RETAIN
+        if self.done.get(value.scope) == value.since:
+            return (), StatefulLogic.RETAIN  # the heartbeat of a halt already handled
+        self.done[value.scope] = value.since
+        self.jobs.append(_Job(value.scope, value.since, self._start(value)))
+        return (), StatefulLogic.RETAIN
+
+    def _start(self, state: RiskState) -> Future[FlattenReport]:
+        cfg = self.config
+
+        def failed(rep: FlattenReport) -> None:
+            self.failed.put((state.scope, rep))
+
+        async def run() -> FlattenReport:
+            client = await self.runner.client()
+            return await flatten(
+                client,
+                self.symbol,
+                prefix=cfg.prefix,
+                deadline_s=cfg.deadline_s,
+                backoff_s=cfg.backoff_s,
+                max_backoff_s=cfg.max_backoff_s,
+                breach_ts=state.since or state.ts,
+                on_cancel_failed=failed,
+            )
+
+        return asyncio.run_coroutine_threadsafe(run(), self.runner.loop())
+
+    def _alert(self, name: str, scope: str, rep: FlattenReport, ts: int) -> Alert:
+        critical = name == "KillSwitchCancelFailed"
+        labels = {"market": self.key, "confirmed": "true" if rep.confirmed else "false"}
+        if rep.breach_to_flat_s is not None:
+            labels["breach_to_flat_ms"] = f"{rep.breach_to_flat_s * 1e3:.0f}"
+        return Alert(
+            ts=ts,
+            name=name,
+            severity="critical" if critical else "info",
+            scope=scope,
+            message=f"kill switch {scope}: {rep.describe()}",
+            labels=labels,
+        )
+
+    def on_notify(self) -> tuple[Iterable[Alert], bool]:
+        out: list[Alert] = []
+        while not self.failed.empty():
+            scope, rep = self.failed.get()
+            since = self.done.get(scope, 0)
+            out.append(self._alert("KillSwitchCancelFailed", scope, rep, since))
+        for job in [j for j in self.jobs if j.future.done()]:
+            self.jobs.remove(job)
+            try:
+                rep = job.future.result()
+            except Exception as exc:  # a bug, not the venue: say so loudly, never go quiet
+                log.exception("flatten of %s failed", self.key)
+                rep = FlattenReport(self.symbol, False, ("?",), (), 0, 0.0, None, (repr(exc),))
+            name = "KillSwitchFlat" if rep.confirmed else "KillSwitchCancelFailed"
+            out.append(self._alert(name, job.scope, rep, job.since))
+        return out, StatefulLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[Alert], bool]:
+        # The input ended (a bounded run): wait for the flattens under way, for a while.
+        for job in self.jobs:
+            with contextlib.suppress(Exception):
+                job.future.result(timeout=self.config.deadline_s + 5.0)
+        out, _ = self.on_notify()
+        for job in self.jobs:  # still not done: say so
+            rep = FlattenReport(self.symbol, False, ("?",), (), 0, 0.0, None, ("run ended",))
+            out = [*out, self._alert("KillSwitchCancelFailed", job.scope, rep, job.since)]
+        return out, StatefulLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        if not self.jobs:
+            return None
+        return datetime.now(UTC) + timedelta(milliseconds=self.config.poll_ms)
+
+    def snapshot(self) -> tuple[tuple[str, int], ...]:
+        return tuple(self.done.items())
+
+
+@operator
+def flatten_on_halt(
+    step_id: str,
+    states: Stream[RiskState],
+    config: FlattenConfig,
+    make_client: Callable[[], Any],
+) -> Stream[Alert]:
+    """On every new halt (a scope's HALTED with a ``since`` not yet handled) flatten each
+    market it stops (:func:`flatten`, with its own ccxt client from ``make_client``) and say
+    what the venue confirmed: ``KillSwitchFlat`` (info, the breach-to-flat time) or
+    ``KillSwitchCancelFailed`` (critical, what is still open; it keeps trying)."""
+    runner = _Runner(make_client)
+    keyed = op.flat_map(
+        "fan_states", states, lambda s: [(k, s) for k in state_targets(s, config.markets)]
+    )
+
+    def build(key: str, resume: Any) -> _FlattenLogic:
+        return _FlattenLogic(key, config, runner, resume)
+
+    out = op.stateful("flatten", op.map("with_key", keyed, lambda kv: (kv[0], kv)), _Keyed(build))
+    return op.key_rm("unkey", out)
+
+
+class _Keyed:
+    """``op.stateful`` builders do not get the key; this one carries it in the value."""
+
+    def __init__(self, build: Callable[[str, Any], _FlattenLogic]) -> None:
+        self.build = build
+
+    def __call__(self, resume: Any) -> StatefulLogic[Any, Alert, Any]:
+        return _KeyedLogic(self.build, resume)
+
+
+class _KeyedLogic(StatefulLogic[tuple[str, RiskState], Alert, Any]):
+    def __init__(self, build: Callable[[str, Any], _FlattenLogic], resume: Any) -> None:
+        self.build = build
+        self.inner: _FlattenLogic | None = None
+        self.key: str | None = None
+        if resume is not None:
+            self.key = resume[0]
+            self.inner = build(resume[0], resume[1])
+
+    def on_item(self, value: tuple[str, RiskState]) -> tuple[Iterable[Alert], bool]:
+        if self.inner is None:
+            self.key = value[0]
+            self.inner = self.build(value[0], None)
+        return self.inner.on_item(value[1])
+
+    def on_notify(self) -> tuple[Iterable[Alert], bool]:
+        assert self.inner is not None
+        return self.inner.on_notify()
+
+    def notify_at(self) -> datetime | None:
+        return None if self.inner is None else self.inner.notify_at()
+
+    def on_eof(self) -> tuple[Iterable[Alert], bool]:
+        return ((), StatefulLogic.RETAIN) if self.inner is None else self.inner.on_eof()
+
+    def snapshot(self) -> Any:
+        assert self.inner is not None
+        return self.key, self.inner.snapshot()

@@ -112,3 +112,52 @@ def test_cancels_that_keep_failing_raise_kill_switch_cancel_failed_and_keep_tryi
     assert "3 of our orders still open" in failed[0].describe()
     assert second.confirmed
     assert gauge("makerflow_kill_switch_cancel_failed") == 0
+
+
+def test_a_halt_in_a_flow_is_flattened_once_and_the_alert_says_it_is_confirmed():
+    import time
+
+    import bytewax.operators as op
+    from bytewax.dataflow import Dataflow
+    from bytewax.testing import TestingSink, TestingSource, run_main
+
+    from makerflow.schemas.events import RiskState
+    from makerflow.sinks.flatten import FlattenConfig, flatten_on_halt
+
+    with LocalExchange(speed=0, replay=REPLAY) as ex:
+        ex.advance(1)
+
+        async def place() -> None:
+            client = ex.client()
+            try:
+                await rest_orders(client, 5)
+            finally:
+                await client.close()
+
+        asyncio.run(place())
+        assert len(ours_open(ex)) == 5
+        ex.inject("server_error", 1, method="DELETE", path="/api/v3/openOrders")
+        breach = time.time_ns()
+        scope = "asset:BTC"
+        states = [
+            RiskState(ts=breach - 1, scope=scope, status="ACTIVE", heartbeat=True),
+            RiskState(ts=breach, scope=scope, status="HALTED", since=breach, reasons=("x",)),
+            RiskState(ts=breach + 1, scope=scope, status="HALTED", since=breach, heartbeat=True),
+            RiskState(ts=breach + 2, scope="asset:ETH", status="HALTED", since=breach),
+        ]
+        flow = Dataflow("flatten_flow")
+        alerts: list = []
+        out = flatten_on_halt(
+            "flatten",
+            op.input("states", flow, TestingSource(states)),
+            FlattenConfig(markets=("binance:BTC/USDT",)),
+            lambda: ex.client(timeout=1_000),
+        )
+        op.output("alerts", out, TestingSink(alerts))
+        run_main(flow)
+        assert ours_open(ex) == []
+    assert [(a.name, a.scope, a.labels["confirmed"]) for a in alerts] == [
+        ("KillSwitchFlat", scope, "true")
+    ]
+    assert "confirmed flat on BTC/USDT: the venue lists none of our orders" in alerts[0].message
+    assert int(alerts[0].labels["breach_to_flat_ms"]) >= 0
