@@ -39,6 +39,12 @@ KILL_SWITCH_ENGAGED = Gauge(
     "1 while the scope is HALTED by risk, 0 while it trades.",
     ["scope"],
 )
+KILL_SWITCH_REASON = Gauge(
+    "makerflow_kill_switch_reason",
+    "1 for the cause of a scope's halt while it is HALTED (the breach kinds, or manual);"
+    " joined onto KillSwitchEngaged as its reason label.",
+    ["scope", "reason"],
+)
 EXPOSURE = Gauge(
     "makerflow_exposure",
     "Net position per account and asset, in units of the asset.",

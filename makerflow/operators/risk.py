@@ -20,6 +20,7 @@ module only keys, routes, keeps state and updates the Prometheus metrics.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -450,6 +451,20 @@ class _ScopeLogic(StatefulLogic[ScopeIn, Any, tuple[Any, ...]]):
         )
         self._gauge = metrics.KILL_SWITCH_ENGAGED.labels(scope=scope)
         self._gauge.set(1 if self.machine.status == "HALTED" else 0)
+        self._cause = ""
+        self._show_cause()
+
+    def _show_cause(self) -> None:
+        """``makerflow_kill_switch_reason{scope, reason}`` reads 1 for the halt's cause only."""
+        cause = self.machine.cause if self.machine.status == "HALTED" else ""
+        if cause == self._cause:
+            return
+        if self._cause:
+            with contextlib.suppress(KeyError):
+                metrics.KILL_SWITCH_REASON.remove(self.machine.scope, self._cause)
+        if cause:
+            metrics.KILL_SWITCH_REASON.labels(scope=self.machine.scope, reason=cause).set(1)
+        self._cause = cause
 
     def on_item(self, value: ScopeIn) -> tuple[Iterable[Any], bool]:
         out: list[Any] = []
@@ -467,6 +482,7 @@ class _ScopeLogic(StatefulLogic[ScopeIn, Any, tuple[Any, ...]]):
         if t is None:
             return out, StatefulLogic.RETAIN
         self._gauge.set(1 if t.status == "HALTED" else 0)
+        self._show_cause()
         return out + self._emit(t), StatefulLogic.RETAIN
 
     def _emit(self, t: Transition) -> list[Any]:

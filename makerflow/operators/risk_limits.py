@@ -374,6 +374,10 @@ class Transition:
 
 
 KILL_SWITCH_ALERT = "KillSwitchEngaged"
+_UNCONFIRMED = (
+    ". Cancel-all sent to its markets; NOT yet confirmed flat at the venue"
+    " (KillSwitchFlat or KillSwitchCancelFailed follows per market)"
+)
 RESUME_ALERT = "KillSwitchReleased"
 PAUSE_ALERT = "QuotesPaused"
 UNPAUSE_ALERT = "QuotesRestored"
@@ -395,6 +399,8 @@ class ScopeMachine:
     """The scope's event time: the newest ts it has seen; never goes backwards."""
     beat: int | None = None
     """The heartbeat period last published."""
+    cause: str = ""
+    """Why the scope is HALTED, as a short label: the breach kinds, or ``manual``."""
 
     @property
     def published(self) -> Published:
@@ -455,7 +461,8 @@ class ScopeMachine:
             self.reasons = self.reasons + new
             return self._now(ts, metrics)
         self.status, self.reasons, self.since = "HALTED", msgs, at
-        text = f"risk halted {self.scope}: " + "; ".join(msgs)
+        self.cause = ",".join(sorted({b.kind for b in breaches}))
+        text = f"risk halted {self.scope}: " + "; ".join(msgs) + _UNCONFIRMED
         return self._now(ts, metrics, (KILL_SWITCH_ALERT, "critical", text), True)
 
     def on_pause(self, ts: int, reasons: tuple[str, ...]) -> Transition | None:
@@ -494,10 +501,10 @@ class ScopeMachine:
             if was == "HALTED":
                 self.reasons = (*self.reasons, reason)
                 return self._now(ts, cancel_all=True)
-            self.reasons, self.since = (reason,), at
+            self.reasons, self.since, self.cause = (reason,), at, "manual"
             return self._now(
                 ts,
-                alert=(KILL_SWITCH_ALERT, "critical", f"{self.scope} halted: {reason}"),
+                alert=(KILL_SWITCH_ALERT, "critical", f"{self.scope} halted: {reason}{_UNCONFIRMED}"),
                 cancel_all=True,
             )
         if cmd.command == "resume":
@@ -506,10 +513,11 @@ class ScopeMachine:
                 # The person resumed, the breach did not go away: halted again at once.
                 holding = tuple(self.held.values())
                 self.status, self.reasons, self.since = "HALTED", holding, at
-                text = f"{asked} refused, still breached: " + "; ".join(holding)
+                self.cause = ",".join(sorted(self.held))
+                text = f"{asked} refused, still breached: " + "; ".join(holding) + _UNCONFIRMED
                 return self._now(ts, alert=(KILL_SWITCH_ALERT, "critical", text), cancel_all=True)
             was, old = self.status, self.reasons
-            self.status, self.reasons, self.since = "ACTIVE", (), at
+            self.status, self.reasons, self.since, self.cause = "ACTIVE", (), at, ""
             if was == "ACTIVE":
                 return self._now(ts)
             msg = f"{self.scope} resumed by {who}" + (f": {cmd.reason}" if cmd.reason else "")
@@ -527,6 +535,7 @@ class ScopeMachine:
             self.paused_since,
             self.last_ts,
             self.beat,
+            self.cause,
         )
 
     @classmethod
@@ -536,4 +545,5 @@ class ScopeMachine:
         if len(snap) > 3:
             m.held = dict(snap[3])
             m.paused, m.paused_since, m.last_ts, m.beat = snap[4], snap[5], snap[6], snap[7]
+            m.cause = snap[8] if len(snap) > 8 else ""
         return m
