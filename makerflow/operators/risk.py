@@ -298,12 +298,13 @@ class _MarketLogic(StatefulLogic[MarketIn, Any, tuple[Any, ...]]):
         return [Beat(scope, ts) for scope in self.scopes]
 
     def _fresh(self, ts: int) -> bool:
-        """Whether data of event time ``ts`` ends a pause: young at the last wall-clock
-        reading (no reading yet: fresh, there is nothing to be stale against)."""
+        """Whether data of event time ``ts`` ends a pause: younger than half the pause limit
+        at the last wall-clock reading, so a feed hovering at the limit does not flap (no
+        reading yet: fresh, there is nothing to be stale against)."""
         pause = self.limits.pause_data_age_ms
         if pause is None or self.last_now is None:
             return True
-        return self.last_now - ts <= pause * 1_000_000
+        return self.last_now - ts <= pause * 500_000
 
     def snapshot(self) -> tuple[Any, ...]:
         return (
@@ -510,7 +511,8 @@ class _ScopeLogic(StatefulLogic[ScopeIn, Any, tuple[Any, ...]]):
                 )
             )
         if t.cancel_all:
-            out.extend(cancel_all_intents(self.config, t.scope, t.ts, t.reasons))
+            what = "pause" if t.status == "PAUSED" else "kill switch"
+            out.extend(cancel_all_intents(self.config, t.scope, t.ts, t.reasons, what))
         return out
 
     def snapshot(self) -> tuple[Any, ...]:
@@ -535,7 +537,7 @@ def _audit(cmd: ControlCommand) -> Alert:
 
 
 def cancel_all_intents(
-    config: RiskConfig, scope: str, ts: int, reasons: tuple[str, ...]
+    config: RiskConfig, scope: str, ts: int, reasons: tuple[str, ...], what: str = "kill switch"
 ) -> list[OrderIntent]:
     """``cancel_all`` for every configured market a halt of ``scope`` stops (and the market
     itself for a ``market:`` scope that is not configured)."""
@@ -544,7 +546,7 @@ def cancel_all_intents(
     if kind == "market" and not markets:
         venue, _, symbol = rest.partition(":")
         markets = [(venue, symbol, "main")]
-    why = f"kill switch {scope}: " + "; ".join(reasons)
+    why = f"{what} {scope}: " + "; ".join(reasons)
     return [
         OrderIntent(ts=ts, venue=v, symbol=s, account=a, action="cancel_all", reason=why)
         for v, s, a in markets

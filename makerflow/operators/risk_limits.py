@@ -504,7 +504,11 @@ class ScopeMachine:
             self.reasons, self.since, self.cause = (reason,), at, "manual"
             return self._now(
                 ts,
-                alert=(KILL_SWITCH_ALERT, "critical", f"{self.scope} halted: {reason}{_UNCONFIRMED}"),
+                alert=(
+                    KILL_SWITCH_ALERT,
+                    "critical",
+                    f"{self.scope} halted: {reason}{_UNCONFIRMED}",
+                ),
                 cancel_all=True,
             )
         if cmd.command == "resume":
