@@ -177,7 +177,16 @@ def trading_pipeline(
     md = ticks_op(sid("ticks"), inputs.book, inputs.trades, config.ticks)
     index = index_op(sid("index"), md.ticks, dex, config.index)
     risk = risk_op(
-        sid("risk"), md.ticks, index, fills, heard, balances, control, config.risk, inputs.clock
+        sid("risk"),
+        md.ticks,
+        index,
+        fills,
+        heard,
+        balances,
+        control,
+        config.risk,
+        inputs.clock,
+        quality=md.quality,
     )
     quotes = quoting_op(
         sid("quoting"), md.ticks, index, risk.states, heard, fills, control, config.quoting

@@ -31,6 +31,7 @@ from makerflow.schemas.topics import (
     CONTROL,
     FILLS,
     INDEX,
+    MD_QUALITY,
     ORDER_EVENTS,
     ORDER_INTENTS,
     RISK_STATE,
@@ -57,6 +58,7 @@ def build_flow(settings: FlowSettings, config: RiskConfig, *, wall_clock: bool =
         control.oks,
         config,
         clock=clock,
+        quality=io.read(MD_QUALITY),
     )
     io.write(out.states, RISK_STATE)
     io.write(op.merge("all_alerts", out.alerts, out.audit, control.alerts), ALERTS)

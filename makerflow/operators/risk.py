@@ -65,6 +65,7 @@ from makerflow.schemas.events import (
     Alert,
     BalanceSnapshot,
     ControlCommand,
+    DataQuality,
     DeadLetter,
     Fill,
     IndexPrice,
@@ -174,7 +175,10 @@ def _params_alert(scope: str, cmd: ControlCommand, limits: Any) -> Alert:
 
 # --- per market ---------------------------------------------------------------------------------
 
-MarketIn = Tick | OrderEvent | Fill | IndexMark | Heartbeat | ControlCommand
+MarketIn = Tick | OrderEvent | Fill | IndexMark | Heartbeat | ControlCommand | DataQuality
+
+_BOOK_INVALID = frozenset({"gap", "crossed"})
+"""Data-quality findings after which the market's book cannot be trusted until new ticks."""
 
 
 class _MarketLogic(StatefulLogic[MarketIn, Any, tuple[Any, ...]]):
@@ -195,7 +199,9 @@ class _MarketLogic(StatefulLogic[MarketIn, Any, tuple[Any, ...]]):
         self.scopes = scopes_of_market(venue, symbol, self.account)
         self.beat_ns = config.state_heartbeat_ms * 1_000_000
         self.beat: int | None = None
-        self.paused = False
+        self.stale_why = ""
+        self.book_why = ""
+        self.book_bad_ts = 0
         self.last_now: int | None = None
         if resume is not None:
             snap, active, stale, limits, bucket, beat = resume
@@ -203,7 +209,7 @@ class _MarketLogic(StatefulLogic[MarketIn, Any, tuple[Any, ...]]):
             self.tracker.active = active
             self.stale.newest_ts, self.stale.silent_since = stale
             self.limits, self.summarized_bucket = limits, bucket
-            self.beat, self.paused, self.last_now = beat
+            self.beat, (self.stale_why, self.book_why, self.book_bad_ts), self.last_now = beat
         self._g = (
             metrics.RISK_REALIZED_VOLATILITY.labels(market=key),
             metrics.RISK_LARGEST_MOVE.labels(market=key),
@@ -218,13 +224,23 @@ class _MarketLogic(StatefulLogic[MarketIn, Any, tuple[Any, ...]]):
     def on_item(self, value: MarketIn) -> tuple[Iterable[Any], bool]:
         out: list[Any] = []
         summarize = False
-        if not isinstance(value, Heartbeat | ControlCommand):
+        if not isinstance(value, Heartbeat | ControlCommand | DataQuality):
             out.extend(self._beats(value.ts))
+        if isinstance(value, DataQuality):
+            if value.kind in _BOOK_INVALID and not self.book_why:
+                was = self._paused
+                self.book_why = f"book invalid ({value.kind}): {value.detail}"
+                self.book_bad_ts = value.ts
+                out.extend(self._pause_change(was, value.ts))
+            return out, StatefulLogic.RETAIN
         if isinstance(value, Tick):
             self.stale.on_data(value.ts)
-            if self.paused and self._fresh(value.ts):
-                self.paused = False
-                out.append(Pause(self.scope, value.ts, ()))
+            was = self._paused
+            if self.stale_why and self._fresh(value.ts):
+                self.stale_why = ""
+            if self.book_why and value.ts > self.book_bad_ts and value.bid < value.ask:
+                self.book_why = ""  # a good top of book after the finding: the book is back
+            out.extend(self._pause_change(was, value.ts))
             if not self.risk.on_tick(value):
                 self._late.inc()
             bucket = self.risk.spec.bucket_of(value.ts)
@@ -254,10 +270,12 @@ class _MarketLogic(StatefulLogic[MarketIn, Any, tuple[Any, ...]]):
                 )
             )
             pause = self.limits.pause_data_age_ms
-            if not self.paused and pause is not None and age > pause * 1_000_000:
-                self.paused = True
-                why = f"market data {age / NS_PER_S:.3g} s old > pause limit {pause / 1e3:g} s"
-                out.append(Pause(self.scope, value.now, (why,)))
+            if not self.stale_why and pause is not None and age > pause * 1_000_000:
+                was = self._paused
+                self.stale_why = (
+                    f"market data {age / NS_PER_S:.3g} s old > pause limit {pause / 1e3:g} s"
+                )
+                out.extend(self._pause_change(was, value.now))
             return out, StatefulLogic.RETAIN
         else:
             try:
@@ -297,6 +315,17 @@ class _MarketLogic(StatefulLogic[MarketIn, Any, tuple[Any, ...]]):
         self.beat = period
         return [Beat(scope, ts) for scope in self.scopes]
 
+    @property
+    def _paused(self) -> bool:
+        return bool(self.stale_why or self.book_why)
+
+    def _pause_change(self, was: bool, ts: int) -> list[Pause]:
+        """A Pause when the market went from good data to bad, or back."""
+        if was == self._paused:
+            return []
+        reasons = tuple(r for r in (self.stale_why, self.book_why) if r)
+        return [Pause(self.scope, ts, reasons)]
+
     def _fresh(self, ts: int) -> bool:
         """Whether data of event time ``ts`` ends a pause: younger than half the pause limit
         at the last wall-clock reading, so a feed hovering at the limit does not flap (no
@@ -313,7 +342,7 @@ class _MarketLogic(StatefulLogic[MarketIn, Any, tuple[Any, ...]]):
             self.stale.snapshot(),
             self.limits,
             self.summarized_bucket,
-            (self.beat, self.paused, self.last_now),
+            (self.beat, (self.stale_why, self.book_why, self.book_bad_ts), self.last_now),
         )
 
 
@@ -635,12 +664,14 @@ def risk_op(
     control: Stream[ControlCommand],
     config: RiskConfig,
     clock: Stream[Heartbeat] | None = None,
+    quality: Stream[DataQuality] | None = None,
 ) -> RiskOut:
     """Risk windows, limits and the kill switch.
 
     ``clock`` carries wall-clock heartbeats from the edge
     (:class:`makerflow.sources.clock.WallClock`); without it market-data staleness is not
-    judged (a backtest has no wall clock to be stale against).
+    judged (a backtest has no wall clock to be stale against). ``quality`` (the ticks
+    stage's findings): a gap or a crossed book pauses the market until a good tick comes.
     """
     spec = WindowSpec(config.window_ms * 1_000_000, config.slide_ms * 1_000_000)
     errs: list[Stream[DeadLetter]] = []
@@ -680,6 +711,7 @@ def risk_op(
     )
     market_in = [
         op.key_on("k_ticks", ticks, lambda e: e.key),
+        *([op.key_on("k_quality", quality, lambda e: e.key)] if quality is not None else []),
         op.key_on("k_orders", order_events, lambda e: e.key),
         op.key_on("k_fills", fills, lambda e: e.key),
         op.key_on("k_pmarket", p_market, lambda c: c.scope.split(":", 1)[1]),

@@ -34,6 +34,7 @@ from makerflow.schemas.events import (
     Alert,
     BalanceSnapshot,
     ControlCommand,
+    DataQuality,
     DeadLetter,
     Fill,
     IndexPrice,
@@ -103,6 +104,7 @@ def run_risk(events: list[Any], cfg: RiskConfig, runner: Callable[[Dataflow], No
         only("control", ControlCommand),
         cfg,
         clock=only("clock", Heartbeat),
+        quality=only("quality", DataQuality),
     )
     o = Outputs()
     op.output("states", out.states, TestingSink(o.all_states))
@@ -495,3 +497,17 @@ def test_stale_data_pauses_the_market_and_fresh_data_restores_it(runner):
     assert [(i.action, i.symbol) for i in o.intents] == [("cancel_all", SYMBOL)]
     assert [a.name for a in o.alerts] == ["QuotesPaused", "QuotesRestored"]
     assert gauge(BTC_SCOPE) == 0  # a pause is not the kill switch
+
+
+def test_an_invalid_book_pauses_the_market_until_good_ticks_come_back(runner):
+    ticks = recorded_ticks(limit=1_500)
+    gap = DataQuality(
+        ts=ticks[999].ts + 1, venue=VENUE, symbol=SYMBOL, kind="gap", detail="expected 7"
+    )
+    # The gap in a batch of its own, then 500 ticks of a good book.
+    filler = [Heartbeat(ticks[0].ts) for _ in range(499)]
+    o = run_risk([*ticks[:1_000], gap, *filler, *ticks[1_000:]], config(), runner)
+    btc = [s for s in o.states if s.scope == BTC_SCOPE]
+    assert [s.status for s in btc] == ["PAUSED", "ACTIVE"]
+    assert btc[0].reasons == ("book invalid (gap): expected 7",)
+    assert [i.action for i in o.intents] == ["cancel_all"]
