@@ -709,14 +709,15 @@ def risk_op(
             if m.index_basket == ip.basket
         ],
     )
-    market_in = [
+    market_in: list[KeyedStream[Any]] = [
         op.key_on("k_ticks", ticks, lambda e: e.key),
-        *([op.key_on("k_quality", quality, lambda e: e.key)] if quality is not None else []),
         op.key_on("k_orders", order_events, lambda e: e.key),
         op.key_on("k_fills", fills, lambda e: e.key),
         op.key_on("k_pmarket", p_market, lambda c: c.scope.split(":", 1)[1]),
         marks,
     ]
+    if quality is not None:
+        market_in.append(op.key_on("k_quality", quality, lambda e: e.key))
     clock_beats: list[Stream[Any]] = []
     if clock is not None:
         market_in.append(
