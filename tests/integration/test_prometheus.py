@@ -71,7 +71,7 @@ def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[b
 def test_promtool_checks_the_rules_and_the_scrape_config():
     out = run(tool("promtool"), "check", "rules", str(RULES))
     assert out.returncode == 0, out.stdout.decode() + out.stderr.decode()
-    assert b"SUCCESS: 8 rules found" in out.stdout
+    assert b"SUCCESS: 9 rules found" in out.stdout
     out = run(tool("promtool"), "check", "config", str(PROM_DIR / "prometheus.yml"))
     assert out.returncode == 0, out.stdout.decode() + out.stderr.decode()
 
@@ -120,6 +120,7 @@ def test_every_alert_is_defined_on_metrics_makerflow_exports():
     assert alerts == {
         "KillSwitchEngaged",
         "KillSwitchCancelFailed",
+        "ControlCommandRefused",
         "MarketDataStale",
         "BalanceReconciliationBreak",
         "HighOrderRejectRate",
