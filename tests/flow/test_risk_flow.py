@@ -511,3 +511,57 @@ def test_an_invalid_book_pauses_the_market_until_good_ticks_come_back(runner):
     assert [s.status for s in btc] == ["PAUSED", "ACTIVE"]
     assert btc[0].reasons == ("book invalid (gap): expected 7",)
     assert [i.action for i in o.intents] == ["cancel_all"]
+
+
+def test_stale_data_pulls_the_quoters_quotes_and_fresh_data_restores_them(runner):
+    """Found on main: staleness was off by default and the quoter has no timer, so when the
+    ticks stopped its quotes kept resting at old prices. Now risk (which has the clock)
+    pauses the market: the quoter cancels its orders and quotes again once data is fresh."""
+    from makerflow.operators.quoting import quoting_op
+    from makerflow.operators.quoting_config import MarketConfig as QuotedMarket
+    from makerflow.operators.quoting_config import QuotingConfig, QuotingParams
+
+    ticks = recorded_ticks(limit=4_000)
+    head, tail = ticks[:3_000], ticks[3_000:]
+    shift = 5 * NS - (tail[0].ts - head[-1].ts)
+    tail = [msgspec.structs.replace(t, ts=t.ts + shift) for t in tail]
+    beats = [Heartbeat(head[-1].ts + k * NS // 100) for k in range(1, 501)]  # one batch
+    events = [*head, *beats, *tail]
+    quoting = QuotingConfig(
+        markets=(
+            QuotedMarket(
+                venue=VENUE,
+                symbol=SYMBOL,
+                tick_size=0.01,
+                lot_size=0.00001,
+                min_qty=0.00001,
+                min_notional=5.0,
+            ),
+        ),
+        defaults=QuotingParams(warmup_s=0.0, sigma_initial=4.0, min_quote_lifetime_s=0.0),
+        id_namespace="pausetest",
+    )
+    flow = Dataflow("risk_quoting_pause")
+    src = op.input("inp", flow, TestingSource(events, batch_size=500))
+    ticks_s = op.filter("ticks", src, lambda x: isinstance(x, Tick))
+    clock_s = op.filter("clock", src, lambda x: isinstance(x, Heartbeat))
+    none: Any = op.filter("none", src, lambda x: False)
+    cfg = RiskConfig(markets=(MarketConfig(venue=VENUE, symbol=SYMBOL),))
+    risk = risk_op("risk", ticks_s, none, none, none, none, none, cfg, clock=clock_s)
+    quoted = quoting_op("quoting", ticks_s, none, risk.states, none, none, none, quoting)
+    states: list[RiskState] = []
+    intents: list[OrderIntent] = []
+    op.output("states", risk.states, TestingSink(states))
+    op.output("intents", quoted.intents, TestingSink(intents))
+    runner(flow)
+
+    btc = [s for s in changes(states) if s.scope == BTC_SCOPE]
+    assert [s.status for s in btc] == ["PAUSED", "ACTIVE"]
+    paused_at = btc[0].since
+    assert paused_at - head[-1].ts <= 3 * NS + NS // 100  # within the bound: limit + a beat
+    places = [i.ts for i in intents if i.action == "place"]
+    assert any(ts < head[-1].ts for ts in places)  # it quoted before the feed stopped
+    pulled = [i for i in intents if i.action in ("cancel", "cancel_all") and i.ts >= paused_at]
+    assert pulled and all("PAUSED" in i.reason for i in pulled[:1])
+    assert not [ts for ts in places if paused_at <= ts < tail[0].ts]
+    assert any(ts >= tail[0].ts for ts in places)  # quoting restored with fresh data
