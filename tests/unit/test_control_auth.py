@@ -66,3 +66,23 @@ def test_the_operator_passes_good_commands_and_dead_letters_and_alerts_the_rest(
     assert [e.reason.split(":")[0] for e in errs] == ["unsigned", "replayed", "stale"]
     assert all(a.name == "ControlCommandRefused" and a.severity == "warning" for a in alerts)
     assert [a.labels["reason"] for a in alerts] == ["unsigned", "replayed", "stale"]
+
+
+def test_makerflow_control_refuses_to_send_without_a_key_and_a_resume_without_a_reason(
+    monkeypatch, capsys
+):
+    import argparse
+
+    import pytest
+
+    from makerflow.commands import control
+
+    monkeypatch.delenv("MAKERFLOW_CONTROL_KEY", raising=False)
+    monkeypatch.delenv("MAKERFLOW_CONTROL_KEY_FILE", raising=False)
+    parser = argparse.ArgumentParser(prog="makerflow")
+    control.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["control", "halt", "--scope", "global", "--brokers", "127.0.0.1:1"])
+    assert args.func(args) == 2
+    assert "no control key" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="needs --reason"):
+        build_command("resume", "global", ts=NOW, issued_by="alice")
