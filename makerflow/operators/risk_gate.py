@@ -195,6 +195,8 @@ class _GateLogic(op.StatefulBatchLogic[Any, Any, tuple[Any, ...]]):
         self.gate = RiskGate(config, states)
         self.held: list[OrderIntent] = list(held)
         self.until: datetime | None = None
+        if self.held:  # resumed while places waited: they wait once more, then are judged
+            self.until = clock() + timedelta(milliseconds=config.hold_ms)
 
     def on_batch(self, values: list[Any]) -> tuple[Iterable[Any], bool]:
         # States first: what risk says now, heard together with an intent, judges it (a halt

@@ -226,6 +226,15 @@ class _Runner:
             self._client = self._make()
         return self._client
 
+    def close(self) -> None:
+        """Close the client (a later halt opens a new one)."""
+        loop, client = self._loop, self._client
+        if loop is None or client is None:
+            return
+        self._client = None
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(client.close(), loop).result(timeout=5)
+
 
 @dataclass
 class _Job:
@@ -324,6 +333,7 @@ class _FlattenLogic(StatefulLogic[RiskState, Alert, tuple[tuple[str, int], ...]]
         for job in self.jobs:  # still not done: say so
             rep = FlattenReport(self.symbol, False, ("?",), (), 0, 0.0, None, ("run ended",))
             out = [*out, self._alert("KillSwitchCancelFailed", job.scope, rep, job.since)]
+        self.runner.close()
         return out, StatefulLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
