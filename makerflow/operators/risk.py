@@ -14,14 +14,14 @@ Stages, each keyed so that it spreads over workers:
   event-time beats, and emits the RiskState (on each change and once per heartbeat period),
   the Alert and the cancel-all intents.
 
-The logic is in the pure modules ``risk_windows``, ``risk_limits`` and ``staleness``; this
+The logic is in the pure modules ``risk_windows``, ``risk_limits``, ``kill_switch`` and
+``staleness`` (the per-scope stage is in ``risk_scopes``); this
 module only keys, routes, keeps state and updates the Prometheus metrics.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,23 +30,30 @@ from bytewax.dataflow import Stream, operator
 from bytewax.operators import KeyedStream, StatefulLogic
 
 from makerflow import metrics
+from makerflow.operators.kill_switch import command_problem
 from makerflow.operators.risk_limits import (
     MARKET_KINDS,
     AssetLimits,
-    Breach,
     BreachTracker,
     MarketLimits,
     PortfolioLimits,
     RiskConfig,
-    ScopeMachine,
-    Transition,
     apply_params,
     check_deviation,
     check_exposure,
     check_market,
     check_portfolio,
     check_staleness,
-    command_problem,
+)
+from makerflow.operators.risk_scopes import (
+    Beat,
+    Pause,
+    ScopeLogic,
+    Signal,
+    audit,
+    cancel_all_intents,
+    keyed_stateful,
+    signal,
 )
 from makerflow.operators.risk_windows import (
     NS_PER_S,
@@ -83,7 +90,7 @@ from makerflow.schemas.scopes import (
     validate_scope,
 )
 
-_EMPTY: tuple[Any, ...] = ()
+__all__ = ["RiskOut", "cancel_all_intents", "risk_op"]
 
 
 @dataclass(frozen=True)
@@ -102,51 +109,6 @@ class RiskOut:
     audit: Stream[Alert]
     """Every halt / resume / set_params command risk took, as an info Alert
     (``ControlCommand``) naming who and why: the trail of what people did."""
-
-
-@dataclass(frozen=True)
-class Signal:
-    """Breach onsets for a scope's machine, and what holds now among the kinds judged."""
-
-    scope: str
-    ts: int
-    breaches: tuple[Breach, ...]
-    metrics: dict[str, float]
-    judged: frozenset[str] = frozenset()
-    holding: tuple[Breach, ...] = ()
-
-
-@dataclass(frozen=True)
-class Pause:
-    """A market's data went stale (``reasons``) or is fresh again (empty)."""
-
-    scope: str
-    ts: int
-    reasons: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Beat:
-    """Event time reached ``ts`` for ``scope``: publish its state if a new period began."""
-
-    scope: str
-    ts: int
-
-
-def _signal(
-    tracker: BreachTracker,
-    scope: str,
-    ts: int,
-    breaches: tuple[Breach, ...],
-    judged: Iterable[str],
-    measured: dict[str, float],
-) -> list[Signal]:
-    """A Signal when the tracker's active set changed (an onset or a clear)."""
-    j = frozenset(judged)
-    onsets, changed = tracker.update(breaches, j)
-    if not changed:
-        return []
-    return [Signal(scope, ts, onsets, measured, j, breaches)]
 
 
 @dataclass(frozen=True)
@@ -260,7 +222,7 @@ class _MarketLogic(StatefulLogic[MarketIn, Any, tuple[Any, ...]]):
             age = self.stale.age_ns(value)
             metrics.MARKET_DATA_AGE.labels(market=self.risk.market).set(age / NS_PER_S)
             out.extend(
-                _signal(
+                signal(
                     self.tracker,
                     self.scope,
                     value.now,
@@ -293,7 +255,7 @@ class _MarketLogic(StatefulLogic[MarketIn, Any, tuple[Any, ...]]):
         g[5].set(m.pnl)
         g[6].set(m.drawdown)
         out.extend(
-            _signal(
+            signal(
                 self.tracker,
                 self.scope,
                 m.ts,
@@ -383,7 +345,7 @@ class _ExposureLogic(StatefulLogic[Leg | BalanceSnapshot | ControlCommand, Any, 
         metrics.EXPOSURE.labels(account=account, asset=self.asset).set(exposure)
         judged = (f"exposure_long:{account}", f"exposure_short:{account}")
         return list(
-            _signal(
+            signal(
                 self.tracker,
                 self.scope,
                 ts,
@@ -408,7 +370,7 @@ def _index_mapper(config: RiskConfig) -> Any:
         lim = config.basket_limits(ip.basket)
         if dev is not None:
             metrics.INDEX_ORACLE_DEVIATION.labels(basket=ip.basket).set(dev)
-        out: list[Any] = _signal(
+        out: list[Any] = signal(
             tracker,
             lim.halt_scope,
             ip.ts,
@@ -451,7 +413,7 @@ class _PortfolioLogic(StatefulLogic[MarketSummary | ControlCommand, Any, tuple[A
         self._pnl.set(p.pnl)
         self._dd.set(p.drawdown)
         out.extend(
-            _signal(
+            signal(
                 self.tracker,
                 self.scope,
                 p.ts,
@@ -464,159 +426,6 @@ class _PortfolioLogic(StatefulLogic[MarketSummary | ControlCommand, Any, tuple[A
 
     def snapshot(self) -> tuple[Any, ...]:
         return self.book.snapshot(), self.tracker.active, self.limits
-
-
-# --- per scope: the kill switch ----------------------------------------------------------------
-
-
-ScopeIn = Signal | Pause | Beat | ControlCommand
-
-
-class _ScopeLogic(StatefulLogic[ScopeIn, Any, tuple[Any, ...]]):
-    def __init__(self, scope: str, config: RiskConfig, resume: Any) -> None:
-        self.config = config
-        self.beat_ns = config.state_heartbeat_ms * 1_000_000
-        self.machine = (
-            ScopeMachine(scope) if resume is None else ScopeMachine.restore(scope, resume)
-        )
-        self._gauge = metrics.KILL_SWITCH_ENGAGED.labels(scope=scope)
-        self._gauge.set(1 if self.machine.status == "HALTED" else 0)
-        self._cause = ""
-        self._show_cause()
-
-    def _show_cause(self) -> None:
-        """``makerflow_kill_switch_reason{scope, reason}`` reads 1 for the halt's cause only."""
-        cause = self.machine.cause if self.machine.status == "HALTED" else ""
-        if cause == self._cause:
-            return
-        if self._cause:
-            with contextlib.suppress(KeyError):
-                metrics.KILL_SWITCH_REASON.remove(self.machine.scope, self._cause)
-        if cause:
-            metrics.KILL_SWITCH_REASON.labels(scope=self.machine.scope, reason=cause).set(1)
-        self._cause = cause
-
-    def on_item(self, value: ScopeIn) -> tuple[Iterable[Any], bool]:
-        out: list[Any] = []
-        if isinstance(value, Signal):
-            for b in value.breaches:
-                metrics.RISK_LIMIT_BREACHES.labels(scope=value.scope, kind=b.kind).inc()
-            self.machine.hold(value.judged, value.holding)
-            t = self.machine.on_breach(value.ts, value.breaches, value.metrics)
-        elif isinstance(value, Pause):
-            t = self.machine.on_pause(value.ts, value.reasons)
-        elif isinstance(value, Beat):
-            t = self.machine.on_beat(value.ts, self.beat_ns)
-        else:
-            t = self.machine.on_command(value)
-        if t is None:
-            return out, StatefulLogic.RETAIN
-        self._gauge.set(1 if t.status == "HALTED" else 0)
-        self._show_cause()
-        return out + self._emit(t), StatefulLogic.RETAIN
-
-    def _emit(self, t: Transition) -> list[Any]:
-        out: list[Any] = [
-            RiskState(
-                ts=t.ts,
-                scope=t.scope,
-                status=t.status,
-                reasons=t.reasons,
-                metrics=t.metrics,
-                since=t.since,
-                heartbeat=t.heartbeat,
-            )
-        ]
-        if t.alert is not None:
-            name, severity, message = t.alert
-            out.append(
-                Alert(
-                    ts=t.ts,
-                    name=name,
-                    severity=severity,
-                    scope=t.scope,
-                    message=message,
-                    labels={"status": t.status},
-                )
-            )
-        if t.cancel_all:
-            what = "pause" if t.status == "PAUSED" else "kill switch"
-            out.extend(cancel_all_intents(self.config, t.scope, t.ts, t.reasons, what))
-        return out
-
-    def snapshot(self) -> tuple[Any, ...]:
-        return self.machine.snapshot()
-
-
-def _audit(cmd: ControlCommand) -> Alert:
-    who = cmd.issued_by or "?"
-    return Alert(
-        ts=cmd.ts,
-        name="ControlCommand",
-        severity="info",
-        scope=cmd.scope,
-        message=f"{cmd.command} {cmd.scope} by {who}" + (f": {cmd.reason}" if cmd.reason else ""),
-        labels={
-            "command": cmd.command,
-            "issued_by": cmd.issued_by,
-            "reason": cmd.reason,
-            "nonce": cmd.nonce,
-        },
-    )
-
-
-def cancel_all_intents(
-    config: RiskConfig, scope: str, ts: int, reasons: tuple[str, ...], what: str = "kill switch"
-) -> list[OrderIntent]:
-    """``cancel_all`` for every configured market a halt of ``scope`` stops (and the market
-    itself for a ``market:`` scope that is not configured)."""
-    markets = [(m.venue, m.symbol, m.account) for m in config.markets_in_scope(scope)]
-    kind, _, rest = scope.partition(":")
-    if kind == "market" and not markets:
-        venue, _, symbol = rest.partition(":")
-        markets = [(venue, symbol, "main")]
-    why = f"{what} {scope}: " + "; ".join(reasons)
-    return [
-        OrderIntent(ts=ts, venue=v, symbol=s, account=a, action="cancel_all", reason=why)
-        for v, s, a in markets
-    ]
-
-
-# --- routing helpers ------------------------------------------------------------------------
-
-
-class _WithKey(StatefulLogic[tuple[str, Any], Any, tuple[str, Any]]):
-    """Bytewax does not pass the key to a StatefulLogic builder; this builds the inner logic
-    from the first item's key, and snapshots the key along with the inner state."""
-
-    def __init__(self, build: Callable[[str, Any], StatefulLogic[Any, Any, Any]], resume: Any):
-        self.build = build
-        self.key: str | None = None
-        self.inner: StatefulLogic[Any, Any, Any] | None = None
-        if resume is not None:
-            self.key = resume[0]
-            self.inner = build(resume[0], resume[1])
-
-    def on_item(self, value: tuple[str, Any]) -> tuple[Iterable[Any], bool]:
-        if self.inner is None:
-            self.key = value[0]
-            self.inner = self.build(value[0], None)
-        return self.inner.on_item(value[1])
-
-    def snapshot(self) -> tuple[str, Any]:
-        assert self.inner is not None and self.key is not None
-        return self.key, self.inner.snapshot()
-
-
-@operator
-def _keyed_stateful(
-    step_id: str,
-    up: KeyedStream[Any],
-    build: Callable[[str, Any], StatefulLogic[Any, Any, Any]],
-) -> KeyedStream[Any]:
-    """``op.stateful`` whose builder gets the key: ``build(key, resume_state)``."""
-    with_key = op.map("with_key", up, lambda kv: (kv[0], kv))
-    return op.stateful("logic", with_key, lambda resume: _WithKey(build, resume))
 
 
 def _check_symbol(step: str) -> Any:
@@ -732,7 +541,7 @@ def risk_op(
             op.flat_map("clock_beats", clock, lambda hb: [(s, Beat(s, hb.now)) for s in configured])
         )
     market_step = f"{step_id}.markets"
-    market_out = _keyed_stateful(
+    market_out = keyed_stateful(
         "market_state",
         op.merge("market_in", *market_in),
         lambda key, resume: _MarketLogic(market_step, key, config, spec, resume),
@@ -741,7 +550,7 @@ def risk_op(
     # Per asset.
     legs = op.flat_map("legs", fills, lambda f: [(leg.asset, leg) for leg in fill_legs(f)])
     exposure_step = f"{step_id}.exposure"
-    exposure_out = _keyed_stateful(
+    exposure_out = keyed_stateful(
         "exposure",
         op.merge(
             "exposure_in",
@@ -761,7 +570,7 @@ def risk_op(
     market_items = op.map("market_items", market_out, lambda kv: kv[1])
     summaries = op.filter("summaries", market_items, lambda x: isinstance(x, MarketSummary))
     portfolio_step = f"{step_id}.portfolio"
-    portfolio_out = _keyed_stateful(
+    portfolio_out = keyed_stateful(
         "portfolio",
         op.merge(
             "portfolio_in",
@@ -787,7 +596,7 @@ def risk_op(
     errs.append(op.filter("stage_errs", said, lambda x: isinstance(x, DeadLetter)))
     stage_alerts = op.filter("stage_alerts", said, lambda x: isinstance(x, Alert))
 
-    scope_out = _keyed_stateful(
+    scope_out = keyed_stateful(
         "scopes",
         op.merge(
             "scope_in",
@@ -795,7 +604,7 @@ def risk_op(
             op.key_on("k_cmds", switch_cmds, lambda c: c.scope),
             *clock_beats,
         ),
-        lambda key, resume: _ScopeLogic(key, config, resume),
+        lambda key, resume: ScopeLogic(key, config, resume),
     )
     emitted = op.map("emitted", scope_out, lambda kv: kv[1])
     return RiskOut(
@@ -807,5 +616,5 @@ def risk_op(
         ),
         intents=op.filter("intents", emitted, lambda x: isinstance(x, OrderIntent)),
         errs=op.merge("errs", *errs),
-        audit=op.map("audit", control, _audit),
+        audit=op.map("audit", control, audit),
     )
