@@ -26,7 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from makerflow.exchange import LocalExchange
-from makerflow.operators.risk_limits import Breach, ScopeMachine
+from makerflow.operators.kill_switch import ScopeMachine
+from makerflow.operators.risk_limits import Breach
 from makerflow.sinks.flatten import flatten
 
 REPLAY = (

@@ -7,7 +7,9 @@ only, or race an order placed a moment earlier. :func:`flatten` therefore loops
 
     cancel_all_orders(symbol)  ->  fetch_open_orders(symbol)  ->  ours left?  ->  back off
 
-until the venue lists none of ours. Past ``deadline_s`` it calls ``on_cancel_failed`` once
+until the venue lists none of ours; from the second round on, what the venue still lists is
+also cancelled one by one (a venue whose cancel-all fails may still cancel by id). Past
+``deadline_s`` it calls ``on_cancel_failed`` once
 with what is still open (the ``KillSwitchCancelFailed`` alert, critical) and keeps trying.
 ``makerflow_kill_switch_flat_seconds`` records the time from the breach to the confirmation.
 
@@ -154,6 +156,20 @@ async def flatten(
             pass  # nothing was open: the look below confirms it
         except ccxt.BaseError as exc:
             errors.append(f"cancel_all_orders: {type(exc).__name__}: {exc}"[:300])
+        if remaining and attempts > 1:
+            # The cancel-all did not clear them (it fails, or the venue ignores it): cancel
+            # what the venue still listed one by one, at once.
+            results = await asyncio.gather(
+                *(client.cancel_order(None, symbol, {"clientOrderId": c}) for c in remaining),
+                return_exceptions=True,
+            )
+            for c, r in zip(remaining, results, strict=True):
+                if isinstance(r, ccxt.OrderNotFound):
+                    continue
+                if isinstance(r, BaseException):
+                    errors.append(f"cancel_order {c}: {type(r).__name__}: {r}"[:300])
+                else:
+                    canceled.append(c)
         try:
             open_orders = await client.fetch_open_orders(symbol)
             remaining = tuple(c for c in map(_cid, open_orders) if c.startswith(prefix))
