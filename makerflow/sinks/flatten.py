@@ -69,11 +69,9 @@ class FlattenReport:
     def describe(self) -> str:
         """One line for an alert: what is confirmed, and what is not."""
         if self.confirmed:
-            took = (
-                f"{self.breach_to_flat_s:.3f}s after the breach"
-                if self.breach_to_flat_s
-                else (f"in {self.elapsed_s:.3f}s")
-            )
+            took = f"in {self.elapsed_s:.3f}s"
+            if self.breach_to_flat_s:
+                took += f", {self.breach_to_flat_s:.3f}s after the breach"
             return (
                 f"confirmed flat on {self.symbol}: the venue lists none of our orders"
                 f" ({len(self.canceled)} canceled, {self.attempts} attempt(s), {took})"
