@@ -31,6 +31,20 @@ def register(sub: Any) -> None:
         metavar="P",
         help="the crash's move in percent (default -10; positive for a spike)",
     )
+    p.add_argument(
+        "--faults",
+        choices=("none", "chaos"),
+        default="none",
+        help="chaos: the exchange mixes in lost answers, late requests, 429/418 bursts, venue"
+        " expiries and duplicated, reordered and lost private events at a steady rate",
+    )
+    p.add_argument(
+        "--chaos-rate",
+        type=float,
+        default=0.05,
+        help="with --faults chaos: the share of order requests and private order reports hit",
+    )
+    p.add_argument("--chaos-seed", type=int, default=0, help="with --faults chaos: the mix's seed")
     p.set_defaults(func=run)
 
 
@@ -38,11 +52,22 @@ def run(args: argparse.Namespace) -> int:
     from makerflow.demo.report import print_report
     from makerflow.demo.runner import Crash, run_demo
 
-    print(f"makerflow demo: replaying 2 minutes of Binance BTC/USDT in real time -> {args.out}")
+    faults = "" if args.faults == "none" else f" with chaos at {args.chaos_rate:g}"
+    print(
+        f"makerflow demo: replaying 2 minutes of Binance BTC/USDT in real time{faults} -> "
+        f"{args.out}"
+    )
     crash = None
     if args.crash_at is not None:
         crash = Crash(args.crash_at, args.crash_pct)
         print(f"  the market moves {crash.pct:+g}% at {crash.at_s:g}s: watch the kill switch")
-    result = run_demo(args.out, seconds=args.seconds, crash=crash)
+    result = run_demo(
+        args.out,
+        seconds=args.seconds,
+        faults=args.faults,
+        chaos_rate=args.chaos_rate,
+        chaos_seed=args.chaos_seed,
+        crash=crash,
+    )
     print_report(result.out_dir)
     return 0
