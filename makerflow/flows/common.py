@@ -7,8 +7,9 @@ so users start it with ``python -m bytewax.run makerflow.flows.<service>:flow`` 
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,6 +95,18 @@ class TopicIO:
         dead_letter_output("out_deadletter", merged, brokers=self.settings.brokers)
 
 
+def configure_service_logging(env: Mapping[str, str] | None = None) -> None:
+    """Log to stderr at ``MAKERFLOW_LOG_LEVEL`` (default INFO) when nothing has configured
+    logging yet: under ``python -m bytewax.run`` nobody does, and a service's own warnings
+    ("cannot reach Kafka at ...") would otherwise print bare or not at all."""
+    e = os.environ if env is None else env
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    level = getattr(logging, e.get("MAKERFLOW_LOG_LEVEL", "INFO").upper(), logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def lazy_flow(build: Callable[[], Dataflow]) -> Callable[[str], Any]:
     """A module ``__getattr__`` that builds the service's ``flow`` on first access.
 
@@ -110,6 +123,7 @@ def lazy_flow(build: Callable[[], Dataflow]) -> Callable[[str], Any]:
         if not built:
             from makerflow.sinks.metrics import serve_metrics
 
+            configure_service_logging()
             serve_metrics(None)
             built.append(build())
         return built[0]
