@@ -17,10 +17,14 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
 
+from makerflow.flows.config_file import check_config, service_of_module
+from makerflow.schemas.config import ConfigError
 from makerflow.schemas.events import DeadLetter
 from makerflow.schemas.topics import Topic
 from makerflow.sinks.kafka import dead_letter_output, kafka_output
 from makerflow.sources.kafka import EventStreams, kafka_input
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,18 @@ def configure_service_logging(env: Mapping[str, str] | None = None) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def check_service_config(service: str | None, env: Mapping[str, str] | None = None) -> None:
+    """Validate the whole configuration (``MAKERFLOW_CONFIG`` and the ``MAKERFLOW__...``
+    overrides) before the service starts anything; on an error say which table and key and
+    exit with status 2, without a traceback (the message is all there is to read)."""
+    e = os.environ if env is None else env
+    try:
+        check_config(e.get("MAKERFLOW_CONFIG") or None, service, e)
+    except ConfigError as exc:
+        logger.critical("configuration error, %s not started: %s", service or "flow", exc)
+        raise SystemExit(2) from None
+
+
 def lazy_flow(build: Callable[[], Dataflow]) -> Callable[[str], Any]:
     """A module ``__getattr__`` that builds the service's ``flow`` on first access.
 
@@ -116,6 +132,7 @@ def lazy_flow(build: Callable[[], Dataflow]) -> Callable[[str], Any]:
     service starts serving ``/metrics`` (``MAKERFLOW_METRICS_PORT``, default 9464).
     """
     built: list[Dataflow] = []
+    service = service_of_module(build.__module__)
 
     def module_getattr(name: str) -> Any:
         if name != "flow":
@@ -124,6 +141,7 @@ def lazy_flow(build: Callable[[], Dataflow]) -> Callable[[str], Any]:
             from makerflow.sinks.metrics import serve_metrics
 
             configure_service_logging()
+            check_service_config(service)
             serve_metrics(None)
             built.append(build())
         return built[0]
