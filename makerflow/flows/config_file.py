@@ -113,7 +113,7 @@ def check_markets(configs: Mapping[str, Any], where: str, present: set[str]) -> 
     """The tables agree on the markets: every quoted market is executed and watched by the
     execution service, and every ``index_basket`` names a basket of the index service."""
     quoting, execution = configs.get("quoting"), configs.get("execution")
-    index = configs.get("index") or section_type("index")()
+    index: Any = configs.get("index") or section_type("index")()
     baskets = {b.name for b in index.baskets}
     if quoting is not None and "quoting" in present:
         for i, m in enumerate(quoting.markets):
