@@ -122,3 +122,21 @@ def test_service_without_broker_says_so_once_then_runs_when_one_starts(tmp_path:
     assert "reached Kafka at" in text
     assert waiting.count("Connect to ipv4") == 0, waiting
     assert "Traceback" not in text
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["replay", "--input", "x.gz"],
+        ["record", "--markets", "binance:BTC/USDT"],
+        ["topics", "create"],
+        ["control", "halt", "--scope", "global"],
+    ],
+)
+def test_every_kafka_command_defaults_to_MAKERFLOW_BROKERS(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from makerflow.cli import build_parser
+
+    monkeypatch.setenv("MAKERFLOW_BROKERS", "kafka-a:9092,kafka-b:9092")
+    assert build_parser().parse_args(argv).brokers == "kafka-a:9092,kafka-b:9092"
