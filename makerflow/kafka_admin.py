@@ -203,7 +203,7 @@ def produce_events(
 
     Raises when the broker refuses any of them.
     """
-    out = _Sender(producer(brokers, **config))
+    out = Sender(producer(brokers, **config))
     n = 0
     for ev in events:
         out.send(topic.name, topic.key_of(ev) or None, encode(ev))
@@ -222,7 +222,7 @@ def produce_raw(
 ) -> int:
     """Produce raw (key, value) pairs, one record per batch so that tansu's high watermark
     stays exact."""
-    out = _Sender(producer(brokers, **{"linger.ms": 0, "batch.num.messages": 1, **config}))
+    out = Sender(producer(brokers, **{"linger.ms": 0, "batch.num.messages": 1, **config}))
     n = 0
     for key, value in values:
         out.send(topic, key, value)
@@ -232,7 +232,7 @@ def produce_raw(
     return n
 
 
-class _Sender:
+class Sender:
     """A producer plus the delivery failures it has seen (only failures are reported)."""
 
     def __init__(self, p: Producer) -> None:
