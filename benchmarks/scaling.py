@@ -35,7 +35,15 @@ from makerflow.schemas import topics as t  # noqa: E402
 from makerflow.schemas.events import DeadLetter, Trade  # noqa: E402
 from makerflow.sources.recorded import read_recorded  # noqa: E402
 
-DATA = REPO.parent / "shared" / "data" / "binance" / "spot" / "btcusdt_20240808.gz"
+# shared/ sits beside the repository (or beside the worktrees' folder).
+DATA = next(
+    (
+        d / "shared" / "data" / "binance" / "spot" / "btcusdt_20240808.gz"
+        for d in (REPO.parent, REPO.parent.parent)
+        if (d / "shared").is_dir()
+    ),
+    REPO.parent / "shared" / "data" / "binance" / "spot" / "btcusdt_20240808.gz",
+)
 FIXTURE = REPO / "tests" / "fixtures" / "md" / "binance_spot_btcusdt_20240808_head6000.gz"
 PARTITIONS = 4
 TARGET = 1.6
@@ -93,9 +101,9 @@ def fill(brokers: list[str], path: Path, symbols: list[str]) -> int:
     return n
 
 
-def run_config(brokers: str, workers: int, processes: int) -> float:
+def run_config(brokers: str, workers: int, processes: int) -> tuple[float, int]:
     """Runs the service to the end of the topics; returns seconds from its first output to
-    its last (broker timestamps of the ticks it wrote)."""
+    its last (the ticks' message timestamps) and how many ticks it wrote."""
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),
@@ -124,7 +132,7 @@ def run_config(brokers: str, workers: int, processes: int) -> float:
     ]
     if len(stamps) < 2:
         raise RuntimeError("the run wrote no ticks")
-    return max((max(stamps) - min(stamps)) / 1000.0, 1e-3)
+    return max((max(stamps) - min(stamps)) / 1000.0, 1e-3), len(stamps)
 
 
 def main() -> int:
@@ -137,6 +145,7 @@ def main() -> int:
     spread = Counter(partition_of(f"binance:{s}") for s in symbols)
     configs = [("1 worker", 1, 1), ("2 workers", 2, 1), ("4 workers", 4, 1), ("2 processes", 1, 2)]
     best: dict[str, float] = {}
+    ticks_out: dict[str, set[int]] = {}
     with Broker() as b:
         names = [x.name for x in t.TOPICS.values()]
         ensure_topics([b.bootstrap], names, partitions=PARTITIONS)
@@ -146,13 +155,15 @@ def main() -> int:
         print(f"markets per partition {per_part}; {os.cpu_count()} cores")
         for _ in range(args.repeat):
             for name, workers, processes in configs:
-                secs = run_config(b.bootstrap, workers, processes)
+                secs, count = run_config(b.bootstrap, workers, processes)
                 best[name] = min(best.get(name, secs), secs)
+                ticks_out.setdefault(name, set()).add(count)
     base = n / best["1 worker"]
-    print(f"{'configuration':<14} {'events/s':>10} {'vs 1 worker':>12}")
+    print(f"{'configuration':<14} {'events/s':>10} {'vs 1 worker':>12}  ticks out (each run)")
     for name, *_ in configs:
         rate = n / best[name]
-        print(f"{name:<14} {rate:>10.0f} {rate / base:>11.2f}x")
+        outs = ", ".join(str(c) for c in sorted(ticks_out[name]))
+        print(f"{name:<14} {rate:>10.0f} {rate / base:>11.2f}x  {outs}")
     two = (n / best["2 workers"]) / base
     print(f"target: 2 workers >= {TARGET}x one worker: {'met' if two >= TARGET else 'NOT met'}")
     return 0

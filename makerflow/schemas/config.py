@@ -205,9 +205,14 @@ def describe_error(
     else:
         msg = msg[0].lower() + msg[1:] if msg[:1].isupper() and msg[:2] != "A-" else msg
     by_env = ""
+    plain = re.sub(r"\[(\d+)\]", r".\1", key)  # markets[0].lot_size -> markets.0.lot_size
     for keys, (_, name) in (overrides or {}).items():
         dotted = ".".join(keys)
-        if key and (key == dotted or key.startswith(dotted) or dotted.startswith(key)):
+        if plain and (
+            plain == dotted
+            or plain.startswith(dotted + ".")
+            or (not unknown and dotted.startswith(plain + "."))
+        ):
             by_env = f" (set by {name})"
     label = f"[{section}] {key}" if key else f"[{section}]"
     return f"{where}: {label}: {msg}{by_env}"
