@@ -127,7 +127,7 @@ def run_config(brokers: str, workers: int, processes: int) -> tuple[float, int]:
             raise RuntimeError(f"the ticks service exited with {p.returncode}")
     stamps = [
         m.timestamp()[1]
-        for m in read_topic([brokers], t.TICKS.name, idle=1.0)
+        for m in read_topic([brokers], t.TICKS.name, idle=5.0)
         if m.timestamp()[1] >= started_ms
     ]
     if len(stamps) < 2:

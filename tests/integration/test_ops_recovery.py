@@ -68,7 +68,8 @@ def replay(brokers: str, speed: float | None = None) -> subprocess.Popen[bytes]:
     )
 
 
-def values(brokers: str, idle: float = 3.0) -> list[bytes]:
+def values(brokers: str, idle: float = 5.0) -> list[bytes]:
+    # Read until the topic has been quiet a while: its reported end is short on tansu.
     return [bytes(m.value()) for m in read_topic([brokers], TICKS.name, idle=idle)]
 
 
