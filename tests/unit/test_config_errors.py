@@ -110,7 +110,8 @@ def test_environment_overrides_a_key(tmp_path: Path) -> None:
         (
             ('symbols = ["BTC/USDT"]', 'symbols = ["ETH/USDT"]'),
             {},
-            r"\[quoting\] markets\[0\] \(binance:BTC/USDT, account main\): missing from \[execution\] private\.symbols",
+            r"\[quoting\] markets\[0\] \(binance:BTC/USDT, account main\): "
+            r"missing from \[execution\] private\.symbols",
         ),
         # a quoted market on a venue the sink does not execute on
         (
