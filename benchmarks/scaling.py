@@ -6,7 +6,9 @@ produced to ``md.book`` / ``md.trades`` on a tansu broker on loopback. Each conf
 then runs the real service (``python -m bytewax.run makerflow.flows.ticks:flow``, with
 ``MAKERFLOW_TAIL=0`` so it stops at the end of the topics) over all of it; the rate is input
 events divided by the time between its first and its last output message (broker
-timestamps), so process start-up does not count. Runs are interleaved and repeated; the best
+timestamps), so process start-up does not count. The ticks are aligned in event time
+(``MAKERFLOW__TICKS__ALIGN_MS``) so every configuration must write the same ticks; their count
+per run is printed. Runs are interleaved and repeated; the best
 of each counts (the machine is shared, and the broker runs on the same cores). Ratios are
 against one worker in the same run; the issue's target is 2 workers >= 1.6 x one.
 
@@ -111,6 +113,9 @@ def run_config(brokers: str, workers: int, processes: int) -> tuple[float, int]:
         "MAKERFLOW_TAIL": "0",
         "MAKERFLOW_METRICS_PORT": "0",
         "MAKERFLOW_LOG_LEVEL": "WARNING",
+        # Event-time alignment: without it a market's trades read before its first book
+        # snapshot make no ticks, so the output (and the work) varies with arrival order.
+        "MAKERFLOW__TICKS__ALIGN_MS": "60000",
     }
     cmd = [sys.executable, "-m", "bytewax.run", "makerflow.flows.ticks:flow", "-w", str(workers)]
     started_ms = int(time.time() * 1000)
