@@ -1,5 +1,7 @@
 """Small Kafka utilities for commands, the demo and tests: create topics, produce events,
-read a topic back whole.
+read a topic back whole; and how a service reaches Kafka (:func:`list_partitions` waits for
+an unreachable broker with one clear message instead of librdkafka's connect failure every
+50 ms; :class:`LibrdkafkaLog` passes librdkafka's own lines to logging, repeats held back).
 
 Reading "to the end" cannot trust the high watermark on the tansu broker (see
 ``makerflow.broker``), so :func:`read_topic` reads until it has ``expected`` messages or the
@@ -8,15 +10,130 @@ topic has been idle for ``idle`` seconds.
 
 from __future__ import annotations
 
+import logging
+import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from makerflow.schemas.codec import encode
 from makerflow.schemas.topics import Topic
+
+logger = logging.getLogger(__name__)
+
+START_HINT = "start one with `makerflow broker`, or set MAKERFLOW_BROKERS"
+
+
+class LibrdkafkaLog:
+    """A ``logger`` for librdkafka clients: its lines go to the ``makerflow.librdkafka``
+    logger, and a line that repeats (a connect failure every reconnect backoff) is passed on
+    at most once per ``every_s`` seconds, with the number held back.
+
+    confluent-kafka calls ``log(level, fmt, facility, client, text)`` from the client's poll
+    (consumers and producers poll all the time; an idle admin client never delivers).
+    """
+
+    def __init__(
+        self,
+        every_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        target: logging.Logger | None = None,
+    ) -> None:
+        self.every_s = every_s
+        self.clock = clock
+        self.target = target or logging.getLogger("makerflow.librdkafka")
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def log(self, level: int, fmt: str, *args: Any) -> None:
+        facility = str(args[0]) if args else ""
+        text = str(args[-1]) if args else fmt
+        # Numbers (timings, counts) change between repeats of the same failure.
+        key = (facility, re.sub(r"\d+", "#", text))
+        now = self.clock()
+        last = self._seen.get(key)
+        if last is not None and now - last[0] < self.every_s:
+            self._seen[key] = (last[0], last[1] + 1)
+            return
+        held = last[1] if last is not None else 0
+        self._seen[key] = (now, 0)
+        suffix = f" ({held} repeats held back)" if held else ""
+        self.target.log(level, "%s: %s%s", facility, text, suffix)
+
+
+class KafkaUnreachable(RuntimeError):
+    """No broker answered within the time a caller was willing to wait."""
+
+
+def unreachable_message(brokers: Sequence[str]) -> str:
+    return f"cannot reach Kafka at {','.join(brokers)} ({START_HINT})"
+
+
+def list_partitions(
+    brokers: Sequence[str],
+    topics: Sequence[str],
+    *,
+    add_config: Mapping[str, Any] | None = None,
+    timeout_s: float = 5.0,
+    retry_s: float = 2.0,
+    give_up_s: float | None = None,
+    remind_s: float = 60.0,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[str]:
+    """Bytewax's input partitions (``"<partition>-<topic>"``) of ``topics``, waiting for
+    the cluster as long as it takes (or ``give_up_s``, then :class:`KafkaUnreachable`).
+
+    While no broker answers it says so once ("cannot reach Kafka at ..."), then a reminder
+    every ``remind_s``, and that it got through once it does; librdkafka's own connect
+    failures are silenced for this client. A topic that does not exist is an error naming it.
+    """
+    where = ",".join(brokers)
+    config: dict[str, Any] = {**(add_config or {}), "bootstrap.servers": where, "log_level": 0}
+    config.pop("logger", None)
+    client = AdminClient(config)
+    started = clock()
+    reported_at: float | None = None
+    while True:
+        try:
+            parts = [
+                p for name in topics for p in _topic_partitions(client, name, timeout_s, where)
+            ]
+        except KafkaException as exc:
+            now = clock()
+            if reported_at is None:
+                logger.error("%s; retrying every %.0f s", unreachable_message(brokers), retry_s)
+                reported_at = now
+            elif now - reported_at >= remind_s:
+                logger.warning("still cannot reach Kafka at %s after %.0f s", where, now - started)
+                reported_at = now
+            if give_up_s is not None and now - started >= give_up_s:
+                raise KafkaUnreachable(
+                    f"{unreachable_message(brokers)}: gave up after {now - started:.0f} s ({exc})"
+                ) from None
+            sleep(retry_s)
+            continue
+        if reported_at is not None:
+            logger.warning("reached Kafka at %s after %.0f s", where, clock() - started)
+        return parts
+
+
+def _topic_partitions(client: AdminClient, name: str, timeout_s: float, where: str) -> list[str]:
+    # One topic at a time, as Bytewax does, so a broker that auto-creates topics does so.
+    meta = client.list_topics(name, timeout=timeout_s)
+    tmeta = meta.topics.get(name)
+    if tmeta is None or tmeta.error is not None:
+        err = tmeta.error if tmeta is not None else None
+        if err is not None and err.code() == KafkaError._TRANSPORT:
+            raise KafkaException(err)
+        why = err.str() if err is not None else "not in the cluster's metadata"
+        raise RuntimeError(
+            f"cannot read Kafka topic {name!r} at {where}: {why};"
+            " create the topics with `makerflow topics create`"
+        )
+    return [f"{i}-{name}" for i in sorted(tmeta.partitions)]
 
 
 def ensure_topics(
@@ -86,7 +203,7 @@ def produce_events(
 
     Raises when the broker refuses any of them.
     """
-    out = _Sender(producer(brokers, **config))
+    out = Sender(producer(brokers, **config))
     n = 0
     for ev in events:
         out.send(topic.name, topic.key_of(ev) or None, encode(ev))
@@ -105,7 +222,7 @@ def produce_raw(
 ) -> int:
     """Produce raw (key, value) pairs, one record per batch so that tansu's high watermark
     stays exact."""
-    out = _Sender(producer(brokers, **{"linger.ms": 0, "batch.num.messages": 1, **config}))
+    out = Sender(producer(brokers, **{"linger.ms": 0, "batch.num.messages": 1, **config}))
     n = 0
     for key, value in values:
         out.send(topic, key, value)
@@ -115,7 +232,7 @@ def produce_raw(
     return n
 
 
-class _Sender:
+class Sender:
     """A producer plus the delivery failures it has seen (only failures are reported)."""
 
     def __init__(self, p: Producer) -> None:

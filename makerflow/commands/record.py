@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any
 
 import bytewax.operators as op
@@ -30,7 +31,12 @@ def register(sub: Any) -> None:
         nargs="+",
         help="venue:symbol keys with ccxt ids and unified symbols (binance:BTC/USDT)",
     )
-    p.add_argument("--brokers", default="127.0.0.1:9092", help="comma-separated Kafka brokers")
+    p.add_argument(
+        "--brokers",
+        default=os.environ.get("MAKERFLOW_BROKERS", "127.0.0.1:9092"),
+        help="Kafka bootstrap servers, comma-separated (default: $MAKERFLOW_BROKERS or"
+        " 127.0.0.1:9092)",
+    )
     p.add_argument("--output", help="write events to this JSONL file instead of Kafka")
     p.add_argument("--depth", type=int, default=50, help="book levels per side (default 50)")
     p.add_argument("--max-events", type=int, help="stop each market after this many events")

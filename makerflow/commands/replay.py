@@ -9,6 +9,7 @@ possible).
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 import bytewax.operators as op
@@ -27,7 +28,12 @@ def register(sub: Any) -> None:
         "replay", help="replay recorded market data to md.book / md.trades on Kafka"
     )
     p.add_argument("--input", required=True, nargs="+", help="recorded file(s) or directories")
-    p.add_argument("--brokers", default="127.0.0.1:9092", help="comma-separated Kafka brokers")
+    p.add_argument(
+        "--brokers",
+        default=os.environ.get("MAKERFLOW_BROKERS", "127.0.0.1:9092"),
+        help="Kafka bootstrap servers, comma-separated (default: $MAKERFLOW_BROKERS or"
+        " 127.0.0.1:9092)",
+    )
     p.add_argument("--speed", type=float, help="times recorded speed (default: max speed)")
     p.add_argument("--venue", help="rename the venue (ccxt exchange id) of the input")
     p.add_argument("--symbol", help="rename the symbol (ccxt unified symbol) of the input")

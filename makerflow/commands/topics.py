@@ -4,6 +4,12 @@ makerflow topics list                       # registry, plus partitions on the b
 makerflow topics list --offline             # registry only
 makerflow topics create --partitions 4      # every registered topic that is missing
 makerflow topics create md.book md.trades   # just these
+
+``create`` never changes a topic that exists: it prints each topic's partition count, and
+when an existing topic has other than the ``--partitions`` asked for it says so and exits 1.
+Adding partitions to a topic moves keys to other partitions (per-key order breaks for what
+is in flight), so that is left to a deliberate ``kafka-topics --alter`` / ``rpk topic
+add-partitions`` on a quiet topic (see docs/runbook.md).
 """
 
 from __future__ import annotations
@@ -52,8 +58,9 @@ def register(sub: Any) -> None:
     mk.add_argument(
         "--partitions",
         type=int,
-        default=1,
-        help="partitions per new topic; one worker per partition is the unit of scale",
+        default=None,
+        help="partitions per new topic (default 1), checked against existing ones; one"
+        " worker per partition is the unit of scale",
     )
     mk.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the broker")
     mk.set_defaults(func=run_create)
@@ -90,7 +97,9 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_create(args: argparse.Namespace) -> int:
-    if args.partitions < 1:
+    asked = args.partitions
+    partitions = 1 if asked is None else asked
+    if partitions < 1:
         print("--partitions must be at least 1", file=sys.stderr)
         return 2
     try:
@@ -102,14 +111,26 @@ def run_create(args: argparse.Namespace) -> int:
         created = ensure_topics(
             _brokers(args),
             names,
-            partitions=args.partitions,
+            partitions=partitions,
             timeout=args.timeout,
             topic_config=TOPIC_CONFIG,
         )
+        existing = list_topics(_brokers(args), timeout=args.timeout)
     except (KafkaException, RuntimeError) as exc:
         print(f"could not create topics on {args.brokers}: {exc}", file=sys.stderr)
         return 1
+    status = 0
     for name in names:
-        state = f"created ({args.partitions} partitions)" if name in created else "exists"
-        print(f"{name}: {state}")
-    return 0
+        have = existing.get(name)
+        if name in created:
+            print(f"{name}: created ({have or partitions} partitions)")
+            continue
+        print(f"{name}: exists ({have} partitions)")
+        if asked is not None and have is not None and have != asked:
+            print(
+                f"{name} has {have} partitions, not the {asked} asked for; it was left as it"
+                " is (adding partitions moves keys: see docs/runbook.md, scale a service)",
+                file=sys.stderr,
+            )
+            status = 1
+    return status

@@ -7,8 +7,9 @@ so users start it with ``python -m bytewax.run makerflow.flows.<service>:flow`` 
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,10 +17,14 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
 
+from makerflow.flows.config_file import check_config, service_of_module
+from makerflow.schemas.config import ConfigError
 from makerflow.schemas.events import DeadLetter
 from makerflow.schemas.topics import Topic
 from makerflow.sinks.kafka import dead_letter_output, kafka_output
 from makerflow.sources.kafka import EventStreams, kafka_input
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,30 @@ class TopicIO:
         dead_letter_output("out_deadletter", merged, brokers=self.settings.brokers)
 
 
+def configure_service_logging(env: Mapping[str, str] | None = None) -> None:
+    """Log to stderr at ``MAKERFLOW_LOG_LEVEL`` (default INFO) when nothing has configured
+    logging yet: under ``python -m bytewax.run`` nobody does, and a service's own warnings
+    ("cannot reach Kafka at ...") would otherwise print bare or not at all."""
+    e = os.environ if env is None else env
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    level = getattr(logging, e.get("MAKERFLOW_LOG_LEVEL", "INFO").upper(), logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def check_service_config(service: str | None, env: Mapping[str, str] | None = None) -> None:
+    """Validate the whole configuration (``MAKERFLOW_CONFIG`` and the ``MAKERFLOW__...``
+    overrides) before the service starts anything; on an error say which table and key and
+    exit with status 2, without a traceback (the message is all there is to read)."""
+    e = os.environ if env is None else env
+    try:
+        check_config(e.get("MAKERFLOW_CONFIG") or None, service, e)
+    except ConfigError as exc:
+        logger.critical("configuration error, %s not started: %s", service or "flow", exc)
+        raise SystemExit(2) from None
+
+
 def lazy_flow(build: Callable[[], Dataflow]) -> Callable[[str], Any]:
     """A module ``__getattr__`` that builds the service's ``flow`` on first access.
 
@@ -103,6 +132,7 @@ def lazy_flow(build: Callable[[], Dataflow]) -> Callable[[str], Any]:
     service starts serving ``/metrics`` (``MAKERFLOW_METRICS_PORT``, default 9464).
     """
     built: list[Dataflow] = []
+    service = service_of_module(build.__module__)
 
     def module_getattr(name: str) -> Any:
         if name != "flow":
@@ -110,6 +140,8 @@ def lazy_flow(build: Callable[[], Dataflow]) -> Callable[[str], Any]:
         if not built:
             from makerflow.sinks.metrics import serve_metrics
 
+            configure_service_logging()
+            check_service_config(service)
             serve_metrics(None)
             built.append(build())
         return built[0]

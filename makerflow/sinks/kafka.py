@@ -20,6 +20,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, Message, Producer
 
 from makerflow import metrics
+from makerflow.kafka_admin import LibrdkafkaLog
 from makerflow.schemas.codec import encode
 from makerflow.schemas.events import DeadLetter
 from makerflow.schemas.topics import DEAD_LETTERS, Topic
@@ -132,7 +133,9 @@ class EventSink(DynamicSink[Any]):
         }
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _EventSinkPartition:
-        return _EventSinkPartition(Producer(self.config), self.topic, self.step or step_id)
+        # librdkafka's lines through logging, a repeated one (broker down) once a minute.
+        config = {"logger": LibrdkafkaLog(), **self.config}
+        return _EventSinkPartition(Producer(config), self.topic, self.step or step_id)
 
 
 @operator

@@ -22,6 +22,7 @@ from bytewax.dataflow import Dataflow, Stream, operator
 from confluent_kafka import OFFSET_BEGINNING
 
 from makerflow import metrics
+from makerflow.kafka_admin import LibrdkafkaLog, list_partitions
 from makerflow.schemas.codec import EventCodec, EventDecodeError, dead_letter
 from makerflow.schemas.events import DeadLetter
 from makerflow.schemas.topics import Topic
@@ -188,7 +189,17 @@ class _LagReportingPartition(_KafkaSourcePartition):
 
 class LagReportingKafkaSource(KafkaSource):
     """:class:`KafkaSource` whose partitions report consumer lag (bytewax 0.21.1's
-    ``build_part`` with the partition class swapped)."""
+    ``build_part`` with the partition class swapped), and that says clearly when it cannot
+    reach Kafka.
+
+    Bytewax's own ``list_parts`` waits forever for an unreachable broker while librdkafka
+    prints a connect failure every reconnect backoff, and the service says nothing of its own.
+    Here the listing waits with one "cannot reach Kafka at ..." (and a reminder a minute),
+    and the consumers' librdkafka lines go through logging with repeats held back.
+    """
+
+    def list_parts(self) -> list[str]:
+        return list_partitions(list(self._brokers), list(self._topics), add_config=self._add_config)
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: int | None
@@ -202,6 +213,7 @@ class LagReportingKafkaSource(KafkaSource):
             "bootstrap.servers": ",".join(self._brokers),
             "enable.partition.eof": str(not self._tail),
             "statistics.interval.ms": 1000,
+            "logger": LibrdkafkaLog(),
         }
         config.update(self._add_config)
         return _LagReportingPartition(

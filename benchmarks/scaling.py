@@ -1,0 +1,179 @@
+"""Scaling of the ticks service over a 4-partition topic: 1, 2 and 4 workers, and 2 processes.
+
+Eight markets (the recorded Binance spot BTC/USDT file of 2024-08-08 under eight symbols,
+chosen so that Kafka's murmur2 partitioner puts two on each of the 4 partitions) are
+produced to ``md.book`` / ``md.trades`` on a tansu broker on loopback. Each configuration
+then runs the real service (``python -m bytewax.run makerflow.flows.ticks:flow``, with
+``MAKERFLOW_TAIL=0`` so it stops at the end of the topics) over all of it; the rate is input
+events divided by the time between its first and its last output message (broker
+timestamps), so process start-up does not count. The ticks are aligned in event time
+(``MAKERFLOW__TICKS__ALIGN_MS``) so every configuration must write the same ticks; their count
+per run is printed. Runs are interleaved and repeated; the best
+of each counts (the machine is shared, and the broker runs on the same cores). Ratios are
+against one worker in the same run; the issue's target is 2 workers >= 1.6 x one.
+
+    python benchmarks/scaling.py              # 2 repeats
+    python benchmarks/scaling.py --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import msgspec
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from makerflow.broker import Broker, free_port  # noqa: E402
+from makerflow.kafka_admin import ensure_topics, produce_events, read_topic  # noqa: E402
+from makerflow.schemas import topics as t  # noqa: E402
+from makerflow.schemas.events import DeadLetter, Trade  # noqa: E402
+from makerflow.sources.recorded import read_recorded  # noqa: E402
+
+# shared/ sits beside the repository (or beside the worktrees' folder).
+DATA = next(
+    (
+        d / "shared" / "data" / "binance" / "spot" / "btcusdt_20240808.gz"
+        for d in (REPO.parent, REPO.parent.parent)
+        if (d / "shared").is_dir()
+    ),
+    REPO.parent / "shared" / "data" / "binance" / "spot" / "btcusdt_20240808.gz",
+)
+FIXTURE = REPO / "tests" / "fixtures" / "md" / "binance_spot_btcusdt_20240808_head6000.gz"
+PARTITIONS = 4
+TARGET = 1.6
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (the Java client's and librdkafka's ``murmur2_random`` partitioner)."""
+    m, r = 0x5BD1E995, 24
+    h = (0x9747B28C ^ len(data)) & 0xFFFFFFFF
+    n4 = len(data) // 4
+    for i in range(n4):
+        k = int.from_bytes(data[4 * i : 4 * i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    tail = data[4 * n4 :]
+    if len(tail) >= 3:
+        h ^= tail[2] << 16
+    if len(tail) >= 2:
+        h ^= tail[1] << 8
+    if tail:
+        h ^= tail[0]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h
+
+
+def partition_of(key: str, n: int = PARTITIONS) -> int:
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % n
+
+
+def pick_symbols(per_partition: int = 2) -> list[str]:
+    """Symbols whose market keys spread evenly over the partitions."""
+    chosen: dict[int, list[str]] = {p: [] for p in range(PARTITIONS)}
+    i = 0
+    while any(len(v) < per_partition for v in chosen.values()):
+        sym = f"C{i:02d}/USDT"
+        p = partition_of(f"binance:{sym}")
+        if len(chosen[p]) < per_partition:
+            chosen[p].append(sym)
+        i += 1
+    return [s for p in sorted(chosen) for s in chosen[p]]
+
+
+def fill(brokers: list[str], path: Path, symbols: list[str]) -> int:
+    base = [e for e in read_recorded(path) if not isinstance(e, DeadLetter)]
+    n = 0
+    for sym in symbols:
+        evs = [msgspec.structs.replace(e, venue="binance", symbol=sym) for e in base]
+        n += produce_events(brokers, t.MD_BOOK, [e for e in evs if not isinstance(e, Trade)])
+        n += produce_events(brokers, t.MD_TRADES, [e for e in evs if isinstance(e, Trade)])
+    return n
+
+
+def run_config(brokers: str, workers: int, processes: int) -> tuple[float, int]:
+    """Runs the service to the end of the topics; returns seconds from its first output to
+    its last (the ticks' message timestamps) and how many ticks it wrote."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "MAKERFLOW_BROKERS": brokers,
+        "MAKERFLOW_TAIL": "0",
+        "MAKERFLOW_METRICS_PORT": "0",
+        "MAKERFLOW_LOG_LEVEL": "WARNING",
+        # Event-time alignment longer than the recording: without it a market's trades read
+        # before its first book snapshot make no ticks, and a bound shorter than the event-time
+        # skew between the two topics (read at full speed) lets arrival order through.
+        "MAKERFLOW__TICKS__ALIGN_MS": "3600000",
+    }
+    cmd = [sys.executable, "-m", "bytewax.run", "makerflow.flows.ticks:flow", "-w", str(workers)]
+    started_ms = int(time.time() * 1000)
+    if processes == 1:
+        procs = [subprocess.Popen(cmd, cwd=REPO, env=env)]
+    else:
+        addrs = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
+        procs = [
+            subprocess.Popen([*cmd, "-i", str(i), "-a", addrs], cwd=REPO, env=env)
+            for i in range(processes)
+        ]
+    for p in procs:
+        if p.wait(timeout=600) != 0:
+            raise RuntimeError(f"the ticks service exited with {p.returncode}")
+    stamps = [
+        m.timestamp()[1]
+        for m in read_topic([brokers], t.TICKS.name, idle=5.0)
+        if m.timestamp()[1] >= started_ms
+    ]
+    if len(stamps) < 2:
+        raise RuntimeError("the run wrote no ticks")
+    return max((max(stamps) - min(stamps)) / 1000.0, 1e-3), len(stamps)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="the 6000-line test fixture")
+    args = ap.parse_args()
+    path = FIXTURE if args.quick or not DATA.exists() else DATA
+    symbols = pick_symbols()
+    spread = Counter(partition_of(f"binance:{s}") for s in symbols)
+    configs = [("1 worker", 1, 1), ("2 workers", 2, 1), ("4 workers", 4, 1), ("2 processes", 1, 2)]
+    best: dict[str, float] = {}
+    ticks_out: dict[str, set[int]] = {}
+    with Broker() as b:
+        names = [x.name for x in t.TOPICS.values()]
+        ensure_topics([b.bootstrap], names, partitions=PARTITIONS)
+        n = fill([b.bootstrap], path, symbols)
+        per_part = dict(sorted(spread.items()))
+        print(f"{n} events of {len(symbols)} markets ({path.name}) on {PARTITIONS} partitions,")
+        print(f"markets per partition {per_part}; {os.cpu_count()} cores")
+        for _ in range(args.repeat):
+            for name, workers, processes in configs:
+                secs, count = run_config(b.bootstrap, workers, processes)
+                best[name] = min(best.get(name, secs), secs)
+                ticks_out.setdefault(name, set()).add(count)
+    base = n / best["1 worker"]
+    print(f"{'configuration':<14} {'events/s':>10} {'vs 1 worker':>12}  ticks out (each run)")
+    for name, *_ in configs:
+        rate = n / best[name]
+        outs = ", ".join(str(c) for c in sorted(ticks_out[name]))
+        print(f"{name:<14} {rate:>10.0f} {rate / base:>11.2f}x  {outs}")
+    two = (n / best["2 workers"]) / base
+    print(f"target: 2 workers >= {TARGET}x one worker: {'met' if two >= TARGET else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""``makerflow run``'s command lines, recovery store and refusals (no process is started:
+``--print`` shows what would run; the kill -9 test runs it for real)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from makerflow.cli import main
+
+
+def test_print_shows_the_runner_command(capsys, tmp_path: Path) -> None:
+    assert main(["run", "quoter", "--workers", "4", "--print"]) == 0
+    out = capsys.readouterr().out.split()
+    assert out == [sys.executable, "-m", "bytewax.run", "makerflow.flows.quoter:flow", "-w", "4"]
+
+
+def test_recovery_store_is_created_once_then_resumed(capsys, tmp_path: Path, monkeypatch) -> None:
+    store = tmp_path / "rec"
+    assert main(["run", "ticks", "-w", "2", "--recovery", str(store), "--print"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"mkdir -p {store}"
+    assert lines[1].endswith(f"-m bytewax.recovery {store} 2")
+    assert lines[2].endswith(f"makerflow.flows.ticks:flow -w 2 -r {store} -s 5 -b 0")
+    assert not store.exists()  # --print changes nothing
+
+    from makerflow.commands import run as run_cmd
+
+    assert run_cmd.init_recovery(store, 2) is True
+    assert sorted(p.name for p in store.iterdir()) == ["part-0.sqlite3", "part-1.sqlite3"]
+    assert run_cmd.init_recovery(store, 2) is False  # resumed, never re-initialised
+    assert main(["run", "all-in-one", "--recovery", str(store), "-s", "1", "--print"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.endswith(f"makerflow.flows.all_in_one:flow -w 1 -r {store} -s 1 -b 0")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "tickz"], "unknown service 'tickz'"),
+        (["run", "ticks", "-w", "0"], "--workers must be at least 1"),
+        (["run", "ticks", "-i", "0"], "go together"),
+        (["run", "ticks", "-s", "0"], "--snapshot-s must be > 0"),
+    ],
+)
+def test_bad_arguments_exit_2(argv, message, capsys) -> None:
+    assert main([*argv, "--print"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_configuration_error_exits_2_before_anything(tmp_path: Path, capsys, monkeypatch):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[ticks]\nalig_ms = 5\n")
+    monkeypatch.setenv("MAKERFLOW_CONFIG", str(cfg))
+    store = tmp_path / "rec"
+    assert main(["run", "ticks", "--recovery", str(store)]) == 2
+    assert "[ticks] alig_ms: unknown key" in capsys.readouterr().err
+    assert not store.exists()
