@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import heapq
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from makerflow.backtest.settings import BacktestConfig
@@ -104,15 +104,21 @@ _DRAIN_LIMIT = 10_000_000
 class MarketEngine:
     """The backtest of one quoted market (``key``), fed the merged input of its key."""
 
-    def __init__(self, key: str, config: BacktestConfig, *, owns: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        key: str,
+        config: BacktestConfig,
+        *,
+        owns: Callable[[str], bool] | None = None,
+    ) -> None:
         market = config.quoting.market(key)
         if market is None:
             raise KeyError(f"{key} is not a quoted market of the [quoting] configuration")
         self.key = key
         self.config = config
         self.market = market
-        self.owns = frozenset({key, *owns})
-        """Markets and baskets whose ticks and index prices this engine writes (each is
+        self.owns = owns or (lambda name: name == key)
+        """Whether this engine writes a market's ticks or a basket's index prices (each is
         written by exactly one engine)."""
         self.quoter = Quoter(
             market,
@@ -166,7 +172,7 @@ class MarketEngine:
         """End of input: deliver what is still on its way, close bars and windows."""
         self._run_until(None)
         for name, mt in sorted(self.ticks.items()):
-            if name in self.owns:
+            if self.owns(name):
                 for x in mt.flush():
                     self._emit_md(x)
         for asset in sorted(self.recon):
@@ -230,7 +236,7 @@ class MarketEngine:
                 self._schedule_reports(self.venue.on_trade(ev, self.now))
             else:
                 self._schedule_reports(self.venue.on_book(self.now, mt.book))
-        owned = name in self.owns
+        owned = self.owns(name)
         for x in produced:
             if owned:
                 self._emit_md(x)
@@ -261,7 +267,7 @@ class MarketEngine:
             price = index.update(ev)
             if price is None:
                 continue
-            if name in self.owns:
+            if self.owns(name):
                 self._emit("index", price)
             self._on_index(price)
 

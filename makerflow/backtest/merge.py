@@ -59,7 +59,7 @@ class StreamMerger:
             heapq.heappush(self.heap, (item.mts, item.stream, item.seq, item.event))
 
     def release(self, out: list[Any]) -> None:
-        """Append every event that is safe now to ``out``, in order."""
+        """Append ``(merge time, event)`` for every event that is safe now, in order."""
         heap = self.heap
         if not heap:
             return
@@ -72,12 +72,13 @@ class StreamMerger:
             if bound is not None and bound[0] != END and not (t, s) < bound:
                 break
             heapq.heappop(heap)
-            out.append(ev)
+            out.append((t, ev))
 
     def flush(self, out: list[Any]) -> None:
         """Everything still held, in order (end of input)."""
         while self.heap:
-            out.append(heapq.heappop(self.heap)[3])
+            t, _, _, ev = heapq.heappop(self.heap)
+            out.append((t, ev))
 
     @property
     def ended(self) -> bool:

@@ -1,0 +1,305 @@
+"""A backtest's inputs: recorded files or recorded Kafka topics, as tagged streams.
+
+Every source partition (one recorded market, or one Kafka topic-partition) is a *stream*.
+Its events leave tagged (:class:`~makerflow.backtest.merge.Tagged`: stream name, position,
+merge time), and after every batch a :class:`~makerflow.backtest.merge.Progress` mark says how
+far the stream has got; the last one says it ended. That is what lets each key merge its
+streams in an order that depends on the data alone.
+
+Kafka replays are bounded by the end offsets taken when the backtest starts
+(:func:`plan_kafka`), from the beginning, from given offsets, or from a time
+(``offsets_for_times``: the broker's message timestamps). On the tansu broker the end offset
+reads short (its high watermark is the last batch's base offset + 1, see
+:mod:`makerflow.broker`): a record at or past the end offset still belongs to the replay when
+the broker stamped it no later than the start, so no record of the last batch is lost, and
+records produced after the start are not read.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from confluent_kafka import OFFSET_END, Consumer, KafkaError, TopicPartition
+
+from makerflow.backtest.merge import END, Progress, Tagged
+from makerflow.schemas.codec import EventDecodeError, dead_letter
+from makerflow.schemas.topics import Topic
+from makerflow.sources.recorded import RecordedSource, open_lines
+
+logger = logging.getLogger(__name__)
+
+ProgressHook = Callable[[str, int, int, Any], None]
+"""Called after each batch with (stream, events in the batch, the stream's merge time, the
+inner partition's position: ``(file index, line)`` of a recording, the next offset of a
+Kafka partition)."""
+
+
+def _event_ts(ev: Any) -> int:
+    return int(getattr(ev, "ts", 0) or 0)
+
+
+class _TaggingPartition(StatefulSourcePartition[Tagged | Progress, Any]):
+    """Wraps a partition: tags its events, then marks its progress after each batch."""
+
+    def __init__(
+        self,
+        name: str,
+        inner: StatefulSourcePartition[Any, Any],
+        resume: tuple[int, int, Any] | None,
+        hook: ProgressHook | None,
+    ) -> None:
+        self.name = name
+        self.inner = inner
+        self.seq, self.mts = (0, -1) if resume is None else (resume[0], resume[1])
+        self.hook = hook
+        self.ended = False
+
+    def next_batch(self) -> Iterable[Tagged | Progress]:
+        if self.ended:
+            raise StopIteration()
+        try:
+            batch = list(self.inner.next_batch())
+        except StopIteration:
+            self.ended = True
+            return [Progress(self.name, END)]
+        out: list[Tagged | Progress] = []
+        name, seq, mts = self.name, self.seq, self.mts
+        for ev in batch:
+            ts = _event_ts(ev)
+            if ts > mts:
+                mts = ts
+            out.append(Tagged(name, seq, mts, ev))
+            seq += 1
+        self.seq, self.mts = seq, mts
+        out.append(Progress(name, mts))
+        if self.hook is not None and batch:
+            self.hook(name, len(batch), mts, self.inner.snapshot())
+        return out
+
+    def next_awake(self) -> Any:
+        return self.inner.next_awake()
+
+    def snapshot(self) -> tuple[int, int, Any]:
+        return (self.seq, self.mts, self.inner.snapshot())
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class TaggedSource(FixedPartitionedSource[Tagged | Progress, Any]):
+    """Any partitioned source (its partitions are the streams), tagged."""
+
+    def __init__(
+        self, inner: FixedPartitionedSource[Any, Any], hook: ProgressHook | None = None
+    ) -> None:
+        self.inner = inner
+        self.hook = hook
+
+    def list_parts(self) -> list[str]:
+        return list(self.inner.list_parts())
+
+    def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _TaggingPartition:
+        inner_resume = None if resume_state is None else resume_state[2]
+        inner = self.inner.build_part(step_id, for_part, inner_resume)
+        return _TaggingPartition(for_part, inner, resume_state, self.hook)
+
+
+def recorded_source(
+    paths: str | Path | Sequence[str | Path],
+    *,
+    venue: str | None = None,
+    symbol: str | None = None,
+    hook: ProgressHook | None = None,
+) -> TaggedSource:
+    return TaggedSource(RecordedSource(paths, venue=venue, symbol=symbol), hook)
+
+
+def count_lines(paths: Iterable[Path]) -> int:
+    """Lines of the recorded files (what the progress bar counts up to)."""
+    n = 0
+    for p in paths:
+        with open_lines(p) as f:
+            while chunk := f.read(1 << 20):
+                n += chunk.count(b"\n")
+    return n
+
+
+# --- Kafka --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PartitionPlan:
+    """What to replay of one topic-partition: offsets ``[start, end)`` (and, past ``end``,
+    the records the broker stamped at or before ``started_ms``)."""
+
+    topic: str
+    partition: int
+    start: int
+    end: int
+    started_ms: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.topic}#{self.partition}"
+
+
+def plan_kafka(
+    brokers: Sequence[str],
+    topics: Sequence[str],
+    *,
+    from_time_ms: int | None = None,
+    offsets: dict[tuple[str, int], int] | None = None,
+    timeout: float = 10.0,
+) -> list[PartitionPlan]:
+    """Start and end offsets of every partition of ``topics``, taken now (the edge reads
+    the wall clock once, for the end bound). Start: ``offsets`` where given, else the first
+    offset at or after ``from_time_ms`` (``offsets_for_times``), else the beginning."""
+    consumer = Consumer(
+        {"bootstrap.servers": ",".join(brokers), "group.id": "makerflow-backtest-plan"}
+    )
+    started_ms = int(time.time() * 1000)
+    try:
+        meta = consumer.list_topics(timeout=timeout)
+        plans: list[PartitionPlan] = []
+        for topic in topics:
+            tmeta = meta.topics.get(topic)
+            if tmeta is None or tmeta.error is not None:
+                raise ValueError(f"topic {topic!r} is not on the brokers {','.join(brokers)}")
+            parts = sorted(tmeta.partitions)
+            wanted: dict[int, int] = {}
+            if from_time_ms is not None:
+                found = consumer.offsets_for_times(
+                    [TopicPartition(topic, p, from_time_ms) for p in parts], timeout=timeout
+                )
+                wanted = {tp.partition: tp.offset for tp in found}
+            for p in parts:
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, p), timeout=timeout
+                )
+                start = low
+                if offsets and (topic, p) in offsets:
+                    start = max(offsets[(topic, p)], low)
+                elif p in wanted:
+                    # No record at or after the time: nothing to replay on this partition.
+                    off = wanted[p]
+                    start = high if off in (-1, OFFSET_END) or off < 0 else off
+                plans.append(PartitionPlan(topic, p, start, high, started_ms))
+        return plans
+    finally:
+        consumer.close()
+
+
+class _KafkaReplayPartition(StatefulSourcePartition[Any, int]):
+    def __init__(
+        self,
+        brokers: Sequence[str],
+        topic: Topic[Any],
+        plan: PartitionPlan,
+        resume: int | None,
+        batch_size: int,
+    ) -> None:
+        self.topic = topic
+        self.plan = plan
+        self.next_offset = plan.start if resume is None else resume
+        self.batch_size = batch_size
+        # Even with start >= end there may be records of the last batch to read (the
+        # watermark quirk): the first fetch says.
+        self.done = False
+        self.consumer: Consumer | None = Consumer(
+            {
+                "bootstrap.servers": ",".join(brokers),
+                "group.id": "makerflow-backtest",
+                "enable.auto.commit": "false",
+                "enable.partition.eof": "true",
+            }
+        )
+        self.consumer.assign([TopicPartition(plan.topic, plan.partition, self.next_offset)])
+        self.step = f"backtest.kafka:{plan.name}"
+
+    def next_batch(self) -> list[Any]:
+        if self.done or self.consumer is None:
+            raise StopIteration()
+        out: list[Any] = []
+        plan = self.plan
+        for msg in self.consumer.consume(self.batch_size, timeout=0.1):
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    self.done = True
+                    break
+                out.append(
+                    dead_letter(
+                        self.step,
+                        f"kafka consumer error: {err}",
+                        b"",
+                        ts=0,
+                        topic=plan.topic,
+                        partition=plan.partition,
+                    )
+                )
+                continue
+            offset = int(msg.offset())
+            stamp = msg.timestamp()[1]
+            if offset >= plan.end and stamp > plan.started_ms:
+                self.done = True  # produced after the backtest started
+                break
+            self.next_offset = offset + 1
+            value = msg.value()
+            try:
+                out.append(self.topic.codec.decode(value))
+            except EventDecodeError as exc:
+                out.append(
+                    dead_letter(
+                        self.step,
+                        str(exc),
+                        value or b"",
+                        ts=max(stamp, 0) * 1_000_000,
+                        key=msg.key(),
+                        topic=plan.topic,
+                        partition=plan.partition,
+                        offset=offset,
+                    )
+                )
+        if not out and self.done:
+            raise StopIteration()
+        return out
+
+    def snapshot(self) -> int:
+        return self.next_offset
+
+    def close(self) -> None:
+        if self.consumer is not None:
+            self.consumer.close()
+
+
+class KafkaReplaySource(FixedPartitionedSource[Any, int]):
+    """Recorded topics, one partition per topic-partition, bounded by ``plans``."""
+
+    def __init__(
+        self,
+        brokers: Sequence[str],
+        topics: dict[str, Topic[Any]],
+        plans: Sequence[PartitionPlan],
+        batch_size: int = 1000,
+    ) -> None:
+        self.brokers = list(brokers)
+        self.topics = topics
+        self.plans = {p.name: p for p in plans}
+        self.batch_size = batch_size
+
+    def list_parts(self) -> list[str]:
+        return sorted(self.plans)
+
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: int | None
+    ) -> _KafkaReplayPartition:
+        plan = self.plans[for_part]
+        return _KafkaReplayPartition(
+            self.brokers, self.topics[plan.topic], plan, resume_state, self.batch_size
+        )
