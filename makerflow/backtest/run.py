@@ -174,6 +174,8 @@ class _Progress:
 
     def close(self) -> None:
         if self.bar is not None:
+            sim = datetime.fromtimestamp(self.last / 1e9, tz=UTC)
+            self.bar.set_postfix_str(f"{self.events} events, sim {sim:%Y-%m-%d %H:%M:%S}")
             self.bar.close()
 
 

@@ -148,8 +148,11 @@ def load_backtest_config(
         raise ValueError(f"invalid backtest configuration: {exc}") from None
 
 
-def label(combo: Sequence[Override]) -> str:
-    """A short name of one run of a sweep (``gamma=0.05,seed=3``), for tables and dirs."""
-    if not combo:
+def label(combo: Sequence[Override], params: Sequence[str] = ()) -> str:
+    """A short name of one run of a sweep (``gamma=0.05,seed=3``) from the settings that
+    vary across the sweep's ``params``, for tables and directories."""
+    varying = {path for path, values in map(parse_param, params) if len(values) > 1}
+    shown = [(k, v) for k, v in combo if not varying or k in varying]
+    if not shown:
         return "run"
-    return ",".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in combo)
+    return ",".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in shown)
