@@ -143,6 +143,10 @@ class PartitionPlan:
     start: int
     end: int
     started_ms: int
+    from_ms: int | None = None
+    """Replay from the first record the broker stamped at or after this time: the start
+    offset the broker gives for it is a lower bound (tansu answers with the base offset of
+    the batch holding it), so earlier records of that batch are skipped as they are read."""
 
     @property
     def name(self) -> str:
@@ -189,7 +193,8 @@ def plan_kafka(
                     # No record at or after the time: nothing to replay on this partition.
                     off = wanted[p]
                     start = high if off in (-1, OFFSET_END) or off < 0 else off
-                plans.append(PartitionPlan(topic, p, start, high, started_ms))
+                from_ms = from_time_ms if p in wanted and not (offsets and (topic, p) in offsets) else None
+                plans.append(PartitionPlan(topic, p, start, high, started_ms, from_ms))
         return plans
     finally:
         consumer.close()
@@ -221,6 +226,7 @@ class _KafkaReplayPartition(StatefulSourcePartition[Any, int]):
         )
         self.consumer.assign([TopicPartition(plan.topic, plan.partition, self.next_offset)])
         self.step = f"backtest.kafka:{plan.name}"
+        self.skipping = plan.from_ms is not None and resume is None
 
     def next_batch(self) -> list[Any]:
         if self.done or self.consumer is None:
@@ -250,6 +256,11 @@ class _KafkaReplayPartition(StatefulSourcePartition[Any, int]):
                 self.done = True  # produced after the backtest started
                 break
             self.next_offset = offset + 1
+            if self.skipping:
+                assert plan.from_ms is not None
+                if stamp < plan.from_ms:
+                    continue
+                self.skipping = False
             value = msg.value()
             try:
                 out.append(self.topic.codec.decode(value))

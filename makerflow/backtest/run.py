@@ -54,7 +54,8 @@ class KafkaInput:
     """Recorded topics on a broker, from the beginning, from offsets or from a time."""
 
     brokers: tuple[str, ...]
-    topics: tuple[str, ...] = (t.MD_BOOK.name, t.MD_TRADES.name)
+    topics: tuple[str | t.Topic[Any], ...] = (t.MD_BOOK.name, t.MD_TRADES.name)
+    """Registered topic names, or :class:`~makerflow.schemas.topics.Topic` s (renamed ones)."""
     from_time_ms: int | None = None
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
@@ -189,10 +190,17 @@ def _source(
         return recorded_source(
             list(inp.paths), venue=inp.venue, symbol=inp.symbol, hook=progress.hook
         ), []
+    topics: dict[str, t.Topic[Any]] = {}
+    for topic in inp.topics:
+        if isinstance(topic, str):
+            if topic not in t.TOPICS:
+                raise ValueError(f"unknown topic {topic!r}; registered: {sorted(t.TOPICS)}")
+            topics[topic] = t.TOPICS[topic]
+        else:
+            topics[topic.name] = topic
     plans = plan_kafka(
-        inp.brokers, inp.topics, from_time_ms=inp.from_time_ms, offsets=inp.offsets or None
+        inp.brokers, list(topics), from_time_ms=inp.from_time_ms, offsets=inp.offsets or None
     )
-    topics = {name: t.TOPICS[name] for name in inp.topics}
     return TaggedSource(KafkaReplaySource(inp.brokers, topics, plans), progress.hook), plans
 
 
