@@ -236,21 +236,32 @@ def main(argv: list[str] | None = None) -> int:
         matched = len(pairs)
         live_pnl, bt_pnl = pnl(live_fills, mid), pnl(bt_fills, mid)
         print(f"parity on {args.seconds:g} s of {runner.DATA.name}")
-        print(f"  live latencies (ms): entry median {statistics.median(entry) if entry else 0:.1f}"
-              f" over {len(entry)}, cancel median {statistics.median(cancel) if cancel else 0:.1f}"
-              f" over {len(cancel)}")
-        print(f"  fills: live {len(live_fills)}, backtest {len(bt_fills)}, matched {matched}"
-              f" (side and qty, within {args.tolerance_s:g} s and {args.price_bps:g} bps)")
+        print(
+            f"  live latencies (ms): entry median {statistics.median(entry) if entry else 0:.1f}"
+            f" over {len(entry)}, cancel median {statistics.median(cancel) if cancel else 0:.1f}"
+            f" over {len(cancel)}"
+        )
+        print(
+            f"  fills: live {len(live_fills)}, backtest {len(bt_fills)}, matched {matched}"
+            f" (side and qty, within {args.tolerance_s:g} s and {args.price_bps:g} bps)"
+        )
         for dt, dbps in pairs:
             print(f"    matched fill: backtest {dt:+.3f} s, {dbps:+.3f} bps from live")
         if live_fills:
             print(f"  matched / live fills     {matched / len(live_fills):.1%}")
         if bt_fills:
             print(f"  matched / backtest fills {matched / len(bt_fills):.1%}")
-        print(f"  PnL (marked at {mid:.2f}): live {live_pnl:.4f}, backtest {bt_pnl:.4f},"
-              f" difference {bt_pnl - live_pnl:+.4f} USDT")
-        summary = {"live_fills": len(live_fills), "backtest_fills": len(bt_fills),
-                   "matched": matched, "live_pnl": live_pnl, "backtest_pnl": bt_pnl}
+        print(
+            f"  PnL (marked at {mid:.2f}): live {live_pnl:.4f}, backtest {bt_pnl:.4f},"
+            f" difference {bt_pnl - live_pnl:+.4f} USDT"
+        )
+        summary = {
+            "live_fills": len(live_fills),
+            "backtest_fills": len(bt_fills),
+            "matched": matched,
+            "live_pnl": live_pnl,
+            "backtest_pnl": bt_pnl,
+        }
         print(msgspec.json.encode(summary).decode())
     return 0
 

@@ -202,9 +202,7 @@ def build_backtest_flow(
     flow = Dataflow(flow_id)
     items = op.input("input", flow, source)
     keyed = op.flat_map("route", items, router.route)
-    out = op.stateful_batch(
-        "engine", keyed, lambda _resume: _EngineLogic(config, streams, router)
-    )
+    out = op.stateful_batch("engine", keyed, lambda _resume: _EngineLogic(config, streams, router))
     op.output("parts", out, PartsSink(parts_dir, router.keys))
     return flow
 

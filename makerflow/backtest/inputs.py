@@ -193,7 +193,11 @@ def plan_kafka(
                     # No record at or after the time: nothing to replay on this partition.
                     off = wanted[p]
                     start = high if off in (-1, OFFSET_END) or off < 0 else off
-                from_ms = from_time_ms if p in wanted and not (offsets and (topic, p) in offsets) else None
+                from_ms = (
+                    from_time_ms
+                    if p in wanted and not (offsets and (topic, p) in offsets)
+                    else None
+                )
                 plans.append(PartitionPlan(topic, p, start, high, started_ms, from_ms))
         return plans
     finally:
@@ -250,7 +254,7 @@ class _KafkaReplayPartition(StatefulSourcePartition[Any, int]):
                     )
                 )
                 continue
-            offset = int(msg.offset())
+            offset = int(msg.offset() or 0)
             stamp = msg.timestamp()[1]
             if offset >= plan.end and stamp > plan.started_ms:
                 self.done = True  # produced after the backtest started

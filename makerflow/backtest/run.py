@@ -7,6 +7,7 @@ time; it lives here at the edge, fed by the sources after every batch.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import threading
@@ -90,7 +91,7 @@ def infer_market(market: RecordedMarket, first: BookSnapshot | None) -> MarketCo
     tick, lot = 0.01, 0.001
     if first is not None:
         prices = sorted({p for p, _ in (*first.bids, *first.asks)})
-        steps = [round(b - a, 10) for a, b in zip(prices, prices[1:], strict=False) if b > a]
+        steps = [round(b - a, 10) for a, b in itertools.pairwise(prices) if b > a]
         if steps:
             d = max(_decimals(p) for p in prices)
             tick = round(min(steps), d) or 10.0**-d
@@ -277,9 +278,17 @@ def table(rows: Sequence[tuple[str, dict[str, Any]]]) -> str:
     head = ["run", *cols]
     body = [[name, *(fmt(r[c]) for c in cols)] for name, r in rows]
     widths = [max(len(x) for x in col) for col in zip(head, *body, strict=False)]
-    lines = ["  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(head, widths, strict=False)))]
+    lines = [
+        "  ".join(
+            h.rjust(w) if i else h.ljust(w)
+            for i, (h, w) in enumerate(zip(head, widths, strict=False))
+        )
+    ]
     for row in body:
         lines.append(
-            "  ".join(x.rjust(w) if i else x.ljust(w) for i, (x, w) in enumerate(zip(row, widths, strict=False)))
+            "  ".join(
+                x.rjust(w) if i else x.ljust(w)
+                for i, (x, w) in enumerate(zip(row, widths, strict=False))
+            )
         )
     return "\n".join(lines)

@@ -60,7 +60,9 @@ def parse_value(text: str) -> Any:
 
 def _split_top(text: str) -> list[str]:
     """``text`` split at commas outside brackets and quotes."""
-    parts, depth, quote, cur = [], 0, "", []
+    parts: list[str] = []
+    cur: list[str] = []
+    depth, quote = 0, ""
     for ch in text:
         if quote:
             if ch == quote:

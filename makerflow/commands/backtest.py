@@ -176,9 +176,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     report = not args.no_report
     if len(configs) == 1:
-        res, text = one_run(
-            inp, configs[0][1], out, args.workers, not args.no_progress, report
-        )
+        res, text = one_run(inp, configs[0][1], out, args.workers, not args.no_progress, report)
         if args.json:
             print(json.dumps({**res.figures, "events_per_s": res.events_per_s}, sort_keys=True))
             return 0

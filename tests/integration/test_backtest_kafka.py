@@ -139,7 +139,9 @@ def test_a_replay_from_a_time_starts_at_the_right_offset_on_every_partition(
         assert got[0].trade_id == ids[(part, first)]
     quoting = QuotingConfig(
         markets=tuple(
-            MarketConfig(venue=k.split(":")[0], symbol=k.split(":")[1], tick_size=0.01, lot_size=0.001)
+            MarketConfig(
+                venue=k.split(":")[0], symbol=k.split(":")[1], tick_size=0.01, lot_size=0.001
+            )
             for k in markets
         )
     )

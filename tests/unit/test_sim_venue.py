@@ -13,10 +13,14 @@ MS = 1_000_000
 SPEC = MarketSpec(tick_size=0.1, lot_size=0.001, min_qty=0.001, min_notional=5.0)
 
 
-def book(bids: list[tuple[float, float]], asks: list[tuple[float, float]], ts: int = 0) -> OrderBook:
+def book(
+    bids: list[tuple[float, float]], asks: list[tuple[float, float]], ts: int = 0
+) -> OrderBook:
     b = OrderBook("sim", "BTC/USDT")
     b.apply(
-        BookSnapshot(ts=ts, venue="sim", symbol="BTC/USDT", seq=1, bids=tuple(bids), asks=tuple(asks))
+        BookSnapshot(
+            ts=ts, venue="sim", symbol="BTC/USDT", seq=1, bids=tuple(bids), asks=tuple(asks)
+        )
     )
     return b
 
@@ -31,7 +35,9 @@ def venue(**kw: object) -> SimVenue:
     return SimVenue("sim", "BTC/USDT", "main", SPEC, cfg)
 
 
-def place(ts: int, cid: str, side: str, price: float, qty: float, post_only: bool = True) -> OrderIntent:
+def place(
+    ts: int, cid: str, side: str, price: float, qty: float, post_only: bool = True
+) -> OrderIntent:
     return OrderIntent(
         ts=ts,
         venue="sim",
@@ -51,7 +57,13 @@ def cancel(ts: int, cid: str) -> OrderIntent:
 
 def trade(ts: int, price: float, qty: float, side: str = "sell", tid: str = "t") -> Trade:
     return Trade(
-        ts=ts, venue="sim", symbol="BTC/USDT", trade_id=tid, price=price, qty=qty, side=side  # type: ignore[arg-type]
+        ts=ts,
+        venue="sim",
+        symbol="BTC/USDT",
+        trade_id=tid,
+        price=price,
+        qty=qty,
+        side=side,  # type: ignore[arg-type]
     )
 
 
