@@ -91,10 +91,13 @@ class Router:
         """Whether ``key``'s engine writes the ticks of a market / prices of a basket."""
 
         def check(name: str) -> bool:
-            if name == key:
-                return True
-            if name in self._memo:
-                return self._memo[name][:1] == (key,)
+            if name in self.keys:  # a quoted market: its own engine
+                return name == key
+            if ":" in name:  # a market: the first of the keys its events go to
+                got = self._memo.get(name)
+                if got is None:
+                    got = self._market_targets(name, name.split(":", 1)[1])
+                return got[:1] == (key,)
             holders = [k for k in self.keys if name in self.baskets_of[k]]
             return holders[:1] == [key]
 

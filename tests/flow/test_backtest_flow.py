@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import msgspec
+
 from makerflow.backtest.run import FileInput, run_backtest
 from makerflow.backtest.settings import BacktestConfig, load_backtest_config
 from makerflow.operators.index import IndexConfig
@@ -67,6 +69,31 @@ def test_a_rerun_and_two_workers_write_the_same_bytes(tmp_path: Path) -> None:
     assert {f.key for f in fills} == {"binance:BTC/USDT", "binanceusdm:BTC/USDT:USDT"}
     assert first.counts == again.counts == two.counts
     assert first.counts["index"] > 0 and first.counts["ticks"] > 1000
+
+
+def test_an_index_venue_that_is_not_quoted_is_written_once_by_the_market_quoted_off_it(
+    tmp_path: Path,
+) -> None:
+    both = two_markets()
+    spot_only = msgspec.structs.replace(
+        both, quoting=msgspec.structs.replace(both.quoting, markets=both.quoting.markets[:1])
+    )
+    inp = FileInput((str(SPOT), str(USDM)))
+    run_backtest(inp, both, tmp_path / "both")
+    one = run_backtest(inp, spot_only, tmp_path / "one", workers=2)
+    usdm = "binanceusdm:BTC/USDT:USDT"
+
+    def ticks_of(d: Path) -> list[bytes]:
+        lines = (d / "ticks.jsonl").read_bytes().splitlines()
+        return [x for x in lines if b'"binanceusdm"' in x]
+
+    # The futures' ticks (computed by the spot's engine for its index) appear once, and are
+    # the ticks the futures' own engine writes when it is quoted.
+    assert ticks_of(tmp_path / "one") == ticks_of(tmp_path / "both")
+    assert ticks_of(tmp_path / "one")
+    fills: list[Fill] = read_jsonl(tmp_path / "one" / "fills.jsonl", Fill)
+    assert fills and all(f.key != usdm for f in fills)
+    assert one.counts["index"] > 0
 
 
 def test_the_venues_reports_reach_the_quoter_as_private_stream_events(tmp_path: Path) -> None:
