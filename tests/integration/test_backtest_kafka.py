@@ -58,6 +58,10 @@ def test_a_replay_of_batched_topics_loses_no_record_of_the_last_batch(
     cfg = load_backtest_config(None, [("quoting.defaults.warmup_s", 2.0)])
     res = run_backtest(KafkaInput(tuple(brokers), (book, trades)), cfg, tmp_path / "kafka")
     assert res.events == len(events)
+    # Two topics consumed at their own pace, on two workers: the same bytes.
+    run_backtest(KafkaInput(tuple(brokers), (book, trades)), cfg, tmp_path / "k2", workers=2)
+    for f in sorted((tmp_path / "kafka").glob("*.jsonl")):
+        assert f.read_bytes() == (tmp_path / "k2" / f.name).read_bytes(), f.name
     # The last record of the last batch reached the engine: the replay ends on the same trade
     # as the file does (the start can differ by a trade: the topics interleave by event time,
     # the file by receive order).
