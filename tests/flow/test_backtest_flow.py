@@ -12,7 +12,7 @@ from makerflow.backtest.run import FileInput, run_backtest
 from makerflow.backtest.settings import BacktestConfig, load_backtest_config
 from makerflow.operators.index import IndexConfig
 from makerflow.operators.quoting_config import MarketConfig, QuotingConfig, QuotingParams
-from makerflow.schemas.events import Fill, OrderEvent, OrderIntent
+from makerflow.schemas.events import Alert, Fill, OrderEvent, OrderIntent, ReconReport, RiskState
 from makerflow.sinks.jsonl import read_jsonl
 from tests.conftest import FIXTURES
 
@@ -152,3 +152,43 @@ def test_a_queue_holds_fills_back_that_the_front_of_the_line_gets(tmp_path: Path
         assert res.figures["orders"] > 0
         volume[model] = res.figures["volume"]
     assert volume["proportional"] < volume["front"]
+
+
+def test_risk_hears_the_fills_halts_the_market_and_the_quoter_stops(tmp_path: Path) -> None:
+    cfg = load_backtest_config(
+        None,
+        [
+            ("quoting.defaults.warmup_s", 2.0),
+            ("quoting.defaults.sigma_initial", 3.0),
+            ("risk.default_market_limits.max_position", 0.0015),
+        ],
+    )
+    out = tmp_path / "halt"
+    run_backtest(FileInput((str(SPOT),)), cfg, out)
+    states: list[RiskState] = read_jsonl(out / "risk_states.jsonl", RiskState)
+    alerts: list[Alert] = read_jsonl(out / "alerts.jsonl", Alert)
+    intents: list[OrderIntent] = read_jsonl(out / "intents.jsonl", OrderIntent)
+    [halt] = [s for s in states if s.status == "HALTED"]
+    assert halt.scope == "market:binance:BTC/USDT" and "position" in " ".join(halt.reasons)
+    assert any(a.name == "KillSwitchEngaged" for a in alerts)
+    kill = [i for i in intents if i.action == "cancel_all" and "kill switch" in i.reason]
+    assert kill and kill[0].ts == halt.ts
+    assert not [i for i in intents if i.action == "place" and i.ts > halt.ts]
+
+
+def test_reconciliation_agrees_with_the_venues_balances(tmp_path: Path) -> None:
+    cfg = load_backtest_config(
+        None,
+        [
+            ("quoting.defaults.warmup_s", 2.0),
+            ("quoting.defaults.sigma_initial", 3.0),
+            ("recon.window_s", 10.0),
+            ("recon.grace_s", 0.0),
+        ],
+    )
+    out = tmp_path / "recon"
+    run_backtest(FileInput((str(SPOT),)), cfg, out)
+    reports: list[ReconReport] = read_jsonl(out / "recon_reports.jsonl", ReconReport)
+    assert {r.asset for r in reports} == {"BTC", "USDT"}
+    assert sum(r.fills_matched for r in reports) > 0
+    assert all(r.status == "OK" for r in reports), [r.reason for r in reports if r.reason]
