@@ -70,6 +70,12 @@ class Router:
             got = self._memo.get(name)
             if got is None:
                 got = self._memo[name] = self._market_targets(name, ev.symbol)
+                if not got:
+                    logger.warning(
+                        "%s is neither quoted nor in a quoted market's index basket:"
+                        " its events are not replayed",
+                        name,
+                    )
             return got
         if isinstance(ev, DexPrice):
             return tuple(k for k in self.keys if (ev.base, ev.quote) in self._pairs[k])
