@@ -218,6 +218,8 @@ _CHECK_SCRIPT = """
                          series: series.length, drawn: drawn,
                          width: Math.round(svgBox.width), height: Math.round(svgBox.height)});
   });
+  // Self-contained: the browser loaded nothing beyond the page itself.
+  result.resources = performance.getEntriesByType("resource").map(function (r) { return r.name; });
   document.body.dataset.plotsRendered = String(result.rendered) + "/" + String(result.plots);
   document.getElementById("render-check").textContent = JSON.stringify(result);
 })();
