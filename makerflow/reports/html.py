@@ -209,13 +209,14 @@ _CHECK_SCRIPT = """
     });
     var svg = fig.querySelector("svg");
     var svgBox = svg ? svg.getBoundingClientRect() : {width: 0, height: 0};
-    var ok = svgBox.width > 100 && svgBox.height > 50 && series.length > 0 &&
-             drawn === series.length;
+    var empty = fig.dataset.empty === "true";
+    var ok = svgBox.width > 100 && svgBox.height > 50 && drawn === series.length &&
+             (empty || series.length > 0);
     fig.dataset.rendered = ok ? "true" : "false";
     fig.dataset.series = String(drawn) + "/" + String(series.length);
     if (ok) { result.rendered += 1; }
     result.figures.push({plot: fig.dataset.plot, market: fig.dataset.market, rendered: ok,
-                         series: series.length, drawn: drawn,
+                         empty: empty, series: series.length, drawn: drawn,
                          width: Math.round(svgBox.width), height: Math.round(svgBox.height)});
   });
   // Self-contained: the browser loaded nothing beyond the page itself.
@@ -263,8 +264,10 @@ def render_html(report: Report, title: str = "makerflow run report") -> str:
             parts.append(f"<h2>{html.escape(market)}</h2>")
             for name in PLOTS:
                 svg = _svg(_PLOT_FNS[name](report, market, t0))
+                # A plot with nothing to draw (no fills yet) says so instead of failing the check.
+                empty = "false" if 'id="mf-' in svg else "true"
                 parts.append(
-                    f'<figure class="plot" data-plot="{name}" '
+                    f'<figure class="plot" data-plot="{name}" data-empty="{empty}" '
                     f'data-market="{html.escape(market)}">{svg}</figure>'
                 )
     notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in report.notes)
