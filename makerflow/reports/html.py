@@ -14,6 +14,7 @@ import html
 import io
 import re
 from collections.abc import Callable
+from typing import Any
 
 import matplotlib
 import polars as pl
@@ -257,7 +258,7 @@ def render_html(report: Report, title: str = "makerflow run report") -> str:
     parts: list[str] = []
     # Stable SVG ids and no timestamp, so the same report gives the same bytes; text stays
     # text (no embedded glyph paths).
-    style = {"svg.hashsalt": "makerflow", "svg.fonttype": "none", "svg.id": None}
+    style: dict[Any, Any] = {"svg.hashsalt": "makerflow", "svg.fonttype": "none", "svg.id": None}
     with matplotlib.rc_context(style):
         for market, row in report.headline().items():
             t0 = int(row["start_ns"] or 0)

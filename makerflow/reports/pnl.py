@@ -10,6 +10,8 @@ fees and fees apart: ``total = realized - fees + unrealized``, with
 
 from __future__ import annotations
 
+from typing import Any
+
 import polars as pl
 
 from makerflow.operators.risk_windows import PnlBook
@@ -118,4 +120,5 @@ def max_drawdown(totals: pl.Series) -> float:
     if totals.is_empty():
         return 0.0
     peak = totals.cum_max().clip(lower_bound=0.0)
-    return float((peak - totals).max() or 0.0)
+    worst: Any = (peak - totals).max()
+    return 0.0 if worst is None else float(worst)

@@ -24,6 +24,11 @@ from makerflow.reports.pnl import max_drawdown, pnl_timeline
 NS = 1_000_000_000
 
 
+def _num(value: Any) -> float:
+    """A polars aggregate (typed loosely by polars) as a float; null counts as 0."""
+    return 0.0 if value is None else float(value)
+
+
 @dataclass(frozen=True)
 class Report:
     """A run's figures. ``summary`` has one row per market; the others are the series behind
@@ -66,11 +71,13 @@ def _market_summary(
     last = mp.row(-1, named=True) if mp.height else {}
     ts = pl.concat([mf["ts"], mt["ts"]])
     qty = mm["qty"]
+    start: Any = ts.min()
+    end: Any = ts.max()
     row: dict[str, Any] = {
         "market": market,
-        "start_ns": ts.min(),
-        "end_ns": ts.max(),
-        "duration_s": ((ts.max() or 0) - (ts.min() or 0)) / NS if ts.len() else 0.0,
+        "start_ns": start,
+        "end_ns": end,
+        "duration_s": (end - start) / NS if ts.len() else 0.0,
         "ticks": mt.height,
         "fills": mf.height,
         "buys": mf.filter(pl.col("side") == "buy").height,
@@ -84,8 +91,8 @@ def _market_summary(
         "total_pnl": float(last.get("total", 0.0)),
         "max_drawdown": max_drawdown(mp["total"]) if mp.height else 0.0,
         "final_inventory": float(last.get("position", 0.0)),
-        "min_inventory": float(min(0.0, mp["position"].min() or 0.0)) if mp.height else 0.0,
-        "max_inventory": float(max(0.0, mp["position"].max() or 0.0)) if mp.height else 0.0,
+        "min_inventory": min(0.0, _num(mp["position"].min())),
+        "max_inventory": max(0.0, _num(mp["position"].max())),
         "last_mid": float(mt["mid"][-1]) if mt.height else None,
         "fees_unvalued": int(last.get("fees_unvalued", 0)),
     }
@@ -93,7 +100,8 @@ def _market_summary(
     def wmean(col: str) -> float | None:
         known = mm[col].is_not_null()
         w = qty.filter(known)
-        return float((mm[col].filter(known) * w).sum() / w.sum()) if w.sum() else None
+        total_w = _num(w.sum())
+        return _num((mm[col].filter(known) * w).sum()) / total_w if total_w else None
 
     row["spread_captured"] = wmean("spread_captured") if mm.height else None
     row["spread_captured_bps"] = wmean("spread_captured_bps") if mm.height else None
