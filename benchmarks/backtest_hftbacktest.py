@@ -14,8 +14,10 @@ whole recording, compiled). ``hftbacktest_result()`` returns the numbers for the
 run this file to print them alone.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: benchmarks/backtest.py loads this file with
+# importlib without registering it in sys.modules, and dataclasses with string annotations
+# look their module up there.
+import functools
 import gzip
 import logging
 import os
@@ -85,8 +87,10 @@ class HftbacktestResult:
         }
 
 
+@functools.cache
 def _strategy():
-    """The njit strategy (built on first use, after hftbacktest's import is timed)."""
+    """The njit strategy (built once, on first use, after hftbacktest's import is timed; numba
+    compiles it on its first call)."""
     import numpy as np
     from hftbacktest import BUY, GTX, LIMIT, SELL
     from numba import njit
@@ -221,6 +225,52 @@ def hftbacktest_result(raw: Path = RAW, repeat: int = 3) -> HftbacktestResult:
     )
 
 
+def run_hftbacktest(path: str | Path = RAW) -> list[dict[str, object]]:
+    """Rows for the combined table of ``benchmarks/backtest.py`` (``name``, ``seconds``,
+    ``events``, ``events_per_s``, ``fills``): hftbacktest's convert + run, its numba compile
+    apart, and NautilusTrader's convert + run where it is installed. ``events`` are the raw
+    messages of the file, the same count for every row."""
+    r = hftbacktest_result(Path(path))
+    rows: list[dict[str, object]] = [
+        {
+            "name": "hftbacktest convert + run",
+            "seconds": r.convert_run_s,
+            "events": r.raw_messages,
+            "events_per_s": r.messages_per_s,
+            "fills": r.trades,
+            "pnl": r.pnl,
+            **{f"hbt_{k}": v for k, v in r.row().items()},
+        },
+        {
+            "name": "hftbacktest numba compile",
+            "seconds": r.compile_s,
+            "events": r.raw_messages,
+            "events_per_s": r.raw_messages / r.compile_s if r.compile_s else float("nan"),
+            "fills": "",
+        },
+    ]
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    try:
+        from backtest_nautilus import nautilus_result
+    except ImportError as exc:  # nautilus_trader not installed: the table says so
+        logging.getLogger(__name__).warning("NautilusTrader not benchmarked: %s", exc)
+        return rows
+    n = nautilus_result(Path(path))
+    rows.append(
+        {
+            "name": "nautilus_trader convert + run",
+            "seconds": n.convert_run_s,
+            "events": n.raw_messages,
+            "events_per_s": n.messages_per_s,
+            "fills": n.trades,
+            "pnl": n.pnl,
+        }
+    )
+    return rows
+
+
 def print_result(r: HftbacktestResult) -> None:
     print(f"hftbacktest on {RAW.name}: {r.raw_messages:,} raw messages -> {r.events:,} events")
     print(
@@ -242,3 +292,8 @@ if __name__ == "__main__":
         sys.exit(f"no recording at {RAW}")
     logging.basicConfig(level=logging.WARNING)
     print_result(hftbacktest_result())
+    if "--nautilus" in sys.argv:
+        from backtest_nautilus import nautilus_result
+        from backtest_nautilus import print_result as print_nautilus
+
+        print_nautilus(nautilus_result())
