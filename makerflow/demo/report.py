@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -72,5 +73,30 @@ def print_report(out_dir: Path) -> dict[str, Any]:
     for k, v in summary.items():
         if k not in names:
             print(f"  {k:<20} {v}")
-    print(f"\nevery stream is in {out_dir}/<name>.jsonl")
+    state_path = out_dir / "exchange_state.json"
+    if state_path.exists():
+        by_kind = json.loads(state_path.read_text()).get("faults_by_kind") or {}
+        summary["faults_by_kind"] = by_kind
+        print("\nfaults injected by the exchange")
+        for kind, n in sorted(by_kind.items()):
+            print(f"  {kind:<20} {n:>8}")
+        if not by_kind:
+            print("  none")
+    if state_path.exists() and (out_dir / "state.json").exists():
+        checks = _venue_checks(out_dir)
+        summary["venue_checks"] = checks
+        print("\nthe pipeline's view against the exchange's ground truth")
+        for name, found in checks.items():
+            print(f"  {name:<28} {found or 'ok'}")
+    print(f"\nevery stream is in {out_dir}/<name>.jsonl; the exchange's ground truth in")
+    print(f"{out_dir}/exchange_*.json[l], the pipeline's final view in {out_dir}/state.json")
     return summary
+
+
+def _venue_checks(out_dir: Path) -> dict[str, Any]:
+    from makerflow.demo.ground_truth import compare_with_venue, read_exchange_truth
+
+    fills = load(out_dir, "fills")
+    trade_ids = [str(t) for t in fills["trade_id"]] if fills.height else []
+    view = json.loads((out_dir / "state.json").read_text())
+    return compare_with_venue(read_exchange_truth(out_dir), view, trade_ids)

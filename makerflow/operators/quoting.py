@@ -2,11 +2,14 @@
 
 :class:`Quoter` is pure (no I/O, no clock; event time comes from the events), one instance per
 market. On each event it updates what it knows (inventory from fills, live orders from order
-events, volatility from ticks, halts from risk states and control commands), asks its model
-for a reservation price and half spread, lays out the ladder and diffs it against the live
-orders into place and cancel intents. A live order close enough to its desired price
-(``refresh_tolerance_bps``), or younger than ``min_quote_lifetime_s``, is left alone, so small
-moves of the market do not churn orders.
+events, volatility and the trades' arrival intensity from ticks, halts from risk states and
+control commands), asks its model for a reservation price and half spread (GLFT by default;
+inventory in base units, maker fee added), lays out the ladder (the side that would pass
+``max_position`` left out, the adding side's sizes shrunk with the inventory) and diffs it
+against the live orders into place and cancel intents. A live order within
+``refresh_fraction`` of the half spread of its desired price is left alone until
+``max_quote_age_s``; one younger than ``min_quote_lifetime_s`` too, unless the market has run
+into it (on the wrong side of the mid, or a half spread more aggressive than wanted).
 
 Client order ids are deterministic: ``mf-<h>-<side><level>-<seq>`` where ``h`` hashes the
 id namespace, account, market and the event time of the quoter's first event, ``side`` is
@@ -35,21 +38,25 @@ from bytewax.dataflow import Stream, operator
 from bytewax.operators import StatefulLogic
 
 from makerflow import metrics
+from makerflow.operators.intensity import Intensity, IntensityState, TradeIntensity
 from makerflow.operators.ladder import (
     Ladder,
     LadderShape,
     MarketSpec,
     build_ladder,
+    inventory_sizes,
     level_quantities,
 )
+from makerflow.operators.quote_hygiene import Hygiene
 from makerflow.operators.quoting_config import MarketConfig, QuotingConfig, QuotingParams
 from makerflow.operators.quoting_models import (
     NS,
     AvellanedaStoikov,
-    EwmaVolatility,
     FixedSpread,
+    Glft,
     QuotingModel,
 )
+from makerflow.operators.volatility import GridVolatility, VolState
 from makerflow.schemas.codec import dead_letter, encode
 from makerflow.schemas.events import (
     ControlCommand,
@@ -104,7 +111,8 @@ class QuoterSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     seq: int
     inventory: float
     orders: tuple[LiveOrder, ...]
-    vol: tuple[int | None, float | None, float, float]
+    vol: tuple[Any, ...]
+    """:meth:`GridVolatility.state`."""
     risk_halts: tuple[str, ...]
     control_halts: tuple[str, ...]
     last_tick: Tick | None
@@ -112,6 +120,8 @@ class QuoterSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     fill_ids: tuple[str, ...]
     blocked: tuple[tuple[str, int, int], ...]
     last_ladder: tuple[tuple[tuple[float, float], ...], tuple[tuple[float, float], ...]] | None
+    intensity: tuple[Any, ...] | None = None
+    """:meth:`TradeIntensity.state`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,15 +194,52 @@ def _finite_positive(x: float) -> bool:
 
 
 def _model(params: QuotingParams) -> QuotingModel:
+    if params.model == "glft":
+        return Glft(
+            gamma=params.gamma,
+            a=params.arrival_rate,
+            kappa=params.kappa,
+            order_size=params.order_size,
+        )
     if params.model == "avellaneda_stoikov":
         return AvellanedaStoikov(
             gamma=params.gamma,
             kappa=params.kappa,
             horizon_s=params.horizon_s,
             rolling=params.rolling_horizon,
+            order_size=params.order_size,
+            session_end_ns=params.session_end_ns,
         )
     return FixedSpread(
         half_spread_bps=params.half_spread_bps, skew_bps_per_unit=params.skew_bps_per_unit
+    )
+
+
+_INTENSITY_BINS = 40
+_INTENSITY_SPAN = 4.0
+"""The distance bins of the intensity fit span this many mean depths (1/kappa) of the
+configured kappa: a market's price scale without another parameter."""
+
+
+def _intensity(params: QuotingParams) -> TradeIntensity:
+    return TradeIntensity(
+        _INTENSITY_SPAN / (params.kappa * _INTENSITY_BINS),
+        bins=_INTENSITY_BINS,
+        window_s=params.intensity_window_s,
+        slice_s=min(10.0, params.intensity_window_s),
+        min_trades=params.intensity_min_trades,
+        kappa_min=params.kappa_min,
+        kappa_max=params.kappa_max,
+    )
+
+
+def _intensity_key(params: QuotingParams) -> tuple[float, ...]:
+    return (
+        params.kappa,
+        params.intensity_window_s,
+        params.intensity_min_trades,
+        params.kappa_min,
+        params.kappa_max,
     )
 
 
@@ -246,7 +293,10 @@ class Quoter:
         self._last_ladder: (
             tuple[tuple[tuple[float, float], ...], tuple[tuple[float, float], ...]] | None
         ) = None
-        self.vol = EwmaVolatility(params.sigma_half_life_s, params.sigma_initial)
+        self.vol = GridVolatility(
+            params.sigma_grid_s, params.sigma_half_life_s, params.sigma_initial
+        )
+        self.intensity = _intensity(params)
         self.params = params
         self.model: QuotingModel = _model(params)
         self.shape = _shape(params)
@@ -268,12 +318,31 @@ class Quoter:
     def sigma(self) -> float:
         return self.vol.sigma
 
+    @property
+    def liquidity(self) -> Intensity | None:
+        """The arrival intensity fitted from trades, None while the fallback applies."""
+        if not self.params.estimate_intensity or self.last_tick is None:
+            return None
+        return self.intensity.estimate(self.last_tick.ts)
+
     def _apply_params(self, params: QuotingParams) -> None:
+        old = self.params
         self.params = params
         self.model = _model(params)
         self.shape = _shape(params)
         self._qtys = level_quantities(self.spec, self.shape)
-        self.vol.set_half_life(params.sigma_half_life_s)
+        if params.sigma_grid_s != old.sigma_grid_s:
+            self.vol = GridVolatility(
+                params.sigma_grid_s, params.sigma_half_life_s, params.sigma_initial
+            )
+        else:
+            self.vol.set_half_life(params.sigma_half_life_s)
+        if _intensity_key(params) != _intensity_key(old):
+            state = self.intensity.state()
+            self.intensity = _intensity(params)
+            if params.kappa == old.kappa:  # same bins: the trades seen still count
+                self.intensity.load(state)
+                self.intensity.invalidate()
 
     def snapshot(self) -> QuoterSnapshot:
         v = self.vol
@@ -284,7 +353,7 @@ class Quoter:
             seq=self.seq,
             inventory=self.inventory,
             orders=tuple(self.orders.values()),
-            vol=(v.last_ts, v.last_mid, v.variance, v.elapsed_s),
+            vol=v.state(),
             risk_halts=tuple(sorted(self.risk_halts)),
             control_halts=tuple(sorted(self.control_halts)),
             last_tick=self.last_tick,
@@ -292,6 +361,7 @@ class Quoter:
             fill_ids=tuple(self._fill_ids),
             blocked=tuple((s, lvl, until) for (s, lvl), until in sorted(self._blocked.items())),
             last_ladder=self._last_ladder,
+            intensity=self.intensity.state(),
         )
 
     def _restore(self, s: QuoterSnapshot) -> None:
@@ -307,14 +377,16 @@ class Quoter:
         self.seq = s.seq
         self.inventory = s.inventory
         self.orders = {o.client_order_id: o for o in s.orders}
-        last_ts, last_mid, variance, elapsed = s.vol
-        self.vol = EwmaVolatility(
-            self.params.sigma_half_life_s,
-            last_ts=last_ts,
-            last_mid=last_mid,
-            variance=variance,
-            elapsed_s=elapsed,
-        )
+        if len(s.vol) == 10:
+            vol_state: VolState = s.vol
+            self.vol = GridVolatility.restore(
+                vol_state, self.params.sigma_grid_s, self.params.sigma_half_life_s
+            )
+        else:
+            logger.warning("%s: saved volatility of an older version dropped", self.key)
+        if s.intensity is not None and len(s.intensity) == 5:
+            intensity_state: IntensityState = s.intensity
+            self.intensity.load(intensity_state)
         self.risk_halts = set(s.risk_halts)
         self.control_halts = set(s.control_halts)
         self.last_tick = s.last_tick
@@ -354,6 +426,9 @@ class Quoter:
         if tick.bid >= tick.ask:
             return _out(start)  # crossed book: wait for the next tick rather than quote into it
         self.vol.update(tick.ts, tick.mid)
+        if tick.reason == "trade" and tick.last_price is not None:
+            # the distance from the mid of the book the trade met: what a quote there needed
+            self.intensity.add(tick.ts, abs(tick.last_price - tick.mid))
         self.last_tick = tick
         if self.halted:
             return _out(start + self._retry_cancels(tick.ts))
@@ -597,25 +672,35 @@ class Quoter:
         """The ladder the model wants at ``ts`` from the last tick, with the reference price
         and the reservation price; None before the first tick or during warm-up."""
         tick = self.last_tick
-        if tick is None or self.vol.elapsed_s < self.params.warmup_s:
+        vol = self.vol
+        if tick is None or vol.elapsed_s < self.params.warmup_s:
             return None
+        sigma = vol.sigma
+        if not sigma > 0:
+            return None  # no grid return and no seed yet: nothing to size the risk with
         p = self.params
         ref = self._reference(tick)
         fair = self._fair(tick, ref)
-        excess = self.inventory - p.target_inventory
-        mq = self.model.quote(fair, excess / p.unit, self.vol.sigma, self.model.time_left(ts))
-        limit = p.max_position
+        excess = self.inventory - p.target_inventory  # base units: gamma means the same
+        liquidity = self.liquidity if p.estimate_intensity else None
+        mq = self.model.quote(fair, excess, sigma, self.model.time_left(ts), liquidity)
+        # a fill must earn its maker fee back; a rebate lets the quote sit closer
+        half_spread = max(0.0, mq.half_spread + fair * p.maker_fee_bps / 1e4)
+        limit = p.position_limit
+        bid_qtys, ask_qtys = inventory_sizes(self.spec, self._qtys, excess, limit, p.size_skew)
         ladder = build_ladder(
             reservation=mq.reservation,
-            half_spread=mq.half_spread,
+            half_spread=half_spread,
             reference=ref,
             spec=self.spec,
             shape=self.shape,
             best_bid=tick.bid,
             best_ask=tick.ask,
-            quote_bids=not (limit > 0 and excess >= limit),
-            quote_asks=not (limit > 0 and -excess >= limit),
+            quote_bids=excess < limit,
+            quote_asks=-excess < limit,
             qtys=self._qtys,
+            bid_qtys=bid_qtys,
+            ask_qtys=ask_qtys,
         )
         return ladder, ref, mq.reservation
 
@@ -659,9 +744,14 @@ class Quoter:
         )
 
     def _diff(self, ts: int, ladder: Ladder, ref: float) -> list[OrderIntent]:
-        p = self.params
-        tolerance = ref * p.refresh_tolerance_bps / 1e4 + self.spec.tick_size * 1e-6
-        lifetime = round(p.min_quote_lifetime_s * NS)
+        rules = Hygiene.of(
+            self.params,
+            half_spread=ladder.half_spread,
+            reference=ref,
+            mid=self.last_tick.mid if self.last_tick is not None else ref,
+            tick_size=self.spec.tick_size,
+            lot_size=self.spec.lot_size,
+        )
         desired = {("buy", lv.level): lv for lv in ladder.bids}
         desired.update({("sell", lv.level): lv for lv in ladder.asks})
         quoting: dict[tuple[str, int], list[LiveOrder]] = {}
@@ -684,11 +774,9 @@ class Quoter:
             if live:
                 keep, extra = live[0], live[1:]
                 cancels.extend(self._cancel(ts, o, "duplicate on level") for o in extra)
-                close = (
-                    abs(keep.price - want.price) <= tolerance
-                    and abs(keep.qty - want.qty) < self.spec.lot_size / 2
-                )
-                if close or ts - keep.placed_ts < lifetime:
+                if rules.keeps(
+                    side, keep.price, keep.qty, keep.placed_ts, want.price, want.qty, ts
+                ):
                     continue
                 cancels.append(self._cancel(ts, keep, f"refresh to {want.price}"))
             if self._blocked.get(slot, ts) > ts:
@@ -784,6 +872,7 @@ class QuotingLogic(StatefulLogic[Routed, Emission, QuoterSnapshot]):
         self._in = metrics.EVENTS_IN.labels(step=step)
         self._out = metrics.EVENTS_OUT.labels(step=step)
         self._dead = metrics.DEAD_LETTERS.labels(step=step)
+        self._seen_returns = -1
 
     def _quoter(self, key: str) -> Quoter:
         if self.quoter is None:
@@ -811,6 +900,9 @@ class QuotingLogic(StatefulLogic[Routed, Emission, QuoterSnapshot]):
                 metrics.TICK_TO_QUOTE_LATENCY.observe(elapsed / NS)
                 if self.on_latency is not None:
                     self.on_latency(elapsed)
+                if quoter.vol.returns != self._seen_returns:
+                    self._seen_returns = quoter.vol.returns  # once per grid step
+                    _export_estimates(quoter)
             else:
                 out = quoter.on_event(event)
         except QuoterInputError as exc:
@@ -827,6 +919,16 @@ class QuotingLogic(StatefulLogic[Routed, Emission, QuoterSnapshot]):
             assert self.resume is not None
             return self.resume
         return self.quoter.snapshot()
+
+
+def _export_estimates(quoter: Quoter) -> None:
+    key = quoter.key
+    metrics.QUOTING_SIGMA.labels(market=key).set(quoter.sigma)
+    fit = quoter.liquidity
+    p = quoter.params
+    a, kappa = (fit.a, fit.kappa) if fit is not None else (p.arrival_rate, p.kappa)
+    metrics.QUOTING_INTENSITY.labels(market=key, param="a").set(a)
+    metrics.QUOTING_INTENSITY.labels(market=key, param="kappa").set(kappa)
 
 
 def _is_dead(x: object) -> TypeGuard[DeadLetter]:

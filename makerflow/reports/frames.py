@@ -3,7 +3,9 @@
 A run directory holds one JSON-lines file per stream, one encoded event per line, as the demo
 and ``makerflow backtest`` write them: ``ticks.jsonl`` (Tick), ``fills.jsonl`` (Fill),
 ``order_events.jsonl`` (OrderEvent), ``intents.jsonl`` (OrderIntent), ``ladders.jsonl``
-(QuoteLadder; ``quotes.jsonl`` is read as well) and the others, which the report ignores.
+(QuoteLadder; ``quotes.jsonl`` is read as well), ``executions.jsonl`` (the exchange sink's
+OrderEvents: its acks and rejects, read with the venue's order events) and the others, which
+the report ignores.
 
 Delivery is at least once, so every normaliser drops what was delivered twice: a fill by its
 ``(venue, symbol, account, trade_id)``, an order by its client id, any other event when it is
@@ -21,7 +23,7 @@ import polars as pl
 
 log = logging.getLogger(__name__)
 
-STREAMS = ("ticks", "fills", "order_events", "intents", "ladders")
+STREAMS = ("ticks", "fills", "order_events", "executions", "intents", "ladders")
 _ALIASES = {"ladders": ("ladders", "quotes")}
 
 FILL_SCHEMA: dict[str, Any] = {
@@ -165,8 +167,17 @@ _NORMALISERS = {
 
 
 def normalise(frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
-    """Every stream the report reads, typed and deduplicated (absent streams: empty)."""
-    return {name: fn(frames.get(name, pl.DataFrame())) for name, fn in _NORMALISERS.items()}
+    """Every stream the report reads, typed and deduplicated (absent streams: empty).
+
+    The sink's executions and the venue's order events are one stream of OrderEvents here: a
+    reject the sink saw locally is as much a reject as one the venue sent."""
+    raw = dict(frames)
+    orders = [
+        _conform(raw.get(n, pl.DataFrame()), ORDER_EVENT_SCHEMA)
+        for n in ("order_events", "executions")
+    ]
+    raw["order_events"] = pl.concat(orders)
+    return {name: fn(raw.get(name, pl.DataFrame())) for name, fn in _NORMALISERS.items()}
 
 
 def read_stream(run_dir: Path, name: str) -> pl.DataFrame:

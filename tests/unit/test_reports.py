@@ -22,7 +22,7 @@ from makerflow.reports import compute, format_table
 from makerflow.reports.frames import quotes_frame
 from makerflow.reports.html import thin
 from makerflow.reports.pnl import max_drawdown
-from tests.report_support import FILLS, INTENTS, TICKS, fill, frame, hand_run, ladder, tick
+from tests.report_support import FILLS, INTENTS, TICKS, fill, frame, hand_run, ladder, tick, ts
 
 M = "binance:BTC/USDT"
 
@@ -157,3 +157,24 @@ def test_thinning_keeps_the_last_row_of_each_time_slice():
     assert 90 <= out.height <= 101
     assert out["v"][-1] == 9_999
     assert thin(df.head(50), max_points=100).height == 50
+
+
+def test_rejects_count_once_whether_the_sink_or_the_venue_reported_them(report):
+    from makerflow.schemas.events import OrderEvent
+
+    def event(coid: str, status: str, reason: str = "") -> OrderEvent:
+        return OrderEvent(
+            ts=ts(22), venue="binance", symbol="BTC/USDT", client_order_id=coid,
+            status=status, side="buy", price=97.5, qty=1.0, reason=reason,
+        )  # type: ignore[arg-type]  # fmt: skip
+
+    r = compute(
+        {
+            **hand_run(),
+            "executions": frame([event("c4", "rejected", "post-only"), event("c1", "ack")]),
+            "order_events": frame([event("c4", "rejected"), event("c1", "ack")]),
+        }
+    )
+    s = r.headline()[M]
+    assert s["rejected"] == 1
+    assert s["orders_placed"] == 4  # still the intents

@@ -1,0 +1,571 @@
+"""The one order state: every order of ours, fed by intents, order events and fills.
+
+:class:`OrderState` is a pure order manager (no I/O, no clock, no globals). Quoting, risk,
+execution and reconciliation read it; nobody keeps another copy of order truth.
+
+API::
+
+    s = OrderState(prefix="mf-", tolerance=1e-9)
+    s.on_intent(intent)       -> tuple[Transition, ...]  place: pending_new; cancel, cancel_all:
+                                                          pending_cancel
+    s.on_order_event(ev)      -> Transition | None       None: ignored (not ours) or no change
+    s.on_fill(fill)           -> FillEffect | None       None: a duplicate (venue, trade_id)
+    s.adopt(cid)              -> Order | None            an orphan becomes ours to manage
+    s.get(cid)                -> Order | None
+    s.open_orders(market)     -> tuple[Order, ...]       non-terminal, incl. unknown and pending
+    s.counts()                -> dict[market, int]       open orders per ``venue:symbol``
+    s.exposure(market)        -> Exposure                remaining qty and notional by side
+    s.orphans(market)         -> tuple[Order, ...]       ours by prefix, never sent by us
+    s.snapshot()              -> OrderStateSnapshot      small, immutable; OrderState(snapshot=)
+
+States (:data:`OrderStateName`): ``pending_new`` (intent seen, no word from the venue),
+``unknown`` (sent, the answer was lost: the wire status ``unknown``), ``open``,
+``partially_filled``, ``pending_cancel`` (a cancel was asked and the venue has not closed the
+order), and the terminal ``filled``, ``canceled``, ``rejected``, ``expired``.
+
+Why any order of arrival gives the same state: an order's record keeps only facts that merge
+the same way in any order (a join): the highest venue status seen (pending < unknown <
+open), the set of terminal statuses seen, whether a cancel was asked, the highest cumulative
+filled quantity any order event reported, and the set of fills applied (by trade id). Its state
+is a function of those facts, so duplicates change nothing and reordering ends in the same
+record. The order's filled quantity is ``max(cumulative from order events, sum of fills)``: a
+fill and the order update that covers it count once, whichever comes first.
+
+Transitions (:data:`TRANSITIONS`) are only the ones a venue allows: pending and unknown states
+resolve to whatever the venue says, a terminal state stays terminal. One exception, kept because
+quantity is the harder fact: a canceled, expired or rejected order whose fills add up to its
+full quantity becomes ``filled`` (the venue's terminal word was older than its fills), counted
+in :attr:`OrderState.conflicts`. Two different terminal words for one order are a contradiction
+in the input; the state keeps the stronger one (filled > canceled > expired > rejected) and
+counts it.
+
+Orphans: an order event for a client id with our ``prefix`` that no intent of ours placed gets a
+record (``sent=False``), so the owner can cancel it or :meth:`adopt` it. Events for other client
+ids are ignored (:attr:`ignored`); fills for them still return their effect, since they move our
+balances all the same. A fill of an order the state does not hold yet is kept aside (by client
+id) and joins the order when its intent or first event arrives; it makes no record of its own,
+so a backfill of old trades does not fill the book with orders of unknown size.
+
+Memory is bounded: at most ``max_terminal`` terminal orders are kept whole (oldest evicted
+first), the client ids of evicted orders are remembered up to ``max_tombstones`` (so a late
+duplicate event does not bring an order back as an orphan), up to ``max_trade_ids`` trade
+ids are remembered to drop duplicate fills, and fills waiting for their order are kept for up
+to ``max_tombstones`` client ids. Non-terminal orders are never evicted: the venue
+must close them first. Within those bounds duplicates and reordering are harmless; past them a
+very late duplicate (more than ``max_trade_ids`` fills later) could count again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import msgspec
+
+from makerflow.schemas.events import Fill, OrderEvent, OrderIntent, Side, market_key
+
+OrderStateName = Literal[
+    "pending_new",
+    "unknown",
+    "open",
+    "partially_filled",
+    "pending_cancel",
+    "filled",
+    "canceled",
+    "rejected",
+    "expired",
+]
+
+TERMINAL: frozenset[OrderStateName] = frozenset(("filled", "canceled", "rejected", "expired"))
+
+
+def _states(*names: OrderStateName) -> frozenset[OrderStateName]:
+    return frozenset(names)
+
+
+TRANSITIONS: dict[OrderStateName, frozenset[OrderStateName]] = {
+    "pending_new": _states("unknown", "open", "partially_filled", "pending_cancel") | TERMINAL,
+    "unknown": _states("open", "partially_filled", "pending_cancel") | TERMINAL,
+    "open": _states("partially_filled", "pending_cancel") | TERMINAL,
+    "partially_filled": _states("pending_cancel") | TERMINAL,
+    "pending_cancel": TERMINAL,
+    "filled": _states(),
+    # The quantity correction described in the module docstring.
+    "canceled": _states("filled"),
+    "expired": _states("filled"),
+    "rejected": _states("filled"),
+}
+"""Every change of state an order may go through; a state also 'moves' to itself."""
+
+# Venue ranks: what the venue (or the sink) last said about a live order, merged by max.
+_PENDING, _UNKNOWN, _OPEN = 0, 1, 2
+_RANK: dict[str, int] = {"unknown": _UNKNOWN, "new": _OPEN, "ack": _OPEN, "partial": _OPEN}
+_WIRE_TERMINAL: dict[str, OrderStateName] = {
+    "filled": "filled",
+    "canceled": "canceled",
+    "rejected": "rejected",
+    "expired": "expired",
+}
+_STRENGTH: dict[str, int] = {"filled": 3, "canceled": 2, "expired": 1, "rejected": 0}
+
+
+class Order(msgspec.Struct, frozen=True, kw_only=True):
+    """One order as the state knows it. Immutable: every change makes a new record."""
+
+    client_order_id: str
+    venue: str
+    symbol: str
+    account: str
+    side: Side
+    price: float | None
+    qty: float | None
+    """``None`` when no input has said the order's size yet."""
+    state: OrderStateName
+    filled: float = 0.0
+    """max(cumulative filled from order events, sum of applied fills)."""
+    sent: bool = False
+    """An intent of ours placed it; ``False`` for an orphan (or an order adopted later)."""
+    adopted: bool = False
+    placed_ts: int | None = None
+    """Event time of the place intent."""
+    last_ts: int = 0
+    """Latest event time of anything applied to the order."""
+    exchange_order_id: str | None = None
+    reason: str = ""
+    """The reason given with the strongest word the venue (or the sink) said of the order."""
+    # The merged facts the state is derived from (see the module docstring).
+    rank: int = _PENDING
+    terminals: tuple[OrderStateName, ...] = ()
+    cancel_requested: bool = False
+    event_filled: float = 0.0
+    fills: tuple[tuple[str, float], ...] = ()
+    """(trade id, qty) of every fill applied to this order, sorted by trade id."""
+    reason_rank: int = -1
+
+    @property
+    def market(self) -> str:
+        return market_key(self.venue, self.symbol)
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+    @property
+    def remaining(self) -> float:
+        """What may still trade: 0 for a terminal order or one of unknown size."""
+        if self.terminal or self.qty is None:
+            return 0.0
+        return max(self.qty - self.filled, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """What one input did to one order: its state before (``None``: new record) and now."""
+
+    previous: OrderStateName | None
+    order: Order
+
+    @property
+    def changed_state(self) -> bool:
+        return self.previous != self.order.state
+
+
+@dataclass(frozen=True, slots=True)
+class FillEffect:
+    """A fill applied for the first time. ``order_filled_delta`` is how much it raised its
+    order's filled quantity (0 when an order event had already reported it)."""
+
+    fill: Fill
+    order: Order | None
+    previous: OrderStateName | None
+    order_filled_delta: float
+
+
+@dataclass(frozen=True, slots=True)
+class Exposure:
+    """Remaining quantity and notional of open orders (including unknown and pending ones)."""
+
+    buy_qty: float = 0.0
+    sell_qty: float = 0.0
+    buy_notional: float = 0.0
+    sell_notional: float = 0.0
+    orders: int = 0
+
+
+class OrderStateSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything an :class:`OrderState` needs to resume (for Bytewax recovery)."""
+
+    orders: tuple[Order, ...]
+    terminal_ids: tuple[str, ...]
+    tombstones: tuple[str, ...]
+    trade_ids: tuple[tuple[str, str], ...]
+    loose: tuple[tuple[str, tuple[Fill, ...]], ...] = ()
+    conflicts: int = 0
+
+
+class _BoundedSet:
+    """A set that forgets its oldest members past ``size``."""
+
+    __slots__ = ("_order", "_set")
+
+    def __init__(self, size: int, items: Iterable[object] = ()) -> None:
+        self._order: deque[object] = deque(maxlen=size)
+        self._set: set[object] = set()
+        for item in items:
+            self.add(item)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._set
+
+    def __len__(self) -> int:
+        return len(self._set)
+
+    def add(self, item: object) -> None:
+        if item in self._set:
+            return
+        if len(self._order) == self._order.maxlen:
+            self._set.discard(self._order[0])
+        self._order.append(item)
+        self._set.add(item)
+
+    def items(self) -> tuple[object, ...]:
+        return tuple(self._order)
+
+
+class OrderState:
+    """Every order of ours and every fill applied, in one place. See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        prefix: str = "mf-",
+        tolerance: float = 1e-9,
+        max_terminal: int = 10_000,
+        max_tombstones: int = 100_000,
+        max_trade_ids: int = 100_000,
+        snapshot: OrderStateSnapshot | None = None,
+    ) -> None:
+        if tolerance < 0 or not math.isfinite(tolerance):
+            raise ValueError(f"tolerance must be finite and >= 0, not {tolerance}")
+        if min(max_terminal, max_tombstones, max_trade_ids) < 1:
+            raise ValueError("max_terminal, max_tombstones and max_trade_ids must be >= 1")
+        self.prefix = prefix
+        self.tolerance = tolerance
+        self.max_terminal = max_terminal
+        self._orders: dict[str, Order] = {}
+        self._open: dict[str, None] = {}
+        """The client ids of non-terminal orders, oldest first (an ordered set)."""
+        self._terminal: deque[str] = deque()
+        self._tombstones = _BoundedSet(max_tombstones)
+        self._trade_ids = _BoundedSet(max_trade_ids)
+        self._max_loose = max_tombstones
+        self._loose: dict[str, tuple[Fill, ...]] = {}
+        """Fills of orders not held yet, by client id (oldest first), waiting for the order."""
+        self.conflicts = 0
+        """Inputs that contradicted each other (two terminal words, canceled then filled)."""
+        self.ignored = 0
+        """Order events for client ids that are not ours (no prefix), or of evicted orders."""
+        if snapshot is not None:
+            self._orders = {o.client_order_id: o for o in snapshot.orders}
+            self._open = {o.client_order_id: None for o in snapshot.orders if not o.terminal}
+            self._terminal = deque(snapshot.terminal_ids)
+            self._tombstones = _BoundedSet(max_tombstones, snapshot.tombstones)
+            self._trade_ids = _BoundedSet(max_trade_ids, snapshot.trade_ids)
+            self._loose = dict(snapshot.loose)
+            self.conflicts = snapshot.conflicts
+
+    # --- inputs ---------------------------------------------------------------------------
+
+    def on_intent(self, intent: OrderIntent) -> tuple[Transition, ...]:
+        """A place makes a ``pending_new`` order (a repeated place changes nothing); a cancel
+        marks its order ``pending_cancel``; a cancel_all marks every open order of its market
+        and account. Cancels of orders the state does not hold do nothing."""
+        if intent.action == "place":
+            cid = intent.client_order_id
+            if not cid or intent.side is None or cid in self._tombstones:
+                return ()
+            old = self._orders.get(cid)
+            if old is None:
+                new = Order(
+                    client_order_id=cid,
+                    venue=intent.venue,
+                    symbol=intent.symbol,
+                    account=intent.account,
+                    side=intent.side,
+                    price=intent.price,
+                    qty=intent.qty,
+                    state="pending_new",
+                    sent=True,
+                    placed_ts=intent.ts,
+                    last_ts=intent.ts,
+                )
+                new = self._with_loose(new)
+            elif old.sent:
+                return ()  # a replayed intent
+            else:
+                new = msgspec.structs.replace(
+                    old,
+                    sent=True,
+                    placed_ts=intent.ts,
+                    price=intent.price if intent.price is not None else old.price,
+                    qty=intent.qty if intent.qty is not None else old.qty,
+                    last_ts=max(old.last_ts, intent.ts),
+                )
+            return (self._store(old, new),)
+        if intent.action == "cancel":
+            old = self._orders.get(intent.client_order_id or "")
+            if old is None or old.cancel_requested:
+                return ()
+            return (self._cancel_requested(old, intent.ts),)
+        mkt = intent.key
+        targets = [
+            o
+            for o in self._orders.values()
+            if not o.terminal
+            and not o.cancel_requested
+            and o.market == mkt
+            and o.account == intent.account
+        ]
+        return tuple(self._cancel_requested(o, intent.ts) for o in targets)
+
+    def on_order_event(self, ev: OrderEvent) -> Transition | None:
+        """The venue's (or the sink's) word on an order, by client id. ``None`` when it is
+        not ours or changes nothing."""
+        cid = ev.client_order_id
+        if cid in self._tombstones:
+            self.ignored += 1
+            return None
+        old = self._orders.get(cid)
+        if old is None:
+            if not cid or not cid.startswith(self.prefix):
+                self.ignored += 1
+                return None
+            old_base = Order(
+                client_order_id=cid,
+                venue=ev.venue,
+                symbol=ev.symbol,
+                account=ev.account,
+                side=ev.side,
+                price=ev.price,
+                qty=ev.qty if ev.qty > 0 else None,
+                state="unknown",
+                last_ts=ev.ts,
+            )
+            old_base = self._with_loose(old_base)
+        else:
+            old_base = old
+        rank, terminals = old_base.rank, old_base.terminals
+        terminal = _WIRE_TERMINAL.get(ev.status)
+        if terminal is not None:
+            if terminal not in terminals:
+                terminals = tuple(sorted((*terminals, terminal)))
+        else:
+            rank = max(rank, _RANK.get(ev.status, _PENDING))
+        qty = old_base.qty
+        if qty is None and ev.qty > 0:
+            qty = ev.qty
+        # The reason kept is the one of the strongest word, ties broken by the text, so that
+        # it does not depend on the order events arrive in.
+        word = 10 + _STRENGTH[terminal] if terminal is not None else _RANK.get(ev.status, 0)
+        reason, reason_rank = old_base.reason, old_base.reason_rank
+        if ev.reason and (word, ev.reason) > (reason_rank, reason):
+            reason, reason_rank = ev.reason, word
+        new = msgspec.structs.replace(
+            old_base,
+            rank=rank,
+            terminals=terminals,
+            qty=qty,
+            price=old_base.price if old_base.price is not None else ev.price,
+            event_filled=max(old_base.event_filled, ev.filled_qty),
+            exchange_order_id=_first(old_base.exchange_order_id, ev.exchange_order_id),
+            last_ts=max(old_base.last_ts, ev.ts),
+            reason=reason,
+            reason_rank=reason_rank,
+        )
+        new = self._derive(new)
+        if old is not None and old == new:
+            return None
+        return self._store(old, new)
+
+    def on_fill(self, fill: Fill) -> FillEffect | None:
+        """Apply a fill once per (venue, trade id); ``None`` for a duplicate."""
+        key = (fill.venue, fill.trade_id)
+        if key in self._trade_ids:
+            return None
+        self._trade_ids.add(key)
+        cid = fill.client_order_id or ""
+        old = self._orders.get(cid) if cid else None
+        if old is None:
+            if cid and cid not in self._tombstones and cid.startswith(self.prefix):
+                self._keep_loose(cid, fill)
+            return FillEffect(fill=fill, order=None, previous=None, order_filled_delta=0.0)
+        if any(tid == fill.trade_id for tid, _ in old.fills):
+            return None  # evicted from the global memory but still on the order
+        fills = tuple(sorted((*old.fills, (fill.trade_id, fill.qty))))
+        new = self._derive(
+            msgspec.structs.replace(
+                old,
+                fills=fills,
+                exchange_order_id=_first(old.exchange_order_id, fill.exchange_order_id),
+                last_ts=max(old.last_ts, fill.ts),
+            )
+        )
+        t = self._store(old, new)
+        return FillEffect(
+            fill=fill,
+            order=t.order,
+            previous=t.previous,
+            order_filled_delta=max(new.filled - old.filled, 0.0),
+        )
+
+    def adopt(self, client_order_id: str) -> Order | None:
+        """Take an orphan over: it stays tracked and is no longer listed by :meth:`orphans`."""
+        old = self._orders.get(client_order_id)
+        if old is None:
+            return None
+        if old.adopted:
+            return old
+        new = msgspec.structs.replace(old, adopted=True)
+        self._orders[client_order_id] = new
+        return new
+
+    # --- queries --------------------------------------------------------------------------
+
+    def get(self, client_order_id: str) -> Order | None:
+        return self._orders.get(client_order_id)
+
+    def __len__(self) -> int:
+        return len(self._orders)
+
+    def open_orders(self, market: str | None = None) -> tuple[Order, ...]:
+        """Non-terminal orders (pending, unknown, open, partially filled), oldest first."""
+        orders = self._orders
+        if market is None:
+            return tuple(orders[cid] for cid in self._open)
+        return tuple(o for o in (orders[cid] for cid in self._open) if o.market == market)
+
+    def counts(self) -> dict[str, int]:
+        """How many orders are open per market (``venue:symbol``)."""
+        out: dict[str, int] = {}
+        for cid in self._open:
+            m = self._orders[cid].market
+            out[m] = out.get(m, 0) + 1
+        return out
+
+    def exposure(self, market: str | None = None) -> Exposure:
+        """What open orders could still trade, by side. Unknown and pending orders count:
+        their funds stay taken until the venue says what happened."""
+        bq = sq = bn = sn = 0.0
+        n = 0
+        for o in self.open_orders(market):
+            n += 1
+            rem = o.remaining
+            notional = rem * o.price if o.price is not None else 0.0
+            if o.side == "buy":
+                bq += rem
+                bn += notional
+            else:
+                sq += rem
+                sn += notional
+        return Exposure(buy_qty=bq, sell_qty=sq, buy_notional=bn, sell_notional=sn, orders=n)
+
+    def orphans(self, market: str | None = None) -> tuple[Order, ...]:
+        """Open orders with our prefix that no intent of ours placed, not adopted and not
+        being canceled: the owner cancels or adopts each."""
+        return tuple(
+            o
+            for o in self.open_orders(market)
+            if not o.sent and not o.adopted and not o.cancel_requested
+        )
+
+    def snapshot(self) -> OrderStateSnapshot:
+        return OrderStateSnapshot(
+            orders=tuple(self._orders.values()),
+            terminal_ids=tuple(self._terminal),
+            tombstones=tuple(str(x) for x in self._tombstones.items()),
+            trade_ids=tuple(_pair(x) for x in self._trade_ids.items()),
+            loose=tuple(self._loose.items()),
+            conflicts=self.conflicts,
+        )
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _keep_loose(self, cid: str, fill: Fill) -> None:
+        kept = self._loose.pop(cid, ())
+        self._loose[cid] = (*kept, fill)
+        while len(self._loose) > self._max_loose:
+            del self._loose[next(iter(self._loose))]
+
+    def _with_loose(self, o: Order) -> Order:
+        """``o`` with the fills that arrived before it; derived again."""
+        for f in self._loose.pop(o.client_order_id, ()):
+            if any(tid == f.trade_id for tid, _ in o.fills):
+                continue
+            o = msgspec.structs.replace(
+                o,
+                fills=tuple(sorted((*o.fills, (f.trade_id, f.qty)))),
+                exchange_order_id=_first(o.exchange_order_id, f.exchange_order_id),
+                last_ts=max(o.last_ts, f.ts),
+            )
+        return self._derive(o)
+
+    def _cancel_requested(self, old: Order, ts: int) -> Transition:
+        new = self._derive(
+            msgspec.structs.replace(old, cancel_requested=True, last_ts=max(old.last_ts, ts))
+        )
+        return self._store(old, new)
+
+    def _derive(self, o: Order) -> Order:
+        """The state and filled quantity that follow from the order's merged facts."""
+        fill_sum = math.fsum(q for _, q in o.fills)
+        filled = max(o.event_filled, fill_sum)
+        state: OrderStateName
+        complete = o.qty is not None and o.qty > 0 and filled >= o.qty - self.tolerance
+        if complete or "filled" in o.terminals:
+            state = "filled"
+            if o.qty is not None:
+                filled = max(filled, o.qty)
+        elif o.terminals:
+            state = max(o.terminals, key=_STRENGTH.__getitem__)
+        elif o.cancel_requested:
+            state = "pending_cancel"
+        elif o.rank >= _OPEN or filled > 0:
+            state = "partially_filled" if filled > 0 else "open"
+        elif o.rank == _UNKNOWN or not o.sent:
+            state = "unknown"
+        else:
+            state = "pending_new"
+        return msgspec.structs.replace(o, state=state, filled=filled)
+
+    def _store(self, old: Order | None, new: Order) -> Transition:
+        previous = old.state if old is not None else None
+        more_words = old is not None and len(new.terminals) > max(len(old.terminals), 1)
+        if more_words or (previous in TERMINAL and previous != new.state):
+            self.conflicts += 1
+        cid = new.client_order_id
+        self._orders[cid] = new
+        if not new.terminal:
+            self._open[cid] = None
+        elif old is None or not old.terminal:
+            self._open.pop(cid, None)
+            self._terminal.append(cid)
+            while len(self._terminal) > self.max_terminal:
+                gone = self._terminal.popleft()
+                self._orders.pop(gone, None)
+                self._tombstones.add(gone)
+        return Transition(previous=previous, order=new)
+
+
+def _first(a: str | None, b: str | None) -> str | None:
+    """One of two ids regardless of which came first (they are the same id in practice)."""
+    if a is None or b is None:
+        return a if b is None else b
+    return min(a, b)
+
+
+def _pair(x: object) -> tuple[str, str]:
+    assert isinstance(x, tuple) and len(x) == 2
+    return (str(x[0]), str(x[1]))
