@@ -33,13 +33,14 @@ def test_a_sweep_runs_every_combination_and_prints_one_table(
 ) -> None:
     out = tmp_path / "sweep"
     argv = ["backtest", "--input", str(SPOT), "--out", str(out), "--no-report", "--json"]
-    sweep = ["--param", "quoting.warmup_s=2", "--param", "quoting.gamma=0.005,0.05"]
+    sweep = ["--param", "quoting.warmup_s=2", "--param", "quoting.model=fixed_spread"]
+    sweep += ["--param", "quoting.half_spread_bps=0.2,2"]
     assert main([*argv, *sweep, "--jobs", "2"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert set(rows) == {"gamma=0.005", "gamma=0.05"}
-    # A higher risk aversion quotes wider: fewer fills.
-    assert rows["gamma=0.05"]["fills"] < rows["gamma=0.005"]["fills"]
-    assert (out / "gamma=0.05" / "fills.jsonl").exists()
+    assert set(rows) == {"half_spread_bps=0.2", "half_spread_bps=2"}
+    # Quotes ten times wider fill less.
+    assert rows["half_spread_bps=2"]["fills"] < rows["half_spread_bps=0.2"]["fills"]
+    assert (out / "half_spread_bps=2" / "fills.jsonl").exists()
 
 
 def test_bad_settings_are_refused_with_the_reason(capsys: pytest.CaptureFixture[str]) -> None:

@@ -138,20 +138,26 @@ def test_the_venues_reports_reach_the_quoter_as_private_stream_events(tmp_path: 
 
 
 def test_a_queue_holds_fills_back_that_the_front_of_the_line_gets(tmp_path: Path) -> None:
+    # Quotes at the touch, where the queue is: a fixed spread of zero, no minimum spread
+    # (the ladder keeps post-only quotes from crossing, so they join the best levels).
     volume = {}
-    for model in ("front", "proportional"):
+    for model in ("front", "proportional", "risk_averse"):
         cfg = load_backtest_config(
             None,
             [
                 ("quoting.defaults.warmup_s", 2.0),
                 ("quoting.defaults.sigma_initial", 3.0),
+                ("quoting.defaults.model", "fixed_spread"),
+                ("quoting.defaults.half_spread_bps", 0.0),
+                ("quoting.defaults.min_spread_bps", 0.0),
                 ("venue.queue_model", model),
             ],
         )
         res = run_backtest(FileInput((str(SPOT),)), cfg, tmp_path / model)
         assert res.figures["orders"] > 0
         volume[model] = res.figures["volume"]
-    assert volume["proportional"] < volume["front"]
+    assert volume["proportional"] < 0.8 * volume["front"]
+    assert volume["risk_averse"] < 0.8 * volume["front"]
 
 
 def test_risk_hears_the_fills_halts_the_market_and_the_quoter_stops(tmp_path: Path) -> None:
