@@ -39,6 +39,8 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import msgspec
+
 from makerflow.backtest.settings import BacktestConfig
 from makerflow.backtest.venue import Arrival, Report, SimVenue
 from makerflow.operators.index import BasketIndex, BasketRouter
@@ -126,9 +128,11 @@ class MarketEngine:
             id_namespace=config.quoting.id_namespace,
             cancel_on_start=config.quoting.cancel_on_start,
         )
-        self.venue = SimVenue(
-            market.venue, market.symbol, market.account, self.quoter.spec, config.venue
-        )
+        venue = config.venue
+        if venue.maker_fee is None:
+            fee = self.quoter.params.maker_fee_bps / 1e4
+            venue = msgspec.structs.replace(venue, maker_fee=fee)
+        self.venue = SimVenue(market.venue, market.symbol, market.account, self.quoter.spec, venue)
         self.ticks: dict[str, MarketTicks] = {}
         self.router = BasketRouter(config.index)
         risk_market = config.risk.market(key)

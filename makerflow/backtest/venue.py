@@ -73,8 +73,9 @@ class VenueConfig(Config, frozen=True, kw_only=True):
     report_latency_samples_ms: tuple[float, ...] = ()
     seed: int = 0
     queue_model: QueueModel = "proportional"
-    maker_fee: float = 0.0002
-    """Fee rate of a maker fill (negative: a rebate), on its notional, in the quote asset."""
+    maker_fee: float | None = None
+    """Fee rate of a maker fill (negative: a rebate), on its notional, in the quote asset;
+    ``None``: the quoted market's ``maker_fee_bps`` (the fee the quoter is told it pays)."""
     taker_fee: float = 0.0005
     initial_base: float = 10.0
     """The account's base-asset balance at the start."""
@@ -431,7 +432,7 @@ class SimVenue:
         if qty <= 0:
             return []
         px = o.price if price is None else price
-        rate = self.config.maker_fee if liquidity == "maker" else self.config.taker_fee
+        rate = (self.config.maker_fee or 0.0) if liquidity == "maker" else self.config.taker_fee
         notional = px * qty
         fee = notional * rate
         o.filled = round(o.filled + qty, spec.qty_decimals + 2)

@@ -198,3 +198,23 @@ def test_reconciliation_agrees_with_the_venues_balances(tmp_path: Path) -> None:
     assert {r.asset for r in reports} == {"BTC", "USDT"}
     assert sum(r.fills_matched for r in reports) > 0
     assert all(r.status == "OK" for r in reports), [r.reason for r in reports if r.reason]
+
+
+def test_the_venue_charges_the_maker_fee_the_quoter_is_told_unless_set(tmp_path: Path) -> None:
+    base = [("quoting.defaults.warmup_s", 2.0), ("quoting.defaults.sigma_initial", 3.0)]
+    told = run_backtest(
+        FileInput((str(SPOT),)),
+        load_backtest_config(None, [*base, ("quoting.defaults.maker_fee_bps", -1.0)]),
+        tmp_path / "told",
+    )
+    fills: list[Fill] = read_jsonl(tmp_path / "told" / "fills.jsonl", Fill)
+    maker = [f for f in fills if f.liquidity == "maker"]
+    assert maker and all(abs(f.fee - (-1e-4) * f.price * f.qty) < 1e-9 for f in maker)
+    assert told.figures["fees"] < 0  # a rebate
+    run_backtest(
+        FileInput((str(SPOT),)),
+        load_backtest_config(None, [*base, ("venue.maker_fee", 0.0003)]),
+        tmp_path / "set",
+    )
+    fills = read_jsonl(tmp_path / "set" / "fills.jsonl", Fill)
+    assert all(abs(f.fee - 3e-4 * f.price * f.qty) < 1e-9 for f in fills if f.liquidity == "maker")
