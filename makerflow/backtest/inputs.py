@@ -30,6 +30,7 @@ from confluent_kafka import OFFSET_END, Consumer, KafkaError, TopicPartition
 from makerflow.backtest.merge import END, Progress, Tagged
 from makerflow.schemas.codec import EventDecodeError, dead_letter
 from makerflow.schemas.topics import Topic
+from makerflow.sources.formats.binance import BinanceRawParser
 from makerflow.sources.recorded import RecordedSource, open_lines
 
 logger = logging.getLogger(__name__)
@@ -110,6 +111,43 @@ class TaggedSource(FixedPartitionedSource[Tagged | Progress, Any]):
         return _TaggingPartition(for_part, inner, resume_state, self.hook)
 
 
+class _SkipBookTicker:
+    """A Binance raw parser that drops ``bookTicker`` frames before decoding them.
+
+    The parser decodes every frame and returns nothing for a ``bookTicker`` (the L2 diffs
+    give the book); in a recording two lines in three are those, so a byte test first saves
+    a JSON decode each. Only a whole frame (``<ns> {"stream":"...@bookTicker",...}}``) is
+    dropped here; anything else still goes to the parser (and a bad line to the dead
+    letters)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def feed(self, line: bytes) -> list[Any]:
+        head = line[:64]
+        if b'@bookTicker","data":{' in head and line.rstrip().endswith(b"}}"):
+            return []
+        return list(self.inner.feed(line))
+
+    def flush(self) -> list[Any]:
+        return list(self.inner.flush())
+
+    def state(self) -> Any:
+        return self.inner.state()
+
+    def restore(self, state: Any) -> None:
+        self.inner.restore(state)
+
+
+class _RecordedTaggedSource(TaggedSource):
+    def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _TaggingPartition:
+        part = super().build_part(step_id, for_part, resume_state)
+        parser = getattr(part.inner, "parser", None)
+        if isinstance(parser, BinanceRawParser):
+            part.inner.parser = _SkipBookTicker(parser)  # type: ignore[attr-defined]
+        return part
+
+
 def recorded_source(
     paths: str | Path | Sequence[str | Path],
     *,
@@ -117,7 +155,7 @@ def recorded_source(
     symbol: str | None = None,
     hook: ProgressHook | None = None,
 ) -> TaggedSource:
-    return TaggedSource(RecordedSource(paths, venue=venue, symbol=symbol), hook)
+    return _RecordedTaggedSource(RecordedSource(paths, venue=venue, symbol=symbol), hook)
 
 
 def count_lines(paths: Iterable[Path]) -> int:

@@ -36,7 +36,7 @@ from makerflow.backtest.summary import headline
 from makerflow.operators.quoting_config import MarketConfig
 from makerflow.schemas import topics as t
 from makerflow.schemas.events import BookSnapshot
-from makerflow.sources.recorded import RecordedMarket, discover, read_recorded
+from makerflow.sources.recorded import RecordedMarket, discover, open_lines
 
 logger = logging.getLogger(__name__)
 
@@ -109,12 +109,19 @@ def infer_market(market: RecordedMarket, first: BookSnapshot | None) -> MarketCo
     )
 
 
-def _first_snapshot(market: RecordedMarket) -> BookSnapshot | None:
-    for i, ev in enumerate(read_recorded(list(market.paths))):
-        if isinstance(ev, BookSnapshot):
-            return ev
-        if i > 50_000:
-            break
+def _first_snapshot(market: RecordedMarket, max_lines: int = 50_000) -> BookSnapshot | None:
+    """The market's first book snapshot, parsing line by line only as far as it."""
+    parser = market.parser()
+    n = 0
+    for path in market.paths:
+        with open_lines(path) as f:
+            for line in f:
+                for ev in parser.feed(line):
+                    if isinstance(ev, BookSnapshot):
+                        return ev
+                n += 1
+                if n > max_lines:
+                    return None
     return None
 
 
