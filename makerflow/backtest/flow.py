@@ -30,7 +30,7 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from makerflow.backtest.engine import STREAMS, MarketEngine, Output
-from makerflow.backtest.merge import Progress, StreamMerger, Tagged
+from makerflow.backtest.merge import Chunk, Progress, StreamMerger
 from makerflow.backtest.settings import BacktestConfig
 from makerflow.operators.index import split_symbol
 from makerflow.schemas.codec import encode
@@ -109,13 +109,33 @@ class Router:
 
         return check
 
-    def route(self, item: Tagged | Progress) -> list[tuple[str, tuple[str, Tagged | Progress]]]:
+    def route(self, item: Chunk | Progress) -> list[tuple[str, tuple[str, Chunk | Progress]]]:
+        """A chunk split by key (in stream order); a key with none of its events gets the
+        chunk's progress, so it never waits on this stream for nothing."""
         if isinstance(item, Progress):
             return [(k, (k, item)) for k in self.keys]
-        return [(k, (k, item)) for k in self.targets(item.event)]
+        per_key: dict[str, list[tuple[int, int, Any]]] = {}
+        targets = self.targets
+        for entry in item.items:
+            for k in targets(entry[2]):
+                got = per_key.get(k)
+                if got is None:
+                    per_key[k] = [entry]
+                else:
+                    got.append(entry)
+        out: list[tuple[str, tuple[str, Chunk | Progress]]] = []
+        for k in self.keys:
+            mine = per_key.get(k)
+            part: Chunk | Progress = (
+                Chunk(item.stream, tuple(mine), item.mts)
+                if mine
+                else Progress(item.stream, item.mts)
+            )
+            out.append((k, (k, part)))
+        return out
 
 
-class _EngineLogic(StatefulBatchLogic[tuple[str, Tagged | Progress], Any, None]):
+class _EngineLogic(StatefulBatchLogic[tuple[str, Chunk | Progress], Any, None]):
     def __init__(self, config: BacktestConfig, streams: tuple[str, ...], router: Router) -> None:
         self.config = config
         self.router = router
@@ -129,7 +149,7 @@ class _EngineLogic(StatefulBatchLogic[tuple[str, Tagged | Progress], Any, None])
             self.idx = self.router.keys.index(key)
         return self.engine
 
-    def on_batch(self, values: list[tuple[str, Tagged | Progress]]) -> tuple[list[Any], bool]:
+    def on_batch(self, values: list[tuple[str, Chunk | Progress]]) -> tuple[list[Any], bool]:
         engine = self._engine(values[0][0])
         push = self.merger.push
         for _, item in values:
@@ -199,7 +219,7 @@ class PartsSink(FixedPartitionedSink[tuple[str, bytes], None]):
 
 
 def build_backtest_flow(
-    source: FixedPartitionedSource[Tagged | Progress, Any],
+    source: FixedPartitionedSource[Chunk | Progress, Any],
     config: BacktestConfig,
     parts_dir: Path,
     flow_id: str = "backtest",

@@ -1,9 +1,9 @@
 """A backtest's inputs: recorded files or recorded Kafka topics, as tagged streams.
 
 Every source partition (one recorded market, or one Kafka topic-partition) is a *stream*.
-Its events leave tagged (:class:`~makerflow.backtest.merge.Tagged`: stream name, position,
-merge time), and after every batch a :class:`~makerflow.backtest.merge.Progress` mark says how
-far the stream has got; the last one says it ended. That is what lets each key merge its
+Each batch of its events leaves as one :class:`~makerflow.backtest.merge.Chunk` (every event
+with its position and merge time), which also says how far the stream has got; a final
+:class:`~makerflow.backtest.merge.Progress` says it ended. That is what lets each key merge its
 streams in an order that depends on the data alone.
 
 Kafka replays are bounded by the end offsets taken when the backtest starts
@@ -27,7 +27,7 @@ from typing import Any
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_END, Consumer, KafkaError, TopicPartition
 
-from makerflow.backtest.merge import END, Progress, Tagged
+from makerflow.backtest.merge import END, Chunk, Progress
 from makerflow.schemas.codec import EventDecodeError, dead_letter
 from makerflow.schemas.topics import Topic
 from makerflow.sources.formats.binance import BinanceRawParser
@@ -41,12 +41,9 @@ inner partition's position: ``(file index, line)`` of a recording, the next offs
 Kafka partition)."""
 
 
-def _event_ts(ev: Any) -> int:
-    return int(getattr(ev, "ts", 0) or 0)
-
-
-class _TaggingPartition(StatefulSourcePartition[Tagged | Progress, Any]):
-    """Wraps a partition: tags its events, then marks its progress after each batch."""
+class _TaggingPartition(StatefulSourcePartition[Chunk | Progress, Any]):
+    """Wraps a partition: each batch of its events becomes one :class:`Chunk` of tagged
+    events (a progress mark too); the end, a Progress at END."""
 
     def __init__(
         self,
@@ -61,7 +58,7 @@ class _TaggingPartition(StatefulSourcePartition[Tagged | Progress, Any]):
         self.hook = hook
         self.ended = False
 
-    def next_batch(self) -> Iterable[Tagged | Progress]:
+    def next_batch(self) -> Iterable[Chunk | Progress]:
         if self.ended:
             raise StopIteration()
         try:
@@ -69,18 +66,18 @@ class _TaggingPartition(StatefulSourcePartition[Tagged | Progress, Any]):
         except StopIteration:
             self.ended = True
             return [Progress(self.name, END)]
-        out: list[Tagged | Progress] = []
-        name, seq, mts = self.name, self.seq, self.mts
+        items: list[tuple[int, int, Any]] = []
+        seq, mts = self.seq, self.mts
         for ev in batch:
-            ts = _event_ts(ev)
+            ts = getattr(ev, "ts", 0) or 0
             if ts > mts:
                 mts = ts
-            out.append(Tagged(name, seq, mts, ev))
+            items.append((mts, seq, ev))
             seq += 1
         self.seq, self.mts = seq, mts
-        out.append(Progress(name, mts))
+        out: list[Chunk | Progress] = [Chunk(self.name, tuple(items), mts)]
         if self.hook is not None and batch:
-            self.hook(name, len(batch), mts, self.inner.snapshot())
+            self.hook(self.name, len(batch), mts, self.inner.snapshot())
         return out
 
     def next_awake(self) -> Any:
@@ -93,7 +90,7 @@ class _TaggingPartition(StatefulSourcePartition[Tagged | Progress, Any]):
         self.inner.close()
 
 
-class TaggedSource(FixedPartitionedSource[Tagged | Progress, Any]):
+class TaggedSource(FixedPartitionedSource[Chunk | Progress, Any]):
     """Any partitioned source (its partitions are the streams), tagged."""
 
     def __init__(

@@ -8,9 +8,9 @@ running maximum of event time, so a stream's own order is never changed), then s
 then the event's position in its stream.
 
 An event is released once no stream can still send one that sorts before it: every other
-stream has shown a later merge time (with an event or a :class:`Progress` mark, which each
-source partition sends after every batch to every key) or has ended (a Progress at
-:data:`END`). Memory is bounded by how far the streams drift apart, about a batch.
+stream has shown a later merge time (each source partition's batch reaches every key, as a
+:class:`Chunk` of the key's events or as a bare :class:`Progress` mark) or has ended (a
+Progress at :data:`END`). Memory is bounded by how far the streams drift apart, about a batch.
 """
 
 from __future__ import annotations
@@ -41,6 +41,18 @@ class Progress:
     mts: int
 
 
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A batch of stream ``stream``'s events, ``(merge time, position, event)`` in stream
+    order, after which the stream is at merge time ``mts`` (so it is a progress mark too).
+    Sources send chunks rather than one item per event: the dataflow's per-item cost is paid
+    once per batch."""
+
+    stream: str
+    items: tuple[tuple[int, int, Any], ...]
+    mts: int
+
+
 class StreamMerger:
     """Merges the streams named in ``streams`` (every stream that can send to this key)."""
 
@@ -50,13 +62,18 @@ class StreamMerger:
         self.seen: dict[str, int] = dict.fromkeys(streams, -1)
         self.heap: list[tuple[int, str, int, Any]] = []
 
-    def push(self, item: Tagged | Progress) -> None:
-        if item.stream not in self.seen:
-            raise ValueError(f"stream {item.stream!r} is not one of {sorted(self.seen)}")
-        if item.mts > self.seen[item.stream]:
-            self.seen[item.stream] = item.mts
-        if isinstance(item, Tagged):
-            heapq.heappush(self.heap, (item.mts, item.stream, item.seq, item.event))
+    def push(self, item: Tagged | Progress | Chunk) -> None:
+        stream = item.stream
+        if stream not in self.seen:
+            raise ValueError(f"stream {stream!r} is not one of {sorted(self.seen)}")
+        if item.mts > self.seen[stream]:
+            self.seen[stream] = item.mts
+        if isinstance(item, Chunk):
+            heap, push = self.heap, heapq.heappush
+            for mts, seq, ev in item.items:
+                push(heap, (mts, stream, seq, ev))
+        elif isinstance(item, Tagged):
+            heapq.heappush(self.heap, (item.mts, stream, item.seq, item.event))
 
     def release(self, out: list[Any]) -> None:
         """Append ``(merge time, event)`` for every event that is safe now, in order."""
