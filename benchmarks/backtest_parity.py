@@ -44,6 +44,7 @@ sys.path.insert(0, str(REPO))
 import msgspec  # noqa: E402
 from bytewax.testing import run_main  # noqa: E402
 
+from makerflow.backtest.latency import latencies_of_run  # noqa: E402
 from makerflow.backtest.run import FileInput, run_backtest  # noqa: E402
 from makerflow.backtest.settings import BacktestConfig  # noqa: E402
 from makerflow.backtest.venue import VenueConfig  # noqa: E402
@@ -55,8 +56,6 @@ from makerflow.schemas.codec import encode  # noqa: E402
 from makerflow.schemas.events import (  # noqa: E402
     BookSnapshot,
     Fill,
-    OrderEvent,
-    OrderIntent,
     Tick,
     Trade,
 )
@@ -141,21 +140,6 @@ def run_live(raw: Path, out_dir: Path, seconds: float) -> int:
     return offset_ms * NS_PER_MS
 
 
-def latencies(out_dir: Path) -> tuple[list[float], list[float]]:
-    """Entry (place -> ack) and cancel (cancel -> canceled) latencies of a live run, ms."""
-    intents: list[OrderIntent] = read_jsonl(out_dir / "intents.jsonl", OrderIntent)
-    events: list[OrderEvent] = read_jsonl(out_dir / "order_events.jsonl", OrderEvent)
-    placed = {i.client_order_id: i.ts for i in intents if i.action == "place"}
-    cancel = {i.client_order_id: i.ts for i in intents if i.action == "cancel"}
-    entry, canc = [], []
-    for e in events:
-        if e.status == "ack" and e.client_order_id in placed:
-            entry.append((e.ts - placed.pop(e.client_order_id)) / NS_PER_MS)
-        elif e.status == "canceled" and e.client_order_id in cancel:
-            canc.append((e.ts - cancel.pop(e.client_order_id)) / NS_PER_MS)
-    return [max(x, 0.0) for x in entry], [max(x, 0.0) for x in canc]
-
-
 def pnl(fills: list[Fill], mid: float) -> float:
     cash = pos = 0.0
     for f in fills:
@@ -205,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         raw = base / "slice.gz"
         slice_recording(runner.DATA, raw, args.seconds)
         offset = run_live(raw, base / "live", args.seconds)
-        entry, cancel = latencies(base / "live")
+        entry, cancel = latencies_of_run(base / "live")
         view = base / "exchange_view.jsonl"
         live_ticks: list[Tick] = read_jsonl(base / "live" / "ticks.jsonl", Tick)
         exchange_view(raw, view, live_ticks[0].ts - offset if live_ticks else 0)

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from makerflow.backtest.latency import latencies_of_run
 from makerflow.backtest.run import (
     BacktestResult,
     FileInput,
@@ -76,6 +77,11 @@ def register(sub: Any) -> None:
         default=[],
         metavar="SECTION.KEY=VALUE[,VALUE...]",
         help="override a setting; several values make a sweep (repeatable: a grid)",
+    )
+    p.add_argument(
+        "--latencies-from",
+        metavar="RUN_DIR",
+        help="draw entry and cancel latencies from a live run's intents and order events",
     )
     p.add_argument("--out", help="output directory (every stream as <name>.jsonl, the report)")
     p.add_argument("--workers", type=int, default=1, help="Bytewax workers per run")
@@ -164,10 +170,18 @@ def run(args: argparse.Namespace) -> int:
     try:
         inp = input_of(args)
         combos = grid(args.param)
+        base: list[Override] = []
+        if args.latencies_from:
+            entry, cancel = latencies_of_run(args.latencies_from)
+            if not entry:
+                raise ValueError(f"{args.latencies_from}: no acknowledged order to measure")
+            base.append(("venue.entry_latency_samples_ms", list(entry)))
+            if cancel:
+                base.append(("venue.cancel_latency_samples_ms", list(cancel)))
         configs: list[tuple[tuple[Override, ...], BacktestConfig]] = [
-            (c, load_backtest_config(args.config, c)) for c in combos
+            (c, load_backtest_config(args.config, [*base, *c])) for c in combos
         ]
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         print(f"makerflow backtest: {exc}", file=sys.stderr)
         return 2
     if not args.out:

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from makerflow.backtest.latency import latencies_of_run
 from makerflow.cli import main
+from makerflow.schemas.events import OrderEvent, OrderIntent
+from makerflow.sinks.jsonl import read_jsonl
 from tests.conftest import FIXTURES
 
 SPOT = FIXTURES / "md" / "binance_spot_btcusdt_20240808_head6000.gz"
@@ -49,3 +52,29 @@ def test_bad_settings_are_refused_with_the_reason(capsys: pytest.CaptureFixture[
     assert "gama" in capsys.readouterr().err
     assert main([*argv, "--param", "nosuch.x=1"]) == 2
     assert "unknown section" in capsys.readouterr().err
+
+
+def test_latencies_from_a_live_run_are_drawn_by_the_venue(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    live = tmp_path / "live"
+    argv = ["backtest", "--input", str(SPOT), "--no-report", "--no-progress", "--json"]
+    assert main([*argv, "--out", str(live), "--param", "quoting.warmup_s=2"]) == 0
+    capsys.readouterr()
+    # A first backtest stands in for the live run: its intents and acks give latencies (5 ms
+    # entry, plus 5 ms of report latency for a place decided on a fill, which carries the
+    # venue's earlier time, as live).
+    measured = set(latencies_of_run(live)[0])
+    assert measured == {5.0, 10.0}
+    out = tmp_path / "bt"
+    args = [*argv, "--out", str(out), "--param", "quoting.warmup_s=2"]
+    assert main([*args, "--latencies-from", str(live)]) == 0
+    places = {
+        i.client_order_id: i
+        for i in read_jsonl(out / "intents.jsonl", OrderIntent)
+        if i.action == "place"
+    }
+    acks = [e for e in read_jsonl(out / "order_events.jsonl", OrderEvent) if e.status == "ack"]
+    delays = {(a.ts - places[a.client_order_id].ts) / 1e6 for a in acks}
+    assert {5.0, 10.0} <= delays <= {m + r for m in measured for r in (0.0, 5.0)}
+    assert main([*argv, "--out", str(out), "--latencies-from", str(tmp_path)]) == 2

@@ -216,3 +216,25 @@ def test_an_account_cannot_sell_what_it_does_not_hold() -> None:
     b = book([(100.0, 5.0)], [(100.1, 4.0)])
     [r] = v.arrive(v.send(0, place(0, "a", "sell", 100.2, 1.0)), b)
     assert r.event.status == "rejected" and r.event.reason.startswith("insufficient_balance")
+
+
+def test_latencies_measured_on_a_live_run() -> None:
+    from makerflow.backtest.latency import measured_latencies
+
+    intents = [
+        place(1_000 * MS, "a", "buy", 100.0, 1.0),
+        place(1_000 * MS, "b", "sell", 101.0, 1.0),
+    ]
+    intents.append(cancel(2_000 * MS, "a"))
+    events = [
+        OrderEvent(
+            ts=t, venue="sim", symbol="BTC/USDT", client_order_id=c, status=s, side="buy", qty=1.0
+        )
+        for t, c, s in [
+            (1_012 * MS, "a", "ack"),
+            (1_030 * MS, "b", "ack"),
+            (1_031 * MS, "b", "ack"),  # a repeat: measured once
+            (2_007 * MS, "a", "canceled"),
+        ]
+    ]
+    assert measured_latencies(intents, events) == ((12.0, 30.0), (7.0,))
