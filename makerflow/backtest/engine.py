@@ -50,8 +50,10 @@ from makerflow.operators.risk import cancel_all_intents
 from makerflow.operators.risk_limits import (
     MARKET_KINDS,
     BreachTracker,
+    MarketLimits,
     ScopeMachine,
     Transition,
+    apply_params,
     check_market,
 )
 from makerflow.operators.risk_windows import MarketRisk, WindowSpec
@@ -63,6 +65,7 @@ from makerflow.schemas.events import (
     Bar,
     BookDelta,
     BookSnapshot,
+    ControlCommand,
     DataQuality,
     DeadLetter,
     DexPrice,
@@ -75,6 +78,7 @@ from makerflow.schemas.events import (
     Tick,
     Trade,
 )
+from makerflow.schemas.scopes import covers, validate_scope
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +150,8 @@ class MarketEngine:
         self.limits = config.risk.market_limits(key)
         self.tracker = BreachTracker()
         self.scope = ScopeMachine(f"market:{key}")
+        self.scopes: dict[str, ScopeMachine] = {}
+        """Machines of the wider scopes (asset, account, global) commands reached."""
         self.recon: dict[str, BalanceRecon] = {}
         self.heap: list[tuple[int, int, int, Any]] = []
         self._seq = 0
@@ -169,6 +175,8 @@ class MarketEngine:
             self._market_data(ev)
         elif isinstance(ev, DexPrice | OraclePrice):
             self._index_input(ev)
+        elif isinstance(ev, ControlCommand):
+            self._control(ev)
         elif isinstance(ev, DeadLetter):
             self._emit("dead_letters", ev)
 
@@ -350,10 +358,70 @@ class MarketEngine:
         if t is not None:
             self._transition(t)
 
-    def _transition(self, t: Transition) -> None:
+    def _control(self, cmd: ControlCommand) -> None:
+        """An operator's command, as the risk service and the quoter take it live: the
+        scope's machine halts or resumes (its RiskState reaches the quoter), ``set_params``
+        changes the market's limits and the quoter's parameters."""
+        try:
+            validate_scope(cmd.scope)
+        except ValueError as exc:
+            self._emit(
+                "dead_letters", dead_letter("backtest.control", str(exc), encode(cmd), ts=cmd.ts)
+            )
+            return
+        m = self.market
+        if not covers(cmd.scope, m.venue, m.symbol, m.account):
+            return
+        if cmd.command == "set_params":
+            if cmd.scope == self.scope.scope:
+                self._set_limits(cmd)
+        else:
+            machine = self.scope
+            if cmd.scope != machine.scope:
+                machine = self.scopes.setdefault(cmd.scope, ScopeMachine(cmd.scope))
+            t = machine.on_command(cmd)
+            if t is not None:
+                self._transition(t, write=self.owns(cmd.scope))
+        self._quote(self.quoter.on_control, cmd)
+
+    def _set_limits(self, cmd: ControlCommand) -> None:
+        fields = set(MarketLimits.__struct_fields__)
+        mine = {
+            k.removeprefix("risk."): v
+            for k, v in cmd.params.items()
+            if k.removeprefix("risk.") in fields
+        }
+        if not mine:
+            return  # the quoter's parameters only
+        try:
+            self.limits = apply_params(self.limits, mine)
+        except ValueError as exc:
+            self._emit(
+                "dead_letters", dead_letter("backtest.risk", str(exc), encode(cmd), ts=cmd.ts)
+            )
+            return
+        who = cmd.issued_by or "operator"
+        message = f"{who} set {mine} on {cmd.scope}; limits now {self.limits}"
+        alert = Alert(
+            ts=cmd.ts, name="RiskLimitsChanged", severity="info", scope=cmd.scope, message=message
+        )
+        self._emit("alerts", alert)
+
+    def _transition(self, t: Transition, *, write: bool = True) -> None:
         state = RiskState(
             ts=t.ts, scope=t.scope, status=t.status, reasons=t.reasons, metrics=t.metrics
         )
+        if not write:
+            # A scope wider than this market is written by one engine; the others still
+            # act on it.
+            if t.cancel_all:
+                self._send(
+                    i
+                    for i in cancel_all_intents(self.config.risk, t.scope, t.ts, t.reasons)
+                    if i.key == self.key
+                )
+            self._quote(self.quoter.on_risk, state)
+            return
         self._emit("risk_states", state)
         if t.alert is not None:
             name, severity, message = t.alert

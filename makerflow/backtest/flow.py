@@ -34,7 +34,8 @@ from makerflow.backtest.merge import Chunk, Progress, StreamMerger
 from makerflow.backtest.settings import BacktestConfig
 from makerflow.operators.index import split_symbol
 from makerflow.schemas.codec import encode
-from makerflow.schemas.events import DexPrice, MarketEvent, OraclePrice
+from makerflow.schemas.events import ControlCommand, DexPrice, MarketEvent, OraclePrice
+from makerflow.schemas.scopes import GLOBAL, covers, validate_scope
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,22 @@ class Router:
             return tuple(k for k in self.keys if (ev.base, ev.quote) in self._pairs[k])
         if isinstance(ev, OraclePrice):
             return tuple(k for k in self.keys if any(a == ev.base for a, _ in self._pairs[k]))
+        if isinstance(ev, ControlCommand):
+            return self._scope_targets(ev.scope) or self.keys[:1]
         return self.keys[:1]  # a dead letter of the input: written once
+
+    def _scope_targets(self, scope: str) -> tuple[str, ...]:
+        """The quoted markets a halt of ``scope`` stops (none for a malformed scope)."""
+        try:
+            validate_scope(scope)
+        except ValueError:
+            return ()
+        out = []
+        for k in self.keys:
+            m = self.config.quoting.market(k)
+            if m is not None and covers(scope, m.venue, m.symbol, m.account):
+                out.append(k)
+        return tuple(out)
 
     def _market_targets(self, name: str, symbol: str) -> tuple[str, ...]:
         try:
@@ -99,6 +115,8 @@ class Router:
         def check(name: str) -> bool:
             if name in self.keys:  # a quoted market: its own engine
                 return name == key
+            if name == GLOBAL or name.partition(":")[0] in ("market", "asset", "account"):
+                return self._scope_targets(name)[:1] == (key,)  # a risk scope
             if ":" in name:  # a market: the first of the keys its events go to
                 got = self._memo.get(name)
                 if got is None:

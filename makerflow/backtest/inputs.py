@@ -29,7 +29,7 @@ from confluent_kafka import OFFSET_END, Consumer, KafkaError, TopicPartition
 
 from makerflow.backtest.merge import END, Chunk, Progress
 from makerflow.schemas.codec import EventDecodeError, dead_letter
-from makerflow.schemas.topics import Topic
+from makerflow.schemas.topics import TOPICS, Topic
 from makerflow.sources.formats.binance import BinanceRawParser
 from makerflow.sources.recorded import RecordedSource, open_lines
 
@@ -150,9 +150,56 @@ def recorded_source(
     *,
     venue: str | None = None,
     symbol: str | None = None,
+    control: Sequence[str | Path] = (),
     hook: ProgressHook | None = None,
 ) -> TaggedSource:
-    return _RecordedTaggedSource(RecordedSource(paths, venue=venue, symbol=symbol), hook)
+    inner: FixedPartitionedSource[Any, Any] = RecordedSource(paths, venue=venue, symbol=symbol)
+    if control:
+        inner = WithControl(inner, control)
+    return _RecordedTaggedSource(inner, hook)
+
+
+class _ControlFilePartition(StatefulSourcePartition[Any, int]):
+    """Control commands (``halt``, ``resume``, ``set_params``), one JSON event per line."""
+
+    def __init__(self, path: Path, resume: int | None) -> None:
+        self.path = path
+        self.line = resume or 0
+        self.lines = path.read_bytes().splitlines()
+        self.codec = TOPICS["control"].codec
+
+    def next_batch(self) -> list[Any]:
+        if self.line >= len(self.lines):
+            raise StopIteration()
+        out: list[Any] = []
+        for raw in self.lines[self.line : self.line + 1000]:
+            self.line += 1
+            if not raw.strip():
+                continue
+            try:
+                out.append(self.codec.decode(raw))
+            except EventDecodeError as exc:
+                out.append(dead_letter(f"backtest.control:{self.path.name}", str(exc), raw, ts=0))
+        return out
+
+    def snapshot(self) -> int:
+        return self.line
+
+
+class WithControl(FixedPartitionedSource[Any, Any]):
+    """A source plus control-command files, each file one more stream (``control:<file>``)."""
+
+    def __init__(self, inner: FixedPartitionedSource[Any, Any], control: Sequence[str | Path]):
+        self.inner = inner
+        self.control = {f"control:{Path(p).name}": Path(p) for p in control}
+
+    def list_parts(self) -> list[str]:
+        return [*self.inner.list_parts(), *self.control]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: Any) -> Any:
+        if for_part in self.control:
+            return _ControlFilePartition(self.control[for_part], resume_state)
+        return self.inner.build_part(step_id, for_part, resume_state)
 
 
 def count_lines(paths: Iterable[Path]) -> int:

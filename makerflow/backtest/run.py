@@ -48,6 +48,8 @@ class FileInput:
     paths: tuple[str, ...]
     venue: str | None = None
     symbol: str | None = None
+    control: tuple[str, ...] = ()
+    """Files of control commands (JSON lines) replayed in event time with the data."""
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,11 @@ def _source(
 ) -> tuple[TaggedSource, list[PartitionPlan]]:
     if isinstance(inp, FileInput):
         return recorded_source(
-            list(inp.paths), venue=inp.venue, symbol=inp.symbol, hook=progress.hook
+            list(inp.paths),
+            venue=inp.venue,
+            symbol=inp.symbol,
+            control=inp.control,
+            hook=progress.hook,
         ), []
     topics: dict[str, t.Topic[Any]] = {}
     for topic in inp.topics:

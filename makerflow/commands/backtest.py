@@ -67,6 +67,13 @@ def register(sub: Any) -> None:
         metavar="TOPIC:PARTITION=OFFSET",
         help="start a partition at an offset (repeatable)",
     )
+    src.add_argument(
+        "--control",
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help="control commands (JSON lines: halt, resume, set_params) replayed with the files",
+    )
     src.add_argument("--venue", help="rename the venue of recorded files")
     src.add_argument("--symbol", help="rename the symbol of recorded files")
     p.add_argument("--market", choices=["recorded", "synthetic"], default="recorded")
@@ -124,7 +131,12 @@ def input_of(args: argparse.Namespace) -> FileInput | KafkaInput:
     if args.input and args.brokers:
         raise ValueError("give --input (files) or --brokers (Kafka topics), not both")
     if args.input:
-        return FileInput(tuple(args.input), venue=args.venue, symbol=args.symbol)
+        return FileInput(
+            tuple(args.input),
+            venue=args.venue,
+            symbol=args.symbol,
+            control=tuple(args.control),
+        )
     if args.brokers:
         return KafkaInput(
             brokers=tuple(b for b in args.brokers.split(",") if b),

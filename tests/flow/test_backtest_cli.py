@@ -9,11 +9,21 @@ import pytest
 
 from makerflow.backtest.latency import latencies_of_run
 from makerflow.cli import main
-from makerflow.schemas.events import OrderEvent, OrderIntent
+from makerflow.schemas.codec import encode
+from makerflow.schemas.events import (
+    Alert,
+    ControlCommand,
+    DeadLetter,
+    OrderEvent,
+    OrderIntent,
+    RiskState,
+)
 from makerflow.sinks.jsonl import read_jsonl
+from makerflow.sources.recorded import read_recorded
 from tests.conftest import FIXTURES
 
 SPOT = FIXTURES / "md" / "binance_spot_btcusdt_20240808_head6000.gz"
+NS = 1_000_000_000
 
 
 def test_one_run_writes_every_stream_and_the_report(
@@ -78,3 +88,44 @@ def test_latencies_from_a_live_run_are_drawn_by_the_venue(
     delays = {(a.ts - places[a.client_order_id].ts) / 1e6 for a in acks}
     assert {5.0, 10.0} <= delays <= {m + r for m in measured for r in (0.0, 5.0)}
     assert main([*argv, "--out", str(out), "--latencies-from", str(tmp_path)]) == 2
+
+
+def test_control_commands_replay_with_the_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = next(iter(read_recorded(SPOT))).ts
+    halt, resume = first + 20 * NS, first + 35 * NS
+    commands = [
+        ControlCommand(ts=halt, command="halt", scope="global", issued_by="desk", reason="test"),
+        ControlCommand(
+            ts=halt + NS,
+            command="set_params",
+            scope="market:binance:BTC/USDT",
+            params={"max_move_bps": 400.0},
+        ),
+        ControlCommand(ts=resume, command="resume", scope="global", issued_by="desk"),
+        ControlCommand(ts=resume, command="halt", scope="nonsense"),
+    ]
+    control = tmp_path / "control.jsonl"
+    control.write_bytes(b"".join(encode(c) + b"\n" for c in commands))
+    out = tmp_path / "bt"
+    argv = ["backtest", "--input", str(SPOT), "--control", str(control), "--out", str(out)]
+    assert main([*argv, "--no-report", "--no-progress", "--param", "quoting.warmup_s=2"]) == 0
+    states = read_jsonl(out / "risk_states.jsonl", RiskState)
+    assert [(s.ts, s.scope, s.status) for s in states] == [
+        (halt, "global", "HALTED"),
+        (resume, "global", "ACTIVE"),
+    ]
+    intents = read_jsonl(out / "intents.jsonl", OrderIntent)
+    places = [i.ts for i in intents if i.action == "place"]
+    assert any(t < halt for t in places) and any(t >= resume for t in places)
+    assert not [t for t in places if halt <= t < resume]
+    assert any(i.action == "cancel_all" and i.ts == halt for i in intents)
+    alerts = read_jsonl(out / "alerts.jsonl", Alert)
+    assert {a.name for a in alerts} >= {
+        "KillSwitchEngaged",
+        "KillSwitchReleased",
+        "RiskLimitsChanged",
+    }
+    dead = read_jsonl(out / "dead_letters.jsonl", DeadLetter)
+    assert [d.step for d in dead] == ["backtest.control"]
