@@ -25,11 +25,15 @@ once their latency has passed, as the same ``OrderEvent``, ``Fill`` and ``Balanc
 objects the private stream brings live, through the same ``on_*`` methods. The loop's clock is
 the data's merge time (:mod:`makerflow.backtest.merge`); nothing reads a wall clock.
 
-What differs from live, on purpose: the risk stages above one market (asset exposure,
-account and global PnL, index-oracle deviation) are not run, since each market's loop is
-alone on its key; staleness on the wall clock has no meaning in a replay; there is no
-exchange sink, so its local checks (fat-finger distance, risk gate) are not applied and the
-venue refuses what is not tradable instead; control commands are not replayed.
+Control commands (``--control`` files, the ``control`` topic) reach the quoter's
+``on_control`` and the machine of their scope, as they reach the quoting and risk services.
+
+What differs from live, on purpose: the risk limits above one market (asset exposure,
+account and global PnL, index-oracle deviation) are not judged, since each market's loop is
+alone on its key (a command to a wider scope still halts and resumes it); staleness on the
+wall clock has no meaning in a replay; there is no exchange sink, so its local checks
+(fat-finger distance, risk gate) are not applied and the venue refuses what is not tradable
+instead.
 """
 
 from __future__ import annotations
