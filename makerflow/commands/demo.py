@@ -18,6 +18,20 @@ def register(sub: Any) -> None:
         "--seconds", type=float, default=130.0, help="stop after this long (the data lasts 120 s)"
     )
     p.add_argument(
+        "--crash-at",
+        type=float,
+        default=None,
+        metavar="S",
+        help="move the replayed market by --crash-pct percent at S seconds into the run",
+    )
+    p.add_argument(
+        "--crash-pct",
+        type=float,
+        default=-10.0,
+        metavar="P",
+        help="the crash's move in percent (default -10; positive for a spike)",
+    )
+    p.add_argument(
         "--faults",
         choices=("none", "chaos"),
         default="none",
@@ -36,19 +50,24 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from makerflow.demo.report import print_report
-    from makerflow.demo.runner import run_demo
+    from makerflow.demo.runner import Crash, run_demo
 
     faults = "" if args.faults == "none" else f" with chaos at {args.chaos_rate:g}"
     print(
         f"makerflow demo: replaying 2 minutes of Binance BTC/USDT in real time{faults} -> "
         f"{args.out}"
     )
+    crash = None
+    if args.crash_at is not None:
+        crash = Crash(args.crash_at, args.crash_pct)
+        print(f"  the market moves {crash.pct:+g}% at {crash.at_s:g}s: watch the kill switch")
     result = run_demo(
         args.out,
         seconds=args.seconds,
         faults=args.faults,
         chaos_rate=args.chaos_rate,
         chaos_seed=args.chaos_seed,
+        crash=crash,
     )
     print_report(result.out_dir)
     return 0

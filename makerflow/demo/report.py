@@ -58,7 +58,17 @@ def summarize(frames: dict[str, pl.DataFrame]) -> dict[str, Any]:
         ):
             out[f"index_last_{basket}"] = float(price)
     if states.height:
-        out["halts"] = states.filter(pl.col("status") == "HALTED").height
+        changes = states.filter(~pl.col("heartbeat")) if "heartbeat" in states.columns else states
+        halts = changes.filter(pl.col("status") == "HALTED")
+        out["halts"] = halts.height
+        if halts.height:
+            out["halted_scopes"] = sorted(set(halts["scope"].to_list()))
+    alerts = frames.get("alerts", pl.DataFrame())
+    if alerts.height:
+        out["alerts_by_name"] = dict(alerts.group_by("name").len().sort("name").iter_rows())
+        flat = alerts.filter(pl.col("name").is_in(["KillSwitchFlat", "KillSwitchCancelFailed"]))
+        for message in flat["message"].to_list()[:3]:
+            out.setdefault("kill_switch", []).append(message)
     return out
 
 

@@ -34,6 +34,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ from makerflow.chain.local import Demo, LocalChain, deploy_demo
 from makerflow.demo.ground_truth import balance_totals, write_exchange_truth, write_pipeline_state
 from makerflow.exchange.faults import FaultPlan
 from makerflow.exchange.local import DEFAULT_API_KEY, DEFAULT_SECRET, LocalExchange, ccxt_client
-from makerflow.exchange.market_data import MarketEvent, PublicTrade, replay_file
+from makerflow.exchange.market_data import BookTop, MarketEvent, PublicTrade, replay_file
 from makerflow.flows.all_in_one import (
     PipelineConfig,
     PipelineInputs,
@@ -56,6 +57,7 @@ from makerflow.operators.index import IndexConfig
 from makerflow.operators.quoting_config import QuotingConfig, QuotingParams
 from makerflow.operators.recon_logic import ReconConfig
 from makerflow.operators.risk_limits import MarketConfig as RiskMarket
+from makerflow.operators.risk_limits import MarketLimits as RiskMarketLimits
 from makerflow.operators.risk_limits import RiskConfig
 from makerflow.schemas.events import BookDelta, BookSnapshot, DeadLetter, Trade
 from makerflow.sinks.exchange import Credentials, ExchangeSinkConfig
@@ -103,6 +105,39 @@ def _shifted(
         yield shifted
 
 
+@dataclass(frozen=True)
+class Crash:
+    """``--crash-at S --crash-pct P``: from ``S`` seconds into the replay on, every price of
+    the market is moved by ``P`` percent (a flash crash, or a spike for P > 0)."""
+
+    at_s: float
+    pct: float
+
+    @property
+    def factor(self) -> Decimal:
+        return 1 + Decimal(str(self.pct)) / 100
+
+    def applies(self, time_ms: int, start_ms: int) -> bool:
+        return time_ms >= start_ms + self.at_s * 1_000
+
+
+_CENT = Decimal("0.01")
+
+
+def crashed(events: Iterator[MarketEvent], crash: Crash, start_ms: int) -> Iterator[MarketEvent]:
+    """The replayed market with ``crash`` applied (prices kept on the 0.01 tick)."""
+    f = crash.factor
+    for ev in events:
+        if not crash.applies(ev.time_ms, start_ms):
+            yield ev
+        elif isinstance(ev, BookTop):
+            yield dataclasses.replace(
+                ev, bid=(ev.bid * f).quantize(_CENT), ask=(ev.ask * f).quantize(_CENT)
+            )
+        else:
+            yield dataclasses.replace(ev, price=(ev.price * f).quantize(_CENT))
+
+
 CHAOS_QUOTING = QuotingParams(
     warmup_s=3.0, levels=3, refresh_tolerance_bps=0.2, min_quote_lifetime_s=0.5
 )
@@ -122,7 +157,17 @@ def demo_config(
             id_namespace="demo", defaults=quoting or QuotingParams(warmup_s=10.0)
         ),
         risk=RiskConfig(
-            markets=(RiskMarket(venue="binance", symbol="BTC/USDT", index_basket="BTC"),)
+            markets=(
+                RiskMarket(
+                    venue="binance",
+                    symbol="BTC/USDT",
+                    index_basket="BTC",
+                    # Staleness on, as live; the local replay paces itself event by event
+                    # and falls seconds behind the wall clock on a loaded machine, so the
+                    # demo pauses quoting only when its data is 10 s old.
+                    limits=RiskMarketLimits(pause_data_age_ms=10_000),
+                ),
+            )
         ),
         recon=ReconConfig(window_s=30.0, grace_s=3.0),
         exchange=ExchangeSinkConfig(
@@ -161,11 +206,12 @@ class ChainFollower(threading.Thread):
                 logger.exception("could not move the demo chain")
 
 
-def recorded_trades(offset_ms: int) -> list[tuple[int, float]]:
+def recorded_trades(offset_ms: int, crash: Crash | None = None) -> list[tuple[int, float]]:
+    events: Iterator[MarketEvent] = _shifted(replay_file(DATA), offset_ms)
+    if crash is not None:
+        events = crashed(events, crash, first_time_ns(DATA) // 1_000_000 + offset_ms)
     return [
-        ((ev.time_ms + offset_ms) * 1_000_000, float(ev.price))
-        for ev in replay_file(DATA)
-        if isinstance(ev, PublicTrade)
+        (ev.time_ms * 1_000_000, float(ev.price)) for ev in events if isinstance(ev, PublicTrade)
     ]
 
 
@@ -261,13 +307,16 @@ def run_demo(
     chaos_rate: float = 0.05,
     chaos_seed: int = 0,
     settle_s: float | None = None,
+    crash: Crash | None = None,
 ) -> DemoResult:
     """Run the demo, write every stream, the exchange's ground truth and the pipeline's final
     view to ``out_dir``; return the line counts and the faults injected per kind.
 
     ``settle_s``: the public market stops this long before the run does, so nothing trades
     while the pipeline is no longer listening and the last late requests, held events and
-    stream gaps play out before the views are compared (default: 6 s under chaos, else 0)."""
+    stream gaps play out before the views are compared (default: 6 s under chaos, else 0).
+    ``crash`` moves the replayed market (and the chain that follows it) at a moment of the
+    run."""
     if faults not in FAULT_MODES:
         raise ValueError(f"unknown fault mode {faults!r}; choose one of {FAULT_MODES}")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -275,16 +324,21 @@ def run_demo(
     # the local exchange's own demo keys, not secrets.
     os.environ.setdefault("MAKERFLOW_EXCHANGE_API_KEY", DEFAULT_API_KEY)
     os.environ.setdefault("MAKERFLOW_EXCHANGE_SECRET", DEFAULT_SECRET)
+    chain = LocalChain()
+    demo = deploy_demo(chain, btc_usd=recorded_trades(0)[0][1])
+    # The recording is moved to now only once the chain is deployed (seconds of EVM work):
+    # the exchange replays from its start, and data that begins old reads as stale.
     start_ns = time.time_ns()
     offset_ns = start_ns - first_time_ns(DATA)
     offset_ms = offset_ns // 1_000_000
-    trades = recorded_trades(offset_ms)
+    trades = recorded_trades(offset_ms, crash)
     chaos = faults == "chaos"
     settle = settle_s if settle_s is not None else (6.0 if chaos else 0.0)
     until_ms = start_ns // 1_000_000 + int((seconds - settle) * 1000) if settle > 0 else None
-    market = _shifted(replay_file(DATA), offset_ms, until_ms)
-    chain = LocalChain()
-    demo = deploy_demo(chain, btc_usd=trades[0][1])
+    market: Iterator[MarketEvent] = _shifted(replay_file(DATA), offset_ms, until_ms)
+    if crash is not None:
+        market = crashed(market, crash, first_time_ns(DATA) // 1_000_000 + offset_ms)
+        logger.info("demo crash: the market moves %+.2f%% at %.1fs", crash.pct, crash.at_s)
     latch = RunLatch(grace_s=grace_s, max_runtime_s=seconds)
     plan = chaos_plan(chaos_rate, chaos_seed) if chaos else None
     timeout_ms = CHAOS_CLIENT_TIMEOUT_MS if chaos else 5_000

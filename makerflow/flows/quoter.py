@@ -1,5 +1,6 @@
-"""The quoter service: ticks, index, risk.state, orders.events, fills and control in;
-orders.intents and quotes out.
+"""The quoter service: ticks, index, risk.state, orders.events, fills, balances and control
+in; orders.intents, quotes, alerts (orphan orders, unconfirmed cancels) and
+inventory.corrections out.
 
 Run it with ``python -m bytewax.run makerflow.flows.quoter:flow`` (``-w N`` for N workers,
 one per partition of the market topics). Settings come from the environment (see
@@ -16,6 +17,7 @@ from typing import Any
 from bytewax.dataflow import Dataflow
 
 from makerflow.flows.common import FlowSettings, TopicIO, lazy_flow
+from makerflow.operators.control_auth import ControlKey, verified_control
 from makerflow.operators.quoting import quoting_op
 from makerflow.operators.quoting_config import QuotingConfig, load_quoting_config
 from makerflow.schemas import topics as t
@@ -34,6 +36,9 @@ class QuoterTopics:
     control: Topic[Any] = t.CONTROL
     intents: Topic[Any] = t.ORDER_INTENTS
     quotes: Topic[Any] = t.QUOTES
+    balances: Topic[Any] = t.BALANCES
+    alerts: Topic[Any] = t.ALERTS
+    corrections: Topic[Any] = t.INVENTORY_CORRECTIONS
 
 
 def build_flow(
@@ -46,6 +51,7 @@ def build_flow(
     tp = topics or QuoterTopics()
     flow = Dataflow(flow_id)
     io = TopicIO(flow, settings)
+    control = verified_control("control_auth", io.read(tp.control), ControlKey.load())
     out = quoting_op(
         "quoting",
         io.read(tp.ticks),
@@ -53,12 +59,15 @@ def build_flow(
         io.read(tp.risk),
         io.read(tp.order_events),
         io.read(tp.fills),
-        io.read(tp.control),
+        control.oks,
         config,
+        balances=io.read(tp.balances),
     )
     io.write(out.intents, tp.intents)
     io.write(out.ladders, tp.quotes)
-    io.dead_letters([out.dead_letters])
+    io.write(out.alerts, tp.alerts)
+    io.write(out.corrections, tp.corrections)
+    io.dead_letters([out.dead_letters, control.errs])
     return flow
 
 

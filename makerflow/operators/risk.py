@@ -10,16 +10,18 @@ Stages, each keyed so that it spreads over workers:
 - per index basket: index-oracle deviation;
 - per account and ``global``: summed PnL, drawdown and open notional;
 - per scope: the :class:`~makerflow.operators.risk_limits.ScopeMachine` that takes breach
-  onsets and ``halt`` / ``resume`` commands and emits the RiskState, the Alert and the
-  cancel-all intents.
+  onsets, the breaches that still hold, staleness pauses, ``halt`` / ``resume`` commands and
+  event-time beats, and emits the RiskState (on each change and once per heartbeat period),
+  the Alert and the cancel-all intents.
 
-The logic is in the pure modules ``risk_windows``, ``risk_limits`` and ``staleness``; this
+The logic is in the pure modules ``risk_windows``, ``risk_limits``, ``kill_switch`` and
+``staleness`` (the per-scope stage is in ``risk_scopes``); this
 module only keys, routes, keeps state and updates the Prometheus metrics.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,22 +30,30 @@ from bytewax.dataflow import Stream, operator
 from bytewax.operators import KeyedStream, StatefulLogic
 
 from makerflow import metrics
+from makerflow.operators.kill_switch import command_problem
 from makerflow.operators.risk_limits import (
     MARKET_KINDS,
     AssetLimits,
-    Breach,
     BreachTracker,
     MarketLimits,
     PortfolioLimits,
     RiskConfig,
-    ScopeMachine,
-    Transition,
     apply_params,
     check_deviation,
     check_exposure,
     check_market,
     check_portfolio,
     check_staleness,
+)
+from makerflow.operators.risk_scopes import (
+    Beat,
+    Pause,
+    ScopeLogic,
+    Signal,
+    audit,
+    cancel_all_intents,
+    keyed_stateful,
+    signal,
 )
 from makerflow.operators.risk_windows import (
     NS_PER_S,
@@ -62,6 +72,7 @@ from makerflow.schemas.events import (
     Alert,
     BalanceSnapshot,
     ControlCommand,
+    DataQuality,
     DeadLetter,
     Fill,
     IndexPrice,
@@ -74,11 +85,12 @@ from makerflow.schemas.scopes import (
     GLOBAL,
     account_scope,
     asset_scope,
+    scopes_of_market,
     symbol_assets,
     validate_scope,
 )
 
-_EMPTY: tuple[Any, ...] = ()
+__all__ = ["RiskOut", "cancel_all_intents", "risk_op"]
 
 
 @dataclass(frozen=True)
@@ -92,17 +104,11 @@ class RiskOut:
     intents: Stream[OrderIntent]
     """``cancel_all`` for every configured market in a halted scope (``orders.intents``)."""
     errs: Stream[DeadLetter]
-    """Input risk could not use: bad symbols, bad scopes, bad limit parameters."""
-
-
-@dataclass(frozen=True)
-class Signal:
-    """Breach onsets for a scope's machine."""
-
-    scope: str
-    ts: int
-    breaches: tuple[Breach, ...]
-    metrics: dict[str, float]
+    """Input risk could not use: bad symbols, bad scopes, bad limit parameters, resumes that
+    name no one or no reason."""
+    audit: Stream[Alert]
+    """Every halt / resume / set_params command risk took, as an info Alert
+    (``ControlCommand``) naming who and why: the trail of what people did."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +137,10 @@ def _params_alert(scope: str, cmd: ControlCommand, limits: Any) -> Alert:
 
 # --- per market ---------------------------------------------------------------------------------
 
-MarketIn = Tick | OrderEvent | Fill | IndexMark | Heartbeat | ControlCommand
+MarketIn = Tick | OrderEvent | Fill | IndexMark | Heartbeat | ControlCommand | DataQuality
+
+_BOOK_INVALID = frozenset({"gap", "crossed"})
+"""Data-quality findings after which the market's book cannot be trusted until new ticks."""
 
 
 class _MarketLogic(StatefulLogic[MarketIn, Any, tuple[Any, ...]]):
@@ -148,12 +157,21 @@ class _MarketLogic(StatefulLogic[MarketIn, Any, tuple[Any, ...]]):
         self.tracker = BreachTracker()
         self.stale = StalenessMonitor()
         self.summarized_bucket: int | None = None
+        venue, _, symbol = key.partition(":")
+        self.scopes = scopes_of_market(venue, symbol, self.account)
+        self.beat_ns = config.state_heartbeat_ms * 1_000_000
+        self.beat: int | None = None
+        self.stale_why = ""
+        self.book_why = ""
+        self.book_bad_ts = 0
+        self.last_now: int | None = None
         if resume is not None:
-            snap, active, stale, limits, bucket = resume
+            snap, active, stale, limits, bucket, beat = resume
             self.risk.restore(snap)
             self.tracker.active = active
             self.stale.newest_ts, self.stale.silent_since = stale
             self.limits, self.summarized_bucket = limits, bucket
+            self.beat, (self.stale_why, self.book_why, self.book_bad_ts), self.last_now = beat
         self._g = (
             metrics.RISK_REALIZED_VOLATILITY.labels(market=key),
             metrics.RISK_LARGEST_MOVE.labels(market=key),
@@ -168,8 +186,23 @@ class _MarketLogic(StatefulLogic[MarketIn, Any, tuple[Any, ...]]):
     def on_item(self, value: MarketIn) -> tuple[Iterable[Any], bool]:
         out: list[Any] = []
         summarize = False
+        if not isinstance(value, Heartbeat | ControlCommand | DataQuality):
+            out.extend(self._beats(value.ts))
+        if isinstance(value, DataQuality):
+            if value.kind in _BOOK_INVALID and not self.book_why:
+                was = self._paused
+                self.book_why = f"book invalid ({value.kind}): {value.detail}"
+                self.book_bad_ts = value.ts
+                out.extend(self._pause_change(was, value.ts))
+            return out, StatefulLogic.RETAIN
         if isinstance(value, Tick):
             self.stale.on_data(value.ts)
+            was = self._paused
+            if self.stale_why and self._fresh(value.ts):
+                self.stale_why = ""
+            if self.book_why and value.ts > self.book_bad_ts and value.bid < value.ask:
+                self.book_why = ""  # a good top of book after the finding: the book is back
+            out.extend(self._pause_change(was, value.ts))
             if not self.risk.on_tick(value):
                 self._late.inc()
             bucket = self.risk.spec.bucket_of(value.ts)
@@ -180,18 +213,31 @@ class _MarketLogic(StatefulLogic[MarketIn, Any, tuple[Any, ...]]):
                 self._late.inc()
             summarize = True
         elif isinstance(value, Fill):
-            self.risk.on_fill(value)
-            summarize = True
+            summarize = self.risk.on_fill(value)  # False for a fill delivered again
         elif isinstance(value, IndexMark):
             self.risk.on_index(value.price)
         elif isinstance(value, Heartbeat):
+            self.risk.start(value.now)
+            self.last_now = value.now
             age = self.stale.age_ns(value)
             metrics.MARKET_DATA_AGE.labels(market=self.risk.market).set(age / NS_PER_S)
-            onsets = self.tracker.onsets(
-                check_staleness(age, self.limits.max_data_age_ms), ("stale",)
+            out.extend(
+                signal(
+                    self.tracker,
+                    self.scope,
+                    value.now,
+                    check_staleness(age, self.limits.max_data_age_ms),
+                    ("stale",),
+                    {"data_age_s": age / NS_PER_S},
+                )
             )
-            if onsets:
-                out.append(Signal(self.scope, value.now, onsets, {"data_age_s": age / NS_PER_S}))
+            pause = self.limits.pause_data_age_ms
+            if not self.stale_why and pause is not None and age > pause * 1_000_000:
+                was = self._paused
+                self.stale_why = (
+                    f"market data {age / NS_PER_S:.3g} s old > pause limit {pause / 1e3:g} s"
+                )
+                out.extend(self._pause_change(was, value.now))
             return out, StatefulLogic.RETAIN
         else:
             try:
@@ -208,13 +254,48 @@ class _MarketLogic(StatefulLogic[MarketIn, Any, tuple[Any, ...]]):
         g[4].set(m.cancel_rate)
         g[5].set(m.pnl)
         g[6].set(m.drawdown)
-        onsets = self.tracker.onsets(check_market(m, self.limits), MARKET_KINDS)
-        if onsets:
-            out.append(Signal(self.scope, m.ts, onsets, m.as_metrics()))
+        out.extend(
+            signal(
+                self.tracker,
+                self.scope,
+                m.ts,
+                check_market(m, self.limits),
+                MARKET_KINDS,
+                m.as_metrics(),
+            )
+        )
         if summarize:
             self.summarized_bucket = self.risk.spec.bucket_of(m.ts)
             out.append(MarketSummary(self.risk.market, self.account, m.ts, m.pnl, m.open_notional))
         return out, StatefulLogic.RETAIN
+
+    def _beats(self, ts: int) -> list[Beat]:
+        """Beats for every scope of this market at the first event of each period."""
+        period = ts // self.beat_ns
+        if self.beat is not None and period <= self.beat:
+            return []
+        self.beat = period
+        return [Beat(scope, ts) for scope in self.scopes]
+
+    @property
+    def _paused(self) -> bool:
+        return bool(self.stale_why or self.book_why)
+
+    def _pause_change(self, was: bool, ts: int) -> list[Pause]:
+        """A Pause when the market went from good data to bad, or back."""
+        if was == self._paused:
+            return []
+        reasons = tuple(r for r in (self.stale_why, self.book_why) if r)
+        return [Pause(self.scope, ts, reasons)]
+
+    def _fresh(self, ts: int) -> bool:
+        """Whether data of event time ``ts`` ends a pause: younger than half the pause limit
+        at the last wall-clock reading, so a feed hovering at the limit does not flap (no
+        reading yet: fresh, there is nothing to be stale against)."""
+        pause = self.limits.pause_data_age_ms
+        if pause is None or self.last_now is None:
+            return True
+        return self.last_now - ts <= pause * 500_000
 
     def snapshot(self) -> tuple[Any, ...]:
         return (
@@ -223,6 +304,7 @@ class _MarketLogic(StatefulLogic[MarketIn, Any, tuple[Any, ...]]):
             self.stale.snapshot(),
             self.limits,
             self.summarized_bucket,
+            (self.beat, (self.stale_why, self.book_why, self.book_bad_ts), self.last_now),
         )
 
 
@@ -254,7 +336,7 @@ class _ExposureLogic(StatefulLogic[Leg | BalanceSnapshot | ControlCommand, Any, 
             return out, StatefulLogic.RETAIN
         book = self.books.setdefault(value.account, ExposureBook())
         if isinstance(value, Leg):
-            exposure = book.on_leg(value.ts, value.amount)
+            exposure = book.on_leg(value.ts, value.amount, value.key)
         else:
             exposure = book.on_balance(value.ts, value.total)
         return self._judge(value.account, exposure, value.ts), StatefulLogic.RETAIN
@@ -262,12 +344,16 @@ class _ExposureLogic(StatefulLogic[Leg | BalanceSnapshot | ControlCommand, Any, 
     def _judge(self, account: str, exposure: float, ts: int) -> list[Any]:
         metrics.EXPOSURE.labels(account=account, asset=self.asset).set(exposure)
         judged = (f"exposure_long:{account}", f"exposure_short:{account}")
-        onsets = self.tracker.onsets(
-            check_exposure(account, self.asset, exposure, self.limits), judged
+        return list(
+            signal(
+                self.tracker,
+                self.scope,
+                ts,
+                check_exposure(account, self.asset, exposure, self.limits),
+                judged,
+                {f"exposure:{account}": exposure},
+            )
         )
-        if not onsets:
-            return []
-        return [Signal(self.scope, ts, onsets, {f"exposure:{account}": exposure})]
 
     def snapshot(self) -> tuple[Any, ...]:
         books = tuple((a, b.snapshot()) for a, b in self.books.items())
@@ -284,10 +370,14 @@ def _index_mapper(config: RiskConfig) -> Any:
         lim = config.basket_limits(ip.basket)
         if dev is not None:
             metrics.INDEX_ORACLE_DEVIATION.labels(basket=ip.basket).set(dev)
-        onsets = tracker.onsets(check_deviation(ip.basket, dev, lim))
-        out: list[Any] = []
-        if onsets:
-            out.append(Signal(lim.halt_scope, ip.ts, onsets, {"oracle_deviation_bps": dev or 0.0}))
+        out: list[Any] = signal(
+            tracker,
+            lim.halt_scope,
+            ip.ts,
+            check_deviation(ip.basket, dev, lim),
+            (f"oracle_deviation:{ip.basket}",),
+            {"oracle_deviation_bps": dev or 0.0},
+        )
         return tracker.active, out
 
     return judge
@@ -322,115 +412,20 @@ class _PortfolioLogic(StatefulLogic[MarketSummary | ControlCommand, Any, tuple[A
         p = self.book.on_summary(value)
         self._pnl.set(p.pnl)
         self._dd.set(p.drawdown)
-        onsets = self.tracker.onsets(check_portfolio(p, self.limits))
-        if onsets:
-            out.append(Signal(self.scope, p.ts, onsets, p.as_metrics()))
+        out.extend(
+            signal(
+                self.tracker,
+                self.scope,
+                p.ts,
+                check_portfolio(p, self.limits),
+                ("drawdown", "loss", "open_notional"),
+                p.as_metrics(),
+            )
+        )
         return out, StatefulLogic.RETAIN
 
     def snapshot(self) -> tuple[Any, ...]:
         return self.book.snapshot(), self.tracker.active, self.limits
-
-
-# --- per scope: the kill switch ----------------------------------------------------------------
-
-
-class _ScopeLogic(StatefulLogic[Signal | ControlCommand, Any, tuple[str, tuple[str, ...], int]]):
-    def __init__(self, scope: str, config: RiskConfig, resume: Any) -> None:
-        self.config = config
-        self.machine = (
-            ScopeMachine(scope) if resume is None else ScopeMachine.restore(scope, resume)
-        )
-        self._gauge = metrics.KILL_SWITCH_ENGAGED.labels(scope=scope)
-        self._gauge.set(1 if self.machine.status == "HALTED" else 0)
-
-    def on_item(self, value: Signal | ControlCommand) -> tuple[Iterable[Any], bool]:
-        if isinstance(value, Signal):
-            for b in value.breaches:
-                metrics.RISK_LIMIT_BREACHES.labels(scope=value.scope, kind=b.kind).inc()
-            t = self.machine.on_breach(value.ts, value.breaches, value.metrics)
-        else:
-            t = self.machine.on_command(value)
-        if t is None:
-            return _EMPTY, StatefulLogic.RETAIN
-        self._gauge.set(1 if t.status == "HALTED" else 0)
-        return self._emit(t), StatefulLogic.RETAIN
-
-    def _emit(self, t: Transition) -> list[Any]:
-        out: list[Any] = [
-            RiskState(ts=t.ts, scope=t.scope, status=t.status, reasons=t.reasons, metrics=t.metrics)
-        ]
-        if t.alert is not None:
-            name, severity, message = t.alert
-            out.append(
-                Alert(
-                    ts=t.ts,
-                    name=name,
-                    severity=severity,
-                    scope=t.scope,
-                    message=message,
-                    labels={"status": t.status},
-                )
-            )
-        if t.cancel_all:
-            out.extend(cancel_all_intents(self.config, t.scope, t.ts, t.reasons))
-        return out
-
-    def snapshot(self) -> tuple[str, tuple[str, ...], int]:
-        return self.machine.snapshot()
-
-
-def cancel_all_intents(
-    config: RiskConfig, scope: str, ts: int, reasons: tuple[str, ...]
-) -> list[OrderIntent]:
-    """``cancel_all`` for every configured market a halt of ``scope`` stops (and the market
-    itself for a ``market:`` scope that is not configured)."""
-    markets = [(m.venue, m.symbol, m.account) for m in config.markets_in_scope(scope)]
-    kind, _, rest = scope.partition(":")
-    if kind == "market" and not markets:
-        venue, _, symbol = rest.partition(":")
-        markets = [(venue, symbol, "main")]
-    why = f"kill switch {scope}: " + "; ".join(reasons)
-    return [
-        OrderIntent(ts=ts, venue=v, symbol=s, account=a, action="cancel_all", reason=why)
-        for v, s, a in markets
-    ]
-
-
-# --- routing helpers ------------------------------------------------------------------------
-
-
-class _WithKey(StatefulLogic[tuple[str, Any], Any, tuple[str, Any]]):
-    """Bytewax does not pass the key to a StatefulLogic builder; this builds the inner logic
-    from the first item's key, and snapshots the key along with the inner state."""
-
-    def __init__(self, build: Callable[[str, Any], StatefulLogic[Any, Any, Any]], resume: Any):
-        self.build = build
-        self.key: str | None = None
-        self.inner: StatefulLogic[Any, Any, Any] | None = None
-        if resume is not None:
-            self.key = resume[0]
-            self.inner = build(resume[0], resume[1])
-
-    def on_item(self, value: tuple[str, Any]) -> tuple[Iterable[Any], bool]:
-        if self.inner is None:
-            self.key = value[0]
-            self.inner = self.build(value[0], None)
-        return self.inner.on_item(value[1])
-
-    def snapshot(self) -> tuple[str, Any]:
-        assert self.inner is not None and self.key is not None
-        return self.key, self.inner.snapshot()
-
-
-@operator
-def _keyed_stateful(
-    step_id: str,
-    up: KeyedStream[Any],
-    build: Callable[[str, Any], StatefulLogic[Any, Any, Any]],
-) -> KeyedStream[Any]:
-    """``op.stateful`` whose builder gets the key: ``build(key, resume_state)``."""
-    with_key = op.map("with_key", up, lambda kv: (kv[0], kv))
-    return op.stateful("logic", with_key, lambda resume: _WithKey(build, resume))
 
 
 def _check_symbol(step: str) -> Any:
@@ -450,6 +445,9 @@ def _check_command(step: str) -> Any:
             validate_scope(cmd.scope)
         except ValueError as exc:
             return _dead(step, str(exc), cmd)
+        problem = command_problem(cmd)
+        if problem is not None:
+            return _dead(step, problem, cmd)
         if cmd.command == "set_params" and cmd.scope.startswith("market:"):
             try:
                 symbol_assets(cmd.scope.split(":", 2)[2])
@@ -475,12 +473,14 @@ def risk_op(
     control: Stream[ControlCommand],
     config: RiskConfig,
     clock: Stream[Heartbeat] | None = None,
+    quality: Stream[DataQuality] | None = None,
 ) -> RiskOut:
     """Risk windows, limits and the kill switch.
 
     ``clock`` carries wall-clock heartbeats from the edge
     (:class:`makerflow.sources.clock.WallClock`); without it market-data staleness is not
-    judged (a backtest has no wall clock to be stale against).
+    judged (a backtest has no wall clock to be stale against). ``quality`` (the ticks
+    stage's findings): a gap or a crossed book pauses the market until a good tick comes.
     """
     spec = WindowSpec(config.window_ms * 1_000_000, config.slide_ms * 1_000_000)
     errs: list[Stream[DeadLetter]] = []
@@ -518,19 +518,30 @@ def risk_op(
             if m.index_basket == ip.basket
         ],
     )
-    market_in = [
+    market_in: list[KeyedStream[Any]] = [
         op.key_on("k_ticks", ticks, lambda e: e.key),
         op.key_on("k_orders", order_events, lambda e: e.key),
         op.key_on("k_fills", fills, lambda e: e.key),
         op.key_on("k_pmarket", p_market, lambda c: c.scope.split(":", 1)[1]),
         marks,
     ]
+    if quality is not None:
+        market_in.append(op.key_on("k_quality", quality, lambda e: e.key))
+    clock_beats: list[Stream[Any]] = []
     if clock is not None:
         market_in.append(
             op.flat_map("beats", clock, lambda hb: [(m.key, hb) for m in config.markets])
         )
+        # The wall clock is event time's stand-in at start (before any data): every
+        # configured scope is published at the first heartbeat, then each period.
+        configured = sorted(
+            {s for m in config.markets for s in scopes_of_market(m.venue, m.symbol, m.account)}
+        )
+        clock_beats.append(
+            op.flat_map("clock_beats", clock, lambda hb: [(s, Beat(s, hb.now)) for s in configured])
+        )
     market_step = f"{step_id}.markets"
-    market_out = _keyed_stateful(
+    market_out = keyed_stateful(
         "market_state",
         op.merge("market_in", *market_in),
         lambda key, resume: _MarketLogic(market_step, key, config, spec, resume),
@@ -539,7 +550,7 @@ def risk_op(
     # Per asset.
     legs = op.flat_map("legs", fills, lambda f: [(leg.asset, leg) for leg in fill_legs(f)])
     exposure_step = f"{step_id}.exposure"
-    exposure_out = _keyed_stateful(
+    exposure_out = keyed_stateful(
         "exposure",
         op.merge(
             "exposure_in",
@@ -559,7 +570,7 @@ def risk_op(
     market_items = op.map("market_items", market_out, lambda kv: kv[1])
     summaries = op.filter("summaries", market_items, lambda x: isinstance(x, MarketSummary))
     portfolio_step = f"{step_id}.portfolio"
-    portfolio_out = _keyed_stateful(
+    portfolio_out = keyed_stateful(
         "portfolio",
         op.merge(
             "portfolio_in",
@@ -581,18 +592,19 @@ def risk_op(
         op.map("index_said", index_out, lambda kv: kv[1]),
         op.map("portfolio_said", portfolio_out, lambda kv: kv[1]),
     )
-    signals = op.filter("signals", said, lambda x: isinstance(x, Signal))
+    signals = op.filter("signals", said, lambda x: isinstance(x, Signal | Pause | Beat))
     errs.append(op.filter("stage_errs", said, lambda x: isinstance(x, DeadLetter)))
     stage_alerts = op.filter("stage_alerts", said, lambda x: isinstance(x, Alert))
 
-    scope_out = _keyed_stateful(
+    scope_out = keyed_stateful(
         "scopes",
         op.merge(
             "scope_in",
             op.key_on("k_signals", signals, lambda s: s.scope),
             op.key_on("k_cmds", switch_cmds, lambda c: c.scope),
+            *clock_beats,
         ),
-        lambda key, resume: _ScopeLogic(key, config, resume),
+        lambda key, resume: ScopeLogic(key, config, resume),
     )
     emitted = op.map("emitted", scope_out, lambda kv: kv[1])
     return RiskOut(
@@ -604,4 +616,5 @@ def risk_op(
         ),
         intents=op.filter("intents", emitted, lambda x: isinstance(x, OrderIntent)),
         errs=op.merge("errs", *errs),
+        audit=op.map("audit", control, audit),
     )

@@ -1,28 +1,27 @@
-"""Risk limits and the kill-switch state machine: pure logic, no I/O, no clock.
+"""Risk limits: pure logic, no I/O, no clock.
 
 Limits come from configuration per market, per asset, per account and globally (every limit
 is optional; ``None`` means "not limited"). A check returns :class:`Breach` es; a
 :class:`BreachTracker` turns them into *onsets* (a kind of breach that was not active on the
-previous evaluation), so a condition that persists raises one halt, not one per event.
+previous evaluation) and says when the set of active breaches changed (an onset or a clear),
+so a condition that persists raises one halt, not one per event, and the kill switch
+(:mod:`makerflow.operators.kill_switch`) knows what still holds when someone resumes.
 
-:class:`ScopeMachine` is the state of one scope (``global``, ``account:<a>``, ``asset:<A>``,
-``market:<venue>:<symbol>``). A breach onset or a manual ``halt`` command moves it to HALTED
-with the reasons; only an explicit ``resume`` command moves it back to ACTIVE. Risk never
-resumes on its own: after a resume, a breach halts again only when it clears and comes back
-(or a new kind of breach starts), since the person who resumed has seen the one that halted.
+Market-data staleness below ``max_data_age_ms`` is not a kill switch but a *pause*
+(``pause_data_age_ms``): the scope reads PAUSED, quotes are pulled, and it is ACTIVE again by
+itself when fresh data comes back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import msgspec
 
 from makerflow.operators.risk_windows import MarketMeasures, PortfolioMeasures
 from makerflow.schemas.config import Config
-from makerflow.schemas.events import ControlCommand
 from makerflow.schemas.scopes import GLOBAL, covers, validate_scope
 
 # --- configuration ------------------------------------------------------------------------------
@@ -45,7 +44,12 @@ class MarketLimits(Config, frozen=True, kw_only=True):
     max_loss: float | None = None
     """In the quote asset: halt when PnL falls below ``-max_loss``."""
     max_data_age_ms: int | None = None
-    """Market data older than this (wall clock, at the edge) halts the market."""
+    """Market data older than this (wall clock, at the edge) halts the market (the kill
+    switch: a person resumes)."""
+    pause_data_age_ms: int | None = 3_000
+    """Market data older than this pauses the market: its quotes are pulled (risk sends a
+    cancel-all, the quoter and the risk gate read PAUSED) until fresh data comes back. On by
+    default wherever a wall clock runs (live runs and the demo)."""
 
 
 class AssetLimits(Config, frozen=True, kw_only=True):
@@ -118,6 +122,9 @@ class RiskConfig(Config, frozen=True, kw_only=True):
     """Slide of the window; equal to ``window_ms`` for tumbling windows."""
     heartbeat_ms: int = 1_000
     """How often the wall-clock edge checks market-data staleness."""
+    state_heartbeat_ms: int = 1_000
+    """Every scope's RiskState is published again each period of event time (at the first
+    event of each period), so a late starter knows every scope within one period."""
     markets: tuple[MarketConfig, ...] = ()
     default_market_limits: MarketLimits = MarketLimits()
     """Limits of markets that appear in the data but not in ``markets``."""
@@ -135,6 +142,8 @@ class RiskConfig(Config, frozen=True, kw_only=True):
             )
         for basket in self.baskets.values():
             validate_scope(basket.halt_scope)
+        if self.state_heartbeat_ms <= 0:
+            raise ValueError(f"state_heartbeat_ms must be positive, got {self.state_heartbeat_ms}")
 
     def market(self, key: str) -> MarketConfig | None:
         for m in self.markets:
@@ -289,118 +298,36 @@ MARKET_KINDS = frozenset(
 """The kinds :func:`check_market` judges."""
 
 
+def judged_kind(kind: str, judged: frozenset[str]) -> bool:
+    return kind in judged or kind.partition(":")[0] in judged
+
+
 @dataclass
 class BreachTracker:
     """Which kinds of breach are active; reports each kind once, when it starts."""
 
     active: frozenset[str] = frozenset()
 
-    def onsets(
+    def update(
         self, breaches: Iterable[Breach], judged: Iterable[str] | None = None
-    ) -> tuple[Breach, ...]:
-        """The breaches that were not active before. ``judged`` names the kinds (or kind
-        families, the part before ``:``) this evaluation looked at, default all; kinds it did
-        not look at stay as they were, so a staleness check does not clear a price breach."""
+    ) -> tuple[tuple[Breach, ...], bool]:
+        """The breaches that were not active before, and whether the active set changed
+        (an onset or a clear). ``judged`` names the kinds (or kind families, the part before
+        ``:``) this evaluation looked at, default all; kinds it did not look at stay as they
+        were, so a staleness check does not clear a price breach."""
         found = {b.kind: b for b in breaches}
         new = tuple(b for k, b in found.items() if k not in self.active)
+        before = self.active
         if judged is None:
             self.active = frozenset(found)
         else:
             j = frozenset(judged)
-            kept = (k for k in self.active if k not in j and k.partition(":")[0] not in j)
+            kept = (k for k in self.active if not judged_kind(k, j))
             self.active = frozenset(kept) | frozenset(found)
-        return new
+        return new, self.active != before
 
-
-# --- the state machine ---------------------------------------------------------------------------
-
-
-Status = Literal["ACTIVE", "HALTED"]
-
-
-@dataclass(frozen=True)
-class Transition:
-    """What a scope's machine decided: the new state and what to tell the world."""
-
-    scope: str
-    ts: int
-    status: Status
-    reasons: tuple[str, ...]
-    metrics: dict[str, float] = field(default_factory=dict)
-    alert: tuple[str, Literal["info", "warning", "critical"], str] | None = None
-    """(name, severity, message) of the alert to raise, if any."""
-    cancel_all: bool = False
-
-
-KILL_SWITCH_ALERT = "KillSwitchEngaged"
-RESUME_ALERT = "KillSwitchReleased"
-
-
-@dataclass
-class ScopeMachine:
-    """The ACTIVE/HALTED state of one scope."""
-
-    scope: str
-    status: Status = "ACTIVE"
-    reasons: tuple[str, ...] = ()
-    since: int = 0
-
-    def on_breach(
-        self, ts: int, breaches: Sequence[Breach], metrics: Mapping[str, float]
-    ) -> Transition | None:
-        msgs = tuple(b.message for b in breaches)
-        if not msgs:
-            return None
-        if self.status == "HALTED":
-            new = tuple(m for m in msgs if m not in self.reasons)
-            if not new:
-                return None
-            self.reasons = self.reasons + new
-            return Transition(self.scope, ts, "HALTED", self.reasons, dict(metrics))
-        self.status, self.reasons, self.since = "HALTED", msgs, ts
-        text = f"risk halted {self.scope}: " + "; ".join(msgs)
-        return Transition(
-            self.scope,
-            ts,
-            "HALTED",
-            msgs,
-            dict(metrics),
-            (KILL_SWITCH_ALERT, "critical", text),
-            True,
-        )
-
-    def on_command(self, cmd: ControlCommand) -> Transition | None:
-        who = cmd.issued_by or "operator"
-        if cmd.command == "halt":
-            reason = f"manual halt by {who}" + (f": {cmd.reason}" if cmd.reason else "")
-            was = self.status
-            self.status = "HALTED"
-            if was == "HALTED":
-                self.reasons = (*self.reasons, reason)
-                return Transition(self.scope, cmd.ts, "HALTED", self.reasons, cancel_all=True)
-            self.reasons, self.since = (reason,), cmd.ts
-            return Transition(
-                self.scope,
-                cmd.ts,
-                "HALTED",
-                self.reasons,
-                alert=(KILL_SWITCH_ALERT, "critical", f"{self.scope} halted: {reason}"),
-                cancel_all=True,
-            )
-        if cmd.command == "resume":
-            was, old = self.status, self.reasons
-            self.status, self.reasons, self.since = "ACTIVE", (), cmd.ts
-            if was == "ACTIVE":
-                return Transition(self.scope, cmd.ts, "ACTIVE", ())
-            msg = f"{self.scope} resumed by {who}" + (f": {cmd.reason}" if cmd.reason else "")
-            msg += " (was halted for: " + "; ".join(old) + ")"
-            return Transition(self.scope, cmd.ts, "ACTIVE", (), alert=(RESUME_ALERT, "info", msg))
-        return None
-
-    def snapshot(self) -> tuple[str, tuple[str, ...], int]:
-        return self.status, self.reasons, self.since
-
-    @classmethod
-    def restore(cls, scope: str, snap: tuple[str, tuple[str, ...], int]) -> ScopeMachine:
-        status: Status = "HALTED" if snap[0] == "HALTED" else "ACTIVE"
-        return cls(scope, status, snap[1], snap[2])
+    def onsets(
+        self, breaches: Iterable[Breach], judged: Iterable[str] | None = None
+    ) -> tuple[Breach, ...]:
+        """The breaches that were not active before (see :meth:`update`)."""
+        return self.update(breaches, judged)[0]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from makerflow.operators.kill_switch import ScopeMachine
 from makerflow.operators.risk import cancel_all_intents
 from makerflow.operators.risk_limits import (
     MARKET_KINDS,
@@ -16,7 +17,6 @@ from makerflow.operators.risk_limits import (
     MarketLimits,
     PortfolioLimits,
     RiskConfig,
-    ScopeMachine,
     apply_params,
     check_exposure,
     check_market,
