@@ -16,7 +16,8 @@ live operators run, in the order event time says:
   ``on_risk``, ``on_order_event`` and ``on_fill`` as the quoting operator feeds it;
 * risk's market stage (:class:`~makerflow.operators.risk_windows.MarketRisk`, the market
   limits, :class:`~makerflow.operators.risk_limits.BreachTracker`) and the market scope's
-  :class:`~makerflow.operators.risk_limits.ScopeMachine` (kill switch and cancel-alls);
+  :class:`~makerflow.operators.kill_switch.ScopeMachine` (kill switch and cancel-alls),
+  through :class:`~makerflow.backtest.risk.RiskStage`;
 * reconciliation's :class:`~makerflow.operators.recon_logic.BalanceRecon` per asset;
 * the :class:`~makerflow.backtest.venue.SimVenue`.
 
@@ -45,22 +46,14 @@ from typing import Any
 
 import msgspec
 
+from makerflow.backtest.risk import RiskStage
 from makerflow.backtest.settings import BacktestConfig
 from makerflow.backtest.venue import Arrival, Report, SimVenue
 from makerflow.operators.index import BasketIndex, BasketRouter
+from makerflow.operators.kill_switch import Transition
 from makerflow.operators.quoting import Quoter, QuoterInputError, QuoterOutput
 from makerflow.operators.recon_logic import BalanceRecon, check_snapshot, fill_legs
-from makerflow.operators.risk import cancel_all_intents
-from makerflow.operators.risk_limits import (
-    MARKET_KINDS,
-    BreachTracker,
-    MarketLimits,
-    ScopeMachine,
-    Transition,
-    apply_params,
-    check_market,
-)
-from makerflow.operators.risk_windows import MarketRisk, WindowSpec
+from makerflow.operators.risk_scopes import cancel_all_intents
 from makerflow.operators.ticks import MarketTicks
 from makerflow.schemas.codec import dead_letter, encode
 from makerflow.schemas.events import (
@@ -82,7 +75,6 @@ from makerflow.schemas.events import (
     Tick,
     Trade,
 )
-from makerflow.schemas.scopes import covers, validate_scope
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +119,7 @@ class MarketEngine:
         self.key = key
         self.config = config
         self.market = market
-        self.owns = owns or (lambda name: name == key)
+        self.owns = owns or (lambda name: True)
         """Whether this engine writes a market's ticks or a basket's index prices (each is
         written by exactly one engine)."""
         self.quoter = Quoter(
@@ -135,6 +127,7 @@ class MarketEngine:
             config.quoting.params_for(market),
             id_namespace=config.quoting.id_namespace,
             cancel_on_start=config.quoting.cancel_on_start,
+            orphans=config.quoting.orphans,
         )
         venue = config.venue
         if venue.maker_fee is None:
@@ -149,13 +142,7 @@ class MarketEngine:
         self.baskets = {
             b.name: BasketIndex(b, config.index) for b in config.index.baskets if b.name in baskets
         }
-        spec = WindowSpec(config.risk.window_ms * 1_000_000, config.risk.slide_ms * 1_000_000)
-        self.risk = MarketRisk(key, market.symbol, spec)
-        self.limits = config.risk.market_limits(key)
-        self.tracker = BreachTracker()
-        self.scope = ScopeMachine(f"market:{key}")
-        self.scopes: dict[str, ScopeMachine] = {}
-        """Machines of the wider scopes (asset, account, global) commands reached."""
+        self.risk = RiskStage(market.venue, market.symbol, market.account, config.risk)
         self.recon: dict[str, BalanceRecon] = {}
         self.heap: list[tuple[int, int, int, Any]] = []
         self._seq = 0
@@ -260,6 +247,8 @@ class MarketEngine:
                 self._index_input(x)
                 if mine:
                     self._on_tick(x)
+            elif mine and isinstance(x, DataQuality):
+                self._risk(self.risk.on_quality(x))
 
     def _emit_md(self, x: Any) -> None:
         if type(x) is Tick:
@@ -289,12 +278,12 @@ class MarketEngine:
 
     def _on_index(self, price: IndexPrice) -> None:
         if price.basket == self.risk_basket:
-            self.risk.on_index(price.price)
+            self._risk(self.risk.on_index(price.ts, price.price))
         if price.basket == self.market.index_basket:
             self._quote(self.quoter.on_index, price)
 
     def _on_tick(self, tick: Tick) -> None:
-        self._risk_after(self.risk.on_tick(tick))
+        self._risk(self.risk.on_tick(tick))
         self._quote(self.quoter.on_tick, tick)
 
     # --- private stream -------------------------------------------------------------------
@@ -302,12 +291,11 @@ class MarketEngine:
     def _deliver(self, ev: OrderEvent | Fill | BalanceSnapshot) -> None:
         if isinstance(ev, OrderEvent):
             self._emit("order_events", ev)
-            self._risk_after(self.risk.on_order_event(ev))
+            self._risk(self.risk.on_order_event(ev))
             self._quote(self.quoter.on_order_event, ev)
         elif isinstance(ev, Fill):
             self._emit("fills", ev)
-            self.risk.on_fill(ev)
-            self._risk_after(True)
+            self._risk(self.risk.on_fill(ev))
             self._quote(self.quoter.on_fill, ev)
             legs = fill_legs(ev, self.config.recon)
             if isinstance(legs, DeadLetter):
@@ -352,94 +340,53 @@ class MarketEngine:
         if out.intents:
             self._send(out.intents)
 
-    def _risk_after(self, _accepted: bool) -> None:
-        """Judge the market's limits after an update, as risk's market stage does."""
-        m = self.risk.measures()
-        onsets = self.tracker.onsets(check_market(m, self.limits), MARKET_KINDS)
-        if not onsets:
-            return
-        t = self.scope.on_breach(m.ts, onsets, m.as_metrics())
-        if t is not None:
-            self._transition(t)
+    def _risk(self, transitions: list[Transition]) -> None:
+        for t in transitions:
+            self._transition(t, write=self.owns(t.scope))
 
     def _control(self, cmd: ControlCommand) -> None:
         """An operator's command, as the risk service and the quoter take it live: the
         scope's machine halts or resumes (its RiskState reaches the quoter), ``set_params``
         changes the market's limits and the quoter's parameters."""
-        try:
-            validate_scope(cmd.scope)
-        except ValueError as exc:
-            self._emit(
-                "dead_letters", dead_letter("backtest.control", str(exc), encode(cmd), ts=cmd.ts)
-            )
+        transitions, alerts, problem = self.risk.on_command(cmd)
+        if problem:
+            dl = dead_letter("backtest.control", problem, encode(cmd), ts=cmd.ts)
+            self._emit("dead_letters", dl)
             return
-        m = self.market
-        if not covers(cmd.scope, m.venue, m.symbol, m.account):
-            return
-        if cmd.command == "set_params":
-            if cmd.scope == self.scope.scope:
-                self._set_limits(cmd)
-        else:
-            machine = self.scope
-            if cmd.scope != machine.scope:
-                machine = self.scopes.setdefault(cmd.scope, ScopeMachine(cmd.scope))
-            t = machine.on_command(cmd)
-            if t is not None:
-                self._transition(t, write=self.owns(cmd.scope))
+        for alert in alerts:
+            self._emit("alerts", alert)
+        self._risk(transitions)
         self._quote(self.quoter.on_control, cmd)
 
-    def _set_limits(self, cmd: ControlCommand) -> None:
-        fields = set(MarketLimits.__struct_fields__)
-        mine = {
-            k.removeprefix("risk."): v
-            for k, v in cmd.params.items()
-            if k.removeprefix("risk.") in fields
-        }
-        if not mine:
-            return  # the quoter's parameters only
-        try:
-            self.limits = apply_params(self.limits, mine)
-        except ValueError as exc:
-            self._emit(
-                "dead_letters", dead_letter("backtest.risk", str(exc), encode(cmd), ts=cmd.ts)
-            )
-            return
-        who = cmd.issued_by or "operator"
-        message = f"{who} set {mine} on {cmd.scope}; limits now {self.limits}"
-        alert = Alert(
-            ts=cmd.ts, name="RiskLimitsChanged", severity="info", scope=cmd.scope, message=message
-        )
-        self._emit("alerts", alert)
-
     def _transition(self, t: Transition, *, write: bool = True) -> None:
+        """Publish a scope's new state (when this engine writes that scope: a scope wider
+        than one market is written by one engine, the others only act on it), cancel this
+        market's orders when it says so, and tell the quoter."""
         state = RiskState(
-            ts=t.ts, scope=t.scope, status=t.status, reasons=t.reasons, metrics=t.metrics
+            ts=t.ts,
+            scope=t.scope,
+            status=t.status,
+            reasons=t.reasons,
+            metrics=t.metrics,
+            since=t.since,
+            heartbeat=t.heartbeat,
         )
-        if not write:
-            # A scope wider than this market is written by one engine; the others still
-            # act on it.
-            if t.cancel_all:
-                self._send(
-                    i
-                    for i in cancel_all_intents(self.config.risk, t.scope, t.ts, t.reasons)
-                    if i.key == self.key
+        if write:
+            self._emit("risk_states", state)
+            if t.alert is not None:
+                name, severity, message = t.alert
+                alert = Alert(
+                    ts=t.ts,
+                    name=name,
+                    severity=severity,
+                    scope=t.scope,
+                    message=message,
+                    labels={"status": t.status},
                 )
-            self._quote(self.quoter.on_risk, state)
-            return
-        self._emit("risk_states", state)
-        if t.alert is not None:
-            name, severity, message = t.alert
-            alert = Alert(
-                ts=t.ts,
-                name=name,
-                severity=severity,
-                scope=t.scope,
-                message=message,
-                labels={"status": t.status},
-            )
-            self._emit("alerts", alert)
+                self._emit("alerts", alert)
         if t.cancel_all:
-            intents = cancel_all_intents(self.config.risk, t.scope, t.ts, t.reasons)
+            what = "pause" if t.status == "PAUSED" else "kill switch"
+            intents = cancel_all_intents(self.config.risk, t.scope, t.ts, t.reasons, what)
             self._send(i for i in intents if i.key == self.key)
         self._quote(self.quoter.on_risk, state)
 

@@ -103,7 +103,11 @@ def test_control_commands_replay_with_the_data(
             scope="market:binance:BTC/USDT",
             params={"max_move_bps": 400.0},
         ),
-        ControlCommand(ts=resume, command="resume", scope="global", issued_by="desk"),
+        # A resume must say who and why: this one is refused, the next one is not.
+        ControlCommand(ts=resume - NS, command="resume", scope="global", issued_by="desk"),
+        ControlCommand(
+            ts=resume, command="resume", scope="global", issued_by="desk", reason="tested"
+        ),
         ControlCommand(ts=resume, command="halt", scope="nonsense"),
     ]
     control = tmp_path / "control.jsonl"
@@ -112,7 +116,7 @@ def test_control_commands_replay_with_the_data(
     argv = ["backtest", "--input", str(SPOT), "--control", str(control), "--out", str(out)]
     assert main([*argv, "--no-report", "--no-progress", "--param", "quoting.warmup_s=2"]) == 0
     states = read_jsonl(out / "risk_states.jsonl", RiskState)
-    assert [(s.ts, s.scope, s.status) for s in states] == [
+    assert [(s.ts, s.scope, s.status) for s in states if not s.heartbeat] == [
         (halt, "global", "HALTED"),
         (resume, "global", "ACTIVE"),
     ]
@@ -128,4 +132,5 @@ def test_control_commands_replay_with_the_data(
         "RiskLimitsChanged",
     }
     dead = read_jsonl(out / "dead_letters.jsonl", DeadLetter)
-    assert [d.step for d in dead] == ["backtest.control"]
+    assert [d.step for d in dead] == ["backtest.control", "backtest.control"]
+    assert "must name who" in dead[0].reason

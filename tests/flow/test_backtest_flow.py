@@ -174,7 +174,7 @@ def test_risk_hears_the_fills_halts_the_market_and_the_quoter_stops(tmp_path: Pa
     states: list[RiskState] = read_jsonl(out / "risk_states.jsonl", RiskState)
     alerts: list[Alert] = read_jsonl(out / "alerts.jsonl", Alert)
     intents: list[OrderIntent] = read_jsonl(out / "intents.jsonl", OrderIntent)
-    [halt] = [s for s in states if s.status == "HALTED"]
+    [halt] = [s for s in states if s.status == "HALTED" and not s.heartbeat]
     assert halt.scope == "market:binance:BTC/USDT" and "position" in " ".join(halt.reasons)
     assert any(a.name == "KillSwitchEngaged" for a in alerts)
     kill = [i for i in intents if i.action == "cancel_all" and "kill switch" in i.reason]
