@@ -94,7 +94,10 @@ STAGES = {
     "book + ticks (MarketTicks.feed)": ("operators/ticks.py", "feed"),
     "quoting (Quoter.on_tick)": ("operators/quoting.py", "on_tick"),
     "quoting (on_order_event + on_fill)": ("operators/quoting.py", "on_order_event|on_fill"),
-    "risk (MarketRisk.measures + limits)": ("backtest/engine.py", "_risk_after"),
+    "risk (windows, limits, kill switch)": (
+        "backtest/risk.py",
+        "on_tick|on_order_event|on_fill|on_index|on_quality",
+    ),
     "simulated venue (trades, book, orders)": ("backtest/venue.py", "on_trade|on_book|arrive"),
     "index (BasketIndex.update)": ("operators/index.py", "update"),
     "reconciliation (BalanceRecon)": ("operators/recon_logic.py", "on_leg|on_snapshot"),
@@ -133,12 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--input", help="raw recording (default: the USDT-M BTCUSDT file)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--makerflow-only", action="store_true", help="skip the other backtesters")
     args = ap.parse_args(argv)
     path = Path(args.input) if args.input else _data()
     rows: list[dict[str, Any]] = []
     best = min((run_makerflow(path) for _ in range(args.repeat)), key=lambda r: r["seconds"])
     rows.append(best)
-    rows.extend(hftbacktest_rows(path))
+    if not args.makerflow_only:
+        rows.extend(hftbacktest_rows(path))
     print(f"raw recording -> backtest result: {path.name} (best of {args.repeat})")
     print(f"{'':<34}{'seconds':>9}{'raw msgs':>10}{'msgs/s':>11}{'fills':>7}  vs makerflow")
     for r in rows:
