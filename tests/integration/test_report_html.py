@@ -137,3 +137,13 @@ def test_the_same_run_gives_the_same_bytes(tmp_path):
     assert first.html.read_bytes() == second.html.read_bytes()
     for stem, path in first.parquet.items():
         assert path.read_bytes() == second.parquet[stem].read_bytes(), stem
+
+
+def test_a_missing_run_directory_is_an_error_that_creates_nothing(tmp_path):
+    from makerflow.cli import main
+
+    missing = tmp_path / "no-such-run"
+    with pytest.raises(FileNotFoundError, match="no run directory"):
+        write_report(missing)
+    assert main(["report", str(missing)]) == 2
+    assert not missing.exists()
