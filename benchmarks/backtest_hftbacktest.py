@@ -101,8 +101,11 @@ def _strategy():
         depth = hbt.depth(asset)
         tick = depth.tick_size
         quotes = 0
+        cancels = 0
+        steps = 0
         mid = np.nan
         while hbt.elapse(QUOTE_EVERY_NS) == 0:
+            steps += 1
             hbt.clear_inactive_orders(asset)
             depth = hbt.depth(asset)
             if not (depth.best_bid > 0 and depth.best_ask > depth.best_bid):
@@ -125,11 +128,13 @@ def _strategy():
                         want_bid = False
                     elif order.cancellable:
                         hbt.cancel(asset, order.order_id, False)
+                        cancels += 1
                 elif order.side == SELL:
                     if order.price_tick == ask_tick and want_ask:
                         want_ask = False
                     elif order.cancellable:
                         hbt.cancel(asset, order.order_id, False)
+                        cancels += 1
             if want_bid and bid_tick * 2 not in hbt.orders(asset):
                 hbt.submit_buy_order(
                     asset, bid_tick * 2, bid_tick * tick, ORDER_QTY, GTX, LIMIT, False
@@ -142,6 +147,8 @@ def _strategy():
                 quotes += 1
         out[0] = quotes
         out[1] = mid
+        out[2] = cancels
+        out[3] = steps
         return True
 
     return quote_every_100ms
@@ -187,7 +194,7 @@ def hftbacktest_result(raw: Path = RAW, repeat: int = 3) -> HftbacktestResult:
         convert_s = min(convert_s, time.perf_counter() - t)
 
     strategy = _strategy()
-    out = np.zeros(2)
+    out = np.zeros(4)
     t = time.perf_counter()
     # hftbacktest reads the array in place: keep every array alive while its backtest runs.
     warm_data = data[:20_000].copy()
@@ -208,6 +215,7 @@ def hftbacktest_result(raw: Path = RAW, repeat: int = 3) -> HftbacktestResult:
         run_s = min(run_s, time.perf_counter() - t)
 
     last_mid = float(out[1])
+    logging.getLogger(__name__).info("hftbacktest: %d steps, %d cancels", out[3], out[2])
     return HftbacktestResult(
         name="hftbacktest",
         raw_messages=raw_messages,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -34,6 +35,7 @@ from backtest_hftbacktest import (
     QUOTE_EVERY_NS,
     RAW,
     SKEW_BPS_PER_LOT,
+    TICK_SIZE,
 )
 
 LATENCY_NS = 10_000_000
@@ -171,27 +173,31 @@ def _strategy_classes() -> tuple[type, type]:
             position = float(self.portfolio.net_position(self.iid))
             reservation = mid * (1 - SKEW_BPS_PER_LOT * position / ORDER_QTY / 1e4)
             half = mid * HALF_SPREAD_BPS / 1e4
-            tick = 0.1
-            bid = min(int((reservation - half) / tick) * tick, bb)
-            ask = max(-int(-(reservation + half) / tick) * tick, ba)
+            # Prices in integer ticks, as hftbacktest's: Nautilus's fixed-point Price reads
+            # back as 61793.799999999996, never equal to a float computed here.
+            tick = TICK_SIZE
+            bid_tick = min(math.floor((reservation - half) / tick), round(bb / tick))
+            ask_tick = max(math.ceil((reservation + half) / tick), round(ba / tick))
             want = {
-                OrderSide.BUY: (position < MAX_POSITION - 1e-12, round(bid, 1)),
-                OrderSide.SELL: (position > -MAX_POSITION + 1e-12, round(ask, 1)),
+                OrderSide.BUY: (position < MAX_POSITION - 1e-12, bid_tick),
+                OrderSide.SELL: (position > -MAX_POSITION + 1e-12, ask_tick),
             }
             keep = set()
             for order in self.cache.orders_open(instrument_id=self.iid):
-                wanted, price = want[order.side]
-                if wanted and float(order.price) == price and order.side not in keep:
+                wanted, price_tick = want[order.side]
+                at_price = round(float(order.price) / tick) == price_tick
+                if wanted and at_price and order.side not in keep:
                     keep.add(order.side)
                 elif not order.is_pending_cancel:
                     self.cancel_order(order)
-            for side, (wanted, price) in want.items():
+            for side, (wanted, price_tick) in want.items():
                 if wanted and side not in keep:
+                    price = f"{price_tick * tick:.1f}"
                     order = self.order_factory.limit(
                         instrument_id=self.iid,
                         order_side=side,
                         quantity=self.instrument.make_qty(Decimal(str(ORDER_QTY))),
-                        price=self.instrument.make_price(price),
+                        price=self.instrument.make_price(Decimal(price)),
                         time_in_force=TimeInForce.GTC,
                         post_only=True,
                     )

@@ -6,8 +6,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from makerflow.reports.writer import write_report
-
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
@@ -21,6 +19,10 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: every `makerflow` command registers its parser, and only this one
+    # needs matplotlib.
+    from makerflow.reports.writer import write_report
+
     try:
         written = write_report(args.run_dir, args.out, html=not args.no_html)
     except FileNotFoundError as exc:

@@ -253,6 +253,29 @@ def _table(report: Report) -> str:
     return f'<table id="summary"><tr><th></th>{head}</tr>{body}</table>'
 
 
+def _markout_table(report: Report, market: str) -> str:
+    """Mean markout (bps) per horizon and side, with the fills behind each mean."""
+    curve = report.markout_curve
+    if not curve.height:
+        return ""
+    c = curve.filter((pl.col("market") == market) & (pl.col("fills") > 0))
+    if not c.height:
+        return ""
+    sides = [s for s in ("all", "buy", "sell") if c.filter(pl.col("side") == s).height]
+    head = "".join(f"<th>{s} (bps)</th><th>fills</th>" for s in sides)
+    rows = []
+    for h in sorted(set(c["horizon_s"].to_list())):
+        cells = []
+        for side in sides:
+            row = c.filter((pl.col("side") == side) & (pl.col("horizon_s") == h))
+            if row.height:
+                cells.append(f"<td>{row['markout_bps'][0]:+.2f}</td><td>{row['fills'][0]}</td>")
+            else:
+                cells.append("<td>n/a</td><td>0</td>")
+        rows.append(f"<tr><td>{h:g} s</td>{''.join(cells)}</tr>")
+    return f'<table class="markouts"><tr><th>after the fill</th>{head}</tr>{"".join(rows)}</table>'
+
+
 def render_html(report: Report, title: str = "makerflow run report") -> str:
     """The whole page as one string (pure: the same report gives the same page)."""
     parts: list[str] = []
@@ -271,6 +294,7 @@ def render_html(report: Report, title: str = "makerflow run report") -> str:
                     f'<figure class="plot" data-plot="{name}" data-empty="{empty}" '
                     f'data-market="{html.escape(market)}">{svg}</figure>'
                 )
+            parts.append(_markout_table(report, market))
     notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in report.notes)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

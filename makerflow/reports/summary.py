@@ -7,6 +7,7 @@ them): no I/O, no clock, the same input always gives the same report.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
@@ -149,6 +150,7 @@ def compute(frames: dict[str, pl.DataFrame]) -> Report:
 # --- the printed table ---------------------------------------------------------------------
 
 _ROWS: tuple[tuple[str, str, str], ...] = (
+    ("start_ns", "start (UTC, event time)", "utc"),
     ("duration_s", "duration", "{:.1f} s"),
     ("ticks", "ticks", "{:,}"),
     ("orders_placed", "orders placed", "{:,}"),
@@ -185,7 +187,13 @@ def table_rows(report: Report) -> list[tuple[str, list[str]]]:
         cells = []
         for row in head.values():
             value = row.get(key)
-            cells.append("n/a" if value is None or value != value else fmt.format(value))
+            if value is None or value != value:
+                cells.append("n/a")
+            elif fmt == "utc":
+                when = datetime.fromtimestamp(value // NS, tz=UTC)
+                cells.append(f"{when:%Y-%m-%d %H:%M:%S}.{value % NS // 1_000_000:03d}")
+            else:
+                cells.append(fmt.format(value))
         out.append((label, cells))
     return out
 

@@ -30,9 +30,9 @@ def write_report(
 ) -> WrittenReport:
     """Read ``run_dir``'s streams, compute the report and write ``report_*.parquet`` and
     ``report.html`` to ``out_dir`` (default: the run directory itself)."""
+    report = compute(load_run(run_dir))  # first: a wrong path must not create a directory
     out = out_dir or run_dir
     out.mkdir(parents=True, exist_ok=True)
-    report = compute(load_run(run_dir))
     written: dict[str, Path] = {}
     for stem, df in report.tables().items():
         path = out / f"{stem}.parquet"

@@ -127,3 +127,23 @@ def test_a_run_without_fills_says_so_and_still_draws_the_market(tmp_path):
     assert by_plot["price"]["drawn"] == 1  # the mid
     for name in ("inventory", "pnl", "markouts"):
         assert by_plot[name]["empty"] and by_plot[name]["rendered"], by_plot[name]
+
+
+def test_the_same_run_gives_the_same_bytes(tmp_path):
+    run = random_walk_run(tmp_path / "run", seed=4)
+    first = write_report(run, tmp_path / "a")
+    second = write_report(run, tmp_path / "b")
+    assert first.html is not None and second.html is not None
+    assert first.html.read_bytes() == second.html.read_bytes()
+    for stem, path in first.parquet.items():
+        assert path.read_bytes() == second.parquet[stem].read_bytes(), stem
+
+
+def test_a_missing_run_directory_is_an_error_that_creates_nothing(tmp_path):
+    from makerflow.cli import main
+
+    missing = tmp_path / "no-such-run"
+    with pytest.raises(FileNotFoundError, match="no run directory"):
+        write_report(missing)
+    assert main(["report", str(missing)]) == 2
+    assert not missing.exists()

@@ -15,6 +15,7 @@ Total PnL after each event: 0, 0.8, 2.8, 4.8, 5.2, 2.2, 1.2, 2.0, 0.0 -> max dra
 
 from __future__ import annotations
 
+import msgspec
 import polars as pl
 import pytest
 
@@ -178,3 +179,25 @@ def test_rejects_count_once_whether_the_sink_or_the_venue_reported_them(report):
     s = r.headline()[M]
     assert s["rejected"] == 1
     assert s["orders_placed"] == 4  # still the intents
+
+
+def test_each_market_is_marked_and_marked_out_against_its_own_mid(report):
+    other = {"venue": "binanceusdm", "symbol": "BTC/USDT:USDT"}
+    ticks = [t for t in TICKS] + [
+        msgspec.structs.replace(t, venue=other["venue"], symbol=other["symbol"], mid=t.mid + 50)
+        for t in TICKS
+    ]
+    fills = [*FILLS, msgspec.structs.replace(FILLS[0], **other, trade_id="o1", price=150.0)]
+    r = compute({"ticks": frame(ticks), "fills": frame(fills)})
+    h = r.headline()
+    assert set(h) == {M, "binanceusdm:BTC/USDT:USDT"}
+    assert h[M]["total_pnl"] == pytest.approx(report.headline()[M]["total_pnl"], abs=1e-12)
+    o = h["binanceusdm:BTC/USDT:USDT"]
+    assert o["spread_captured"] == pytest.approx(0.0)  # bought at its own mid, 150
+    assert o["markout_1s"] == pytest.approx(1.0)  # 150 -> 151 on its own ticks
+    assert o["final_inventory"] == pytest.approx(2.0)
+    assert o["total_pnl"] == pytest.approx(2 * (150 - 150) - 0.2)  # marked at its last mid
+
+
+def test_table_starts_with_the_first_event_time_in_utc(report):
+    assert "2024-08-09 00:00:00.000" in format_table(report)
