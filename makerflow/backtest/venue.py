@@ -1,0 +1,495 @@
+"""The simulated venue of a backtest: our orders against a replayed public book, in event time.
+
+Pure (no I/O, no clock): the caller passes the venue time of every call and the public book
+(the :class:`~makerflow.operators.book.OrderBook` the ticks logic keeps), and gets back
+:class:`Report` s (order events, fills, balances) stamped with the venue time they happened
+and the time they reach us (``deliver_ts``, after the report latency).
+
+What it models:
+
+* **Latency.** An order sent at ``t`` reaches the venue at ``t + entry latency``; a cancel at
+  ``t + cancel latency`` (the order stays fillable until then); every report reaches us after
+  the report latency. Each latency is a constant or drawn from a recorded distribution with
+  a seed (:class:`Latency`), one random stream per kind, so runs repeat exactly.
+* **Queue position.** An order joins behind the visible size at its price. A public trade at
+  its price consumes the queue ahead first and only then fills it (partially, as far as the
+  trade reaches); a decrease of the level that trades do not explain is cancels, which move
+  it up: ``risk_averse`` only when the level shrinks below its position (hftbacktest's
+  RiskAdverseQueueModel), ``proportional`` by its share of the queue (cancels spread evenly
+  over the level), ``front`` ignores the queue (first in line, like the local exchange).
+  A trade through its price, or the opposite side of the book moving to or through it,
+  fills what is left.
+* **Fees** (maker and taker rates, charged in the quote asset), **post-only rejects** (a
+  post-only order that would take is refused), **precision and minimum notional** (price on
+  the tick grid, quantity on the lot grid, at least ``min_qty`` and ``min_notional``, as in the
+  market's :class:`~makerflow.operators.ladder.MarketSpec`), balances (a spot account: an
+  order needs the funds it could use).
+
+What it does not model: our own orders' impact on the public book (a take does not remove
+the liquidity from the replay, and a resting order adds nothing others see), hidden
+liquidity, and the exchange's matching of the replay's own orders (we only see its results).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Literal
+
+from makerflow.operators.book import OrderBook
+from makerflow.operators.ladder import MarketSpec
+from makerflow.schemas.config import Config
+from makerflow.schemas.events import (
+    BalanceSnapshot,
+    Fill,
+    OrderEvent,
+    OrderIntent,
+    OrderStatus,
+    Side,
+    Trade,
+)
+from makerflow.schemas.scopes import symbol_assets
+
+NS_PER_MS = 1_000_000
+_GRID_EPS = 1e-6
+"""How far off the grid (in grid steps) a float price or quantity may sit and still be on it."""
+
+QueueModel = Literal["proportional", "risk_averse", "front"]
+
+
+class VenueConfig(Config, frozen=True, kw_only=True):
+    """The simulated venue's settings (the ``[venue]`` table of a backtest's TOML)."""
+
+    entry_latency_ms: float = 5.0
+    """Order entry: from our send to the venue."""
+    cancel_latency_ms: float = 5.0
+    """Cancel: from our send to the venue; the order can fill meanwhile."""
+    report_latency_ms: float = 5.0
+    """From the venue's action (ack, fill, cancel) to our private stream."""
+    entry_latency_samples_ms: tuple[float, ...] = ()
+    """A recorded distribution of entry latencies to draw from (seeded); empty: the constant."""
+    cancel_latency_samples_ms: tuple[float, ...] = ()
+    report_latency_samples_ms: tuple[float, ...] = ()
+    seed: int = 0
+    queue_model: QueueModel = "proportional"
+    maker_fee: float | None = None
+    """Fee rate of a maker fill (negative: a rebate), on its notional, in the quote asset;
+    ``None``: the quoted market's ``maker_fee_bps`` (the fee the quoter is told it pays)."""
+    taker_fee: float = 0.0005
+    initial_base: float = 10.0
+    """The account's base-asset balance at the start."""
+    initial_quote: float = 1_000_000.0
+    check_balances: bool = True
+    """Refuse an order the account could not pay for (a spot venue does)."""
+
+    def __post_init__(self) -> None:
+        for name in ("entry_latency_ms", "cancel_latency_ms", "report_latency_ms"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+            samples = getattr(self, name.replace("_ms", "_samples_ms"))
+            if any(not (math.isfinite(s) and s >= 0) for s in samples):
+                raise ValueError(f"{name.replace('_ms', '_samples_ms')} must be >= 0 ms")
+
+
+class Latency:
+    """A constant latency, or draws (with replacement) from recorded samples with a seed."""
+
+    def __init__(self, constant_ms: float, samples_ms: tuple[float, ...], seed: str) -> None:
+        self.constant_ns = round(constant_ms * NS_PER_MS)
+        self.samples_ns = tuple(round(s * NS_PER_MS) for s in samples_ms)
+        # A string seed is hashed with SHA-512 by random.Random: the same on every run and
+        # in every process (unlike hash()).
+        self.rng = random.Random(seed)
+
+    def draw(self) -> int:
+        if not self.samples_ns:
+            return self.constant_ns
+        return self.samples_ns[self.rng.randrange(len(self.samples_ns))]
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Something the venue tells us: ``event`` happened at venue time ``event.ts`` and reaches
+    us at ``deliver_ts``."""
+
+    deliver_ts: int
+    event: OrderEvent | Fill | BalanceSnapshot
+
+
+@dataclass(slots=True)
+class SimOrder:
+    client_order_id: str
+    exchange_order_id: str
+    side: Side
+    price: float
+    qty: float
+    post_only: bool
+    accepted_ts: int
+    filled: float = 0.0
+    ahead: float = 0.0
+    """Visible quantity ahead of us at our price."""
+    level_qty: float = 0.0
+    """The level's visible quantity when we last looked."""
+    traded: float = 0.0
+    """Public quantity traded at our price since we last looked at the level."""
+    status: OrderStatus = "ack"
+
+    @property
+    def remaining(self) -> float:
+        return self.qty - self.filled
+
+
+@dataclass(slots=True)
+class Arrival:
+    """An intent on its way to the venue: what :meth:`SimVenue.send` schedules."""
+
+    ts: int
+    intent: OrderIntent
+
+
+@dataclass
+class Balances:
+    base: float
+    quote: float
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+class SimVenue:
+    """One market of the simulated venue for one account."""
+
+    def __init__(
+        self,
+        venue: str,
+        symbol: str,
+        account: str,
+        spec: MarketSpec,
+        config: VenueConfig,
+    ) -> None:
+        self.venue = venue
+        self.symbol = symbol
+        self.account = account
+        self.spec = spec
+        self.config = config
+        self.base_asset, self.quote_asset = symbol_assets(symbol)
+        seed = f"{config.seed}|{venue}|{symbol}|{account}"
+        self.entry = Latency(config.entry_latency_ms, config.entry_latency_samples_ms, seed + "|e")
+        self.cancel = Latency(
+            config.cancel_latency_ms, config.cancel_latency_samples_ms, seed + "|c"
+        )
+        self.report = Latency(
+            config.report_latency_ms, config.report_latency_samples_ms, seed + "|r"
+        )
+        self.orders: dict[str, SimOrder] = {}
+        """Open orders by client id, in arrival order."""
+        self.closed: dict[str, SimOrder] = {}
+        self.base = config.initial_base
+        self.quote = config.initial_quote
+        self._order_ids = 0
+        self._trade_ids = 0
+        self.fills = 0
+        self.maker_volume = 0.0
+        self.fees = 0.0
+
+    # --- our side -------------------------------------------------------------------------
+
+    def send(self, now: int, intent: OrderIntent) -> Arrival:
+        """``intent`` leaves us at ``now``; when it reaches the venue (hand it to
+        :meth:`arrive` then)."""
+        latency = self.cancel.draw() if intent.action != "place" else self.entry.draw()
+        return Arrival(now + latency, intent)
+
+    def arrive(self, arrival: Arrival, book: OrderBook) -> list[Report]:
+        """The venue acts on an intent at ``arrival.ts`` against the public ``book``."""
+        intent, ts = arrival.intent, arrival.ts
+        if intent.action == "place":
+            return self._place(ts, intent, book)
+        if intent.action == "cancel":
+            return self._cancel(ts, intent.client_order_id or "")
+        out: list[Report] = []
+        for cid in list(self.orders):
+            out += self._cancel(ts, cid)
+        return out
+
+    def initial_balances(self, ts: int) -> list[Report]:
+        return self._balances(ts, self._deliver(ts))
+
+    # --- the public market ----------------------------------------------------------------
+
+    def on_trade(self, tr: Trade, ts: int | None = None) -> list[Report]:
+        """A public trade at venue time ``ts`` (default ``tr.ts``): the taker sold into bids
+        at or above its price, or bought asks at or below it."""
+        if not self.orders:
+            return []
+        at = tr.ts if ts is None else ts
+        out: list[Report] = []
+        hits: Side = "buy" if tr.side == "sell" else "sell"
+        for o in list(self.orders.values()):
+            if o.side != hits:
+                continue
+            through = tr.price < o.price if hits == "buy" else tr.price > o.price
+            if through:
+                out += self._fill(at, o, o.remaining)
+            elif tr.price == o.price:
+                o.traded += tr.qty
+                if self.config.queue_model == "front":
+                    reach = tr.qty
+                else:
+                    reach = tr.qty - o.ahead
+                    o.ahead = max(o.ahead - tr.qty, 0.0)
+                if reach > 0:
+                    out += self._fill(at, o, min(reach, o.remaining))
+        return out
+
+    def on_book(self, ts: int, book: OrderBook) -> list[Report]:
+        """The public book changed at venue time ``ts``: move queues, fill what it crossed."""
+        if not self.orders:
+            return []
+        out: list[Report] = []
+        best_bid, best_ask = book.best_bid, book.best_ask
+        for o in list(self.orders.values()):
+            if o.side == "buy":
+                if best_ask is not None and best_ask[0] <= o.price:
+                    out += self._fill(ts, o, o.remaining)
+                    continue
+                level = book.bids.qty.get(o.price, 0.0)
+            else:
+                if best_bid is not None and best_bid[0] >= o.price:
+                    out += self._fill(ts, o, o.remaining)
+                    continue
+                level = book.asks.qty.get(-o.price, 0.0)
+            self._requeue(o, level)
+        return out
+
+    def _requeue(self, o: SimOrder, level: float) -> None:
+        model = self.config.queue_model
+        if model != "front":
+            cancelled = o.level_qty - o.traded - level
+            if cancelled > 0 and model == "proportional":
+                # Cancels are spread over the whole level: the part ahead of us goes with
+                # our share of it.
+                behind = max(o.level_qty - o.traded - o.ahead, 0.0)
+                total = o.ahead + behind
+                if total > 0:
+                    o.ahead -= cancelled * o.ahead / total
+            o.ahead = max(min(o.ahead, level), 0.0)
+        o.level_qty = level
+        o.traded = 0.0
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _deliver(self, ts: int) -> int:
+        return ts + self.report.draw()
+
+    def _event(self, ts: int, o: SimOrder, status: OrderStatus, reason: str = "") -> OrderEvent:
+        return OrderEvent(
+            ts=ts,
+            venue=self.venue,
+            symbol=self.symbol,
+            account=self.account,
+            client_order_id=o.client_order_id,
+            exchange_order_id=o.exchange_order_id,
+            status=status,
+            side=o.side,
+            price=o.price,
+            qty=o.qty,
+            filled_qty=o.filled,
+            reason=reason,
+        )
+
+    def _reject(self, ts: int, intent: OrderIntent, reason: str) -> list[Report]:
+        ev = OrderEvent(
+            ts=ts,
+            venue=self.venue,
+            symbol=self.symbol,
+            account=self.account,
+            client_order_id=intent.client_order_id or "",
+            status="rejected",
+            side=intent.side or "buy",
+            price=intent.price,
+            qty=intent.qty if intent.qty is not None and math.isfinite(intent.qty) else 0.0,
+            reason=reason,
+        )
+        return [Report(self._deliver(ts), ev)]
+
+    def _invalid(self, intent: OrderIntent) -> str | None:
+        spec = self.spec
+        qty, price = intent.qty, intent.price
+        if intent.side is None or qty is None or not (math.isfinite(qty) and qty > 0):
+            return f"invalid_order: side {intent.side} qty {qty}"
+        if not _on_grid(qty, spec.lot_size) or qty < spec.min_qty * (1 - 1e-9):
+            return f"invalid_order: LOT_SIZE (qty {qty}, lot {spec.lot_size}, min {spec.min_qty})"
+        if intent.order_type == "market":
+            return None
+        if price is None or not (math.isfinite(price) and price > 0):
+            return f"invalid_order: price {price}"
+        if not _on_grid(price, spec.tick_size):
+            return f"invalid_order: PRICE_FILTER (price {price}, tick {spec.tick_size})"
+        if price * qty < spec.min_notional * (1 - 1e-9):
+            return f"min_notional: notional {price * qty:.8f} < minimum {spec.min_notional}"
+        return None
+
+    def _place(self, ts: int, intent: OrderIntent, book: OrderBook) -> list[Report]:
+        cid = intent.client_order_id or ""
+        if cid in self.orders or cid in self.closed:
+            return self._reject(ts, intent, "duplicate: client order id already used")
+        problem = self._invalid(intent)
+        if problem is not None:
+            return self._reject(ts, intent, problem)
+        assert intent.side is not None and intent.qty is not None
+        side, qty = intent.side, intent.qty
+        opposite = book.best_ask if side == "buy" else book.best_bid
+        limit = intent.price if intent.order_type == "limit" else None
+        crosses = opposite is not None and (
+            limit is None or (limit >= opposite[0] if side == "buy" else limit <= opposite[0])
+        )
+        if crosses and intent.post_only and intent.order_type == "limit":
+            return self._reject(ts, intent, "post_only: order would immediately match and take")
+        valuation = limit if limit is not None else (opposite[0] if opposite else 0.0)
+        if self.config.check_balances and not self._affordable(side, qty, valuation):
+            return self._reject(ts, intent, "insufficient_balance: account cannot pay for it")
+        self._order_ids += 1
+        o = SimOrder(
+            client_order_id=cid,
+            exchange_order_id=str(self._order_ids),
+            side=side,
+            price=limit if limit is not None else 0.0,
+            qty=qty,
+            post_only=intent.post_only,
+            accepted_ts=ts,
+        )
+        self.orders[cid] = o
+        out = [Report(self._deliver(ts), self._event(ts, o, "ack"))]
+        if crosses:
+            out += self._take(ts, o, book)
+            if o.remaining > self.spec.lot_size / 2 and limit is None:
+                del self.orders[cid]
+                o.status = "expired"
+                self.closed[cid] = o
+                out.append(Report(self._deliver(ts), self._event(ts, o, "expired")))
+        if cid in self.orders:
+            level = (
+                book.bids.qty.get(o.price, 0.0) if side == "buy" else book.asks.qty.get(-o.price)
+            ) or 0.0
+            o.ahead = level
+            o.level_qty = level
+        return out
+
+    def _affordable(self, side: Side, qty: float, price: float) -> bool:
+        if side == "sell":
+            held = sum(o.remaining for o in self.orders.values() if o.side == "sell")
+            return self.base - held >= qty * (1 - 1e-12)
+        held = sum(o.remaining * o.price for o in self.orders.values() if o.side == "buy")
+        return self.quote - held >= qty * price * (1 + self.config.taker_fee)
+
+    def _take(self, ts: int, o: SimOrder, book: OrderBook) -> list[Report]:
+        """Walk the visible opposite side up to the order's limit, as a taker."""
+        levels = book.asks.levels(50) if o.side == "buy" else book.bids.levels(50)
+        out: list[Report] = []
+        for px, avail in levels:
+            if o.remaining <= self.spec.lot_size / 2:
+                break
+            if o.price and (px > o.price if o.side == "buy" else px < o.price):
+                break
+            out += self._fill(ts, o, min(avail, o.remaining), price=px, liquidity="taker")
+        return out
+
+    def _cancel(self, ts: int, cid: str) -> list[Report]:
+        o = self.orders.pop(cid, None)
+        if o is not None:
+            o.status = "canceled"
+            self.closed[cid] = o
+            return [Report(self._deliver(ts), self._event(ts, o, "canceled"))]
+        done = self.closed.get(cid)
+        if done is not None:
+            # Already closed (filled, or canceled before): the venue says what it is.
+            return [Report(self._deliver(ts), self._event(ts, done, done.status))]
+        ev = OrderEvent(
+            ts=ts,
+            venue=self.venue,
+            symbol=self.symbol,
+            account=self.account,
+            client_order_id=cid,
+            status="rejected",
+            side="buy",
+            qty=0.0,
+            reason="unknown_order: no such order at the venue",
+        )
+        return [Report(self._deliver(ts), ev)]
+
+    def _fill(
+        self,
+        ts: int,
+        o: SimOrder,
+        qty: float,
+        *,
+        price: float | None = None,
+        liquidity: Literal["maker", "taker"] = "maker",
+    ) -> list[Report]:
+        spec = self.spec
+        qty = spec.qty_down(min(qty, o.remaining) + spec.lot_size * _GRID_EPS)
+        if qty <= 0:
+            return []
+        px = o.price if price is None else price
+        rate = (self.config.maker_fee or 0.0) if liquidity == "maker" else self.config.taker_fee
+        notional = px * qty
+        fee = notional * rate
+        o.filled = round(o.filled + qty, spec.qty_decimals + 2)
+        signed = qty if o.side == "buy" else -qty
+        self.base += signed
+        self.quote -= signed * px + fee
+        self.fees += fee
+        self.fills += 1
+        self._trade_ids += 1
+        done = o.remaining <= spec.lot_size / 2
+        if done:
+            o.status = "filled"
+            del self.orders[o.client_order_id]
+            self.closed[o.client_order_id] = o
+        else:
+            o.status = "partial"
+        deliver = self._deliver(ts)
+        fill = Fill(
+            ts=ts,
+            venue=self.venue,
+            symbol=self.symbol,
+            account=self.account,
+            trade_id=f"sim-{self._trade_ids}",
+            client_order_id=o.client_order_id,
+            exchange_order_id=o.exchange_order_id,
+            side=o.side,
+            price=px,
+            qty=qty,
+            fee=fee,
+            fee_asset=self.quote_asset,
+            liquidity=liquidity,
+        )
+        out = [Report(deliver, self._event(ts, o, o.status)), Report(deliver, fill)]
+        return out + self._balances(ts, deliver)
+
+    def _balances(self, ts: int, deliver: int) -> list[Report]:
+        used_quote = sum(o.remaining * o.price for o in self.orders.values() if o.side == "buy")
+        used_base = sum(o.remaining for o in self.orders.values() if o.side == "sell")
+        out = []
+        for asset, total, used in (
+            (self.base_asset, self.base, used_base),
+            (self.quote_asset, self.quote, used_quote),
+        ):
+            used = min(max(used, 0.0), max(total, 0.0))
+            snap = BalanceSnapshot(
+                ts=ts,
+                venue=self.venue,
+                account=self.account,
+                asset=asset,
+                free=max(total, 0.0) - used,
+                used=used,
+                total=max(total, 0.0),
+            )
+            out.append(Report(deliver, snap))
+        return out
+
+
+def _on_grid(x: float, step: float) -> bool:
+    n = x / step
+    return abs(n - round(n)) <= _GRID_EPS
