@@ -19,6 +19,8 @@ way it does live: through the private stream (``orders``, ``fills``, ``balances`
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -40,7 +42,13 @@ from makerflow.operators.risk_limits import RiskConfig
 from makerflow.operators.staleness import Heartbeat
 from makerflow.operators.ticks import TicksConfig, ticks_op
 from makerflow.schemas import topics as t
-from makerflow.schemas.config import Config, load_section
+from makerflow.schemas.config import (
+    Config,
+    env_overrides,
+    load_section,
+    read_toml,
+    section_table,
+)
 from makerflow.schemas.events import (
     Alert,
     BalanceSnapshot,
@@ -309,9 +317,25 @@ def build_flow(settings: FlowSettings, config: PipelineConfig | None = None) -> 
     return flow
 
 
+def load_service_config(path: str | None, env: Mapping[str, str] | None = None) -> PipelineConfig:
+    """The all-in-one *service*'s configuration: the ``[all_in_one]`` table and its
+    overrides, with ``execute`` off unless the file or the environment turns it on.
+
+    :class:`PipelineConfig`'s own default (on) is for embedded runs (the demo, paper
+    sessions) that pass their config; the service's default is to leave execution to the
+    execution service, as :func:`build_flow` says.
+    """
+    e = os.environ if env is None else env
+    cfg = load_section(path, "all_in_one", PipelineConfig, e)
+    table = {} if path is None else section_table(read_toml(path), "all_in_one", path)
+    if "execute" not in table and ("execute",) not in env_overrides("all_in_one", e):
+        cfg = msgspec.structs.replace(cfg, execute=False)
+    return cfg
+
+
 def _flow_from_env() -> Dataflow:
     settings = FlowSettings.from_env()
-    return build_flow(settings, load_section(settings.config_path, "all_in_one", PipelineConfig))
+    return build_flow(settings, load_service_config(settings.config_path))
 
 
 __getattr__ = lazy_flow(_flow_from_env)
