@@ -118,6 +118,9 @@ class PipelineInputs:
     transfers: Stream[Transfer] | None = None
     clock: Stream[Heartbeat] | None = None
     """Wall-clock heartbeats for market-data staleness (live runs only)."""
+    bounded: bool = False
+    """The inputs end (a replay of topics): merges wait for the other input or the end,
+    never a time bound, so the outputs do not depend on arrival order."""
 
 
 @dataclass(frozen=True)
@@ -185,7 +188,7 @@ def trading_pipeline(
         verdicts = op.input(sid("execution_feedback"), flow, source)
         heard = op.merge(sid("order_events"), orders, verdicts)
 
-    md = ticks_op(sid("ticks"), inputs.book, inputs.trades, config.ticks)
+    md = ticks_op(sid("ticks"), inputs.book, inputs.trades, config.ticks, bounded=inputs.bounded)
     index = index_op(sid("index"), md.ticks, dex, config.index)
     risk = risk_op(
         sid("risk"),
@@ -297,6 +300,7 @@ def build_flow(settings: FlowSettings, config: PipelineConfig | None = None) -> 
             balances=io.read(t.BALANCES),
             transfers=io.read(t.TRANSFERS),
             clock=clock,
+            bounded=not settings.tail,
         ),
         cfg,
     )
