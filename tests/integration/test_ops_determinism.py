@@ -44,9 +44,7 @@ def run_ticks(tmp_path: Path, workers: int, trades_first: bool) -> dict[str, lis
         order = [(t.MD_TRADES, trades), (t.MD_BOOK, book)]
         for topic, batch in order if trades_first else order[::-1]:
             produce_events(brokers, topic, batch)
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith("MAKERFLOW_")
-        } | {
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MAKERFLOW_")} | {
             "PYTHONPATH": str(REPO),
             "MAKERFLOW_BROKERS": b.bootstrap,
             "MAKERFLOW_TAIL": "0",
