@@ -107,7 +107,8 @@ class PipelineConfig(Config, frozen=True, kw_only=True):
 class PipelineInputs:
     """Where the pipeline's events come from; ``None`` means the run has no such input."""
 
-    book: Stream[BookSnapshot | BookDelta]
+    book: Stream[BookSnapshot | BookDelta] | Stream[BookSnapshot | BookDelta | Trade]
+    """Book updates; with ``trades=None`` also the trades, in one stream in their order."""
     trades: Stream[Trade] | None = None
     dex: Stream[DexPrice | OraclePrice] | None = None
     control: Stream[ControlCommand] | None = None
