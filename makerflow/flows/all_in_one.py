@@ -19,6 +19,8 @@ way it does live: through the private stream (``orders``, ``fills``, ``balances`
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -40,7 +42,13 @@ from makerflow.operators.risk_limits import RiskConfig
 from makerflow.operators.staleness import Heartbeat
 from makerflow.operators.ticks import TicksConfig, ticks_op
 from makerflow.schemas import topics as t
-from makerflow.schemas.config import Config, load_section
+from makerflow.schemas.config import (
+    Config,
+    env_overrides,
+    load_section,
+    read_toml,
+    section_table,
+)
 from makerflow.schemas.events import (
     Alert,
     BalanceSnapshot,
@@ -99,7 +107,8 @@ class PipelineConfig(Config, frozen=True, kw_only=True):
 class PipelineInputs:
     """Where the pipeline's events come from; ``None`` means the run has no such input."""
 
-    book: Stream[BookSnapshot | BookDelta]
+    book: Stream[BookSnapshot | BookDelta] | Stream[BookSnapshot | BookDelta | Trade]
+    """Book updates; with ``trades=None`` also the trades, in one stream in their order."""
     trades: Stream[Trade] | None = None
     dex: Stream[DexPrice | OraclePrice] | None = None
     control: Stream[ControlCommand] | None = None
@@ -110,6 +119,9 @@ class PipelineInputs:
     transfers: Stream[Transfer] | None = None
     clock: Stream[Heartbeat] | None = None
     """Wall-clock heartbeats for market-data staleness (live runs only)."""
+    bounded: bool = False
+    """The inputs end (a replay of topics): merges wait for the other input or the end,
+    never a time bound, so the outputs do not depend on arrival order."""
 
 
 @dataclass(frozen=True)
@@ -177,7 +189,7 @@ def trading_pipeline(
         verdicts = op.input(sid("execution_feedback"), flow, source)
         heard = op.merge(sid("order_events"), orders, verdicts)
 
-    md = ticks_op(sid("ticks"), inputs.book, inputs.trades, config.ticks)
+    md = ticks_op(sid("ticks"), inputs.book, inputs.trades, config.ticks, bounded=inputs.bounded)
     index = index_op(sid("index"), md.ticks, dex, config.index)
     risk = risk_op(
         sid("risk"),
@@ -289,6 +301,7 @@ def build_flow(settings: FlowSettings, config: PipelineConfig | None = None) -> 
             balances=io.read(t.BALANCES),
             transfers=io.read(t.TRANSFERS),
             clock=clock,
+            bounded=not settings.tail,
         ),
         cfg,
     )
@@ -309,9 +322,25 @@ def build_flow(settings: FlowSettings, config: PipelineConfig | None = None) -> 
     return flow
 
 
+def load_service_config(path: str | None, env: Mapping[str, str] | None = None) -> PipelineConfig:
+    """The all-in-one *service*'s configuration: the ``[all_in_one]`` table and its
+    overrides, with ``execute`` off unless the file or the environment turns it on.
+
+    :class:`PipelineConfig`'s own default (on) is for embedded runs (the demo, paper
+    sessions) that pass their config; the service's default is to leave execution to the
+    execution service, as :func:`build_flow` says.
+    """
+    e = os.environ if env is None else env
+    cfg = load_section(path, "all_in_one", PipelineConfig, e)
+    table = {} if path is None else section_table(read_toml(path), "all_in_one", path)
+    if "execute" not in table and ("execute",) not in env_overrides("all_in_one", e):
+        cfg = msgspec.structs.replace(cfg, execute=False)
+    return cfg
+
+
 def _flow_from_env() -> Dataflow:
     settings = FlowSettings.from_env()
-    return build_flow(settings, load_section(settings.config_path, "all_in_one", PipelineConfig))
+    return build_flow(settings, load_service_config(settings.config_path))
 
 
 __getattr__ = lazy_flow(_flow_from_env)

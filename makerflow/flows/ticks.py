@@ -11,10 +11,11 @@ by ``MAKERFLOW_CONFIG`` (its ``[ticks]`` table, a
 (``makerflow ticks``).
 
 Ordering: Kafka keeps each market's book updates in order, and its trades in order, but the
-two topics are consumed at their own pace. With ``align_ms`` set in the ticks config, each
-market's updates and trades are merged in event time (see
-:mod:`makerflow.operators.align`), so a replay gives the same ticks on every run; with 0
-(the default, lowest latency) they interleave as they arrive.
+two topics are consumed at their own pace. Each market's updates and trades are merged in
+event time (see :mod:`makerflow.operators.align`): tailing, with the ``[ticks] align_ms``
+bound (default 200 ms); with ``MAKERFLOW_TAIL=0`` (a replay) without any bound, so a replay
+gives the same ticks on every run and any number of workers. ``align_ms = 0`` turns the
+merge off (arrival order).
 """
 
 from __future__ import annotations
@@ -56,7 +57,13 @@ def build_flow(
     tp = topics or TicksTopics()
     flow = Dataflow(flow_id)
     io = TopicIO(flow, settings)
-    out = ticks_op("ticks", io.read(tp.book), io.read(tp.trades), config or TicksConfig())
+    out = ticks_op(
+        "ticks",
+        io.read(tp.book),
+        io.read(tp.trades),
+        config or TicksConfig(),
+        bounded=not settings.tail,
+    )
     io.write(out.ticks, tp.ticks)
     io.write(out.bars, tp.bars)
     io.write(out.quality, tp.quality)

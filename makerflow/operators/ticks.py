@@ -68,11 +68,15 @@ class TicksConfig(Config, frozen=True, kw_only=True):
     """Event-time silence of a market longer than this is reported (0: never)."""
     dedup_trades: int = 256
     """Recent trade ids remembered per market to drop repeated trades."""
-    align_ms: int = 0
-    """With two input streams (the Kafka service), merge each market's book updates and
-    trades in event-time order, holding one stream's events up to this long (event time)
-    for the other; 0 processes them in arrival order (lowest latency). Set it above the
-    skew between the topics for replays that must give the same ticks on every run."""
+    align_ms: int = 200
+    """With two input streams (the Kafka service), each market's book updates and trades
+    are merged in event-time order (:mod:`makerflow.operators.align`). Live (tailing), an
+    event waits for the other stream to show a later time, or at most until its own stream
+    is this far past it (event time); an event of the other stream arriving behind that is
+    applied and reported (``out_of_order``). A replay whose input ends
+    (``MAKERFLOW_TAIL=0``) has no bound: it waits for the other stream or the end, so its
+    ticks are the same on every run whatever the skew between the topics. 0 turns the merge
+    off: arrival order, in both modes (lowest latency, not reproducible)."""
 
     def __post_init__(self) -> None:
         if self.depth < 1 or self.imbalance_levels < 1:
@@ -467,12 +471,18 @@ class _TicksLogic(StatefulBatchLogic[BookSnapshot | BookDelta | Trade, Output, M
     and one Python call per batch instead of per event is measurably cheaper."""
 
     def __init__(
-        self, step_id: str, config: TicksConfig, align: bool, resume: MarketState | None
+        self,
+        step_id: str,
+        config: TicksConfig,
+        align: bool,
+        resume: MarketState | None,
+        bounded: bool = False,
     ) -> None:
         self.step_id = step_id
         self.config = config
         self.market: MarketTicks | None = None
-        self.merger = TwoStreamMerger(config.align_ms * _MS) if align else None
+        lag = None if bounded else config.align_ms * _MS
+        self.merger = TwoStreamMerger(lag) if align else None
         if resume is not None:
             venue, symbol, state, merger = resume
             self.market = MarketTicks.from_state(venue, symbol, config, state)
@@ -499,6 +509,7 @@ class _TicksLogic(StatefulBatchLogic[BookSnapshot | BookDelta | Trade, Output, M
             for v in values:
                 for ev in push(v):
                     feed(ev, out)
+            out.extend(self.merger.take_late())
         if out:
             self._account(out)
         return out, StatefulBatchLogic.RETAIN
@@ -554,14 +565,17 @@ def ticks_op(
     book: Stream[BookSnapshot | BookDelta] | Stream[BookSnapshot | BookDelta | Trade],
     trades: Stream[Trade] | None = None,
     config: TicksConfig | None = None,
+    *,
+    bounded: bool = False,
 ) -> TicksOut:
     """Book updates and trades -> ticks, bars, data-quality findings and dead letters.
 
     Keyed by ``venue:symbol``. ``book`` may also carry the trades (one stream of a recorded
     file keeps book and trades in recorded order, which makes the output identical on any
     number of workers); pass ``trades=None`` then. Two streams (two Kafka topics) interleave
-    in arrival order, or in event-time order with ``config.align_ms`` (see
-    :class:`~makerflow.operators.align.TwoStreamMerger`).
+    in event-time order (``config.align_ms``, see
+    :class:`~makerflow.operators.align.TwoStreamMerger`); ``bounded`` says the inputs end
+    (a replay), so the merge waits without a time bound.
     """
     cfg = config or TicksConfig()
     up: Stream[BookSnapshot | BookDelta | Trade] = (
@@ -570,7 +584,7 @@ def ticks_op(
     keyed = op.key_on("key", up, _key)
     align = trades is not None and cfg.align_ms > 0
     out = op.stateful_batch(
-        "market", keyed, lambda resume: _TicksLogic(step_id, cfg, align, resume)
+        "market", keyed, lambda resume: _TicksLogic(step_id, cfg, align, resume, bounded)
     )
     values = op.key_rm("unkey", out)
     is_tick = op.branch("ticks", values, lambda x: isinstance(x, Tick))
