@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 
-from makerflow.operators.order_state import Order, OrderState
+from makerflow.operators.order_records import Order
+from makerflow.operators.order_state import OrderState
 from makerflow.operators.quoter_ids import client_order_id, order_slot
 from makerflow.operators.quoter_types import LiveOrder, OrphanPolicy
 from makerflow.operators.quoting_config import MarketConfig, QuotingParams

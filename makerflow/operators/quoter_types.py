@@ -10,7 +10,7 @@ from typing import Any, Literal
 import msgspec
 
 from makerflow.operators.inventory import InventorySnapshot
-from makerflow.operators.order_state import OrderStateName, OrderStateSnapshot
+from makerflow.operators.order_records import OrderStateName, OrderStateSnapshot
 from makerflow.schemas.events import (
     Alert,
     InventoryCorrection,
@@ -29,7 +29,7 @@ class QuoterInputError(ValueError):
 
 class LiveOrder(msgspec.Struct, frozen=True, kw_only=True):
     """One of our open orders as the quoter sees it: a read-only view of the order state's
-    record (:class:`~makerflow.operators.order_state.Order`) with the ladder slot and the
+    record (:class:`~makerflow.operators.order_records.Order`) with the ladder slot and the
     quoter's own cancel timer."""
 
     client_order_id: str

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from makerflow.operators.order_state import BoundedSet
+from makerflow.operators.bounded_set import BoundedSet
 from makerflow.schemas.events import Fill
 from makerflow.schemas.scopes import symbol_assets
 

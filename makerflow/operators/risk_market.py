@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from makerflow.operators.order_state import OrderState, OrderStateSnapshot
+from makerflow.operators.order_records import OrderStateSnapshot
+from makerflow.operators.order_state import OrderState
 from makerflow.operators.risk_windows import BucketedWindow, OrderStats, PriceStats, WindowSpec
 from makerflow.schemas.events import Fill, OrderEvent, Tick
 from makerflow.schemas.scopes import symbol_assets
