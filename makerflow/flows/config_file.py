@@ -38,7 +38,7 @@ SECTION_TYPES: dict[str, tuple[str, str]] = {
     "risk": ("makerflow.operators.risk_limits", "RiskConfig"),
     "execution": ("makerflow.flows.execution", "ExecutionConfig"),
     "reconcile": ("makerflow.flows.reconcile", "ReconFlowConfig"),
-    "dex_ingest": ("makerflow.sources.web3_prices", "Web3SourceConfig"),
+    "dex_ingest": ("makerflow.sources.web3_config", "Web3SourceConfig"),
     "all_in_one": ("makerflow.flows.all_in_one", "PipelineConfig"),
 }
 assert set(SECTION_TYPES) == set(SECTIONS)
