@@ -4,7 +4,7 @@ switch.
 Stages, each keyed so that it spreads over workers:
 
 - per market (``venue:symbol``): ticks, order events, fills, index marks and wall-clock
-  heartbeats -> :class:`~makerflow.operators.risk_market.MarketRisk` measures, market limits,
+  heartbeats -> :class:`~makerflow.operators.risk_windows.MarketRisk` measures, market limits,
   staleness; summaries of PnL and open notional go on to the portfolio stage;
 - per asset: fill legs and balance snapshots -> exposure per account, asset limits;
 - per index basket: index-oracle deviation;
@@ -14,7 +14,7 @@ Stages, each keyed so that it spreads over workers:
   event-time beats, and emits the RiskState (on each change and once per heartbeat period),
   the Alert and the cancel-all intents.
 
-The logic is in the pure modules ``risk_windows``, ``risk_market``, ``risk_exposure``,
+The logic is in the pure modules ``risk_buckets``, ``risk_windows``, ``risk_exposure``,
 ``risk_portfolio``, ``risk_limits``, ``kill_switch`` and ``staleness`` (the per-scope stage is
 in ``risk_scopes``). The stateful stages that hold them are in ``risk_stages``; this module
 only keys and routes, and wires the stages together.
@@ -30,6 +30,7 @@ from bytewax.dataflow import Stream, operator
 from bytewax.operators import KeyedStream
 
 from makerflow.operators.kill_switch import command_problem
+from makerflow.operators.risk_buckets import WindowSpec
 from makerflow.operators.risk_exposure import fill_legs
 from makerflow.operators.risk_limits import RiskConfig
 from makerflow.operators.risk_portfolio import MarketSummary
@@ -50,7 +51,6 @@ from makerflow.operators.risk_stages import (
     _PortfolioLogic,
     dead_event,
 )
-from makerflow.operators.risk_windows import WindowSpec
 from makerflow.operators.staleness import Heartbeat
 from makerflow.schemas.events import (
     Alert,

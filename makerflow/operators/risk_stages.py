@@ -13,6 +13,7 @@ from typing import Any
 from bytewax.operators import StatefulLogic
 
 from makerflow import metrics
+from makerflow.operators.risk_buckets import NS_PER_S, WindowSpec
 from makerflow.operators.risk_exposure import ExposureBook, Leg
 from makerflow.operators.risk_limits import (
     MARKET_KINDS,
@@ -28,10 +29,9 @@ from makerflow.operators.risk_limits import (
     check_portfolio,
     check_staleness,
 )
-from makerflow.operators.risk_market import MarketRisk
 from makerflow.operators.risk_portfolio import MarketSummary, Portfolio, oracle_deviation_bps
 from makerflow.operators.risk_scopes import Beat, Pause, signal
-from makerflow.operators.risk_windows import NS_PER_S, WindowSpec
+from makerflow.operators.risk_windows import MarketRisk
 from makerflow.operators.staleness import Heartbeat, StalenessMonitor
 from makerflow.schemas.codec import dead_letter, encode
 from makerflow.schemas.events import (

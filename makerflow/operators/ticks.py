@@ -20,6 +20,9 @@ from bytewax.operators import StatefulBatchLogic
 from makerflow import metrics
 from makerflow.operators.align import TwoStreamMerger
 from makerflow.operators.market_ticks import MarketTicks, Output
+
+# Re-exported: makerflow.backtest and its tests take book_tick from here.
+from makerflow.operators.market_ticks import book_tick as book_tick
 from makerflow.schemas.config import Config, load_section
 from makerflow.schemas.events import (
     Bar,
