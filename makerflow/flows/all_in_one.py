@@ -31,10 +31,11 @@ from bytewax.dataflow import Dataflow, Stream
 
 from makerflow.flows.common import FlowSettings, TopicIO, lazy_flow
 from makerflow.operators.control_auth import ControlKey, verified_control
-from makerflow.operators.index import IndexConfig, index_op
+from makerflow.operators.index import index_op
+from makerflow.operators.index_config import IndexConfig
 from makerflow.operators.quoting import quoting_op
 from makerflow.operators.quoting_config import QuotingConfig
-from makerflow.operators.recon_logic import ReconConfig
+from makerflow.operators.recon_config import ReconConfig
 from makerflow.operators.reconcile import reconcile_op
 from makerflow.operators.risk import risk_op
 from makerflow.operators.risk_gate import GateConfig, risk_gate
