@@ -34,6 +34,8 @@ def commands(path: Path) -> list[str]:
     text = path.read_text()
     found = []
     for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S):
+        # A shell line continued with a backslash is one command.
+        block = re.sub(r"\\[ \t]*(#[^\n]*)?\n", " ", block)
         found += [line.strip() for line in block.splitlines() if "makerflow " in line]
     # Inline: invocations only, not a bare command name or a usage synopsis ([opt], a|b, <x>).
     for span in re.findall(r"`([^`\n]*\bmakerflow [^`\n]*)`", text):
