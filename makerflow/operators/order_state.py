@@ -123,6 +123,11 @@ class OrderState:
         """Order events for client ids that are not ours (no prefix), or of evicted orders."""
         self.version = 0
         """Rises with every change of any order: a reader may cache what it derived."""
+        self._unbooked: dict[str, dict[str, float]] = {}
+        """Per market, per client id: what order events say traded beyond the fills applied
+        (signed base quantity, + for a buy). The venue reports a trade twice, as an order
+        update and as a fill, on two streams in either order; this is the part only the
+        order update has told so far."""
         if snapshot is not None:
             self._orders = {o.client_order_id: o for o in snapshot.orders}
             self._open = {o.client_order_id: None for o in snapshot.orders if not o.terminal}
@@ -134,6 +139,8 @@ class OrderState:
             self._trade_ids = BoundedSet(max_trade_ids, snapshot.trade_ids)
             self._loose = dict(snapshot.loose)
             self.conflicts = snapshot.conflicts
+            for o in snapshot.orders:
+                self._track_unbooked(o)
 
     # --- inputs ---------------------------------------------------------------------------
 
@@ -330,6 +337,15 @@ class OrderState:
             return tuple(orders[cid] for cid in self._working)
         return tuple(o for o in (orders[cid] for cid in self._working) if o.market == market)
 
+    def unbooked(self, market: str) -> float:
+        """The signed base quantity (+ bought, - sold) that order updates report as traded
+        on ``market`` and whose fills have not arrived yet. A position read from fills plus
+        this is what the venue already holds, whichever of the two reports came first."""
+        per = self._unbooked.get(market)
+        if not per:
+            return 0.0
+        return math.fsum(per.values())
+
     def counts(self) -> dict[str, int]:
         """How many orders are open per market (``venue:symbol``)."""
         out: dict[str, int] = {}
@@ -445,6 +461,7 @@ class OrderState:
         cid = new.client_order_id
         self._orders[cid] = new
         self.version += 1
+        self._track_unbooked(new)
         if not is_terminal:
             self._open[cid] = None
             if new.cancel_requested:
@@ -457,9 +474,26 @@ class OrderState:
             self._terminal.append(cid)
             while len(self._terminal) > self.max_terminal:
                 gone = self._terminal.popleft()
-                self._orders.pop(gone, None)
+                evicted = self._orders.pop(gone, None)
+                if evicted is not None:
+                    # Its missing fill, if any, is now the balance re-anchoring's to find.
+                    self._unbooked.get(evicted.market, {}).pop(gone, None)
                 self._tombstones.add(gone)
         return Transition(previous=previous, order=new)
+
+    def _track_unbooked(self, o: Order) -> None:
+        fills = o.fills
+        booked = (
+            (fills[0][1] if len(fills) == 1 else math.fsum(q for _, q in fills)) if fills else 0.0
+        )
+        missing = o.filled - booked
+        per = self._unbooked.get(o.market)
+        if missing > self.tolerance:
+            if per is None:
+                per = self._unbooked[o.market] = {}
+            per[o.client_order_id] = missing if o.side == "buy" else -missing
+        elif per:
+            per.pop(o.client_order_id, None)
 
 
 def _first(a: str | None, b: str | None) -> str | None:

@@ -95,7 +95,11 @@ class QuoterLadder(QuoterOrders):
         p = self.params
         ref = self._reference(tick)
         fair = self._fair(tick, ref)
-        excess = self.inventory - p.target_inventory  # base units: gamma means the same
+        # Base units (gamma means the same whatever the order size), and what the venue holds
+        # already: a trade its order update reported before its fill arrived counts now, or
+        # the freed slot would be re-quoted past the position limit.
+        position = self.inventory + self.order_state.unbooked(self.key)
+        excess = position - p.target_inventory
         liquidity = self.liquidity if p.estimate_intensity else None
         mq = self.model.quote(fair, excess, sigma, self.model.time_left(ts), liquidity)
         # a fill must earn its maker fee back; a rebate lets the quote sit closer

@@ -380,3 +380,62 @@ def test_any_delivery_ends_in_the_in_order_state(case):
         assert len({tid for tid, _ in o.fills}) == len(o.fills)
         if o.state in TERMINAL:
             assert o.remaining == 0.0
+
+
+def test_a_trade_reported_by_its_order_update_first_is_unbooked_until_its_fill() -> None:
+    """The venue tells a trade twice (order update, fill); whichever comes first, the
+    position read as fills + unbooked is the same, and nothing is counted twice."""
+    from makerflow.schemas.events import Fill, OrderEvent, OrderIntent
+
+    def intent() -> OrderIntent:
+        return OrderIntent(
+            ts=1,
+            venue="binance",
+            symbol="BTC/USDT",
+            action="place",
+            client_order_id="mf-x-b0-1",
+            side="buy",
+            price=100.0,
+            qty=0.002,
+        )
+
+    def update(filled: float, status: str) -> OrderEvent:
+        return OrderEvent(
+            ts=2,
+            venue="binance",
+            symbol="BTC/USDT",
+            client_order_id="mf-x-b0-1",
+            status=status,
+            side="buy",
+            price=100.0,
+            qty=0.002,
+            filled_qty=filled,  # type: ignore[arg-type]
+        )
+
+    def fill(tid: str) -> Fill:
+        return Fill(
+            ts=2,
+            venue="binance",
+            symbol="BTC/USDT",
+            trade_id=tid,
+            client_order_id="mf-x-b0-1",
+            side="buy",
+            price=100.0,
+            qty=0.001,
+        )
+
+    from makerflow.operators.order_state import OrderState
+
+    market = "binance:BTC/USDT"
+    s = OrderState()
+    s.on_intent(intent())
+    s.on_order_event(update(0.001, "partial"))
+    assert s.unbooked(market) == pytest.approx(0.001)
+    s.on_fill(fill("t1"))
+    assert s.unbooked(market) == 0.0
+    s.on_fill(fill("t2"))  # fill first this time
+    assert s.unbooked(market) == 0.0
+    s.on_order_event(update(0.002, "filled"))
+    assert s.unbooked(market) == 0.0
+    restored = OrderState(snapshot=s.snapshot())
+    assert restored.unbooked(market) == 0.0

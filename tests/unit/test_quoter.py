@@ -397,7 +397,9 @@ def test_rejected_slot_backs_off_and_filled_slot_is_replaced() -> None:
     assert [i.side for i in retry] == ["buy"] and retry[0].client_order_id != bid.client_order_id
     q.on_order_event(order_event(1.3, ask, "ack"))
     out = q.on_order_event(order_event(1.4, ask, "filled", filled=ask.qty or 0))
-    assert [i.side for i in places(out)] == ["sell"]
+    # The filled slot is quoted again at once; the short position the fill made (reported
+    # by the order update before its fill) may re-price the bid too.
+    assert [i.side for i in places(out)].count("sell") == 1
 
 
 def test_position_limit_stops_the_side_that_would_grow_it() -> None:

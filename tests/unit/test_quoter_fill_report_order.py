@@ -8,7 +8,8 @@ freed slot at once, with ``self.inventory`` still without the fill (``on_fill`` 
 the replacement is sized and limited as if the fill had not happened. On the recorded BTC
 data with ``maker_fee_bps = 0`` the default GLFT quoter reached +0.0103 BTC against
 ``max_position`` 0.01 this way (three bids filled within 0.1 s, each replaced on its order
-event before its fill was booked).
+event before its fill was booked). The quoter now prices from the fills plus what order
+updates reported beyond them (``OrderState.unbooked``).
 """
 
 from __future__ import annotations
@@ -37,12 +38,6 @@ def test_fill_booked_first_stops_the_side_at_the_limit() -> None:
     assert q.inventory == pytest.approx(0.1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Quoter.on_order_event requotes a filled slot before on_fill books the fill:"
-    " the new bid is limited with the old inventory (makerflow/operators/quoting.py,"
-    " on_order_event -> _requote; desired_ladder uses self.inventory)",
-)
 def test_order_event_first_does_not_place_past_the_limit() -> None:
     """The same fill reported in the other order must not put a bid past the limit."""
     q = _quoter()
