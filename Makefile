@@ -18,12 +18,15 @@ install: $(STAMP) system-deps
 
 # Debian's prometheus (prometheus, promtool) and prometheus-alertmanager (amtool): the tests
 # check and unit-test the alert rules, scrape a live flow and fire an alert on a real server.
+# Debian's chromium: the report test opens report.html in headless Chromium and checks that
+# every plot was drawn.
 system-deps:
-	@{ command -v promtool && command -v prometheus && command -v amtool; } >/dev/null 2>&1 || { \
-	  echo "installing Debian packages prometheus, prometheus-alertmanager"; \
+	@{ command -v promtool && command -v prometheus && command -v amtool && command -v chromium; } \
+	  >/dev/null 2>&1 || { \
+	  echo "installing Debian packages prometheus, prometheus-alertmanager, chromium"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	     prometheus prometheus-alertmanager >/dev/null) \
-	  || { echo "could not install prometheus: run as root or install it by hand"; exit 1; }; }
+	     prometheus prometheus-alertmanager chromium >/dev/null) \
+	  || { echo "could not install the system packages: run as root or install them by hand"; exit 1; }; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check makerflow tests benchmarks
