@@ -66,7 +66,9 @@ class Progress:
             self._scopes[state.scope] = state.status
             halted = sorted(s for s, v in self._scopes.items() if v == "HALTED")
             if halted:
-                self.risk = "HALTED (" + ", ".join(halted) + ")"
+                market = [h for h in halted if h == MARKET_SCOPE]
+                more = len(halted) - 1
+                self.risk = f"HALTED {(market or halted)[0]}" + (f" +{more}" if more else "")
             else:
                 self.risk = self._scopes.get(MARKET_SCOPE, "-")
 

@@ -182,7 +182,10 @@ def demo_config(
                     # demo pauses quoting only when its data is 10 s old.
                     limits=RiskMarketLimits(pause_data_age_ms=10_000),
                 ),
-            )
+            ),
+            # The futures are the index's reference venues, not traded: risk neither halts
+            # nor pauses them (a halt would send their cancel-all to a venue we do not use).
+            default_market_limits=RiskMarketLimits(max_move_bps=None, pause_data_age_ms=None),
         ),
         recon=ReconConfig(window_s=30.0, grace_s=3.0),
         exchange=ExchangeSinkConfig(
