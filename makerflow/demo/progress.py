@@ -34,6 +34,14 @@ class Progress:
         self._seen_fills: set[str] = set()
         self._scopes: dict[str, str] = {}
         self._lock = threading.Lock()
+        self.started_at: float | None = None
+        """Monotonic time the run started (the market's first moment); None: setting up."""
+
+    def start(self) -> None:
+        self.started_at = time.monotonic()
+
+    def elapsed(self, now: float) -> float:
+        return 0.0 if self.started_at is None else now - self.started_at
 
     def on_event(self, _x: Any = None) -> None:
         with self._lock:
@@ -58,8 +66,11 @@ class Progress:
             sign = 1.0 if fill.side == "buy" else -1.0
             self.inventory += sign * fill.qty
             self.cash -= sign * fill.qty * fill.price
+            # The venue takes its fee in the asset received: BTC on a buy, USDT on a sell.
             if fill.fee and fill.fee_asset == "USDT":
                 self.cash -= fill.fee
+            elif fill.fee and fill.fee_asset == "BTC":
+                self.inventory -= fill.fee
 
     def on_risk(self, state: RiskState) -> None:
         with self._lock:
@@ -100,11 +111,13 @@ class ProgressPrinter(threading.Thread):
         self.stream = stream or sys.stdout
         self.tty = self.stream.isatty()
         self.every_s = every_s if self.tty else plain_every_s
-        self.started_at = time.monotonic()
         self._stop_event = threading.Event()
 
     def _write(self, final: bool = False) -> None:
-        text = self.progress.line(time.monotonic() - self.started_at)
+        if self.progress.started_at is None:
+            text = "setting up the local exchange and chain..."
+        else:
+            text = self.progress.line(self.progress.elapsed(time.monotonic()))
         if self.tty:
             self.stream.write("\r\x1b[2K" + text + ("\n" if final else ""))
         else:

@@ -176,7 +176,7 @@ def summarize(frames: dict[str, pl.DataFrame]) -> Summary:
     if ticks.height:
         by_market = ticks.group_by(["venue", "symbol"]).len().sort(["venue", "symbol"]).iter_rows()
         sections.append(("ticks", [", ".join(f"{ven} {sym} {n:,}" for ven, sym, n in by_market)]))
-        lo, hi = ticks.select(pl.col("ts").min(), pl.col("ts").max()).row(0)
+        lo, hi = ticks.select(pl.col("ts").min().alias("lo"), pl.col("ts").max().alias("hi")).row(0)
         span = (int(hi) - int(lo)) / NS
         sections[-1][1].append(f"{ticks.height:,} in {span:.0f} s of market time")
     sections.append(("index", _index_section(frames.get("index", pl.DataFrame()), v)))
@@ -196,9 +196,12 @@ def summarize(frames: dict[str, pl.DataFrame]) -> Summary:
     if fills.height:
         fills = fills.unique("trade_id", keep="first", maintain_order=True)
         sign = pl.when(pl.col("side") == "buy").then(1.0).otherwise(-1.0)
-        inventory = float(fills.select((sign * pl.col("qty")).sum()).item())
+        # The venue takes its fee in the asset received: BTC on a buy, USDT on a sell.
+        fee_btc = float(fills.filter(pl.col("fee_asset") == "BTC")["fee"].sum())
+        fee_usdt = float(fills.filter(pl.col("fee_asset") == "USDT")["fee"].sum())
+        inventory = float(fills.select((sign * pl.col("qty")).sum()).item()) - fee_btc
         cash = float(fills.select((-sign * pl.col("qty") * pl.col("price")).sum()).item())
-        fees = float(fills["fee"].sum())
+        cash -= fee_usdt
         v["fills_buy"] = fills.filter(pl.col("side") == "buy").height
         v["fills_sell"] = fills.filter(pl.col("side") == "sell").height
         v["inventory_btc"] = round(inventory, LOT_DECIMALS)
@@ -206,12 +209,14 @@ def summarize(frames: dict[str, pl.DataFrame]) -> Summary:
         volume = float(fills["qty"].sum())
         fill_lines.append(
             f"{fills.height} ({v['fills_buy']} buys, {v['fills_sell']} sells),"
-            f" {volume:.{LOT_DECIMALS}f} BTC, fees {fees:,.2f} USDT"
+            f" {volume:.{LOT_DECIMALS}f} BTC"
         )
         fill_lines.append(f"inventory {inventory:+.{LOT_DECIMALS}f} BTC")
         if traded.height:
             mid = float(traded["mid"][-1])
-            pnl = cash + inventory * mid - fees
+            fees = fee_usdt + fee_btc * mid
+            fill_lines[0] += f", fees {fees:,.2f} USDT"
+            pnl = cash + inventory * mid
             v["pnl_usdt_marked"] = round(pnl, 2)
             notional = float((fills["qty"] * fills["price"]).sum())
             fill_lines.append(

@@ -46,6 +46,7 @@ from bytewax.testing import run_main
 from makerflow.chain.local import Demo, LocalChain, deploy_demo
 from makerflow.demo.ground_truth import balance_totals, write_exchange_truth, write_pipeline_state
 from makerflow.demo.progress import Progress
+from makerflow.demo.reference_source import AlignedRecordedSource
 from makerflow.demo.venues import (
     REFERENCE,
     SPOT,
@@ -84,7 +85,6 @@ from makerflow.sources.ccxt_public import CcxtMarketsConfig, CcxtPublicSource
 from makerflow.sources.clock import WallClock
 from makerflow.sources.loopback import Loopback
 from makerflow.sources.private_stream import PrivateStreamConfig, private_stream
-from makerflow.sources.recorded import RecordedSource
 from makerflow.sources.web3_prices import Web3PriceSource, Web3SourceConfig
 
 logger = logging.getLogger(__name__)
@@ -289,7 +289,11 @@ def build_demo_flow(
         recorded = op.input(
             "reference",
             flow,
-            bounded(RecordedSource(list(REFERENCE), speed=1.0), latch, finite=False),
+            bounded(
+                AlignedRecordedSource([str(p) for p in REFERENCE], ref.offset_ns),
+                latch,
+                finite=False,
+            ),
         )
         ok = op.filter("reference_ok", recorded, lambda e: not isinstance(e, DeadLetter))
         keyed = op.key_on("reference_key", ok, lambda e: e.key)
@@ -441,6 +445,8 @@ def run_demo(
                 out_dir,
                 faults,
             )
+            if progress is not None:
+                progress.start()
             run_main(flow)
         finally:
             follower.stop_event.set()
