@@ -38,6 +38,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--no-crash", action="store_true", help="run without the crash")
     p.add_argument(
+        "--services",
+        action="store_true",
+        help="run every service in its own process (bytewax runner), joined by Kafka topics on"
+        " the embedded broker, each serving /metrics",
+    )
+    p.add_argument(
         "--faults",
         choices=("none", "chaos"),
         default="none",
@@ -72,6 +78,12 @@ def run(args: argparse.Namespace) -> int:
             f"  at {crash.at_s:g}s every market moves {crash.pct:+g}%: watch the kill switch"
             " halt, cancel and confirm flat (--no-crash to run without)"
         )
+    if args.services:
+        from makerflow.demo.services import run_services_demo
+
+        run_services_demo(args.out, seconds=min(args.seconds, 125.0), crash=crash, on_stage=_stage)
+        print_report(args.out)
+        return 0
     progress = Progress(args.seconds)
     printer = ProgressPrinter(progress)
     printer.start()
@@ -89,3 +101,7 @@ def run(args: argparse.Namespace) -> int:
         printer.stop()
     print_report(args.out)
     return 0
+
+
+def _stage(message: str) -> None:
+    print(f"  {message}", flush=True)

@@ -185,7 +185,11 @@ def demo_config(
             ),
             # The futures are the index's reference venues, not traded: risk neither halts
             # nor pauses them (a halt would send their cancel-all to a venue we do not use).
-            default_market_limits=RiskMarketLimits(max_move_bps=None, pause_data_age_ms=None),
+            # (Finite bounds no market reaches rather than None: TOML, the services' config, has
+            # no null.)
+            default_market_limits=RiskMarketLimits(
+                max_move_bps=1_000_000.0, pause_data_age_ms=86_400_000
+            ),
         ),
         recon=ReconConfig(window_s=30.0, grace_s=3.0),
         exchange=ExchangeSinkConfig(
