@@ -44,6 +44,12 @@ def register(sub: Any) -> None:
         " the embedded broker, each serving /metrics",
     )
     p.add_argument(
+        "--prometheus",
+        action="store_true",
+        help="with --services: start Prometheus (if installed) scraping every service with the"
+        " project's alert rules; the summary lists the alerts that fired",
+    )
+    p.add_argument(
         "--faults",
         choices=("none", "chaos"),
         default="none",
@@ -81,7 +87,13 @@ def run(args: argparse.Namespace) -> int:
     if args.services:
         from makerflow.demo.services import run_services_demo
 
-        run_services_demo(args.out, seconds=min(args.seconds, 125.0), crash=crash, on_stage=_stage)
+        run_services_demo(
+            args.out,
+            seconds=min(args.seconds, 125.0),
+            crash=crash,
+            prometheus=args.prometheus,
+            on_stage=_stage,
+        )
         print_report(args.out)
         return 0
     progress = Progress(args.seconds)

@@ -130,7 +130,9 @@ def _orders_section(frames: dict[str, pl.DataFrame], v: dict[str, Any]) -> list[
     execs = frames.get("executions", pl.DataFrame())
     events = frames.get("order_events", pl.DataFrame())
     v["intents_by_action"] = _counts(intents, "action")
-    v["executions_by_status"] = _counts(execs, "status")
+    # One process: the sink's verdicts are their own stream; as services they share
+    # orders.events with the private stream's reports.
+    v["executions_by_status"] = _counts(execs if execs.height else events, "status")
     final = (
         events.group_by("client_order_id").agg(pl.col("status").last())
         if events.height
@@ -263,6 +265,22 @@ def print_report(out_dir: Path, *, html: bool = True) -> Summary:
     summary = summarize(frames)
     print("\nwhat each part did")
     print(format_summary(summary))
+    services_path = out_dir / "services.json"
+    if services_path.exists():
+        services = json.loads(services_path.read_text())
+        summary.values["services"] = services["services"]
+        print("\nservices (one bytewax.run process each)")
+        for svc in services["services"]:
+            served = "served /metrics" if svc["served_metrics"] else "NO /metrics"
+            code = svc["exit_code"]
+            # The Bytewax runner ends on Ctrl-C (SIGINT) with status 1; -9 was a SIGKILL.
+            how = "killed" if code is not None and code < 0 else "stopped by SIGINT"
+            print(f"  {svc['name']:<12} :{svc['metrics_port']:<6} {served}, {how}")
+        fired = services.get("prometheus_alerts")
+        summary.values["prometheus_alerts"] = fired
+        if fired is not None:
+            names = sorted({a.get("alertname", "?") for a in fired})
+            print("  prometheus alerts that fired: " + (", ".join(names) or "none"))
     state_path = out_dir / "exchange_state.json"
     if state_path.exists():
         by_kind = json.loads(state_path.read_text()).get("faults_by_kind") or {}

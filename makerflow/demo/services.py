@@ -12,13 +12,16 @@ read back into ``<out>/<stream>.jsonl`` and summarized as the one-process demo i
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -163,6 +166,8 @@ class Service:
 @dataclass
 class ServicesResult:
     services: list[Service] = field(default_factory=list)
+    prometheus_alerts: list[dict[str, str]] | None = None
+    """The alerts Prometheus saw firing (None: it did not run)."""
 
 
 def _metrics_up(port: int) -> bool:
@@ -223,6 +228,84 @@ def stop_services(services: list[Service], timeout_s: float = 15.0) -> None:
             s.exit_code = s.proc.wait(timeout=10)
 
 
+# --- Prometheus, when installed ------------------------------------------------------------
+
+RULES = Path(__file__).resolve().parents[2] / "docker" / "prometheus" / "rules"
+
+
+def prometheus_binary() -> str | None:
+    return shutil.which("prometheus")
+
+
+def prometheus_config(services: list[Service], rules: Path) -> str:
+    """Scrape every service each second (one job per service, as docker/prometheus does)
+    and evaluate the project's alert rules."""
+    jobs = "".join(
+        f"  - job_name: makerflow-{s.name}\n    static_configs:\n"
+        f'      - targets: ["127.0.0.1:{s.port}"]\n        labels: {{service: {s.name}}}\n'
+        for s in services
+    )
+    return (
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        f"rule_files:\n  - {rules}/*.yml\nscrape_configs:\n{jobs}"
+    )
+
+
+@dataclass
+class Prometheus:
+    proc: subprocess.Popen[bytes]
+    url: str
+
+    def fired(self, window_s: int = 600) -> list[dict[str, str]]:
+        """Every alert that was firing at some moment of the last ``window_s`` seconds."""
+        query = urllib.parse.quote(f'max_over_time(ALERTS{{alertstate="firing"}}[{window_s}s])')
+        with urllib.request.urlopen(f"{self.url}/api/v1/query?query={query}", timeout=5) as r:
+            body = json.loads(r.read())
+        return sorted(
+            (dict(x["metric"]) for x in body["data"]["result"]),
+            key=lambda m: (m.get("alertname", ""), sorted(m.items())),
+        )
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+def start_prometheus(services: list[Service], work: Path) -> Prometheus:
+    binary = prometheus_binary()
+    if binary is None:
+        raise RuntimeError("prometheus is not installed (make system-deps installs it)")
+    work.mkdir(parents=True, exist_ok=True)
+    config = work / "prometheus.yml"
+    config.write_text(prometheus_config(services, RULES))
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={work / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=(work / "prometheus.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    prom = Prometheus(proc, f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{prom.url}/-/ready", timeout=1) as r:
+                if r.status == 200:
+                    return prom
+        except OSError:
+            time.sleep(0.3)
+    prom.stop()
+    raise RuntimeError(f"prometheus did not start (see {work / 'prometheus.log'})")
+
+
 # --- the market, published ----------------------------------------------------------------
 
 
@@ -276,6 +359,7 @@ def run_services_demo(
     seconds: float = 120.0,
     grace_s: float = 5.0,
     crash: Crash | None = None,
+    prometheus: bool = False,
     on_stage: Any = None,
 ) -> ServicesResult:
     """The demo as services (see the module doc); writes what :func:`run_demo` writes."""
@@ -308,8 +392,12 @@ def run_services_demo(
         }
         say(f"starting {len(SERVICES)} services on the broker at {broker.bootstrap}")
         result.services = start_services(env, out_dir / "logs")
+        prom: Prometheus | None = None
         try:
             wait_for_metrics(result.services)
+            if prometheus:
+                prom = start_prometheus(result.services, out_dir / "prometheus")
+                say(f"prometheus at {prom.url} scrapes them with docker/prometheus/rules")
             say(
                 "services up, /metrics on: "
                 + ", ".join(f"{s.name} :{s.port}" for s in result.services)
@@ -349,9 +437,33 @@ def run_services_demo(
                     write_exchange_truth(
                         out_dir, orders, fills, balances_start, balances_end, state
                     )
+            if prom is not None:
+                time.sleep(3)  # two evaluations of the rules over the last scrapes
+                result.prometheus_alerts = prom.fired()
         finally:
+            if prom is not None:
+                prom.stop()
             say("stopping the services")
             stop_services(result.services)
         read_back(brokers, out_dir)
     write_pipeline_state(out_dir)
+    (out_dir / "services.json").write_text(
+        json.dumps(
+            {
+                "services": [
+                    {
+                        "name": s.name,
+                        "metrics_port": s.port,
+                        "served_metrics": s.metrics_ok,
+                        "exit_code": s.exit_code,
+                        "log": str(s.log),
+                    }
+                    for s in result.services
+                ],
+                "prometheus_alerts": result.prometheus_alerts,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return result
