@@ -395,13 +395,13 @@ def run_services_demo(
         prom: Prometheus | None = None
         try:
             wait_for_metrics(result.services)
-            if prometheus:
-                prom = start_prometheus(result.services, out_dir / "prometheus")
-                say(f"prometheus at {prom.url} scrapes them with docker/prometheus/rules")
             say(
                 "services up, /metrics on: "
                 + ", ".join(f"{s.name} :{s.port}" for s in result.services)
             )
+            if prometheus:
+                prom = start_prometheus(result.services, out_dir / "prometheus")
+                say(f"prometheus at {prom.url} scrapes them with docker/prometheus/rules")
             start_ns = time.time_ns()
             offset_ns = start_ns - first_time_ns(DATA)
             offset_ms = offset_ns // 1_000_000
