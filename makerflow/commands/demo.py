@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
         run_services_demo(
             args.out,
-            seconds=min(args.seconds, 125.0),
+            seconds=min(args.seconds, 120.0),
             crash=crash,
             prometheus=args.prometheus,
             on_stage=_stage,

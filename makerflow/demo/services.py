@@ -213,7 +213,7 @@ def wait_for_metrics(services: list[Service], timeout_s: float = 90.0) -> None:
     raise RuntimeError(f"no /metrics from {late} after {timeout_s:g} s")
 
 
-def stop_services(services: list[Service], timeout_s: float = 15.0) -> None:
+def stop_services(services: list[Service], timeout_s: float = 8.0) -> None:
     """SIGINT (the runner's Ctrl-C) to each process, SIGKILL to what is left after
     ``timeout_s``; every process is waited for."""
     for s in services:
@@ -345,7 +345,7 @@ def read_back(brokers: list[str], out_dir: Path) -> dict[str, int]:
     """Every stream's topic into ``<out>/<stream>.jsonl``; the line counts."""
     counts = {}
     for name, topic in STREAMS.items():
-        msgs = read_topic(brokers, topic.name, idle=1.0, timeout=30.0)
+        msgs = read_topic(brokers, topic.name, idle=0.5, timeout=30.0)
         with (out_dir / f"{name}.jsonl").open("wb") as f:
             for m in msgs:
                 f.write((m.value() or b"").rstrip(b"\n") + b"\n")
