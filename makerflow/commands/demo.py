@@ -84,33 +84,42 @@ def run(args: argparse.Namespace) -> int:
             f"  at {crash.at_s:g}s every market moves {crash.pct:+g}%: watch the kill switch"
             " halt, cancel and confirm flat (--no-crash to run without)"
         )
-    if args.services:
-        from makerflow.demo.services import run_services_demo
-
-        run_services_demo(
-            args.out,
-            seconds=min(args.seconds, 120.0),
-            crash=crash,
-            prometheus=args.prometheus,
-            on_stage=_stage,
-        )
-        print_report(args.out)
-        return 0
-    progress = Progress(args.seconds)
+    seconds = min(args.seconds, 120.0) if args.services else args.seconds
+    progress = Progress(seconds)
     printer = ProgressPrinter(progress)
-    printer.start()
     try:
-        run_demo(
-            args.out,
-            seconds=args.seconds,
-            faults=args.faults,
-            chaos_rate=args.chaos_rate,
-            chaos_seed=args.chaos_seed,
-            crash=crash,
-            progress=progress,
-        )
+        if args.services:
+            from makerflow.demo.services import run_services_demo
+
+            def stage(message: str) -> None:
+                if message.startswith("stopping") and printer.is_alive():
+                    printer.stop()
+                _stage(message)
+                if message.startswith("market running"):
+                    printer.start()
+
+            run_services_demo(
+                args.out,
+                seconds=seconds,
+                crash=crash,
+                prometheus=args.prometheus,
+                on_stage=stage,
+                progress=progress,
+            )
+        else:
+            printer.start()
+            run_demo(
+                args.out,
+                seconds=args.seconds,
+                faults=args.faults,
+                chaos_rate=args.chaos_rate,
+                chaos_seed=args.chaos_seed,
+                crash=crash,
+                progress=progress,
+            )
     finally:
-        printer.stop()
+        if printer.is_alive():
+            printer.stop()
     print_report(args.out)
     return 0
 

@@ -32,10 +32,12 @@ import bytewax.operators as op
 import msgspec
 from bytewax.dataflow import Dataflow
 from bytewax.testing import run_main
+from confluent_kafka import OFFSET_BEGINNING
 
 from makerflow.broker import Broker, free_port
 from makerflow.chain.local import LocalChain, deploy_demo
 from makerflow.demo.ground_truth import balance_totals, write_exchange_truth, write_pipeline_state
+from makerflow.demo.progress import Progress
 from makerflow.demo.reference_source import AlignedRecordedSource
 from makerflow.demo.runner import (
     DATA,
@@ -65,6 +67,7 @@ from makerflow.schemas import topics as t
 from makerflow.schemas.events import BookDelta, BookSnapshot, DeadLetter, Trade
 from makerflow.sources.bounded import RunLatch, bounded
 from makerflow.sources.ccxt_public import CcxtPublicSource
+from makerflow.sources.kafka import LagReportingKafkaSource, decode_events
 
 logger = logging.getLogger(__name__)
 
@@ -309,9 +312,37 @@ def start_prometheus(services: list[Service], work: Path) -> Prometheus:
 # --- the market, published ----------------------------------------------------------------
 
 
-def market_flow(exchange_url: str, brokers: tuple[str, ...], latch: RunLatch, ref: Any) -> Dataflow:
+def _follow(
+    flow: Dataflow,
+    brokers: tuple[str, ...],
+    latch: RunLatch,
+    topic: t.Topic[Any],
+    on_event: Any,
+) -> None:
+    """Feed ``on_event`` with what the services publish on ``topic`` (until the run ends)."""
+    source = LagReportingKafkaSource(
+        list(brokers),
+        [topic.name],
+        tail=True,
+        starting_offset=OFFSET_BEGINNING,
+        raise_on_errors=False,
+    )
+    sid = f"follow_{topic.name.replace('.', '_')}"
+    raw = op.input(sid, flow, bounded(source, latch, finite=False))
+    events = decode_events(f"{sid}_decode", raw, topic.codec, step=sid)
+    op.inspect(f"{sid}_progress", events.oks, lambda _s, e: on_event(e))
+
+
+def market_flow(
+    exchange_url: str,
+    brokers: tuple[str, ...],
+    latch: RunLatch,
+    ref: Any,
+    progress: Progress | None = None,
+) -> Dataflow:
     """The public market data on Kafka: the exchange's streams (ccxt pro) and the reference
-    futures' recordings to ``md.book`` and ``md.trades``."""
+    futures' recordings to ``md.book`` and ``md.trades``; with ``progress``, it also follows
+    the services' ticks, quotes, fills and risk states for the progress line."""
     flow = Dataflow("demo_market")
     io = TopicIO(flow, FlowSettings(brokers=brokers))
     md = op.input(
@@ -338,6 +369,11 @@ def market_flow(exchange_url: str, brokers: tuple[str, ...], latch: RunLatch, re
     )
     io.write(op.merge("books", split.trues, ref_books), t.MD_BOOK)
     io.write(trades, t.MD_TRADES)
+    if progress is not None:
+        _follow(flow, brokers, latch, t.TICKS, progress.on_tick)
+        _follow(flow, brokers, latch, t.QUOTES, progress.on_ladder)
+        _follow(flow, brokers, latch, t.FILLS, progress.on_fill)
+        _follow(flow, brokers, latch, t.RISK_STATE, progress.on_risk)
     return flow
 
 
@@ -361,6 +397,7 @@ def run_services_demo(
     crash: Crash | None = None,
     prometheus: bool = False,
     on_stage: Any = None,
+    progress: Progress | None = None,
 ) -> ServicesResult:
     """The demo as services (see the module doc); writes what :func:`run_demo` writes."""
     from makerflow.demo.runner import ReferenceReplay
@@ -424,7 +461,9 @@ def run_services_demo(
                 try:
                     latch = RunLatch(grace_s=grace_s, max_runtime_s=seconds)
                     say(f"market running for {seconds:g} s")
-                    run_main(market_flow(exchange.url, tuple(brokers), latch, ref))
+                    if progress is not None:
+                        progress.start()
+                    run_main(market_flow(exchange.url, tuple(brokers), latch, ref, progress))
                     time.sleep(grace_s)  # the last fills and reports reach the topics
                 finally:
                     follower.stop_event.set()
