@@ -26,7 +26,7 @@ ends by writing the exchange's ground truth and the pipeline's final view beside
 from __future__ import annotations
 
 import dataclasses
-import gzip
+import functools
 import logging
 import os
 import threading
@@ -39,21 +39,39 @@ from pathlib import Path
 from typing import Any
 
 import bytewax.operators as op
+import msgspec
 from bytewax.dataflow import Dataflow
 from bytewax.testing import run_main
 
 from makerflow.chain.local import Demo, LocalChain, deploy_demo
 from makerflow.demo.ground_truth import balance_totals, write_exchange_truth, write_pipeline_state
+from makerflow.demo.progress import Progress
+from makerflow.demo.reference_source import AlignedRecordedSource
+from makerflow.demo.venues import (
+    REFERENCE,
+    SPOT,
+    Crash,
+    ReferenceBookFactory,
+    crashed,
+    first_time_ns,
+    move_reference,
+)
 from makerflow.exchange.faults import FaultPlan
-from makerflow.exchange.local import DEFAULT_API_KEY, DEFAULT_SECRET, LocalExchange, ccxt_client
-from makerflow.exchange.market_data import BookTop, MarketEvent, PublicTrade, replay_file
+from makerflow.exchange.local import (
+    BTCUSDT,
+    DEFAULT_API_KEY,
+    DEFAULT_SECRET,
+    LocalExchange,
+    ccxt_client,
+)
+from makerflow.exchange.market_data import MarketEvent, PublicTrade, replay_file
 from makerflow.flows.all_in_one import (
     PipelineConfig,
     PipelineInputs,
     PipelineOutputs,
     trading_pipeline,
 )
-from makerflow.operators.index import IndexConfig
+from makerflow.operators.index_config import Basket, BasketAsset, IndexConfig
 from makerflow.operators.quoting_config import QuotingConfig, QuotingParams
 from makerflow.operators.recon_logic import ReconConfig
 from makerflow.operators.risk_limits import MarketConfig as RiskMarket
@@ -67,11 +85,11 @@ from makerflow.sources.ccxt_public import CcxtMarketsConfig, CcxtPublicSource
 from makerflow.sources.clock import WallClock
 from makerflow.sources.loopback import Loopback
 from makerflow.sources.private_stream import PrivateStreamConfig, private_stream
-from makerflow.sources.web3_prices import Web3PriceSource
+from makerflow.sources.web3_prices import Web3PriceSource, Web3SourceConfig
 
 logger = logging.getLogger(__name__)
 
-DATA = Path(__file__).resolve().parent / "data" / "binance_spot_btcusdt_20240808_2min.gz"
+DATA = SPOT
 
 
 FAULT_MODES = ("none", "chaos")
@@ -88,12 +106,6 @@ class DemoResult:
     """Faults the exchange injected, per kind."""
 
 
-def first_time_ns(path: Path) -> int:
-    """The receive time of the recording's first line."""
-    with gzip.open(path, "rt") as f:
-        return int(f.readline().split(" ", 1)[0])
-
-
 def _shifted(
     events: Iterator[MarketEvent], offset_ms: int, until_ms: int | None = None
 ) -> Iterator[MarketEvent]:
@@ -105,39 +117,6 @@ def _shifted(
         yield shifted
 
 
-@dataclass(frozen=True)
-class Crash:
-    """``--crash-at S --crash-pct P``: from ``S`` seconds into the replay on, every price of
-    the market is moved by ``P`` percent (a flash crash, or a spike for P > 0)."""
-
-    at_s: float
-    pct: float
-
-    @property
-    def factor(self) -> Decimal:
-        return 1 + Decimal(str(self.pct)) / 100
-
-    def applies(self, time_ms: int, start_ms: int) -> bool:
-        return time_ms >= start_ms + self.at_s * 1_000
-
-
-_CENT = Decimal("0.01")
-
-
-def crashed(events: Iterator[MarketEvent], crash: Crash, start_ms: int) -> Iterator[MarketEvent]:
-    """The replayed market with ``crash`` applied (prices kept on the 0.01 tick)."""
-    f = crash.factor
-    for ev in events:
-        if not crash.applies(ev.time_ms, start_ms):
-            yield ev
-        elif isinstance(ev, BookTop):
-            yield dataclasses.replace(
-                ev, bid=(ev.bid * f).quantize(_CENT), ask=(ev.ask * f).quantize(_CENT)
-            )
-        else:
-            yield dataclasses.replace(ev, price=(ev.price * f).quantize(_CENT))
-
-
 CHAOS_QUOTING = QuotingParams(
     warmup_s=3.0, levels=3, refresh_tolerance_bps=0.2, min_quote_lifetime_s=0.5
 )
@@ -145,16 +124,52 @@ CHAOS_QUOTING = QuotingParams(
 short run gives the faults many orders to strike."""
 
 
+DEMO_MARKET = dataclasses.replace(BTCUSDT, maker_fee=Decimal("0.0001"))
+"""The demo account's fee tier on BTC/USDT: 1 bp maker (a market maker's tier, where the
+exchange's default is the retail 10 bps); taker fees stay 10 bps. The quoter prices it in."""
+
+DEMO_BALANCES = {"main": {"USDT": 100_000, "BTC": 2}}
+"""The demo account: 100 000 USDT and 2 BTC (no ETH: the demo trades BTC only)."""
+
+MAKER_FEE_BPS = float(DEMO_MARKET.maker_fee * 10_000)
+
+BTC_ONLY = (
+    Basket(
+        name="BTC",
+        quote="USDT",
+        quote_aliases=("USDC", "USD"),
+        assets=(BasketAsset(asset="BTC", weight=1.0),),
+    ),
+)
+"""The demo's one basket: every venue in it has real recorded data behind it (the demo has
+no ETH market to replay, so it prices no ETH)."""
+
+
+def demo_index() -> IndexConfig:
+    """BTC from Binance spot (traded), USDT-M and COIN-M (recorded) and the chain's pool:
+    four venues, so the median and the outlier rule have a majority to judge by. The futures
+    trade at a small basis to spot, well inside the outlier floor."""
+    return IndexConfig(
+        baskets=BTC_ONLY,
+        min_venues=2,
+        dex_max_age_s=30.0,
+        max_age_s=10.0,
+        include_derivatives=True,
+    )
+
+
 def demo_config(
     exchange_url: str, *, timeout_ms: int = 5_000, quoting: QuotingParams | None = None
 ) -> PipelineConfig:
     """The demo's settings: the quoter's default market (Binance BTC/USDT, priced off the BTC
-    basket) on the local exchange; an index of Binance and the DEX."""
+    basket) on the local exchange at the demo's fee tier; the index of :func:`demo_index`."""
+    params = quoting or QuotingParams(warmup_s=10.0)
     return PipelineConfig(
-        index=IndexConfig(min_venues=2, dex_max_age_s=30.0, max_age_s=10.0),
+        index=demo_index(),
         # The demo replays two minutes: the volatility warms up on 10 s instead of 30 s.
         quoting=QuotingConfig(
-            id_namespace="demo", defaults=quoting or QuotingParams(warmup_s=10.0)
+            id_namespace="demo",
+            defaults=msgspec.structs.replace(params, maker_fee_bps=MAKER_FEE_BPS),
         ),
         risk=RiskConfig(
             markets=(
@@ -167,7 +182,14 @@ def demo_config(
                     # demo pauses quoting only when its data is 10 s old.
                     limits=RiskMarketLimits(pause_data_age_ms=10_000),
                 ),
-            )
+            ),
+            # The futures are the index's reference venues, not traded: risk neither halts
+            # nor pauses them (a halt would send their cancel-all to a venue we do not use).
+            # (Finite bounds no market reaches rather than None: TOML, the services' config, has
+            # no null.)
+            default_market_limits=RiskMarketLimits(
+                max_move_bps=1_000_000.0, pause_data_age_ms=86_400_000
+            ),
         ),
         recon=ReconConfig(window_s=30.0, grace_s=3.0),
         exchange=ExchangeSinkConfig(
@@ -226,6 +248,26 @@ def ccxt_public_config(exchange_url: str) -> CcxtMarketsConfig:
     )
 
 
+def btc_chain_config(config: Web3SourceConfig) -> Web3SourceConfig:
+    """The chain's BTC pool and feed only: they follow the replayed market; the chain's ETH
+    pools and feed have no market behind them in the demo."""
+    return msgspec.structs.replace(
+        config,
+        pools=tuple(p for p in config.pools if p.base == "BTC"),
+        feeds=tuple(f for f in config.feeds if f.base == "BTC"),
+    )
+
+
+@dataclass(frozen=True)
+class ReferenceReplay:
+    """The recorded reference venues, moved to the present (and crashed) like the market."""
+
+    offset_ns: int
+    start_ns: int
+    """The traded recording's first moment, shifted: the crash is timed from it."""
+    crash: Crash | None = None
+
+
 def build_demo_flow(
     exchange_url: str,
     rpc_config: Any,
@@ -234,6 +276,8 @@ def build_demo_flow(
     *,
     timeout_ms: int = 5_000,
     quoting: QuotingParams | None = None,
+    reference: ReferenceReplay | None = None,
+    progress: Progress | None = None,
 ) -> Dataflow:
     flow = Dataflow("demo")
     # Market data comes from the venue we trade on, as it would live: the exchange's public
@@ -246,6 +290,30 @@ def build_demo_flow(
     market_data = op.filter(
         "market_data", md, lambda e: isinstance(e, BookSnapshot | BookDelta | Trade)
     )
+    if reference is not None:
+        ref = reference
+        recorded = op.input(
+            "reference",
+            flow,
+            bounded(
+                AlignedRecordedSource([str(p) for p in REFERENCE], ref.offset_ns),
+                latch,
+                finite=False,
+            ),
+        )
+        ok = op.filter("reference_ok", recorded, lambda e: not isinstance(e, DeadLetter))
+        keyed = op.key_on("reference_key", ok, lambda e: e.key)
+        factory = ReferenceBookFactory(ref.offset_ns, ref.crash, ref.start_ns)
+        moved = op.key_rm(
+            "reference_unkey",
+            op.stateful_map(
+                "reference_now", keyed, functools.partial(move_reference, factory=factory)
+            ),
+        )
+        ref_books = op.filter(
+            "reference_books", moved, lambda e: isinstance(e, BookSnapshot | BookDelta)
+        )
+        market_data = op.merge("books", market_data, ref_books)
     chain = op.input("chain", flow, bounded(Web3PriceSource(rpc_config), latch, finite=False))
     chain_split = op.branch("chain_ok", chain, lambda x: not isinstance(x, DeadLetter))
     priv = private_stream(
@@ -271,6 +339,12 @@ def build_demo_flow(
         feedback=Loopback(),
         stop=latch,
     )
+    if progress is not None:
+        p = progress
+        op.inspect("progress_ticks", out.ticks, lambda _s, t: p.on_tick(t))
+        op.inspect("progress_ladders", out.ladders, lambda _s, x: p.on_ladder(x))
+        op.inspect("progress_fills", priv.fills, lambda _s, f: p.on_fill(f))
+        op.inspect("progress_risk", out.risk_states, lambda _s, r: p.on_risk(r))
     dead = op.merge("dead", out.dead_letters, chain_split.falses)
     streams: dict[str, Any] = {
         "ticks": out.ticks,
@@ -310,6 +384,7 @@ def run_demo(
     chaos_seed: int = 0,
     settle_s: float | None = None,
     crash: Crash | None = None,
+    progress: Progress | None = None,
 ) -> DemoResult:
     """Run the demo, write every stream, the exchange's ground truth and the pipeline's final
     view to ``out_dir``; return the line counts and the faults injected per kind.
@@ -318,7 +393,7 @@ def run_demo(
     while the pipeline is no longer listening and the last late requests, held events and
     stream gaps play out before the views are compared (default: 6 s under chaos, else 0).
     ``crash`` moves the replayed market (and the chain that follows it) at a moment of the
-    run."""
+    run. ``progress`` is fed the run's ticks, quotes, fills and risk states as they happen."""
     if faults not in FAULT_MODES:
         raise ValueError(f"unknown fault mode {faults!r}; choose one of {FAULT_MODES}")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -345,14 +420,19 @@ def run_demo(
     plan = chaos_plan(chaos_rate, chaos_seed) if chaos else None
     timeout_ms = CHAOS_CLIENT_TIMEOUT_MS if chaos else 5_000
     with (
-        LocalExchange(market=market, speed=1.0, faults=plan) as exchange,
+        LocalExchange(
+            markets=(DEMO_MARKET,), balances=DEMO_BALANCES, market=market, speed=1.0, faults=plan
+        ) as exchange,
         chain.serve() as rpc,
     ):
         balances_start = exchange.call(lambda s: balance_totals(s.engine.balances("main")))
         follower = ChainFollower(demo, trades, start_ns)
         follower.start()
         try:
-            rpc_config = demo.source_config(rpc.url, poll_interval_s=0.5)
+            rpc_config = btc_chain_config(demo.source_config(rpc.url, poll_interval_s=0.5))
+            reference = ReferenceReplay(
+                offset_ns=offset_ns, start_ns=first_time_ns(DATA) + offset_ns, crash=crash
+            )
             flow = build_demo_flow(
                 exchange.url,
                 rpc_config,
@@ -360,6 +440,8 @@ def run_demo(
                 out_dir,
                 timeout_ms=timeout_ms,
                 quoting=CHAOS_QUOTING if chaos else None,
+                reference=reference,
+                progress=progress,
             )
             logger.info(
                 "demo running: exchange %s, chain %s, output %s, faults %s",
@@ -368,6 +450,8 @@ def run_demo(
                 out_dir,
                 faults,
             )
+            if progress is not None:
+                progress.start()
             run_main(flow)
         finally:
             follower.stop_event.set()

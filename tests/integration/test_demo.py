@@ -31,8 +31,12 @@ def test_demo_trades_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[st
     index = read_jsonl(tmp_path / "index.jsonl", IndexPrice)
     btc = [i for i in index if i.basket == "BTC" and i.price is not None]
     assert btc, "the BTC basket was never priced"
+    # Every basket has real data behind it: BTC only (the demo has no ETH market), priced
+    # from the traded spot market, the recorded USDT-M and COIN-M futures and the DEX.
+    assert {i.basket for i in index} == {"BTC"}
     venues = {v.venue for c in btc[-1].constituents for v in c.used}
-    assert "binance" in venues and any(v.startswith("uniswap") for v in venues)
+    assert {"binance", "binanceusdm", "binancecoinm"} <= venues
+    assert any(v.startswith("uniswap") for v in venues)
     # The index sits inside the replayed market's spread neighbourhood (< 50 bps from mid).
     assert abs(btc[-1].price / ticks[-1].mid - 1) < 0.005  # type: ignore[operator]
 
@@ -65,4 +69,7 @@ def test_demo_trades_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert result.counts["ticks"] == len(ticks)
     summary = print_report(tmp_path)
     assert summary["ticks"] == len(ticks)
-    assert "summary" in capsys.readouterr().out
+    assert summary["recon_by_status"] == {"OK": summary["recon_windows"]}
+    out = capsys.readouterr().out
+    assert "what each part did" in out and "HTML report:" in out
+    assert (tmp_path / "report.html").exists()
