@@ -169,14 +169,22 @@ def trading_pipeline(
     )
     intents = op.merge(sid("intents"), quotes.intents, risk.intents)
     executions = None
+    alert_streams = [risk.alerts]
     if config.execute:
-        executions = execute_intents(
-            sid("execution"), intents, config.exchange, updates=orders, credentials=credentials
+        ex = execute_intents(
+            sid("execution"),
+            intents,
+            config.exchange,
+            updates=orders,
+            fill_updates=fills,
+            credentials=credentials,
         )
+        executions = ex.orders
+        alert_streams.append(ex.alerts)
         if feedback is not None:
             op.output(sid("execution_loopback"), executions, feedback.sink())
     recon = reconcile_op(sid("reconcile"), fills, balances, transfers, config.recon)
-    alerts = op.merge(sid("alerts"), risk.alerts, recon.alerts)
+    alerts = op.merge(sid("alerts"), *alert_streams, recon.alerts)
     dead = op.merge(
         sid("dead_letters"), md.dead_letters, risk.errs, quotes.dead_letters, recon.dead_letters
     )

@@ -43,6 +43,7 @@ class ExecutionTopics:
     order_events: Topic[Any] = t.ORDER_EVENTS
     fills: Topic[Any] = t.FILLS
     balances: Topic[Any] = t.BALANCES
+    alerts: Topic[Any] = t.ALERTS
 
 
 def build_flow(
@@ -62,15 +63,25 @@ def build_flow(
     intents = io.read(tp.intents)
     if config.private_stream:
         priv = private_stream("private", flow, config.private, stop=stop)
-        acks = execute_intents(
-            "execute", intents, config.sink, updates=priv.orders, credentials=credentials
+        ex = execute_intents(
+            "execute",
+            intents,
+            config.sink,
+            updates=priv.orders,
+            fill_updates=priv.fills,
+            credentials=credentials,
         )
-        io.write(op.merge("order_events", acks, priv.orders), tp.order_events)
-        io.write(priv.fills, tp.fills)
-        io.write(priv.balances, tp.balances)
+        io.write(op.merge("order_events", ex.orders, priv.orders), tp.order_events)
+        # The sweep's fills and balances beside the private stream's: consumers dedup
+        # fills by trade id and take the newest balance.
+        io.write(op.merge("all_fills", priv.fills, ex.fills), tp.fills)
+        io.write(op.merge("all_balances", priv.balances, ex.balances), tp.balances)
     else:
-        acks = execute_intents("execute", intents, config.sink, credentials=credentials)
-        io.write(acks, tp.order_events)
+        ex = execute_intents("execute", intents, config.sink, credentials=credentials)
+        io.write(ex.orders, tp.order_events)
+        io.write(ex.fills, tp.fills)
+        io.write(ex.balances, tp.balances)
+    io.write(ex.alerts, tp.alerts)
     io.dead_letters()
     return flow
 

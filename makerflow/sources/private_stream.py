@@ -29,9 +29,16 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition, batc
 
 from makerflow import metrics
 from makerflow.schemas.config import Config
-from makerflow.schemas.events import BalanceSnapshot, Fill, OrderEvent, Side
-from makerflow.sinks.exchange import Credentials, ExchangeSinkConfig, order_event_from_ccxt
+from makerflow.schemas.events import BalanceSnapshot, Fill, OrderEvent
 from makerflow.sources.bounded import RunLatch, bounded
+from makerflow.venue import (
+    ClientSpec,
+    Credentials,
+    balances_from_ccxt,
+    fill_from_ccxt,
+    make_client,
+    order_event_from_ccxt,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,66 +65,7 @@ class PrivateStreamConfig(Config, frozen=True, kw_only=True):
     secret_file: str | None = None
 
     def credentials(self, env: Mapping[str, str] | None = None) -> Credentials:
-        sink = ExchangeSinkConfig(
-            api_key_env=self.api_key_env,
-            secret_env=self.secret_env,
-            api_key_file=self.api_key_file,
-            secret_file=self.secret_file,
-        )
-        return Credentials.load(sink, env)
-
-
-def fill_from_ccxt(
-    trade: Mapping[str, Any],
-    *,
-    venue: str,
-    account: str,
-    client_order_id: str | None = None,
-) -> Fill:
-    """A ccxt unified trade of ours as a :class:`Fill`."""
-    fee = trade.get("fee") or {}
-    info = trade.get("info") or {}
-    cid = client_order_id or info.get("c") or None
-    side: Side = "sell" if trade.get("side") == "sell" else "buy"
-    return Fill(
-        ts=int(trade.get("timestamp") or 0) * 1_000_000,
-        venue=venue,
-        symbol=str(trade.get("symbol")),
-        account=account,
-        trade_id=str(trade.get("id")),
-        client_order_id=cid,
-        exchange_order_id=str(trade["order"]) if trade.get("order") is not None else None,
-        side=side,
-        price=float(trade.get("price") or 0.0),
-        qty=float(trade.get("amount") or 0.0),
-        fee=float(fee.get("cost") or 0.0),
-        fee_asset=str(fee.get("currency") or ""),
-        liquidity="taker" if trade.get("takerOrMaker") == "taker" else "maker",
-    )
-
-
-def balances_from_ccxt(
-    balance: Mapping[str, Any], *, venue: str, account: str, ts: int
-) -> list[BalanceSnapshot]:
-    """One :class:`BalanceSnapshot` per asset of a ccxt balance structure."""
-    free = balance.get("free") or {}
-    used = balance.get("used") or {}
-    total = balance.get("total") or {}
-    stamp = balance.get("timestamp")
-    out = []
-    for asset in sorted(total):
-        out.append(
-            BalanceSnapshot(
-                ts=int(stamp) * 1_000_000 if stamp else ts,
-                venue=venue,
-                account=account,
-                asset=asset,
-                free=float(free.get(asset) or 0.0),
-                used=float(used.get(asset) or 0.0),
-                total=float(total.get(asset) or 0.0),
-            )
-        )
-    return out
+        return Credentials.load(self, env)
 
 
 class _Dedup:
@@ -400,26 +348,11 @@ class PrivateStreamSource(FixedPartitionedSource[PrivateEvent, ResumeState]):
 
 
 def default_client_factory(config: PrivateStreamConfig) -> Callable[[bool], Any]:
-    """ccxt clients for the config: the local exchange's when ``url`` is set."""
+    """ccxt clients for the config (the venue layer's): the local exchange's when ``url`` is
+    set."""
     creds = config.credentials()
-
-    def make(pro: bool) -> Any:
-        extra = {"timeout": config.timeout_ms}
-        if config.url is not None:
-            from makerflow.exchange.local import ccxt_client
-
-            return ccxt_client(config.url, creds.api_key, creds.secret, pro=pro, **extra)
-        if pro:
-            import ccxt.pro as ccxt_pro
-
-            mod: Any = ccxt_pro
-        else:
-            mod = ccxt
-        return getattr(mod, config.exchange_id)(
-            {"apiKey": creds.api_key, "secret": creds.secret, **extra}
-        )
-
-    return make
+    spec = ClientSpec(exchange_id=config.exchange_id, url=config.url, timeout_ms=config.timeout_ms)
+    return lambda pro: make_client(spec, creds, pro=pro)
 
 
 @dataclass(frozen=True)
