@@ -372,7 +372,10 @@ class MatchingEngine:
         with Binance's code and message when the venue would refuse it."""
         self._require_account(account)
         spec = self.market(symbol)
-        if (account, client_order_id) in self._by_client:
+        # Binance: a client id is unique among *open* orders only; once its order is closed
+        # the id may be used again (and a look-up by it then finds the newest order).
+        used = self._by_client.get((account, client_order_id))
+        if used is not None and used.is_open:
             raise EngineError(-2010, "Duplicate order sent.")
         px = self._validate(spec, order_type, qty, price)
         book = self._books[symbol]
@@ -425,6 +428,34 @@ class MatchingEngine:
         self._close(order, "CANCELED")
         update = OrderUpdate(self._copy(order), "CANCELED", self.time_ms)
         return order, Outcome((update,), frozenset({account}))
+
+    def expire(
+        self, account: str, symbol: str, order_id: int | None, client_order_id: str | None
+    ) -> tuple[Order, Outcome]:
+        """The venue ends an open order on its own (Binance: status and execution type
+        ``EXPIRED``): its rest leaves the book and its hold is released."""
+        order = self.get_order(account, symbol, order_id, client_order_id)
+        if not order.is_open:
+            raise EngineError(-2011, "Unknown order sent.")
+        book = self._books[symbol]
+        (book.bids if order.side == "BUY" else book.asks).remove(order)
+        book.touched.add(order.price)
+        self._close(order, "EXPIRED")
+        update = OrderUpdate(self._copy(order), "EXPIRED", self.time_ms)
+        return order, Outcome((update,), frozenset({account}))
+
+    def expire_older_than(self, lifetime_ms: int) -> Outcome:
+        """Expire every open order that has rested ``lifetime_ms`` or longer (engine time):
+        a venue-side order lifetime."""
+        updates: list[OrderUpdate] = []
+        accounts: set[str] = set()
+        for account, orders in self._open.items():
+            for o in sorted(orders.values(), key=lambda o: o.order_id):
+                if self.time_ms - o.time >= lifetime_ms:
+                    _, out = self.expire(account, o.symbol, o.order_id, None)
+                    updates += out.updates
+                    accounts.add(account)
+        return Outcome(tuple(updates), frozenset(accounts))
 
     def cancel_all(self, account: str, symbol: str) -> tuple[list[Order], Outcome]:
         orders = self.open_orders(account, symbol)

@@ -3,8 +3,12 @@
 with LocalExchange() as ex:
     client = ex.client()              # ccxt.async_support.binance on ex.url
     pro = ex.client(pro=True)         # ccxt.pro.binance: watch_orders / watch_my_trades
-    ex.inject("rate_limit", count=2, path="/api/v3/order")
+    ex.inject("rate_limit", count=2, path="/api/v3/order", retry_after_s=2, enforce=True)
+    ex.inject("late", path="/api/v3/order", delay_s=3)   # processed after the client gave up
+    ex.inject("reorder_event", exec_type="NEW")           # the fill overtakes the order's NEW
+    ex.chaos(0.1, seed=7)             # a seeded mix of every fault at 10 % of opportunities
     ex.advance(100)                   # with speed=0: apply 100 public market events now
+    ex.state()["faults_by_kind"]      # what was injected, per kind
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from makerflow.exchange.engine import MarketSpec, MatchingEngine
-from makerflow.exchange.faults import Fault, FaultKind
+from makerflow.exchange.faults import ChaosConfig, Fault, FaultKind, FaultPlan
 from makerflow.exchange.market_data import MarketEvent, RandomWalk, replay_file
 from makerflow.exchange.server import ApiKey, ExchangeServer
 
@@ -113,13 +117,17 @@ class LocalExchange:
         port: int = 0,
         check_timestamp: bool = True,
         order_rate_limit: tuple[float, float] | None = None,
+        faults: FaultPlan | None = None,
+        order_lifetime_ms: int | None = None,
     ) -> None:
         """``balances``: account -> asset -> amount (default: ``main`` with 100 000 USDT and
         2 BTC). ``keys``: API keys (default: one for ``main``, :data:`DEFAULT_API_KEY`).
         ``market``: public events to run on; else ``replay`` (a recorded Binance file); else a
         seeded random walk on the first market. ``speed``: event-time seconds per wall
         second; 0 moves the market only on :meth:`advance`. ``order_rate_limit``:
-        (orders per second, burst) per key, beyond which order requests get 429."""
+        (orders per second, burst) per key, beyond which order requests get 429.
+        ``faults``: the fault plan to start with (e.g. :meth:`FaultPlan.chaos`).
+        ``order_lifetime_ms``: the venue expires open orders older than this (event time)."""
         balances = (
             balances if balances is not None else {"main": {"USDT": 100_000, "BTC": 2, "ETH": 20}}
         )
@@ -143,6 +151,8 @@ class LocalExchange:
             speed=speed,
             check_timestamp=check_timestamp,
             order_rate_limit=order_rate_limit,
+            faults=faults,
+            order_lifetime_ms=order_lifetime_ms,
         )
         self.keys = keys
         self._host = host
@@ -228,10 +238,51 @@ class LocalExchange:
         path: str | None = None,
         after: bool = False,
         delay_s: float = 2.0,
+        retry_after_s: int = 1,
+        enforce: bool = False,
+        exec_type: str | None = None,
+        hold: int = 1,
+        gap_s: float = 1.0,
     ) -> None:
-        """Make the next ``count`` matching requests fail (see :class:`Fault`)."""
-        fault = Fault(kind, count, method, path, after, delay_s)
+        """Make the next ``count`` matching requests (or private events) fail; see
+        :class:`~makerflow.exchange.faults.Fault` for the kinds and parameters."""
+        fault = Fault(
+            kind, count, method, path, after, delay_s, retry_after_s, enforce, exec_type, hold, gap_s
+        )
         self.call(lambda s: s.faults.add(fault))
+
+    def chaos(self, rate: float, seed: int = 0, **params: Any) -> None:
+        """Mix faults in at ``rate`` (see :class:`~makerflow.exchange.faults.ChaosConfig`)."""
+        config = ChaosConfig(rate, seed, **params)
+        self.call(lambda s: s.faults.set_chaos(config))
+
+    def expire(
+        self,
+        client_order_id: str | None = None,
+        *,
+        order_id: int | None = None,
+        symbol: str | None = None,
+        account: str = "main",
+    ) -> dict[str, Any]:
+        """The venue expires one open order now; returns it (Binance's order JSON)."""
+        from makerflow.exchange.wire import order_json
+
+        sym = symbol or next(iter(self.server.engine.markets))
+        order = self._run(self.server.expire(account, sym, order_id, client_order_id))
+        return order_json(order)
+
+    def disconnect(self, account: str = "main", gap_s: float = 1.0) -> None:
+        """Drop the account's user data stream; events of the next ``gap_s`` are lost."""
+        self._run(self.server.user.disconnect(account, gap_s))
+
+    def state(self) -> dict[str, Any]:
+        """The admin state: requests, faults injected per kind, ... (see
+        :meth:`ExchangeServer.state`)."""
+        return self.call(lambda s: s.state())
+
+    def ground_truth(self, account: str = "main") -> tuple[list[dict[str, Any]], list[Any]]:
+        """Every order the venue accepted from ``account`` and every trade of it."""
+        return self.call(lambda s: s.ground_truth(account))
 
     def advance(self, n: int = 1) -> int:
         """Apply the next ``n`` public market events now; returns how many there were."""

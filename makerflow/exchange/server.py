@@ -1,6 +1,6 @@
-"""The local exchange's HTTP and websocket layer: enough of Binance spot's REST API (v3), its
-market streams and its WebSocket API (user data stream by signature subscription) for the
-unmodified ccxt client (``ccxt.async_support.binance`` and ``ccxt.pro.binance``).
+"""The local exchange's HTTP layer: enough of Binance spot's REST API (v3), its market streams
+and its WebSocket API (user data stream by signature subscription) for the unmodified ccxt
+client (``ccxt.async_support.binance`` and ``ccxt.pro.binance``).
 
 Served:
   REST  GET  /api/v3/ping, /api/v3/time, /api/v3/exchangeInfo, /api/v3/depth
@@ -8,17 +8,20 @@ Served:
              /api/v3/myTrades                                            (signed)
         POST /api/v3/order; DELETE /api/v3/order, /api/v3/openOrders      (signed)
   WS    /ws-api/v3: userDataStream.subscribe.signature -> executionReport and
-        outboundAccountPosition events (ccxt.pro watch_orders, watch_my_trades,
-        watch_balance); /stream and /ws: <sym>@depth[@100ms] (diffs with U/u, synced with
-        the REST depth's lastUpdateId), <sym>@trade, <sym>@bookTicker (watch_order_book,
-        watch_trades, watch_bids_asks).
-  Admin POST /_admin/faults {"faults": [{kind, count, method, path, after, delay_s}],
-        "clear": bool}; POST /_admin/advance?n=N; GET /_admin/state.
+        outboundAccountPosition events (:mod:`.user_stream`); /stream and /ws: market
+        streams (:mod:`.public_streams`).
+  Admin POST /_admin/faults {"faults": [{kind, count, method, path, after, delay_s,
+        retry_after_s, enforce, exec_type, hold, gap_s}], "chaos": {rate, seed, kinds, ...}
+        | null, "clear": bool}; POST /_admin/expire {"clientOrderId" | "orderId", "symbol",
+        "account"}; POST /_admin/disconnect {"account", "gap_s"}; POST /_admin/advance?n=N;
+        GET /_admin/state (with the faults injected per kind); GET /_admin/orders and
+        /_admin/trades?account=A (the venue's ground truth).
 
 Requests are authenticated as Binance does: ``X-MBX-APIKEY`` names the key, and ``signature``
 is the HMAC-SHA256, with the key's secret, of the query string and body as sent (minus the
-signature itself); ``timestamp`` must fall inside ``recvWindow`` of the server's wall clock.
-Wrong keys or signatures get Binance's error codes, which ccxt maps to AuthenticationError.
+signature itself); ``timestamp`` must fall inside ``recvWindow`` of the server's wall clock
+when the request is processed. Wrong keys or signatures get Binance's error codes, which ccxt
+maps to AuthenticationError.
 
 All engine access happens on this server's event loop, so the engine needs no lock. The
 public market (replay or random walk) is driven by a task that sleeps between events in
@@ -30,62 +33,44 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import itertools
-import json
 import logging
-import re
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from dataclasses import asdict
 from typing import Any
 from urllib.parse import parse_qsl
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
-from makerflow.exchange.engine import (
-    INSUFFICIENT_BALANCE,
-    ZERO,
-    EngineError,
-    Execution,
-    MarketSpec,
-    MatchingEngine,
-    Order,
-    OrderUpdate,
-    Outcome,
-)
-from makerflow.exchange.faults import Fault, FaultPlan, TokenBucket
+from makerflow.exchange.engine import EngineError, MatchingEngine, Order, Outcome
+from makerflow.exchange.fault_edge import FaultEdge, Handler
+from makerflow.exchange.faults import ChaosConfig, Fault, FaultPlan
 from makerflow.exchange.market_data import BookTop, MarketEvent, PublicTrade
+from makerflow.exchange.public_streams import PublicStreams
+from makerflow.exchange.user_stream import UserDataStream
+from makerflow.exchange.wire import (
+    ApiError,
+    ApiKey,
+    cancel_json,
+    check_signature,
+    check_timestamp,
+    decimal_param,
+    error_response,
+    execution_report,
+    fmt,
+    in_window,
+    need,
+    order_json,
+    symbol_info,
+    trade_json,
+    unsigned_payload,
+)
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-_SIGNATURE = re.compile(r"(^|&)signature=[^&]*")
-
-
-@dataclass(frozen=True)
-class ApiKey:
-    """A key pair and the account it trades. ``repr`` hides the secret."""
-
-    key: str
-    secret: str = field(repr=False)
-    account: str
-
-
-def _s(d: Decimal, places: int = 8) -> str:
-    return f"{d:.{places}f}"
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+__all__ = ["ApiError", "ApiKey", "ExchangeServer"]
 
 
 class ExchangeServer:
@@ -100,35 +85,36 @@ class ExchangeServer:
         speed: float = 1.0,
         check_timestamp: bool = True,
         order_rate_limit: tuple[float, float] | None = None,
+        faults: FaultPlan | None = None,
+        order_lifetime_ms: int | None = None,
     ) -> None:
         """``order_rate_limit``: (orders per second, burst) per API key for order placement
-        and cancellation; beyond it the venue answers 429, as Binance does."""
+        and cancellation; beyond it the venue answers 429, as Binance does. ``faults``: the
+        plan to start with (e.g. :meth:`FaultPlan.chaos`). ``order_lifetime_ms``: the venue
+        expires an open order once it has rested this long (engine time)."""
         self.engine = engine
-        self._order_rate_limit = order_rate_limit
-        self._buckets: dict[str, TokenBucket] = {}
         self.keys = {k.key: k for k in keys}
-        self.faults = FaultPlan()
+        self.faults = faults or FaultPlan()
         self.speed = speed
         self.check_timestamp = check_timestamp
+        self.order_lifetime_ms = order_lifetime_ms
         self._market = market
-        # account -> subscribed websockets -> their subscription id
-        self._sockets: dict[str, dict[web.WebSocketResponse, int]] = {}
-        self._subscription_ids = itertools.count(0)
-        # Public streams: subscribers per stream name, the last published depth and top of
-        # book per symbol, and the depth sequence (``lastUpdateId``, ``U``/``u``).
-        self._streams: dict[str, set[web.WebSocketResponse]] = {}
-        self._published_depth: dict[str, tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]] = {}
-        self._depth_seq: dict[str, int] = {}
-        self._tops: dict[str, Any] = {}
-        self._public_trade_ids = itertools.count(1)
+        self.public = PublicStreams(engine)
+        self.user = UserDataStream(self.keys, lambda: self.faults, check_time=check_timestamp)
+        self.edge = FaultEdge(
+            lambda: self.faults, self.keys, order_rate_limit, self._guarded, self._expire_later
+        )
         self._driver: asyncio.Task[None] | None = None
+        self._expiries: set[asyncio.TimerHandle] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.requests = 0
         self.market_events = 0
+        self.expired_by_venue = 0
 
     # --- lifecycle --------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._fault_middleware])
+        app = web.Application(middlewares=[self._middleware])
         r = app.router
         r.add_get("/api/v3/ping", self._ping)
         r.add_get("/api/v3/time", self._time)
@@ -142,13 +128,17 @@ class ExchangeServer:
         r.add_delete("/api/v3/openOrders", self._signed(self._cancel_all))
         r.add_get("/api/v3/allOrders", self._signed(self._all_orders))
         r.add_get("/api/v3/myTrades", self._signed(self._my_trades))
-        r.add_get("/ws-api/v3", self._ws_api)
+        r.add_get("/ws-api/v3", self.user.handle)
         for prefix in ("/ws", "/stream"):
-            r.add_get(prefix, self._ws_streams)
-            r.add_get(prefix + "/{tail}", self._ws_streams)
+            r.add_get(prefix, self.public.handle)
+            r.add_get(prefix + "/{tail}", self.public.handle)
         r.add_post("/_admin/faults", self._admin_faults)
+        r.add_post("/_admin/expire", self._admin_expire)
+        r.add_post("/_admin/disconnect", self._admin_disconnect)
         r.add_post("/_admin/advance", self._admin_advance)
         r.add_get("/_admin/state", self._admin_state)
+        r.add_get("/_admin/orders", self._admin_orders)
+        r.add_get("/_admin/trades", self._admin_trades)
         app.on_startup.append(self._start_driver)
         app.on_shutdown.append(self._stop)
         return app
@@ -162,12 +152,11 @@ class ExchangeServer:
             self._driver.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._driver
-        for sockets in self._sockets.values():
-            for ws in list(sockets):
-                await ws.close()
-        for subscribers in self._streams.values():
-            for ws in list(subscribers):
-                await ws.close()
+        for handle in self._expiries:
+            handle.cancel()
+        await self.edge.close()
+        await self.user.close()
+        await self.public.close()
 
     # --- the public market ------------------------------------------------------------
 
@@ -185,6 +174,10 @@ class ExchangeServer:
         """Feed one public event to the engine and publish what it filled."""
         self.engine.set_time(ev.time_ms)
         self.market_events += 1
+        if self.order_lifetime_ms is not None:
+            expired = self.engine.expire_older_than(self.order_lifetime_ms)
+            self.expired_by_venue += len(expired.updates)
+            await self.publish_any(expired)
         if isinstance(ev, BookTop):
             out = self.engine.on_book_top(ev.symbol, ev.bid, ev.bid_qty, ev.ask, ev.ask_qty)
             await self._publish(out, ev.symbol)
@@ -202,69 +195,95 @@ class ExchangeServer:
             done += 1
         return done
 
-    # --- middleware: faults -----------------------------------------------------------
+    # --- publishing -------------------------------------------------------------------
+
+    async def _publish(
+        self, out: Outcome, symbol: str, public_trade: PublicTrade | None = None
+    ) -> None:
+        """Tell the private and public streams what a change did. Every message is built
+        before the first send (no await in between), so sequence numbers and balances
+        describe exactly the state the change left."""
+        private = [(u.order.account, execution_report(u)) for u in out.updates]
+        private += [(a, self._account_position(a)) for a in sorted(out.accounts)]
+        public = self.public.messages(symbol, out, public_trade)
+        for account, event in private:
+            await self.user.publish(account, event)
+        for stream, msg in public:
+            await self.public.send(stream, msg)
+
+    async def publish_any(self, out: Outcome) -> None:
+        """Publish an outcome that may span several markets."""
+        symbols = sorted({u.order.symbol for u in out.updates})
+        for i, symbol in enumerate(symbols):
+            updates = tuple(u for u in out.updates if u.order.symbol == symbol)
+            accounts = out.accounts if i == len(symbols) - 1 else frozenset()
+            await self._publish(Outcome(updates, accounts), symbol)
+
+    def _account_position(self, account: str) -> dict[str, Any]:
+        return {
+            "e": "outboundAccountPosition",
+            "E": self.engine.time_ms,
+            "u": self.engine.time_ms,
+            "B": [
+                {"a": a, "f": fmt(b.free), "l": fmt(b.locked)}
+                for a, b in sorted(self.engine.balances(account).items())
+            ],
+        }
+
+    # --- venue-side expiry ------------------------------------------------------------
+
+    async def expire(
+        self, account: str, symbol: str, order_id: int | None, client_order_id: str | None
+    ) -> Order:
+        """The venue expires one open order on its own (status EXPIRED, an executionReport)."""
+        order, out = self.engine.expire(account, symbol, order_id, client_order_id)
+        self.expired_by_venue += 1
+        await self._publish(out, symbol)
+        return order
+
+    def _expire_later(self, account: str, symbol: str, order_id: int, delay_s: float) -> None:
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._expiries.discard(handle)
+            task = loop.create_task(self._expire_if_open(account, symbol, order_id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        handle = loop.call_later(delay_s, fire)
+        self._expiries.add(handle)
+
+    async def _expire_if_open(self, account: str, symbol: str, order_id: int) -> None:
+        with contextlib.suppress(EngineError):
+            await self.expire(account, symbol, order_id, None)
+
+    # --- middleware: request faults and errors ----------------------------------------
 
     @web.middleware
-    async def _fault_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         self.requests += 1
         if request.path.startswith("/_admin"):
             return await handler(request)
-        fault = self.faults.take(request.method, request.path)
-        if fault is None and self._over_order_limit(request):
-            return _error(
-                429,
-                -1015,
-                "Too many new orders; current limit is "
-                f"{self._order_rate_limit[0] if self._order_rate_limit else 0:g} "
-                "orders per SECOND.",
-            )
-        if fault is None:
-            return await self._guarded(request, handler)
-        log.info("injecting %s into %s %s", fault.kind, request.method, request.path)
-        if fault.after:
-            await self._guarded(request, handler)
-        return await self._fault_response(fault)
-
-    def _over_order_limit(self, request: web.Request) -> bool:
-        if self._order_rate_limit is None or request.method not in ("POST", "DELETE"):
-            return False
-        if request.path not in ("/api/v3/order", "/api/v3/openOrders"):
-            return False
-        key = request.headers.get("X-MBX-APIKEY", "")
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = TokenBucket(*self._order_rate_limit)
-        # Request rates are a wall-clock matter at the edge; the engine never sees them.
-        return not bucket.take(time.monotonic())
-
-    @property
-    def rate_limited(self) -> int:
-        """How many requests the venue's own order rate limit refused."""
-        return sum(b.refused for b in self._buckets.values())
+        return await self.edge.serve(request, handler)
 
     async def _guarded(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await handler(request)
         except ApiError as exc:
-            return _error(exc.status, exc.code, exc.message)
+            return error_response(exc.status, exc.code, exc.message)
         except EngineError as exc:
-            return _error(400, exc.code, exc.message)
+            return error_response(400, exc.code, exc.message)
 
-    async def _fault_response(self, fault: Fault) -> web.StreamResponse:
-        if fault.kind == "rate_limit":
-            resp = _error(
-                429, -1003, "Too many requests; current limit is 6000 request weight per 1 MINUTE."
-            )
-            resp.headers["Retry-After"] = "1"
-            return resp
-        if fault.kind == "server_error":
-            return web.Response(status=500, text="Internal Server Error")
-        if fault.kind == "unavailable":
-            return web.Response(status=503, text="Service Unavailable")
-        if fault.kind == "timeout":
-            await asyncio.sleep(fault.delay_s)
-            return web.Response(status=504, text="Gateway Timeout")
-        return _error(400, -2010, INSUFFICIENT_BALANCE)
+    @property
+    def _sockets(self) -> dict[str, dict[web.WebSocketResponse, int]]:
+        # Older tests close the user data sockets by hand; :meth:`UserDataStream.disconnect`
+        # (``LocalExchange.disconnect``) is the way to do it now.
+        return self.user._sockets
+
+    @property
+    def rate_limited(self) -> int:
+        """How many requests the venue's own order rate limit refused."""
+        return self.edge.rate_limited
 
     # --- auth -------------------------------------------------------------------------
 
@@ -298,30 +317,12 @@ class ExchangeServer:
                 -1102,
                 "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.",
             )
-        payload = _SIGNATURE.sub("", query).lstrip("&") + _SIGNATURE.sub("", body).lstrip("&")
-        self._verify(key, payload, signature, params)
+        check_signature(key, unsigned_payload(query, body), signature)
+        if self.check_timestamp:
+            # The signature's freshness is a wall-clock matter at the edge, as on the real
+            # venue; the engine itself only knows market event time.
+            check_timestamp(params, int(time.time() * 1000))
         return key
-
-    def _verify(self, key: ApiKey, payload: str, signature: str, params: dict[str, str]) -> None:
-        expected = hmac.new(key.secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, signature.lower()):
-            raise ApiError(400, -1022, "Signature for this request is not valid.")
-        if not self.check_timestamp:
-            return
-        try:
-            ts = int(params["timestamp"])
-            window = int(params.get("recvWindow", "5000"))
-        except (KeyError, ValueError):
-            raise ApiError(
-                400,
-                -1102,
-                "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed.",
-            ) from None
-        # The signature's freshness is a wall-clock matter at the edge, as on the real venue;
-        # the engine itself only knows market event time.
-        now = int(time.time() * 1000)
-        if ts >= now + 1000 or now - ts > window:
-            raise ApiError(400, -1021, "Timestamp for this request is outside of the recvWindow.")
 
     # --- public endpoints -------------------------------------------------------------
 
@@ -351,7 +352,7 @@ class ExchangeServer:
                     },
                 ],
                 "exchangeFilters": [],
-                "symbols": [_symbol_info(m) for m in self.engine.markets.values()],
+                "symbols": [symbol_info(m) for m in self.engine.markets.values()],
             }
         )
 
@@ -360,16 +361,16 @@ class ExchangeServer:
             symbol = request.query["symbol"]
             limit = int(request.query.get("limit", "100"))
             _, bids, asks = self.engine.depth(symbol, limit)
-            update_id = self._depth_seq.get(symbol, 0)
+            update_id = self.public.depth_seq(symbol)
         except KeyError:
-            return _error(400, -1102, "Mandatory parameter 'symbol' was not sent.")
+            return error_response(400, -1102, "Mandatory parameter 'symbol' was not sent.")
         except EngineError as exc:
-            return _error(400, exc.code, exc.message)
+            return error_response(400, exc.code, exc.message)
         return web.json_response(
             {
                 "lastUpdateId": update_id,
-                "bids": [[_s(p), _s(q)] for p, q in bids],
-                "asks": [[_s(p), _s(q)] for p, q in asks],
+                "bids": [[fmt(p), fmt(q)] for p, q in bids],
+                "asks": [[fmt(p), fmt(q)] for p, q in asks],
             }
         )
 
@@ -389,7 +390,7 @@ class ExchangeServer:
             "updateTime": self.engine.time_ms,
             "accountType": "SPOT",
             "balances": [
-                {"asset": a, "free": _s(b.free), "locked": _s(b.locked)}
+                {"asset": a, "free": fmt(b.free), "locked": fmt(b.locked)}
                 for a, b in sorted(balances.items())
                 if not (omit_zero and b.free == 0 and b.locked == 0)
             ],
@@ -398,15 +399,15 @@ class ExchangeServer:
         }
 
     async def _new_order(self, _r: web.Request, key: ApiKey, p: dict[str, str]) -> Any:
-        symbol = _need(p, "symbol")
-        side = _need(p, "side").upper()
-        order_type = _need(p, "type").upper()
+        symbol = need(p, "symbol")
+        side = need(p, "side").upper()
+        order_type = need(p, "type").upper()
         if side not in ("BUY", "SELL"):
             raise ApiError(400, -1100, "Illegal characters found in parameter 'side'.")
         if order_type not in ("LIMIT", "MARKET", "LIMIT_MAKER"):
             raise ApiError(400, -1116, "Invalid orderType.")
-        qty = _decimal(p, "quantity")
-        price = _decimal(p, "price") if "price" in p else None
+        qty = decimal_param(p, "quantity")
+        price = decimal_param(p, "price") if "price" in p else None
         cid = p.get("newClientOrderId") or f"local-{self.requests}"
         order, out = self.engine.place(
             key.account,
@@ -419,12 +420,12 @@ class ExchangeServer:
             time_in_force=p.get("timeInForce", "GTC"),
         )
         await self._publish(out, symbol)
-        resp = _order_json(order) | {"transactTime": order.time}
+        resp = order_json(order) | {"transactTime": order.time}
         resp["fills"] = [
             {
-                "price": _s(u.execution.price),
-                "qty": _s(u.execution.qty),
-                "commission": _s(u.execution.commission),
+                "price": fmt(u.execution.price),
+                "qty": fmt(u.execution.qty),
+                "commission": fmt(u.execution.commission),
                 "commissionAsset": u.execution.commission_asset,
                 "tradeId": u.execution.trade_id,
             }
@@ -449,472 +450,125 @@ class ExchangeServer:
 
     async def _get_order(self, _r: web.Request, key: ApiKey, p: dict[str, str]) -> Any:
         oid, cid = self._ids(p)
-        return _order_json(self.engine.get_order(key.account, _need(p, "symbol"), oid, cid))
+        return order_json(self.engine.get_order(key.account, need(p, "symbol"), oid, cid))
 
     async def _cancel_order(self, _r: web.Request, key: ApiKey, p: dict[str, str]) -> Any:
         oid, cid = self._ids(p)
-        order, out = self.engine.cancel(key.account, _need(p, "symbol"), oid, cid)
+        order, out = self.engine.cancel(key.account, need(p, "symbol"), oid, cid)
         await self._publish(out, order.symbol)
-        return _cancel_json(order)
+        return cancel_json(order)
 
     async def _open_orders(self, _r: web.Request, key: ApiKey, p: dict[str, str]) -> Any:
-        return [_order_json(o) for o in self.engine.open_orders(key.account, p.get("symbol"))]
+        return [order_json(o) for o in self.engine.open_orders(key.account, p.get("symbol"))]
 
     async def _cancel_all(self, _r: web.Request, key: ApiKey, p: dict[str, str]) -> Any:
-        symbol = _need(p, "symbol")
+        symbol = need(p, "symbol")
         orders, out = self.engine.cancel_all(key.account, symbol)
         await self._publish(out, symbol)
-        return [_cancel_json(o) for o in orders]
+        return [cancel_json(o) for o in orders]
 
     async def _all_orders(self, _r: web.Request, key: ApiKey, p: dict[str, str]) -> Any:
-        orders = self.engine.all_orders(key.account, _need(p, "symbol"))
-        orders = [o for o in orders if _in_window(o.time, p)]
+        orders = self.engine.all_orders(key.account, need(p, "symbol"))
+        orders = [o for o in orders if in_window(o.time, p)]
         limit = int(p.get("limit", "500"))
-        return [_order_json(o) for o in orders[-limit:]]
+        return [order_json(o) for o in orders[-limit:]]
 
     async def _my_trades(self, _r: web.Request, key: ApiKey, p: dict[str, str]) -> Any:
-        trades = self.engine.my_trades(key.account, _need(p, "symbol"))
+        trades = self.engine.my_trades(key.account, need(p, "symbol"))
         from_id = int(p.get("fromId", "0"))
-        trades = [t for t in trades if t.trade_id >= from_id and _in_window(t.time, p)]
+        trades = [t for t in trades if t.trade_id >= from_id and in_window(t.time, p)]
         if "orderId" in p:
             trades = [t for t in trades if t.order_id == int(p["orderId"])]
         limit = int(p.get("limit", "500"))
         trades = trades[:limit] if from_id else trades[-limit:]
-        return [_trade_json(t) for t in trades]
-
-    # --- websocket API: the user data stream ------------------------------------------
-
-    async def _ws_api(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(heartbeat=30.0)
-        await ws.prepare(request)
-        accounts: set[str] = set()
-        try:
-            async for msg in ws:
-                if msg.type != WSMsgType.TEXT:
-                    continue
-                try:
-                    req = json.loads(msg.data)
-                except ValueError:
-                    await ws.send_json(
-                        {
-                            "id": None,
-                            "status": 400,
-                            "error": {"code": -1100, "msg": "Malformed JSON."},
-                        }
-                    )
-                    continue
-                await ws.send_json(self._ws_request(ws, req, accounts))
-        finally:
-            for account in accounts:
-                self._sockets.get(account, {}).pop(ws, None)
-        return ws
-
-    def _ws_request(
-        self, ws: web.WebSocketResponse, req: dict[str, Any], accounts: set[str]
-    ) -> dict[str, Any]:
-        rid = req.get("id")
-        method = req.get("method")
-        params: dict[str, Any] = req.get("params") or {}
-        if method == "ping":
-            return {"id": rid, "status": 200, "result": {}}
-        if method != "userDataStream.subscribe.signature":
-            return {
-                "id": rid,
-                "status": 400,
-                "error": {"code": -1100, "msg": f"Unknown method {method!r}."},
-            }
-        try:
-            key = self.keys.get(str(params.get("apiKey", "")))
-            if key is None:
-                raise ApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
-            signature = str(params.get("signature", ""))
-            fields = {k: str(v) for k, v in params.items() if k != "signature"}
-            # WebSocket API requests sign their params sorted by name, unencoded.
-            payload = "&".join(f"{k}={fields[k]}" for k in sorted(fields))
-            self._verify(key, payload, signature, fields)
-        except ApiError as exc:
-            return {
-                "id": rid,
-                "status": exc.status,
-                "error": {"code": exc.code, "msg": exc.message},
-            }
-        accounts.add(key.account)
-        sub_id = next(self._subscription_ids)
-        self._sockets.setdefault(key.account, {})[ws] = sub_id
-        return {
-            "id": rid,
-            "status": 200,
-            "result": {"subscriptionId": sub_id},
-        }
-
-    async def _publish(
-        self, out: Outcome, symbol: str, public_trade: PublicTrade | None = None
-    ) -> None:
-        """Tell the private and public streams what a change did. Every message is built
-        before the first send (no await in between), so sequence numbers and balances
-        describe exactly the state the change left."""
-        private = [(u.order.account, _execution_report(u)) for u in out.updates]
-        private += [(a, self._account_position(a)) for a in sorted(out.accounts)]
-        public = self._market_messages(symbol, out, public_trade)
-        for account, event in private:
-            await self._send(account, event)
-        for stream, msg in public:
-            await self._send_public(stream, msg)
-
-    def _account_position(self, account: str) -> dict[str, Any]:
-        return {
-            "e": "outboundAccountPosition",
-            "E": self.engine.time_ms,
-            "u": self.engine.time_ms,
-            "B": [
-                {"a": a, "f": _s(b.free), "l": _s(b.locked)}
-                for a, b in sorted(self.engine.balances(account).items())
-            ],
-        }
-
-    def _market_messages(
-        self, symbol: str, out: Outcome, public_trade: PublicTrade | None
-    ) -> list[tuple[str, dict[str, Any]]]:
-        """Public stream messages after a change: trades, the depth diff, the top of book."""
-        low = symbol.lower()
-        t = self.engine.time_ms
-        msgs: list[tuple[str, dict[str, Any]]] = []
-        trades = (
-            [(public_trade.price, public_trade.qty, public_trade.taker_side)]
-            if (public_trade is not None)
-            else []
-        )
-        trades += [
-            (u.execution.price, u.execution.qty, u.order.side)
-            for u in out.updates
-            if u.execution is not None and not u.execution.is_maker
-        ]
-        for price, qty, taker_side in trades:
-            msgs.append(
-                (
-                    f"{low}@trade",
-                    {
-                        "e": "trade",
-                        "E": t,
-                        "s": symbol,
-                        "t": next(self._public_trade_ids),
-                        "p": _s(price),
-                        "q": _s(qty),
-                        "T": t,
-                        # "m": the buyer is the maker, i.e. the taker sold.
-                        "m": taker_side == "SELL",
-                        "M": True,
-                    },
-                )
-            )
-        # Only the levels the change touched are compared with what was published, so a
-        # change costs the same however deep the book is.
-        published = self._published_depth.setdefault(symbol, ({}, {}))
-        diffs: tuple[list[list[str]], list[list[str]]] = ([], [])
-        for price in sorted(self.engine.drain_touched(symbol)):
-            for side, qty in enumerate(self.engine.level(symbol, price)):
-                if published[side].get(price, ZERO) != qty:
-                    diffs[side].append([_s(price), _s(qty)])
-                    if qty:
-                        published[side][price] = qty
-                    else:
-                        published[side].pop(price, None)
-        if diffs[0] or diffs[1]:
-            seq = self._depth_seq[symbol] = self._depth_seq.get(symbol, 0) + 1
-            update = {
-                "e": "depthUpdate",
-                "E": t,
-                "s": symbol,
-                "U": seq,
-                "u": seq,
-                "b": diffs[0],
-                "a": diffs[1],
-            }
-            msgs.append((f"{low}@depth", update))
-            msgs.append((f"{low}@depth@100ms", update))
-            bid, ask = self.engine.top(symbol)
-            if bid is not None and ask is not None and (bid, ask) != self._tops.get(symbol):
-                self._tops[symbol] = (bid, ask)
-                msgs.append(
-                    (
-                        f"{low}@bookTicker",
-                        {
-                            "u": seq,
-                            "s": symbol,
-                            "b": _s(bid[0]),
-                            "B": _s(bid[1]),
-                            "a": _s(ask[0]),
-                            "A": _s(ask[1]),
-                        },
-                    )
-                )
-        return msgs
-
-    async def _send_public(self, stream: str, msg: dict[str, Any]) -> None:
-        for ws in list(self._streams.get(stream, ())):
-            try:
-                await ws.send_json(msg)
-            except (ConnectionError, RuntimeError):
-                self._streams[stream].discard(ws)
-
-    # --- websocket market streams -----------------------------------------------------
-
-    async def _ws_streams(self, request: web.Request) -> web.WebSocketResponse:
-        """Binance's market streams: ``/ws/<stream>`` subscribes at once; ``/ws`` and
-        ``/ws/<n>`` take ``{"method": "SUBSCRIBE", "params": [...], "id": n}``."""
-        ws = web.WebSocketResponse(heartbeat=30.0)
-        await ws.prepare(request)
-        mine: set[str] = set()
-        tail = request.match_info.get("tail", "")
-        if "@" in tail:
-            mine.add(tail)
-            self._streams.setdefault(tail, set()).add(ws)
-        try:
-            async for msg in ws:
-                if msg.type != WSMsgType.TEXT:
-                    continue
-                try:
-                    req = json.loads(msg.data)
-                    method = req["method"]
-                    params = [str(x) for x in req.get("params") or []]
-                except (ValueError, KeyError, TypeError):
-                    await ws.send_json({"error": {"code": 2, "msg": "Invalid request"}})
-                    continue
-                if method == "SUBSCRIBE":
-                    for stream in params:
-                        mine.add(stream)
-                        self._streams.setdefault(stream, set()).add(ws)
-                elif method == "UNSUBSCRIBE":
-                    for stream in params:
-                        mine.discard(stream)
-                        self._streams.get(stream, set()).discard(ws)
-                elif method != "LIST_SUBSCRIPTIONS":
-                    await ws.send_json(
-                        {
-                            "error": {"code": 1, "msg": f"Unknown method {method}"},
-                            "id": req.get("id"),
-                        }
-                    )
-                    continue
-                result = sorted(mine) if method == "LIST_SUBSCRIPTIONS" else None
-                await ws.send_json({"result": result, "id": req.get("id")})
-        finally:
-            for stream in mine:
-                self._streams.get(stream, set()).discard(ws)
-        return ws
-
-    async def _send(self, account: str, event: dict[str, Any]) -> None:
-        for ws, sub_id in list(self._sockets.get(account, {}).items()):
-            try:
-                await ws.send_json({"subscriptionId": sub_id, "event": event})
-            except (ConnectionError, RuntimeError):
-                self._sockets[account].pop(ws, None)
+        return [trade_json(t) for t in trades]
 
     # --- admin ------------------------------------------------------------------------
 
     async def _admin_faults(self, request: web.Request) -> web.Response:
         body = await request.json()
-        if body.get("clear"):
-            self.faults.clear()
-        for f in body.get("faults", []):
-            self.faults.add(Fault(**f))
+        try:
+            if body.get("clear"):
+                self.faults.clear()
+            for f in body.get("faults", []):
+                self.faults.add(Fault(**f))
+            if "chaos" in body:
+                chaos = body["chaos"]
+                if chaos is not None and "kinds" in chaos:
+                    chaos = chaos | {"kinds": tuple(chaos["kinds"])}
+                self.faults.set_chaos(ChaosConfig(**chaos) if chaos is not None else None)
+        except (TypeError, ValueError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
         return web.json_response({"pending": self.faults.pending()})
+
+    async def _admin_expire(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        oid = body.get("orderId")
+        try:
+            order = await self.expire(
+                str(body.get("account", "main")),
+                str(body.get("symbol", next(iter(self.engine.markets)))),
+                int(oid) if oid is not None else None,
+                body.get("clientOrderId"),
+            )
+        except EngineError as exc:
+            return error_response(400, exc.code, exc.message)
+        return web.json_response(order_json(order))
+
+    async def _admin_disconnect(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        await self.user.disconnect(str(body.get("account", "main")), float(body.get("gap_s", 1.0)))
+        return web.json_response({})
 
     async def _admin_advance(self, request: web.Request) -> web.Response:
         n = int(request.query.get("n", "1"))
         return web.json_response({"applied": await self.advance(n)})
 
+    def state(self) -> dict[str, Any]:
+        """Counters: requests, market events, faults pending and injected (total and per
+        kind), the chaos mix, events lost in stream gaps, orders the venue expired."""
+        chaos = self.faults.chaos_config
+        return {
+            "time_ms": self.engine.time_ms,
+            "requests": self.requests,
+            "market_events": self.market_events,
+            "faults_pending": self.faults.pending(),
+            "faults_injected": self.faults.injected,
+            "faults_by_kind": dict(sorted(self.faults.injected_by_kind.items())),
+            "chaos": asdict(chaos) if chaos is not None else None,
+            "rate_limited": self.rate_limited,
+            "refused_during_retry_after": self.edge.refused_in_window,
+            "private_events_missed": sum(self.user.missed.values()),
+            "expired_by_venue": self.expired_by_venue,
+        }
+
     async def _admin_state(self, _r: web.Request) -> web.Response:
-        return web.json_response(
-            {
-                "time_ms": self.engine.time_ms,
-                "requests": self.requests,
-                "market_events": self.market_events,
-                "faults_pending": self.faults.pending(),
-                "faults_injected": self.faults.injected,
-                "rate_limited": self.rate_limited,
-            }
-        )
+        return web.json_response(self.state())
 
+    def ground_truth(self, account: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Every order the venue accepted from ``account`` and every trade of it, as the
+        venue's own JSON (``allOrders`` / ``myTrades`` rows, with the trade's client id)."""
+        orders = [
+            order_json(o)
+            for symbol in sorted(self.engine.markets)
+            for o in self.engine.all_orders(account, symbol)
+        ]
+        trades = []
+        for symbol in sorted(self.engine.markets):
+            for t in self.engine.my_trades(account, symbol):
+                trades.append(trade_json(t) | {"clientOrderId": t.client_order_id})
+        return orders, trades
 
-# --- wire formats (Binance spot v3) ---------------------------------------------------
+    async def _admin_orders(self, request: web.Request) -> web.Response:
+        try:
+            orders, _ = self.ground_truth(request.query.get("account", "main"))
+        except EngineError as exc:
+            return error_response(400, exc.code, exc.message)
+        return web.json_response(orders)
 
-
-def _error(status: int, code: int, msg: str) -> web.Response:
-    return web.json_response({"code": code, "msg": msg}, status=status)
-
-
-def _need(p: dict[str, str], name: str) -> str:
-    v = p.get(name)
-    if not v:
-        raise ApiError(
-            400, -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
-        )
-    return v
-
-
-def _decimal(p: dict[str, str], name: str) -> Decimal:
-    try:
-        return Decimal(_need(p, name))
-    except InvalidOperation:
-        raise ApiError(400, -1100, f"Illegal characters found in parameter '{name}'.") from None
-
-
-def _in_window(t: int, p: dict[str, str]) -> bool:
-    start = int(p.get("startTime", "0"))
-    end = int(p.get("endTime", str(2**62)))
-    return start <= t <= end
-
-
-def _symbol_info(m: MarketSpec) -> dict[str, Any]:
-    return {
-        "symbol": m.symbol,
-        "status": "TRADING",
-        "baseAsset": m.base,
-        "baseAssetPrecision": 8,
-        "quoteAsset": m.quote,
-        "quotePrecision": 8,
-        "quoteAssetPrecision": 8,
-        "baseCommissionPrecision": 8,
-        "quoteCommissionPrecision": 8,
-        "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"],
-        "icebergAllowed": False,
-        "ocoAllowed": False,
-        "quoteOrderQtyMarketAllowed": False,
-        "allowTrailingStop": False,
-        "cancelReplaceAllowed": False,
-        "isSpotTradingAllowed": True,
-        "isMarginTradingAllowed": False,
-        "filters": [
-            {
-                "filterType": "PRICE_FILTER",
-                "minPrice": _s(m.min_price),
-                "maxPrice": _s(m.max_price),
-                "tickSize": _s(m.tick_size),
-            },
-            {
-                "filterType": "LOT_SIZE",
-                "minQty": _s(m.min_qty),
-                "maxQty": _s(m.max_qty),
-                "stepSize": _s(m.step_size),
-            },
-            {
-                "filterType": "NOTIONAL",
-                "minNotional": _s(m.min_notional),
-                "applyMinToMarket": False,
-                "maxNotional": "9000000.00000000",
-                "applyMaxToMarket": False,
-                "avgPriceMins": 5,
-            },
-        ],
-        "permissions": [],
-        "permissionSets": [["SPOT"]],
-        "defaultSelfTradePreventionMode": "NONE",
-        "allowedSelfTradePreventionModes": ["NONE"],
-    }
-
-
-def _order_json(o: Order) -> dict[str, Any]:
-    return {
-        "symbol": o.symbol,
-        "orderId": o.order_id,
-        "orderListId": -1,
-        "clientOrderId": o.client_order_id,
-        "price": _s(o.price),
-        "origQty": _s(o.orig_qty),
-        "executedQty": _s(o.executed_qty),
-        "cummulativeQuoteQty": _s(o.cum_quote),
-        "status": o.status,
-        "timeInForce": o.time_in_force,
-        "type": o.type,
-        "side": o.side,
-        "stopPrice": "0.00000000",
-        "icebergQty": "0.00000000",
-        "time": o.time,
-        "updateTime": o.update_time,
-        "isWorking": True,
-        "workingTime": o.time,
-        "origQuoteOrderQty": "0.00000000",
-        "selfTradePreventionMode": "NONE",
-    }
-
-
-def _cancel_json(o: Order) -> dict[str, Any]:
-    return {
-        "symbol": o.symbol,
-        "origClientOrderId": o.client_order_id,
-        "orderId": o.order_id,
-        "orderListId": -1,
-        "clientOrderId": f"cancel-{o.order_id}",
-        "transactTime": o.update_time,
-        "price": _s(o.price),
-        "origQty": _s(o.orig_qty),
-        "executedQty": _s(o.executed_qty),
-        "cummulativeQuoteQty": _s(o.cum_quote),
-        "status": o.status,
-        "timeInForce": o.time_in_force,
-        "type": o.type,
-        "side": o.side,
-        "selfTradePreventionMode": "NONE",
-    }
-
-
-def _trade_json(t: Execution) -> dict[str, Any]:
-    return {
-        "symbol": t.symbol,
-        "id": t.trade_id,
-        "orderId": t.order_id,
-        "orderListId": -1,
-        "price": _s(t.price),
-        "qty": _s(t.qty),
-        "quoteQty": _s(t.quote_qty),
-        "commission": _s(t.commission),
-        "commissionAsset": t.commission_asset,
-        "time": t.time,
-        "isBuyer": t.side == "BUY",
-        "isMaker": t.is_maker,
-        "isBestMatch": True,
-    }
-
-
-def _execution_report(u: OrderUpdate) -> dict[str, Any]:
-    o, ex = u.order, u.execution
-    canceled = u.exec_type == "CANCELED"
-    return {
-        "e": "executionReport",
-        "E": u.time,
-        "s": o.symbol,
-        # On a cancel Binance puts the cancel request's id in "c" and the order's in "C".
-        "c": f"cancel-{o.order_id}" if canceled else o.client_order_id,
-        "S": o.side,
-        "o": o.type,
-        "f": o.time_in_force,
-        "q": _s(o.orig_qty),
-        "p": _s(o.price),
-        "P": "0.00000000",
-        "F": "0.00000000",
-        "g": -1,
-        "C": o.client_order_id if canceled else "",
-        "x": u.exec_type,
-        "X": o.status,
-        "r": u.reject_reason,
-        "i": o.order_id,
-        "l": _s(ex.qty) if ex else "0.00000000",
-        "z": _s(o.executed_qty),
-        "L": _s(ex.price) if ex else "0.00000000",
-        "n": _s(ex.commission) if ex else "0",
-        "N": ex.commission_asset if ex else None,
-        "T": u.time,
-        "t": ex.trade_id if ex else -1,
-        "v": 0,
-        "I": u.time,
-        "w": o.is_open,
-        "m": ex.is_maker if ex else False,
-        "M": False,
-        "O": o.time,
-        "Z": _s(o.cum_quote),
-        "Y": _s(ex.quote_qty) if ex else "0.00000000",
-        "Q": "0.00000000",
-        "W": o.time,
-        "V": "NONE",
-    }
+    async def _admin_trades(self, request: web.Request) -> web.Response:
+        try:
+            _, trades = self.ground_truth(request.query.get("account", "main"))
+        except EngineError as exc:
+            return error_response(400, exc.code, exc.message)
+        return web.json_response(trades)

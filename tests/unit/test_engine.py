@@ -120,13 +120,34 @@ def test_insufficient_funds_and_duplicate_client_ids_are_refused():
     with pytest.raises(EngineError, match="insufficient balance"):
         place(e, "a", "SELL", "11", "60000.00")
     place(e, "a", "BUY", "0.1", "60000.00", cid="same")
-    with pytest.raises(EngineError, match="Duplicate order sent"):
+    with pytest.raises(EngineError, match="Duplicate order sent") as dup:
         place(e, "a", "BUY", "0.1", "59000.00", cid="same")
-    e.cancel("a", "BTCUSDT", None, "same")
-    with pytest.raises(EngineError, match="Duplicate order sent"):
-        place(e, "a", "BUY", "0.1", "59000.00", cid="same")
+    assert dup.value.code == -2010
     # Another account may use the same id.
     place(e, "b", "BUY", "0.1", "59000.00", cid="same")
+
+
+def test_a_client_id_is_refused_only_while_its_order_is_open():
+    """Binance: ``newClientOrderId`` is unique among open orders; once the order with it is
+    closed (canceled, filled, expired) the id can be used again, and a look-up by it finds
+    the newest order."""
+    e = engine()
+    first, _ = place(e, "a", "BUY", "0.1", "60000.00", cid="re")
+    e.cancel("a", "BTCUSDT", None, "re")
+    second, _ = place(e, "a", "BUY", "0.2", "59000.00", cid="re")
+    assert second.order_id != first.order_id
+    assert e.get_order("a", "BTCUSDT", None, "re").order_id == second.order_id
+    assert e.get_order("a", "BTCUSDT", first.order_id, None).status == "CANCELED"
+    with pytest.raises(EngineError, match="Duplicate order sent"):
+        place(e, "a", "BUY", "0.1", "58000.00", cid="re")
+    # Filled orders free their id too.
+    place(e, "b", "SELL", "0.2", "59000.00", cid="taker")
+    assert e.get_order("a", "BTCUSDT", None, "re").status == "FILLED"
+    third, _ = place(e, "a", "BUY", "0.1", "58000.00", cid="re")
+    assert [o.client_order_id for o in e.all_orders("a", "BTCUSDT")] == ["re", "re", "re"]
+    assert e.open_orders("a")[0].order_id == third.order_id
+    # A refused duplicate changes nothing: no hold, no order.
+    assert e.balances("a")["USDT"].locked == D("5800.00")
 
 
 def test_post_only_rejected_when_it_would_take_internal_or_public_liquidity():
