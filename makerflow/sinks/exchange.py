@@ -157,6 +157,9 @@ class _ExecuteLogic:
         metrics.EVENTS_IN.labels(step=self.step).inc(len(values))
         if not self.key:
             self.key, self.symbol = values[0].key, values[0].symbol
+            if self.next_sweep_ns is not None:
+                # Mass status first: learn what the venue holds before sending anything.
+                self._sweep()
         out: list[_Out] = []
         intents: list[OrderIntent] = []
         n_open = len(self.state.open_orders(self.key))
@@ -222,11 +225,18 @@ class _ExecuteLogic:
     def on_eof(self) -> list[_Out]:
         out: list[_Out] = []
         runner = self.runner
-        if runner is not None:
-            runner.drain(self.key, self.config.drain_timeout_s)
+        if runner is None:
+            return out
+        # What finished work sets off (a sweep's cancels and look-ups) is work too.
+        deadline = time.monotonic() + self.config.drain_timeout_s
+        while True:
+            runner.drain(self.key, max(deadline - time.monotonic(), 0.0))
             out += self._harvest()
-            self.lazy.release(self)
-            self.runner = None
+            idle = not runner.busy(self.key) and not runner.resolving(self.key)
+            if idle or time.monotonic() >= deadline:
+                break
+        self.lazy.release(self)
+        self.runner = None
         return out
 
     def snapshot(self) -> OrderStateSnapshot:
@@ -370,9 +380,10 @@ def execute_intents(
     :class:`Executions`.
 
     Keyed by market, so each market's intents run in order on one worker. ``updates`` and
-    ``fill_updates`` (the private stream's order events and fills) keep the order state exact when the venue fills or
-    closes orders; without them it follows this step's own events and the sweeps. ``clock``
-    (wall, ns) is read for intents' time-to-live, sweeps and harvest timers; ``flatten`` is a
+    ``fill_updates`` (the private stream's order events and fills) keep the order state
+    exact when the venue fills or closes orders; without them it follows this step's own
+    events and the sweeps. ``clock`` (wall, ns) is read for intents' time-to-live, sweeps and
+    harvest timers; ``flatten`` is a
     confirmed cancel-all (the kill switch's) used for ``cancel_all`` intents.
     """
     lazy = _LazyRunner(config, credentials, clock, flatten)
