@@ -40,7 +40,8 @@ from makerflow.schemas.events import (
     OrderIntent,
 )
 from makerflow.sinks.exchange_config import ExchangeSinkConfig
-from makerflow.sinks.exchange_executor import ExchangeExecutor, Flatten, Unknown, VenueStatus
+from makerflow.sinks.exchange_executor import ExchangeExecutor, Flatten
+from makerflow.sinks.exchange_lost import Unknown
 from makerflow.sinks.exchange_runner import (
     ExchangeRunner,
     JobDone,
@@ -48,6 +49,7 @@ from makerflow.sinks.exchange_runner import (
     SweepFailed,
     Swept,
 )
+from makerflow.sinks.venue_status import VenueStatus
 from makerflow.venue import Credentials, classify_error, make_client, order_event_from_ccxt
 
 __all__ = [

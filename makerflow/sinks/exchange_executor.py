@@ -17,14 +17,15 @@ What a failure means comes from ccxt's exception class (:mod:`makerflow.venue.er
   happened; once the venue's receive window has passed, an order it does not know can no
   longer land, and it is reported ``rejected`` (``not_placed``).
 
-Every venue call is bounded: a per-market and a global limit on requests in flight, and an
-outer timeout around ccxt's own.
+Every venue call is bounded: a per-market and a global limit on requests in flight, and
+ccxt's per-request timeout. Cancels and cancel-alls are :mod:`makerflow.sinks.exchange_cancel`;
+lost places :mod:`makerflow.sinks.exchange_lost`; mass status
+:mod:`makerflow.sinks.venue_status`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import random
@@ -40,21 +41,19 @@ import msgspec
 from makerflow import metrics
 from makerflow.operators.guards import check_intent
 from makerflow.schemas.events import (
-    BalanceSnapshot,
-    Fill,
     OrderEvent,
     OrderIntent,
     OrderStatus,
     Side,
-    market_key,
 )
+from makerflow.sinks.exchange_cancel import Flatten, cancel_all, cancel_order
 from makerflow.sinks.exchange_config import ExchangeSinkConfig
+from makerflow.sinks.exchange_lost import LostPlaces, Unknown, unknown_event
+from makerflow.sinks.venue_status import VenueStatus, fetch_venue_status
 from makerflow.venue import (
     Credentials,
     RejectReason,
-    balances_from_ccxt,
     classify_error,
-    fill_from_ccxt,
     make_client,
     may_be_duplicate_id,
     order_event_from_ccxt,
@@ -63,42 +62,12 @@ from makerflow.venue import (
 
 log = logging.getLogger(__name__)
 
-Flatten = Callable[[Any, OrderIntent], Awaitable[list[OrderEvent]]]
-"""A cancel-all that confirms: ``flatten(client, intent)`` cancels every order of ours on
-the intent's market and returns the order events once the venue lists none (the kill
-switch's ``makerflow.sinks.flatten``). Without one, a cancel-all is one request, retried."""
-
 
 @dataclass
 class _Placed:
     side: Side
     price: float | None
     qty: float
-
-
-@dataclass
-class Unknown:
-    """A place whose answer was lost: the order may be live."""
-
-    intent: OrderIntent
-    price: float | None
-    qty: float
-    sent_ns: int
-    checks: int = 0
-    next_ns: int = 0
-    cancel_wanted: bool = False
-
-
-@dataclass(frozen=True)
-class VenueStatus:
-    """One market's truth at the venue (mass status): our open orders, our newest trades,
-    and the balances of the market's two assets."""
-
-    key: str
-    ts: int
-    open_orders: tuple[OrderEvent, ...]
-    fills: tuple[Fill, ...]
-    balances: tuple[BalanceSnapshot, ...]
 
 
 class ExchangeExecutor:
@@ -128,8 +97,7 @@ class ExchangeExecutor:
         self._placed: OrderedDict[str, _Placed] = OrderedDict()
         self._cids: OrderedDict[str, str] = OrderedDict()
         """exchange order id -> client order id, learned from every order seen."""
-        self.unknown: dict[str, Unknown] = {}
-        self._resolving: asyncio.Lock | None = None
+        self.lost = LostPlaces(config)
         self._global: asyncio.Semaphore | None = None
         self._per_market: dict[str, asyncio.Semaphore] = {}
         self.sent = 0
@@ -137,6 +105,11 @@ class ExchangeExecutor:
         """Every retry wait, in seconds (the benchmark and tests read them)."""
 
     # --- the client -------------------------------------------------------------------
+
+    @property
+    def unknown(self) -> dict[str, Unknown]:
+        """Places whose answer was lost, by client id, until the venue says."""
+        return self.lost.orders
 
     async def client(self) -> Any:
         if self._client is None:
@@ -151,7 +124,7 @@ class ExchangeExecutor:
         if self._client is not None:
             await self._client.close()
 
-    async def _call(self, key: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    async def call(self, key: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         """One venue request, within the in-flight limits. Its time limit is ccxt's own
         ``timeout`` (connect, read and total, per request); no outer limit, since that would
         also cut requests waiting in ccxt's rate-limit queue, which were never sent, and make
@@ -197,11 +170,11 @@ class ExchangeExecutor:
                 return await self.execute(intent, guarded=True)
             except ccxt.BaseError as exc:  # e.g. markets could not be loaded
                 reason = classify_error(exc).reason
-                return [self._reject(intent, reason, f"{type(exc).__name__}: {exc}")]
+                return [self.reject(intent, reason, f"{type(exc).__name__}: {exc}")]
             except Exception as exc:
                 # Whatever went wrong, one intent must not stop the flow: reject it, loudly.
                 log.exception("executing %s %s failed", intent.action, intent.client_order_id)
-                return [self._reject(intent, "exchange_error", f"{type(exc).__name__}: {exc}")]
+                return [self.reject(intent, "exchange_error", f"{type(exc).__name__}: {exc}")]
 
         async def flush() -> None:
             results = await asyncio.gather(
@@ -254,7 +227,7 @@ class ExchangeExecutor:
         if intent.action == "place":
             return await self._place(intent)
         if intent.action == "cancel":
-            return await self._cancel(intent)
+            return await self.cancel(intent)
         return await self._cancel_all(intent)
 
     def _expired(self, intent: OrderIntent) -> OrderEvent | None:
@@ -264,7 +237,7 @@ class ExchangeExecutor:
         age_ms = (self._clock() - intent.ts) / 1e6
         if age_ms <= ttl:
             return None
-        return self._reject(
+        return self.reject(
             intent,
             "expired_intent",
             f"intent is {age_ms:.0f} ms old, older than its time-to-live of {ttl} ms",
@@ -281,7 +254,7 @@ class ExchangeExecutor:
 
     def _guard_reject(self, intent: OrderIntent, problem: str) -> OrderEvent:
         kind: RejectReason = "malformed" if problem.startswith("malformed") else "guard"
-        return self._reject(intent, kind, problem)
+        return self.reject(intent, kind, problem)
 
     def _dry_run(self, intent: OrderIntent) -> list[OrderEvent]:
         if intent.action == "cancel_all":
@@ -316,12 +289,12 @@ class ExchangeExecutor:
         self.delays.append(delay)
         return delay
 
-    async def _lookup(self, key: str, symbol: str, cid: str) -> tuple[Any, BaseException | None]:
+    async def lookup(self, key: str, symbol: str, cid: str) -> tuple[Any, BaseException | None]:
         """The venue's order with client id ``cid``: (order, None), (None, None) when the
         venue has none, (None, error) when it could not say."""
         client = await self.client()
         try:
-            order = await self._call(key, client.fetch_order, None, symbol, {"clientOrderId": cid})
+            order = await self.call(key, client.fetch_order, None, symbol, {"clientOrderId": cid})
         except ccxt.OrderNotFound:
             return None, None
         except ccxt.BaseError as exc:
@@ -342,14 +315,14 @@ class ExchangeExecutor:
                 else None
             )
         except ccxt.BaseError as exc:
-            return [self._reject(intent, "invalid_order", f"{type(exc).__name__}: {exc}")]
+            return [self.reject(intent, "invalid_order", f"{type(exc).__name__}: {exc}")]
         if amount <= 0:
-            return [self._reject(intent, "min_notional", f"quantity {intent.qty} rounds to 0")]
+            return [self.reject(intent, "min_notional", f"quantity {intent.qty} rounds to 0")]
         min_cost = ((market.get("limits") or {}).get("cost") or {}).get("min")
         valuation = price if price is not None else intent.reference
         if min_cost and valuation is not None and amount * valuation < float(min_cost):
             return [
-                self._reject(
+                self.reject(
                     intent,
                     "min_notional",
                     f"notional {amount * valuation:.8f} < minimum {min_cost}",
@@ -372,7 +345,7 @@ class ExchangeExecutor:
                 metrics.ORDERS_SENT.labels(venue=intent.venue, action="place").inc()
                 self.sent += 1
                 sent_ns = self._clock()
-                order = await self._call(
+                order = await self.call(
                     key,
                     client.create_order,
                     intent.symbol,
@@ -382,7 +355,7 @@ class ExchangeExecutor:
                     price,
                     params,
                 )
-                return [self._from_order(intent, order)]
+                return [self.from_order(intent, order)]
             except ccxt.BaseError as exc:
                 last = exc
                 kind = classify_error(exc)
@@ -392,10 +365,10 @@ class ExchangeExecutor:
                 if may_be_duplicate_id(exc):
                     # Binance refuses a client id while an order with it is open: ours,
                     # from an earlier send. Ask the venue rather than reading the message.
-                    found, _ = await self._lookup(key, intent.symbol, cid)
+                    found, _ = await self.lookup(key, intent.symbol, cid)
                     if found is not None and _same_order(found, intent.side, price, amount):
                         log.info("order %s was on the venue already; not re-sending", cid)
-                        return [self._from_order(intent, found)]
+                        return [self.from_order(intent, found)]
                 if not kind.retryable:
                     break
                 if retry_after is not None and retry_after > self.config.max_retry_after_s:
@@ -404,14 +377,14 @@ class ExchangeExecutor:
         assert last is not None
         # Every attempt was refused or never left: the venue certainly has no such order.
         self._placed.pop(cid, None)
-        return [self._reject(intent, classify_error(last).reason, f"{type(last).__name__}: {last}")]
+        return [self.reject(intent, classify_error(last).reason, f"{type(last).__name__}: {last}")]
 
     async def _already_sent(self, intent: OrderIntent, cid: str) -> list[OrderEvent]:
-        found, err = await self._lookup(intent.key, intent.symbol, cid)
+        found, err = await self.lookup(intent.key, intent.symbol, cid)
         if found is not None:
-            return [self._from_order(intent, found)]
+            return [self.from_order(intent, found)]
         if cid in self.unknown:
-            return [self._unknown_event(self.unknown[cid], "still resolving by client id")]
+            return [unknown_event(self.unknown[cid], "still resolving by client id")]
         log.warning(
             "place %s was sent before and the venue does not show it (%s); not re-sending",
             cid,
@@ -430,216 +403,35 @@ class ExchangeExecutor:
     ) -> list[OrderEvent]:
         """The answer to a place was lost: never re-send; look it up; else it is unknown."""
         cid = intent.client_order_id or ""
-        found, _ = await self._lookup(intent.key, intent.symbol, cid)
+        found, _ = await self.lookup(intent.key, intent.symbol, cid)
         if found is not None:
             log.info("order %s landed though its answer was lost (%s)", cid, type(exc).__name__)
             metrics.ORDERS_UNKNOWN.labels(venue=intent.venue, resolution="found_at_once").inc()
-            return [self._from_order(intent, found)]
+            return [self.from_order(intent, found)]
         u = Unknown(intent, price, amount, sent_ns, next_ns=self._clock())
-        self.unknown[cid] = u
+        self.lost.orders[cid] = u
         metrics.ORDERS_UNKNOWN.labels(venue=intent.venue, resolution="pending").inc()
         log.warning("place %s: answer lost (%s); outcome unknown", cid, type(exc).__name__)
         reason = classify_error(exc).reason
-        return [self._unknown_event(u, f"{reason}: {type(exc).__name__}: answer lost")]
-
-    def _unknown_event(self, u: Unknown, reason: str) -> OrderEvent:
-        i = u.intent
-        assert i.side is not None
-        return OrderEvent(
-            ts=i.ts,
-            venue=i.venue,
-            symbol=i.symbol,
-            account=i.account,
-            client_order_id=i.client_order_id or "",
-            status="unknown",
-            side=i.side,
-            price=u.price,
-            qty=u.qty,
-            reason=reason,
-        )
+        return [unknown_event(u, f"{reason}: {type(exc).__name__}: answer lost")]
 
     async def resolve_unknown(self) -> list[OrderEvent]:
-        """Look up every unknown order that is due; return what the venue said about those
-        it now knows, and ``rejected`` (``not_placed``) for those it can no longer get."""
-        if self._resolving is None:
-            self._resolving = asyncio.Lock()
-        async with self._resolving:
-            return await self._resolve_due()
+        """Look up every unknown order that is due (see :class:`LostPlaces`)."""
+        return await self.lost.resolve(self)
 
-    async def _resolve_due(self) -> list[OrderEvent]:
-        now = self._clock()
-        due = [(cid, u) for cid, u in self.unknown.items() if u.next_ns <= now]
-        if not due:
-            return []
-        answers = await asyncio.gather(
-            *(self._lookup(u.intent.key, u.intent.symbol, cid) for cid, u in due)
-        )
-        cfg = self.config
-        window_ns = (cfg.recv_window_ms + 2 * cfg.timeout_ms) * 1_000_000
-        out: list[OrderEvent] = []
-        for (cid, u), (found, err) in zip(due, answers, strict=True):
-            venue = u.intent.venue
-            if found is not None:
-                self.unknown.pop(cid, None)
-                metrics.ORDERS_UNKNOWN.labels(venue=venue, resolution="found").inc()
-                ev = self._from_order(u.intent, found)
-                out.append(ev)
-                if u.cancel_wanted and ev.status in ("ack", "partial", "new"):
-                    out += await self._cancel(_cancel_of(u.intent))
-            elif err is None and self._clock() - u.sent_ns > window_ns:
-                self.unknown.pop(cid, None)
-                self._placed.pop(cid, None)
-                metrics.ORDERS_UNKNOWN.labels(venue=venue, resolution="not_placed").inc()
-                out.append(
-                    self._reject(
-                        u.intent,
-                        "not_placed",
-                        "the venue has no order with this client id after its receive window "
-                        f"({cfg.recv_window_ms} ms): the lost place never landed",
-                    )
-                )
-            else:
-                u.checks += 1
-                step = cfg.resolve_interval_s * min(8, 2 ** min(u.checks, 3))
-                u.next_ns = now + int(step * 1e9)
-        return out
-
-    async def _cancel(self, intent: OrderIntent) -> list[OrderEvent]:
-        client = await self.client()
-        cid = intent.client_order_id or ""
-        key = intent.key
-        last: BaseException | None = None
-        retry_after: float | None = None
-        for attempt in range(self.config.max_attempts):
-            if attempt:
-                await self._sleep(self._delay(attempt, retry_after))
-            try:
-                metrics.ORDERS_SENT.labels(venue=intent.venue, action="cancel").inc()
-                self.sent += 1
-                order = await self._call(
-                    key, client.cancel_order, None, intent.symbol, {"clientOrderId": cid}
-                )
-                return [self._from_order(intent, order, status="canceled")]
-            except ccxt.OrderNotFound as exc:
-                # Already closed (filled, or canceled by an earlier attempt): report the truth.
-                found, _ = await self._lookup(key, intent.symbol, cid)
-                if found is not None:
-                    return [self._from_order(intent, found)]
-                u = self.unknown.get(cid)
-                if u is not None:
-                    # A lost place may still land: cancel it when it does, and say nothing
-                    # that would free its slot meanwhile.
-                    u.cancel_wanted = True
-                    return [self._unknown_event(u, "cancel: not on the venue yet")]
-                return [self._reject(intent, "unknown_order", f"{type(exc).__name__}: {exc}")]
-            except ccxt.BaseError as exc:
-                last = exc
-                retry_after = retry_after_s(client, exc)
-                if not classify_error(exc).retryable:
-                    break
-        assert last is not None
-        reason = classify_error(last).reason
-        detail = f"cancel_rejected: {reason}: {type(last).__name__}: {last}"
-        metrics.ORDER_REJECTS.labels(venue=intent.venue, reason=reason).inc()
-        log.warning("cancel of %s failed: %s", cid, detail)
-        # A failed cancel leaves the order alive: report its state (as the venue says, or
-        # as last known), never "rejected", which would tell the quoter it is gone.
-        found, _ = await self._lookup(key, intent.symbol, cid)
-        if found is not None:
-            return [_replace(self._from_order(intent, found), reason=detail)]
-        placed = self._placed.get(cid)
-        return [
-            OrderEvent(
-                ts=intent.ts,
-                venue=intent.venue,
-                symbol=intent.symbol,
-                account=intent.account,
-                client_order_id=cid,
-                status="ack",
-                side=placed.side if placed else "buy",
-                price=placed.price if placed else None,
-                qty=placed.qty if placed else 0.0,
-                reason=detail,
-            )
-        ]
+    async def cancel(self, intent: OrderIntent) -> list[OrderEvent]:
+        return await cancel_order(self, intent)
 
     async def _cancel_all(self, intent: OrderIntent) -> list[OrderEvent]:
-        client = await self.client()
-        if self._flatten is not None:
-            # The kill switch's confirmed flatten: cancel-all, then check the venue's open
-            # orders until none of ours remain.
-            return await self._flatten(client, intent)
-        last: BaseException | None = None
-        retry_after: float | None = None
-        for attempt in range(self.config.max_attempts):
-            if attempt:
-                await self._sleep(self._delay(attempt, retry_after))
-            try:
-                metrics.ORDERS_SENT.labels(venue=intent.venue, action="cancel_all").inc()
-                self.sent += 1
-                orders = await self._call(intent.key, client.cancel_all_orders, intent.symbol)
-                return [self._from_order(intent, o, status="canceled") for o in orders]
-            except ccxt.OrderNotFound:
-                return []  # nothing was open
-            except ccxt.BaseError as exc:
-                last = exc
-                retry_after = retry_after_s(client, exc)
-                if not classify_error(exc).retryable:
-                    break
-        assert last is not None
-        reason = classify_error(last).reason
-        metrics.ORDER_REJECTS.labels(venue=intent.venue, reason=reason).inc()
-        log.error("cancel_all on %s failed: %s: %s", intent.key, type(last).__name__, last)
-        return []
+        return await cancel_all(self, intent, self._flatten)
 
-    # --- mass status --------------------------------------------------------------------
+    async def wait_to_retry(self, attempt: int, retry_after: float | None) -> None:
+        await self._sleep(self._delay(attempt, retry_after))
 
-    async def venue_status(self, symbol: str) -> VenueStatus:
-        """Our open orders, newest trades and the market's balances at the venue, for the
-        reconciliation sweep. Raises ccxt's error when the venue cannot say."""
-        cfg = self.config
-        client = await self.client()
-        key = market_key(cfg.venue, symbol)
-        now = self._clock()
-        raw_open = await self._call(key, client.fetch_open_orders, symbol)
-        raw_trades = await self._call(
-            key, client.fetch_my_trades, symbol, None, cfg.recent_fills_limit
-        )
-        balance = await self._call(key, client.fetch_balance)
-        opened = tuple(
-            order_event_from_ccxt(
-                o, venue=cfg.venue, account=cfg.account, symbol=symbol, fallback_ts=now
-            )
-            for o in raw_open
-        )
-        for ev in opened:
-            self._learn(ev)
-        fills = []
-        for t in raw_trades:
-            oid = str(t.get("order")) if t.get("order") is not None else None
-            cid = self._cids.get(oid) if oid is not None else None
-            if oid is not None and cid is None:
-                with contextlib.suppress(ccxt.BaseError):
-                    ev = order_event_from_ccxt(
-                        await self._call(key, client.fetch_order, oid, symbol),
-                        venue=cfg.venue,
-                        account=cfg.account,
-                        symbol=symbol,
-                    )
-                    self._learn(ev)
-                    cid = ev.client_order_id
-            fills.append(
-                fill_from_ccxt(t, venue=cfg.venue, account=cfg.account, client_order_id=cid)
-            )
-        m = client.market(symbol)
-        balances = balances_from_ccxt(
-            balance,
-            venue=cfg.venue,
-            account=cfg.account,
-            ts=now,
-            assets=frozenset({str(m["base"]), str(m["quote"])}),
-        )
-        return VenueStatus(key, now, opened, tuple(fills), tuple(balances))
+    def placed(self, cid: str) -> tuple[Side, float | None, float] | None:
+        """Side, price and quantity of a place this executor sent."""
+        p = self._placed.get(cid)
+        return (p.side, p.price, p.qty) if p is not None else None
 
     # --- events -----------------------------------------------------------------------
 
@@ -649,13 +441,28 @@ class ExchangeExecutor:
         while len(self._placed) > 100_000:
             self._placed.popitem(last=False)
 
-    def _learn(self, ev: OrderEvent) -> None:
+    def now(self) -> int:
+        """The wall clock (ns) this executor reads (injected)."""
+        return self._clock()
+
+    def forget(self, cid: str) -> None:
+        """A place that never landed: its client id may be sent again."""
+        self._placed.pop(cid, None)
+
+    def client_id_of(self, exchange_order_id: str) -> str | None:
+        return self._cids.get(exchange_order_id)
+
+    async def venue_status(self, symbol: str) -> VenueStatus:
+        """Mass status of one market (see :func:`fetch_venue_status`)."""
+        return await fetch_venue_status(self, symbol)
+
+    def learn(self, ev: OrderEvent) -> None:
         if ev.exchange_order_id is not None and ev.client_order_id:
             self._cids[ev.exchange_order_id] = ev.client_order_id
             while len(self._cids) > 100_000:
                 self._cids.popitem(last=False)
 
-    def _from_order(
+    def from_order(
         self, intent: OrderIntent, order: Mapping[str, Any], status: OrderStatus | None = None
     ) -> OrderEvent:
         ev = order_event_from_ccxt(
@@ -678,11 +485,11 @@ class ExchangeExecutor:
             ev = _replace(ev, qty=ev.qty or placed.qty, price=ev.price or placed.price)
         if status is not None and ev.status not in ("filled",):
             ev = _replace(ev, status=status)
-        self._learn(ev)
+        self.learn(ev)
         self.unknown.pop(ev.client_order_id, None)
         return ev
 
-    def _reject(self, intent: OrderIntent, kind: RejectReason, detail: str) -> OrderEvent:
+    def reject(self, intent: OrderIntent, kind: RejectReason, detail: str) -> OrderEvent:
         metrics.ORDER_REJECTS.labels(venue=intent.venue, reason=kind).inc()
         log.info("rejected %s %s: %s", intent.action, intent.client_order_id, detail)
         placed = self._placed.get(intent.client_order_id or "")
@@ -709,18 +516,6 @@ def _same_order(order: Mapping[str, Any], side: Side, price: float | None, amoun
         return False
     p = order.get("price")
     return price is None or p is None or math.isclose(float(p), price, rel_tol=1e-9)
-
-
-def _cancel_of(intent: OrderIntent) -> OrderIntent:
-    return OrderIntent(
-        ts=intent.ts,
-        venue=intent.venue,
-        symbol=intent.symbol,
-        account=intent.account,
-        action="cancel",
-        client_order_id=intent.client_order_id,
-        reason="cancel requested while the place was unknown",
-    )
 
 
 def _replace(ev: OrderEvent, **changes: Any) -> OrderEvent:

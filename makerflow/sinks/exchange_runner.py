@@ -22,7 +22,9 @@ from typing import Any
 import ccxt.async_support as ccxt
 
 from makerflow.schemas.events import OrderEvent, OrderIntent
-from makerflow.sinks.exchange_executor import ExchangeExecutor, Unknown, VenueStatus
+from makerflow.sinks.exchange_executor import ExchangeExecutor
+from makerflow.sinks.exchange_lost import Unknown
+from makerflow.sinks.venue_status import VenueStatus
 
 log = logging.getLogger(__name__)
 

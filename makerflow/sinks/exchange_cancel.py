@@ -1,0 +1,132 @@
+"""Cancels and cancel-alls at the venue.
+
+A cancel is retried while the venue refuses it or cannot be reached; one that fails leaves
+the order alive, so it reports the order's state (never ``rejected``, which would tell the
+quoter it is gone). A cancel of a place whose answer was lost and that the venue does not
+show yet keeps it ``unknown`` and is carried out once it lands.
+
+A cancel-all is one request, retried; with a ``flatten`` (the kill switch's confirmed
+cancel-all, :mod:`makerflow.sinks.flatten`: cancel-all, then check the venue's open orders
+until none of ours remain, with retries and a deadline) that is called instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import ccxt.async_support as ccxt
+import msgspec
+
+from makerflow import metrics
+from makerflow.schemas.events import OrderEvent, OrderIntent, Side
+from makerflow.sinks.exchange_lost import unknown_event
+from makerflow.venue import classify_error, retry_after_s
+
+if TYPE_CHECKING:
+    pass
+
+if TYPE_CHECKING:
+    from makerflow.sinks.exchange_executor import ExchangeExecutor
+
+log = logging.getLogger(__name__)
+
+Flatten = Callable[[Any, OrderIntent], Awaitable[list[OrderEvent]]]
+"""A cancel-all that confirms: ``flatten(client, intent)`` cancels every order of ours on
+the intent's market and returns the order events once the venue lists none (the kill
+switch's ``makerflow.sinks.flatten``). Without one, a cancel-all is one request, retried."""
+
+
+async def cancel_order(ex: ExchangeExecutor, intent: OrderIntent) -> list[OrderEvent]:
+    client = await ex.client()
+    cid = intent.client_order_id or ""
+    key = intent.key
+    last: BaseException | None = None
+    retry_after: float | None = None
+    for attempt in range(ex.config.max_attempts):
+        if attempt:
+            await ex.wait_to_retry(attempt, retry_after)
+        try:
+            metrics.ORDERS_SENT.labels(venue=intent.venue, action="cancel").inc()
+            ex.sent += 1
+            order = await ex.call(
+                key, client.cancel_order, None, intent.symbol, {"clientOrderId": cid}
+            )
+            return [ex.from_order(intent, order, status="canceled")]
+        except ccxt.OrderNotFound as exc:
+            # Already closed (filled, or canceled by an earlier attempt): report the truth.
+            found, _ = await ex.lookup(key, intent.symbol, cid)
+            if found is not None:
+                return [ex.from_order(intent, found)]
+            u = ex.unknown.get(cid)
+            if u is not None:
+                # A lost place may still land: cancel it when it does, and say nothing
+                # that would free its slot meanwhile.
+                u.cancel_wanted = True
+                return [unknown_event(u, "cancel: not on the venue yet")]
+            return [ex.reject(intent, "unknown_order", f"{type(exc).__name__}: {exc}")]
+        except ccxt.BaseError as exc:
+            last = exc
+            retry_after = retry_after_s(client, exc)
+            if not classify_error(exc).retryable:
+                break
+    assert last is not None
+    reason = classify_error(last).reason
+    detail = f"cancel_rejected: {reason}: {type(last).__name__}: {last}"
+    metrics.ORDER_REJECTS.labels(venue=intent.venue, reason=reason).inc()
+    log.warning("cancel of %s failed: %s", cid, detail)
+    # A failed cancel leaves the order alive: report its state (as the venue says, or
+    # as last known), never "rejected", which would tell the quoter it is gone.
+    found, _ = await ex.lookup(key, intent.symbol, cid)
+    if found is not None:
+        return [msgspec.structs.replace(ex.from_order(intent, found), reason=detail)]
+    placed = ex.placed(cid)
+    side: Side = placed[0] if placed else "buy"
+    price, qty = (placed[1], placed[2]) if placed else (None, 0.0)
+    return [
+        OrderEvent(
+            ts=intent.ts,
+            venue=intent.venue,
+            symbol=intent.symbol,
+            account=intent.account,
+            client_order_id=cid,
+            status="ack",
+            side=side,
+            price=price,
+            qty=qty,
+            reason=detail,
+        )
+    ]
+
+
+async def cancel_all(
+    ex: ExchangeExecutor, intent: OrderIntent, flatten: Flatten | None
+) -> list[OrderEvent]:
+    client = await ex.client()
+    if flatten is not None:
+        # The kill switch's confirmed flatten: cancel-all, then check the venue's open
+        # orders until none of ours remain.
+        return await flatten(client, intent)
+    last: BaseException | None = None
+    retry_after: float | None = None
+    for attempt in range(ex.config.max_attempts):
+        if attempt:
+            await ex.wait_to_retry(attempt, retry_after)
+        try:
+            metrics.ORDERS_SENT.labels(venue=intent.venue, action="cancel_all").inc()
+            ex.sent += 1
+            orders = await ex.call(intent.key, client.cancel_all_orders, intent.symbol)
+            return [ex.from_order(intent, o, status="canceled") for o in orders]
+        except ccxt.OrderNotFound:
+            return []  # nothing was open
+        except ccxt.BaseError as exc:
+            last = exc
+            retry_after = retry_after_s(client, exc)
+            if not classify_error(exc).retryable:
+                break
+    assert last is not None
+    reason = classify_error(last).reason
+    metrics.ORDER_REJECTS.labels(venue=intent.venue, reason=reason).inc()
+    log.error("cancel_all on %s failed: %s: %s", intent.key, type(last).__name__, last)
+    return []
