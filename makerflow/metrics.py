@@ -144,3 +144,31 @@ VENUE_SWEEPS = Counter(
     "Reconciliations with the venue (open orders, recent fills, balances), by outcome.",
     ["venue", "outcome"],
 )
+RISK_GATE_REJECTS = Counter(
+    "makerflow_risk_gate_rejects",
+    "Orders the risk gate refused before the exchange, by market and why (halted, paused,"
+    " stale, unknown: no fresh risk state heard for a covering scope).",
+    ["market", "why"],
+)
+KILL_SWITCH_FLAT_SECONDS = Histogram(
+    "makerflow_kill_switch_flat_seconds",
+    "Time from a halt's breach (its event time) to the venue confirming none of our orders"
+    " remain on the market.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+KILL_SWITCH_CONFIRMED_FLAT = Gauge(
+    "makerflow_kill_switch_confirmed_flat",
+    "1 once the venue confirmed none of our orders remain on a halted market, 0 while not"
+    " (yet) confirmed.",
+    ["market"],
+)
+KILL_SWITCH_CANCEL_FAILED = Gauge(
+    "makerflow_kill_switch_cancel_failed",
+    "1 while a halted market's orders are not confirmed gone past the flatten deadline.",
+    ["market"],
+)
+CONTROL_REFUSED = Counter(
+    "makerflow_control_refused",
+    "Control commands refused (unsigned, bad signature, stale, replayed), by reason.",
+    ["reason"],
+)

@@ -1,6 +1,8 @@
 """``makerflow control halt|resume|set``: a ControlCommand on the ``control`` topic.
 
-Risk never resumes a halted scope on its own; this command is how a person does::
+Risk never resumes a halted scope on its own; this command is how a person does (signed
+with the key in ``MAKERFLOW_CONTROL_KEY_FILE`` or ``MAKERFLOW_CONTROL_KEY``; a resume must
+say why)::
 
     makerflow control halt   --scope market:binance:BTC/USDT --reason "exchange incident"
     makerflow control resume --scope market:binance:BTC/USDT --reason "checked the move"
@@ -16,6 +18,7 @@ import time
 from typing import Any
 
 from makerflow.kafka_admin import ensure_topics, produce_events
+from makerflow.operators.control_auth import KEY_ENV, KEY_FILE_ENV, ControlKey, sign
 from makerflow.schemas.events import ControlCommand
 from makerflow.schemas.scopes import validate_scope
 from makerflow.schemas.topics import CONTROL
@@ -62,6 +65,8 @@ def build_command(
     parsed = dict(parse_param(p) for p in params or [])
     if verb == "set" and not parsed:
         raise ValueError("control set needs at least one --param name=value")
+    if verb == "resume" and not reason.strip():
+        raise ValueError("control resume needs --reason: say why it is safe to trade again")
     if verb != "set" and parsed:
         raise ValueError(f"--param only goes with control set, not {verb}")
     return ControlCommand(
@@ -115,6 +120,15 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"makerflow control: {exc}")
         return 2
+    try:
+        key = ControlKey.load()
+    except (OSError, ValueError) as exc:
+        print(f"makerflow control: cannot read the control key: {exc}")
+        return 2
+    if key is None:
+        print(f"makerflow control: no control key: set {KEY_FILE_ENV} (a file) or {KEY_ENV}")
+        return 2
+    cmd = sign(cmd, key)
     brokers = [b for b in args.brokers.split(",") if b]
     ensure_topics(brokers, [CONTROL.name])
     produce_events(brokers, CONTROL, [cmd])

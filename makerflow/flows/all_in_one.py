@@ -20,18 +20,22 @@ way it does live: through the private stream (``orders``, ``fills``, ``balances`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import bytewax.operators as op
+import msgspec
 from bytewax.dataflow import Dataflow, Stream
 
 from makerflow.flows.common import FlowSettings, TopicIO, lazy_flow
+from makerflow.operators.control_auth import ControlKey, verified_control
 from makerflow.operators.index import IndexConfig, index_op
 from makerflow.operators.quoting import quoting_op
 from makerflow.operators.quoting_config import QuotingConfig
 from makerflow.operators.recon_logic import ReconConfig
 from makerflow.operators.reconcile import reconcile_op
 from makerflow.operators.risk import risk_op
+from makerflow.operators.risk_gate import GateConfig, risk_gate
 from makerflow.operators.risk_limits import RiskConfig
 from makerflow.operators.staleness import Heartbeat
 from makerflow.operators.ticks import TicksConfig, ticks_op
@@ -59,8 +63,15 @@ from makerflow.schemas.events import (
     Trade,
     Transfer,
 )
-from makerflow.sinks.exchange import Credentials, ExchangeSinkConfig, execute_intents
+from makerflow.sinks.exchange import (
+    Credentials,
+    ExchangeSinkConfig,
+    execute_intents,
+    make_ccxt_client,
+)
+from makerflow.sinks.flatten import FlattenConfig, flatten_on_halt
 from makerflow.sources.bounded import RunLatch, bounded
+from makerflow.sources.clock import WallClock
 from makerflow.sources.empty import EmptySource
 from makerflow.sources.loopback import Loopback
 
@@ -74,6 +85,10 @@ class PipelineConfig(Config, frozen=True, kw_only=True):
     risk: RiskConfig = RiskConfig()
     recon: ReconConfig = ReconConfig()
     exchange: ExchangeSinkConfig = ExchangeSinkConfig()
+    gate: GateConfig = GateConfig()
+    """The risk gate in front of execution; its ``markets`` default to risk's markets."""
+    flatten: FlattenConfig = FlattenConfig()
+    """With ``execute``: on a halt, confirm at the venue that none of our orders remain."""
     execute: bool = True
     """Send intents to the exchange from this flow. Off, intents only leave as a stream (the
     ``orders.intents`` topic) for a separate execution service, or for a backtest's venue."""
@@ -169,22 +184,40 @@ def trading_pipeline(
     )
     intents = op.merge(sid("intents"), quotes.intents, risk.intents)
     executions = None
-    alert_streams = [risk.alerts]
+    confirmations: list[Stream[Alert]] = []
     if config.execute:
+        gate_cfg = config.gate
+        if not gate_cfg.markets:
+            keys = tuple(m.key for m in config.risk.markets)
+            gate_cfg = msgspec.structs.replace(gate_cfg, markets=keys)
+        gate = risk_gate(sid("gate"), intents, risk.states, gate_cfg)
         ex = execute_intents(
             sid("execution"),
-            intents,
+            gate.passed,
             config.exchange,
             updates=orders,
             fill_updates=fills,
             credentials=credentials,
         )
-        executions = ex.orders
-        alert_streams.append(ex.alerts)
+        executions = op.merge(sid("executions"), ex.orders, gate.rejected)
+        confirmations.append(ex.alerts)
+        if config.flatten.enabled and not config.exchange.dry_run:
+            flat_cfg = config.flatten
+            if not flat_cfg.markets:
+                flat_cfg = msgspec.structs.replace(flat_cfg, markets=gate_cfg.markets)
+            exchange = config.exchange
+            confirmations.append(
+                flatten_on_halt(
+                    sid("flatten"),
+                    risk.states,
+                    flat_cfg,
+                    lambda: make_ccxt_client(exchange, credentials),
+                )
+            )
         if feedback is not None:
             op.output(sid("execution_loopback"), executions, feedback.sink())
     recon = reconcile_op(sid("reconcile"), fills, balances, transfers, config.recon)
-    alerts = op.merge(sid("alerts"), *alert_streams, recon.alerts)
+    alerts = op.merge(sid("alerts"), risk.alerts, risk.audit, recon.alerts, *confirmations)
     dead = op.merge(
         sid("dead_letters"), md.dead_letters, risk.errs, quotes.dead_letters, recon.dead_letters
     )
@@ -212,6 +245,13 @@ def build_flow(settings: FlowSettings, config: PipelineConfig | None = None) -> 
     flow = Dataflow("all_in_one")
     io = TopicIO(flow, settings)
     book_topic = io.read(t.MD_BOOK)
+    control = verified_control("control_auth", io.read(t.CONTROL), ControlKey.load())
+    # Live (tailing) runs judge market-data staleness against the wall clock; a replay that
+    # ends has old data by design and no clock.
+    clock = None
+    if settings.tail:
+        beat = timedelta(milliseconds=cfg.risk.heartbeat_ms)
+        clock = op.input("wall_clock", flow, WallClock(beat))
     out = trading_pipeline(
         "pipeline",
         flow,
@@ -219,11 +259,12 @@ def build_flow(settings: FlowSettings, config: PipelineConfig | None = None) -> 
             book=book_topic,
             trades=io.read(t.MD_TRADES),
             dex=io.read(t.DEX_PRICES),
-            control=io.read(t.CONTROL),
+            control=control.oks,
             orders=io.read(t.ORDER_EVENTS),
             fills=io.read(t.FILLS),
             balances=io.read(t.BALANCES),
             transfers=io.read(t.TRANSFERS),
+            clock=clock,
         ),
         cfg,
     )
@@ -232,13 +273,13 @@ def build_flow(settings: FlowSettings, config: PipelineConfig | None = None) -> 
     io.write(out.quality, t.MD_QUALITY)
     io.write(out.index, t.INDEX)
     io.write(out.risk_states, t.RISK_STATE)
-    io.write(out.alerts, t.ALERTS)
+    io.write(op.merge("all_alerts", out.alerts, control.alerts), t.ALERTS)
     io.write(out.ladders, t.QUOTES)
     io.write(out.intents, t.ORDER_INTENTS)
     io.write(out.recon_reports, t.RECON_REPORTS)
     if out.executions is not None:
         io.write(out.executions, t.ORDER_EVENTS)
-    io.dead_letters([out.dead_letters])
+    io.dead_letters([out.dead_letters, control.errs])
     return flow
 
 

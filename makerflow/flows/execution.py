@@ -6,6 +6,10 @@ environment (:class:`makerflow.flows.common.FlowSettings`); the exchange sink an
 stream config from the TOML file in ``MAKERFLOW_CONFIG`` (:class:`ExecutionConfig`), defaults
 otherwise. Credentials: ``MAKERFLOW_EXCHANGE_API_KEY`` / ``MAKERFLOW_EXCHANGE_SECRET`` or the
 secret files the config names; ``MAKERFLOW_EXCHANGE_URL`` points both at a local exchange.
+
+Every intent passes the risk gate (:mod:`makerflow.operators.risk_gate`) first: execution
+reads ``risk.state`` and refuses places in halted, paused or unheard scopes (rejected
+OrderEvents on ``orders.events``); cancels always pass.
 """
 
 from __future__ import annotations
@@ -19,10 +23,17 @@ import msgspec
 from bytewax.dataflow import Dataflow
 
 from makerflow.flows.common import FlowSettings, TopicIO, lazy_flow
+from makerflow.operators.risk_gate import GateConfig, risk_gate
 from makerflow.schemas import topics as t
 from makerflow.schemas.config import Config, load_section
 from makerflow.schemas.topics import Topic
-from makerflow.sinks.exchange import Credentials, ExchangeSinkConfig, execute_intents
+from makerflow.sinks.exchange import (
+    Credentials,
+    ExchangeSinkConfig,
+    execute_intents,
+    make_ccxt_client,
+)
+from makerflow.sinks.flatten import FlattenConfig, flatten_on_halt
 from makerflow.sources.bounded import RunLatch
 from makerflow.sources.private_stream import PrivateStreamConfig, private_stream
 
@@ -32,6 +43,17 @@ class ExecutionConfig(Config, frozen=True, kw_only=True):
     private: PrivateStreamConfig = PrivateStreamConfig()
     private_stream: bool = True
     """Read the private stream (off for a dry run with no exchange behind it)."""
+    gate: GateConfig = GateConfig()
+    """The risk gate; its ``markets`` default to the private stream's symbols."""
+    flatten: FlattenConfig = FlattenConfig()
+    """On a halt, confirm at the venue that none of our orders remain (its ``markets``
+    default to the gate's)."""
+
+    def gate_config(self) -> GateConfig:
+        if self.gate.markets:
+            return self.gate
+        markets = tuple(f"{self.sink.venue}:{s}" for s in self.private.symbols)
+        return msgspec.structs.replace(self.gate, markets=markets)
 
 
 @dataclass(frozen=True)
@@ -40,10 +62,11 @@ class ExecutionTopics:
     renames them)."""
 
     intents: Topic[Any] = t.ORDER_INTENTS
+    risk_states: Topic[Any] = t.RISK_STATE
+    alerts: Topic[Any] = t.ALERTS
     order_events: Topic[Any] = t.ORDER_EVENTS
     fills: Topic[Any] = t.FILLS
     balances: Topic[Any] = t.BALANCES
-    alerts: Topic[Any] = t.ALERTS
 
 
 def build_flow(
@@ -60,7 +83,21 @@ def build_flow(
     tp = topics or ExecutionTopics()
     flow = Dataflow(flow_id)
     io = TopicIO(flow, settings)
-    intents = io.read(tp.intents)
+    gate_cfg = config.gate_config()
+    states = io.read(tp.risk_states)
+    gate = risk_gate("gate", io.read(tp.intents), states, gate_cfg)
+    intents = gate.passed
+    alerts = []
+    if config.flatten.enabled and not config.sink.dry_run:
+        flat_cfg = config.flatten
+        if not flat_cfg.markets:
+            flat_cfg = msgspec.structs.replace(flat_cfg, markets=gate_cfg.markets)
+        sink = config.sink
+        alerts.append(
+            flatten_on_halt(
+                "flatten", states, flat_cfg, lambda: make_ccxt_client(sink, credentials)
+            )
+        )
     if config.private_stream:
         priv = private_stream("private", flow, config.private, stop=stop)
         ex = execute_intents(
@@ -71,17 +108,19 @@ def build_flow(
             fill_updates=priv.fills,
             credentials=credentials,
         )
-        io.write(op.merge("order_events", ex.orders, priv.orders), tp.order_events)
+        io.write(
+            op.merge("order_events", ex.orders, priv.orders, gate.rejected), tp.order_events
+        )
         # The sweep's fills and balances beside the private stream's: consumers dedup
         # fills by trade id and take the newest balance.
         io.write(op.merge("all_fills", priv.fills, ex.fills), tp.fills)
         io.write(op.merge("all_balances", priv.balances, ex.balances), tp.balances)
     else:
         ex = execute_intents("execute", intents, config.sink, credentials=credentials)
-        io.write(ex.orders, tp.order_events)
+        io.write(op.merge("order_events", ex.orders, gate.rejected), tp.order_events)
         io.write(ex.fills, tp.fills)
         io.write(ex.balances, tp.balances)
-    io.write(ex.alerts, tp.alerts)
+    io.write(op.merge("all_alerts", ex.alerts, *alerts), tp.alerts)
     io.dead_letters()
     return flow
 

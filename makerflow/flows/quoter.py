@@ -16,6 +16,7 @@ from typing import Any
 from bytewax.dataflow import Dataflow
 
 from makerflow.flows.common import FlowSettings, TopicIO, lazy_flow
+from makerflow.operators.control_auth import ControlKey, verified_control
 from makerflow.operators.quoting import quoting_op
 from makerflow.operators.quoting_config import QuotingConfig, load_quoting_config
 from makerflow.schemas import topics as t
@@ -46,6 +47,7 @@ def build_flow(
     tp = topics or QuoterTopics()
     flow = Dataflow(flow_id)
     io = TopicIO(flow, settings)
+    control = verified_control("control_auth", io.read(tp.control), ControlKey.load())
     out = quoting_op(
         "quoting",
         io.read(tp.ticks),
@@ -53,12 +55,12 @@ def build_flow(
         io.read(tp.risk),
         io.read(tp.order_events),
         io.read(tp.fills),
-        io.read(tp.control),
+        control.oks,
         config,
     )
     io.write(out.intents, tp.intents)
     io.write(out.ladders, tp.quotes)
-    io.dead_letters([out.dead_letters])
+    io.dead_letters([out.dead_letters, control.errs])
     return flow
 
 

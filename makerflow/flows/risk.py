@@ -4,8 +4,11 @@ risk.state, alerts and orders.intents (cancel-all on a halt) out.
 Run with ``python -m bytewax.run makerflow.flows.risk:flow``. Settings come from the
 environment (:class:`makerflow.flows.common.FlowSettings`); the risk config (limits, windows,
 markets) from the TOML file in ``MAKERFLOW_CONFIG`` (:class:`RiskConfig`), defaults otherwise.
-Metrics are served on ``MAKERFLOW_METRICS_PORT``. Market-data staleness is judged against the
-wall clock, read at the edge by :class:`makerflow.sources.clock.WallClock`, unless
+Metrics are served on ``MAKERFLOW_METRICS_PORT``. Control commands must be signed with the key
+in ``MAKERFLOW_CONTROL_KEY_FILE`` / ``MAKERFLOW_CONTROL_KEY``
+(:mod:`makerflow.operators.control_auth`); others are dead-lettered and alerted.
+Market-data staleness is judged against the wall clock, read at the edge by
+:class:`makerflow.sources.clock.WallClock`, unless
 ``MAKERFLOW_WALL_CLOCK=0`` (replays and backtests, whose data is old by design).
 """
 
@@ -18,6 +21,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
 from makerflow.flows.common import FlowSettings, TopicIO, lazy_flow
+from makerflow.operators.control_auth import ControlKey, verified_control
 from makerflow.operators.risk import risk_op
 from makerflow.operators.risk_limits import RiskConfig
 from makerflow.schemas.config import load_section
@@ -42,6 +46,7 @@ def build_flow(settings: FlowSettings, config: RiskConfig, *, wall_clock: bool =
     if wall_clock:
         interval = timedelta(milliseconds=config.heartbeat_ms)
         clock = op.input("wall_clock", flow, WallClock(interval))
+    control = verified_control("control_auth", io.read(CONTROL), ControlKey.load())
     out = risk_op(
         "risk",
         io.read(TICKS),
@@ -49,14 +54,14 @@ def build_flow(settings: FlowSettings, config: RiskConfig, *, wall_clock: bool =
         io.read(FILLS),
         io.read(ORDER_EVENTS),
         io.read(BALANCES),
-        io.read(CONTROL),
+        control.oks,
         config,
         clock=clock,
     )
     io.write(out.states, RISK_STATE)
-    io.write(out.alerts, ALERTS)
+    io.write(op.merge("all_alerts", out.alerts, out.audit, control.alerts), ALERTS)
     io.write(out.intents, ORDER_INTENTS)
-    io.dead_letters([out.errs])
+    io.dead_letters([out.errs, control.errs])
     return flow
 
 

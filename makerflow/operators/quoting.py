@@ -373,7 +373,7 @@ class Quoter:
             return _NOTHING
         start = self._start(state.ts)
         was = self.halted
-        if state.status == "HALTED":
+        if state.status != "ACTIVE":  # HALTED (kill switch) or PAUSED (stale data)
             self.risk_halts.add(state.scope)
         else:
             self.risk_halts.discard(state.scope)

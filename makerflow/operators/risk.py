@@ -10,8 +10,9 @@ Stages, each keyed so that it spreads over workers:
 - per index basket: index-oracle deviation;
 - per account and ``global``: summed PnL, drawdown and open notional;
 - per scope: the :class:`~makerflow.operators.risk_limits.ScopeMachine` that takes breach
-  onsets and ``halt`` / ``resume`` commands and emits the RiskState, the Alert and the
-  cancel-all intents.
+  onsets, the breaches that still hold, staleness pauses, ``halt`` / ``resume`` commands and
+  event-time beats, and emits the RiskState (on each change and once per heartbeat period),
+  the Alert and the cancel-all intents.
 
 The logic is in the pure modules ``risk_windows``, ``risk_limits`` and ``staleness``; this
 module only keys, routes, keeps state and updates the Prometheus metrics.
@@ -44,6 +45,7 @@ from makerflow.operators.risk_limits import (
     check_market,
     check_portfolio,
     check_staleness,
+    command_problem,
 )
 from makerflow.operators.risk_windows import (
     NS_PER_S,
@@ -74,6 +76,7 @@ from makerflow.schemas.scopes import (
     GLOBAL,
     account_scope,
     asset_scope,
+    scopes_of_market,
     symbol_assets,
     validate_scope,
 )
@@ -92,17 +95,56 @@ class RiskOut:
     intents: Stream[OrderIntent]
     """``cancel_all`` for every configured market in a halted scope (``orders.intents``)."""
     errs: Stream[DeadLetter]
-    """Input risk could not use: bad symbols, bad scopes, bad limit parameters."""
+    """Input risk could not use: bad symbols, bad scopes, bad limit parameters, resumes that
+    name no one or no reason."""
+    audit: Stream[Alert]
+    """Every halt / resume / set_params command risk took, as an info Alert
+    (``ControlCommand``) naming who and why: the trail of what people did."""
 
 
 @dataclass(frozen=True)
 class Signal:
-    """Breach onsets for a scope's machine."""
+    """Breach onsets for a scope's machine, and what holds now among the kinds judged."""
 
     scope: str
     ts: int
     breaches: tuple[Breach, ...]
     metrics: dict[str, float]
+    judged: frozenset[str] = frozenset()
+    holding: tuple[Breach, ...] = ()
+
+
+@dataclass(frozen=True)
+class Pause:
+    """A market's data went stale (``reasons``) or is fresh again (empty)."""
+
+    scope: str
+    ts: int
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Beat:
+    """Event time reached ``ts`` for ``scope``: publish its state if a new period began."""
+
+    scope: str
+    ts: int
+
+
+def _signal(
+    tracker: BreachTracker,
+    scope: str,
+    ts: int,
+    breaches: tuple[Breach, ...],
+    judged: Iterable[str],
+    measured: dict[str, float],
+) -> list[Signal]:
+    """A Signal when the tracker's active set changed (an onset or a clear)."""
+    j = frozenset(judged)
+    onsets, changed = tracker.update(breaches, j)
+    if not changed:
+        return []
+    return [Signal(scope, ts, onsets, measured, j, breaches)]
 
 
 @dataclass(frozen=True)
@@ -148,12 +190,19 @@ class _MarketLogic(StatefulLogic[MarketIn, Any, tuple[Any, ...]]):
         self.tracker = BreachTracker()
         self.stale = StalenessMonitor()
         self.summarized_bucket: int | None = None
+        venue, _, symbol = key.partition(":")
+        self.scopes = scopes_of_market(venue, symbol, self.account)
+        self.beat_ns = config.state_heartbeat_ms * 1_000_000
+        self.beat: int | None = None
+        self.paused = False
+        self.last_now: int | None = None
         if resume is not None:
-            snap, active, stale, limits, bucket = resume
+            snap, active, stale, limits, bucket, beat = resume
             self.risk.restore(snap)
             self.tracker.active = active
             self.stale.newest_ts, self.stale.silent_since = stale
             self.limits, self.summarized_bucket = limits, bucket
+            self.beat, self.paused, self.last_now = beat
         self._g = (
             metrics.RISK_REALIZED_VOLATILITY.labels(market=key),
             metrics.RISK_LARGEST_MOVE.labels(market=key),
@@ -168,8 +217,13 @@ class _MarketLogic(StatefulLogic[MarketIn, Any, tuple[Any, ...]]):
     def on_item(self, value: MarketIn) -> tuple[Iterable[Any], bool]:
         out: list[Any] = []
         summarize = False
+        if not isinstance(value, Heartbeat | ControlCommand):
+            out.extend(self._beats(value.ts))
         if isinstance(value, Tick):
             self.stale.on_data(value.ts)
+            if self.paused and self._fresh(value.ts):
+                self.paused = False
+                out.append(Pause(self.scope, value.ts, ()))
             if not self.risk.on_tick(value):
                 self._late.inc()
             bucket = self.risk.spec.bucket_of(value.ts)
@@ -185,13 +239,24 @@ class _MarketLogic(StatefulLogic[MarketIn, Any, tuple[Any, ...]]):
         elif isinstance(value, IndexMark):
             self.risk.on_index(value.price)
         elif isinstance(value, Heartbeat):
+            self.last_now = value.now
             age = self.stale.age_ns(value)
             metrics.MARKET_DATA_AGE.labels(market=self.risk.market).set(age / NS_PER_S)
-            onsets = self.tracker.onsets(
-                check_staleness(age, self.limits.max_data_age_ms), ("stale",)
+            out.extend(
+                _signal(
+                    self.tracker,
+                    self.scope,
+                    value.now,
+                    check_staleness(age, self.limits.max_data_age_ms),
+                    ("stale",),
+                    {"data_age_s": age / NS_PER_S},
+                )
             )
-            if onsets:
-                out.append(Signal(self.scope, value.now, onsets, {"data_age_s": age / NS_PER_S}))
+            pause = self.limits.pause_data_age_ms
+            if not self.paused and pause is not None and age > pause * 1_000_000:
+                self.paused = True
+                why = f"market data {age / NS_PER_S:.3g} s old > pause limit {pause / 1e3:g} s"
+                out.append(Pause(self.scope, value.now, (why,)))
             return out, StatefulLogic.RETAIN
         else:
             try:
@@ -208,13 +273,36 @@ class _MarketLogic(StatefulLogic[MarketIn, Any, tuple[Any, ...]]):
         g[4].set(m.cancel_rate)
         g[5].set(m.pnl)
         g[6].set(m.drawdown)
-        onsets = self.tracker.onsets(check_market(m, self.limits), MARKET_KINDS)
-        if onsets:
-            out.append(Signal(self.scope, m.ts, onsets, m.as_metrics()))
+        out.extend(
+            _signal(
+                self.tracker,
+                self.scope,
+                m.ts,
+                check_market(m, self.limits),
+                MARKET_KINDS,
+                m.as_metrics(),
+            )
+        )
         if summarize:
             self.summarized_bucket = self.risk.spec.bucket_of(m.ts)
             out.append(MarketSummary(self.risk.market, self.account, m.ts, m.pnl, m.open_notional))
         return out, StatefulLogic.RETAIN
+
+    def _beats(self, ts: int) -> list[Beat]:
+        """Beats for every scope of this market at the first event of each period."""
+        period = ts // self.beat_ns
+        if self.beat is not None and period <= self.beat:
+            return []
+        self.beat = period
+        return [Beat(scope, ts) for scope in self.scopes]
+
+    def _fresh(self, ts: int) -> bool:
+        """Whether data of event time ``ts`` ends a pause: young at the last wall-clock
+        reading (no reading yet: fresh, there is nothing to be stale against)."""
+        pause = self.limits.pause_data_age_ms
+        if pause is None or self.last_now is None:
+            return True
+        return self.last_now - ts <= pause * 1_000_000
 
     def snapshot(self) -> tuple[Any, ...]:
         return (
@@ -223,6 +311,7 @@ class _MarketLogic(StatefulLogic[MarketIn, Any, tuple[Any, ...]]):
             self.stale.snapshot(),
             self.limits,
             self.summarized_bucket,
+            (self.beat, self.paused, self.last_now),
         )
 
 
@@ -262,12 +351,16 @@ class _ExposureLogic(StatefulLogic[Leg | BalanceSnapshot | ControlCommand, Any, 
     def _judge(self, account: str, exposure: float, ts: int) -> list[Any]:
         metrics.EXPOSURE.labels(account=account, asset=self.asset).set(exposure)
         judged = (f"exposure_long:{account}", f"exposure_short:{account}")
-        onsets = self.tracker.onsets(
-            check_exposure(account, self.asset, exposure, self.limits), judged
+        return list(
+            _signal(
+                self.tracker,
+                self.scope,
+                ts,
+                check_exposure(account, self.asset, exposure, self.limits),
+                judged,
+                {f"exposure:{account}": exposure},
+            )
         )
-        if not onsets:
-            return []
-        return [Signal(self.scope, ts, onsets, {f"exposure:{account}": exposure})]
 
     def snapshot(self) -> tuple[Any, ...]:
         books = tuple((a, b.snapshot()) for a, b in self.books.items())
@@ -284,10 +377,14 @@ def _index_mapper(config: RiskConfig) -> Any:
         lim = config.basket_limits(ip.basket)
         if dev is not None:
             metrics.INDEX_ORACLE_DEVIATION.labels(basket=ip.basket).set(dev)
-        onsets = tracker.onsets(check_deviation(ip.basket, dev, lim))
-        out: list[Any] = []
-        if onsets:
-            out.append(Signal(lim.halt_scope, ip.ts, onsets, {"oracle_deviation_bps": dev or 0.0}))
+        out: list[Any] = _signal(
+            tracker,
+            lim.halt_scope,
+            ip.ts,
+            check_deviation(ip.basket, dev, lim),
+            (f"oracle_deviation:{ip.basket}",),
+            {"oracle_deviation_bps": dev or 0.0},
+        )
         return tracker.active, out
 
     return judge
@@ -322,9 +419,16 @@ class _PortfolioLogic(StatefulLogic[MarketSummary | ControlCommand, Any, tuple[A
         p = self.book.on_summary(value)
         self._pnl.set(p.pnl)
         self._dd.set(p.drawdown)
-        onsets = self.tracker.onsets(check_portfolio(p, self.limits))
-        if onsets:
-            out.append(Signal(self.scope, p.ts, onsets, p.as_metrics()))
+        out.extend(
+            _signal(
+                self.tracker,
+                self.scope,
+                p.ts,
+                check_portfolio(p, self.limits),
+                ("drawdown", "loss", "open_notional"),
+                p.as_metrics(),
+            )
+        )
         return out, StatefulLogic.RETAIN
 
     def snapshot(self) -> tuple[Any, ...]:
@@ -334,30 +438,48 @@ class _PortfolioLogic(StatefulLogic[MarketSummary | ControlCommand, Any, tuple[A
 # --- per scope: the kill switch ----------------------------------------------------------------
 
 
-class _ScopeLogic(StatefulLogic[Signal | ControlCommand, Any, tuple[str, tuple[str, ...], int]]):
+ScopeIn = Signal | Pause | Beat | ControlCommand
+
+
+class _ScopeLogic(StatefulLogic[ScopeIn, Any, tuple[Any, ...]]):
     def __init__(self, scope: str, config: RiskConfig, resume: Any) -> None:
         self.config = config
+        self.beat_ns = config.state_heartbeat_ms * 1_000_000
         self.machine = (
             ScopeMachine(scope) if resume is None else ScopeMachine.restore(scope, resume)
         )
         self._gauge = metrics.KILL_SWITCH_ENGAGED.labels(scope=scope)
         self._gauge.set(1 if self.machine.status == "HALTED" else 0)
 
-    def on_item(self, value: Signal | ControlCommand) -> tuple[Iterable[Any], bool]:
+    def on_item(self, value: ScopeIn) -> tuple[Iterable[Any], bool]:
+        out: list[Any] = []
         if isinstance(value, Signal):
             for b in value.breaches:
                 metrics.RISK_LIMIT_BREACHES.labels(scope=value.scope, kind=b.kind).inc()
+            self.machine.hold(value.judged, value.holding)
             t = self.machine.on_breach(value.ts, value.breaches, value.metrics)
+        elif isinstance(value, Pause):
+            t = self.machine.on_pause(value.ts, value.reasons)
+        elif isinstance(value, Beat):
+            t = self.machine.on_beat(value.ts, self.beat_ns)
         else:
             t = self.machine.on_command(value)
         if t is None:
-            return _EMPTY, StatefulLogic.RETAIN
+            return out, StatefulLogic.RETAIN
         self._gauge.set(1 if t.status == "HALTED" else 0)
-        return self._emit(t), StatefulLogic.RETAIN
+        return out + self._emit(t), StatefulLogic.RETAIN
 
     def _emit(self, t: Transition) -> list[Any]:
         out: list[Any] = [
-            RiskState(ts=t.ts, scope=t.scope, status=t.status, reasons=t.reasons, metrics=t.metrics)
+            RiskState(
+                ts=t.ts,
+                scope=t.scope,
+                status=t.status,
+                reasons=t.reasons,
+                metrics=t.metrics,
+                since=t.since,
+                heartbeat=t.heartbeat,
+            )
         ]
         if t.alert is not None:
             name, severity, message = t.alert
@@ -375,8 +497,25 @@ class _ScopeLogic(StatefulLogic[Signal | ControlCommand, Any, tuple[str, tuple[s
             out.extend(cancel_all_intents(self.config, t.scope, t.ts, t.reasons))
         return out
 
-    def snapshot(self) -> tuple[str, tuple[str, ...], int]:
+    def snapshot(self) -> tuple[Any, ...]:
         return self.machine.snapshot()
+
+
+def _audit(cmd: ControlCommand) -> Alert:
+    who = cmd.issued_by or "?"
+    return Alert(
+        ts=cmd.ts,
+        name="ControlCommand",
+        severity="info",
+        scope=cmd.scope,
+        message=f"{cmd.command} {cmd.scope} by {who}" + (f": {cmd.reason}" if cmd.reason else ""),
+        labels={
+            "command": cmd.command,
+            "issued_by": cmd.issued_by,
+            "reason": cmd.reason,
+            "nonce": cmd.nonce,
+        },
+    )
 
 
 def cancel_all_intents(
@@ -450,6 +589,9 @@ def _check_command(step: str) -> Any:
             validate_scope(cmd.scope)
         except ValueError as exc:
             return _dead(step, str(exc), cmd)
+        problem = command_problem(cmd)
+        if problem is not None:
+            return _dead(step, problem, cmd)
         if cmd.command == "set_params" and cmd.scope.startswith("market:"):
             try:
                 symbol_assets(cmd.scope.split(":", 2)[2])
@@ -525,9 +667,18 @@ def risk_op(
         op.key_on("k_pmarket", p_market, lambda c: c.scope.split(":", 1)[1]),
         marks,
     ]
+    clock_beats: list[Stream[Any]] = []
     if clock is not None:
         market_in.append(
             op.flat_map("beats", clock, lambda hb: [(m.key, hb) for m in config.markets])
+        )
+        # The wall clock is event time's stand-in at start (before any data): every
+        # configured scope is published at the first heartbeat, then each period.
+        configured = sorted(
+            {s for m in config.markets for s in scopes_of_market(m.venue, m.symbol, m.account)}
+        )
+        clock_beats.append(
+            op.flat_map("clock_beats", clock, lambda hb: [(s, Beat(s, hb.now)) for s in configured])
         )
     market_step = f"{step_id}.markets"
     market_out = _keyed_stateful(
@@ -581,7 +732,7 @@ def risk_op(
         op.map("index_said", index_out, lambda kv: kv[1]),
         op.map("portfolio_said", portfolio_out, lambda kv: kv[1]),
     )
-    signals = op.filter("signals", said, lambda x: isinstance(x, Signal))
+    signals = op.filter("signals", said, lambda x: isinstance(x, Signal | Pause | Beat))
     errs.append(op.filter("stage_errs", said, lambda x: isinstance(x, DeadLetter)))
     stage_alerts = op.filter("stage_alerts", said, lambda x: isinstance(x, Alert))
 
@@ -591,6 +742,7 @@ def risk_op(
             "scope_in",
             op.key_on("k_signals", signals, lambda s: s.scope),
             op.key_on("k_cmds", switch_cmds, lambda c: c.scope),
+            *clock_beats,
         ),
         lambda key, resume: _ScopeLogic(key, config, resume),
     )
@@ -604,4 +756,5 @@ def risk_op(
         ),
         intents=op.filter("intents", emitted, lambda x: isinstance(x, OrderIntent)),
         errs=op.merge("errs", *errs),
+        audit=op.map("audit", control, _audit),
     )

@@ -8,8 +8,17 @@ previous evaluation), so a condition that persists raises one halt, not one per 
 :class:`ScopeMachine` is the state of one scope (``global``, ``account:<a>``, ``asset:<A>``,
 ``market:<venue>:<symbol>``). A breach onset or a manual ``halt`` command moves it to HALTED
 with the reasons; only an explicit ``resume`` command moves it back to ACTIVE. Risk never
-resumes on its own: after a resume, a breach halts again only when it clears and comes back
-(or a new kind of breach starts), since the person who resumed has seen the one that halted.
+resumes on its own, and a resume does not outlive the breach: the machine keeps the
+breaches that still hold (each stage tells it when its set of active breaches changes), and a
+resume while one holds leaves the scope HALTED at once, with that breach as the reason.
+
+Market-data staleness below ``max_data_age_ms`` is not a kill switch but a *pause*
+(``pause_data_age_ms``): the scope reads PAUSED, quotes are pulled, and it is ACTIVE again by
+itself when fresh data comes back.
+
+Every state is repeated each heartbeat period of event time (:meth:`ScopeMachine.on_beat`), and
+a scope's event time never goes backwards (a resume stamped with the operator's clock during a
+replay of old data is not undone by the replay's older breaches).
 """
 
 from __future__ import annotations
@@ -45,7 +54,12 @@ class MarketLimits(Config, frozen=True, kw_only=True):
     max_loss: float | None = None
     """In the quote asset: halt when PnL falls below ``-max_loss``."""
     max_data_age_ms: int | None = None
-    """Market data older than this (wall clock, at the edge) halts the market."""
+    """Market data older than this (wall clock, at the edge) halts the market (the kill
+    switch: a person resumes)."""
+    pause_data_age_ms: int | None = 3_000
+    """Market data older than this pauses the market: its quotes are pulled (risk sends a
+    cancel-all, the quoter and the risk gate read PAUSED) until fresh data comes back. On by
+    default wherever a wall clock runs (live runs and the demo)."""
 
 
 class AssetLimits(Config, frozen=True, kw_only=True):
@@ -118,6 +132,9 @@ class RiskConfig(Config, frozen=True, kw_only=True):
     """Slide of the window; equal to ``window_ms`` for tumbling windows."""
     heartbeat_ms: int = 1_000
     """How often the wall-clock edge checks market-data staleness."""
+    state_heartbeat_ms: int = 1_000
+    """Every scope's RiskState is published again each period of event time (at the first
+    event of each period), so a late starter knows every scope within one period."""
     markets: tuple[MarketConfig, ...] = ()
     default_market_limits: MarketLimits = MarketLimits()
     """Limits of markets that appear in the data but not in ``markets``."""
@@ -135,6 +152,8 @@ class RiskConfig(Config, frozen=True, kw_only=True):
             )
         for basket in self.baskets.values():
             validate_scope(basket.halt_scope)
+        if self.state_heartbeat_ms <= 0:
+            raise ValueError(f"state_heartbeat_ms must be positive, got {self.state_heartbeat_ms}")
 
     def market(self, key: str) -> MarketConfig | None:
         for m in self.markets:
@@ -289,33 +308,53 @@ MARKET_KINDS = frozenset(
 """The kinds :func:`check_market` judges."""
 
 
+def command_problem(cmd: ControlCommand) -> str | None:
+    """Why ``cmd`` must not be applied, or ``None``: a resume names who and why."""
+    if cmd.command == "resume" and not (cmd.issued_by.strip() and cmd.reason.strip()):
+        return f"resume of {cmd.scope} refused: a resume must name who (issued_by) and why (reason)"
+    return None
+
+
+def _judged_kind(kind: str, judged: frozenset[str]) -> bool:
+    return kind in judged or kind.partition(":")[0] in judged
+
+
 @dataclass
 class BreachTracker:
     """Which kinds of breach are active; reports each kind once, when it starts."""
 
     active: frozenset[str] = frozenset()
 
-    def onsets(
+    def update(
         self, breaches: Iterable[Breach], judged: Iterable[str] | None = None
-    ) -> tuple[Breach, ...]:
-        """The breaches that were not active before. ``judged`` names the kinds (or kind
-        families, the part before ``:``) this evaluation looked at, default all; kinds it did
-        not look at stay as they were, so a staleness check does not clear a price breach."""
+    ) -> tuple[tuple[Breach, ...], bool]:
+        """The breaches that were not active before, and whether the active set changed
+        (an onset or a clear). ``judged`` names the kinds (or kind families, the part before
+        ``:``) this evaluation looked at, default all; kinds it did not look at stay as they
+        were, so a staleness check does not clear a price breach."""
         found = {b.kind: b for b in breaches}
         new = tuple(b for k, b in found.items() if k not in self.active)
+        before = self.active
         if judged is None:
             self.active = frozenset(found)
         else:
             j = frozenset(judged)
-            kept = (k for k in self.active if k not in j and k.partition(":")[0] not in j)
+            kept = (k for k in self.active if not _judged_kind(k, j))
             self.active = frozenset(kept) | frozenset(found)
-        return new
+        return new, self.active != before
+
+    def onsets(
+        self, breaches: Iterable[Breach], judged: Iterable[str] | None = None
+    ) -> tuple[Breach, ...]:
+        """The breaches that were not active before (see :meth:`update`)."""
+        return self.update(breaches, judged)[0]
 
 
 # --- the state machine ---------------------------------------------------------------------------
 
 
 Status = Literal["ACTIVE", "HALTED"]
+Published = Literal["ACTIVE", "PAUSED", "HALTED"]
 
 
 @dataclass(frozen=True)
@@ -324,31 +363,89 @@ class Transition:
 
     scope: str
     ts: int
-    status: Status
+    status: Published
     reasons: tuple[str, ...]
     metrics: dict[str, float] = field(default_factory=dict)
     alert: tuple[str, Literal["info", "warning", "critical"], str] | None = None
     """(name, severity, message) of the alert to raise, if any."""
     cancel_all: bool = False
+    since: int = 0
+    heartbeat: bool = False
 
 
 KILL_SWITCH_ALERT = "KillSwitchEngaged"
 RESUME_ALERT = "KillSwitchReleased"
+PAUSE_ALERT = "QuotesPaused"
+UNPAUSE_ALERT = "QuotesRestored"
 
 
 @dataclass
 class ScopeMachine:
-    """The ACTIVE/HALTED state of one scope."""
+    """The ACTIVE/HALTED state of one scope, the breaches that hold now, and a pause."""
 
     scope: str
     status: Status = "ACTIVE"
     reasons: tuple[str, ...] = ()
     since: int = 0
+    held: dict[str, str] = field(default_factory=dict)
+    """Kind -> message of every breach that holds now (a resume is refused while any does)."""
+    paused: tuple[str, ...] = ()
+    paused_since: int = 0
+    last_ts: int = 0
+    """The scope's event time: the newest ts it has seen; never goes backwards."""
+    beat: int | None = None
+    """The heartbeat period last published."""
+
+    @property
+    def published(self) -> Published:
+        if self.status == "HALTED":
+            return "HALTED"
+        return "PAUSED" if self.paused else "ACTIVE"
+
+    def _clock(self, ts: int) -> int:
+        self.last_ts = max(self.last_ts, ts)
+        return self.last_ts
+
+    def _now(
+        self,
+        ts: int,
+        metrics: Mapping[str, float] | None = None,
+        alert: tuple[str, Literal["info", "warning", "critical"], str] | None = None,
+        cancel_all: bool = False,
+        heartbeat: bool = False,
+    ) -> Transition:
+        status = self.published
+        if status == "HALTED":
+            reasons, since = self.reasons, self.since
+        elif status == "PAUSED":
+            reasons, since = self.paused, self.paused_since
+        else:
+            reasons, since = (), max(self.since, self.paused_since)
+        return Transition(
+            self.scope,
+            ts,
+            status,
+            reasons,
+            dict(metrics or {}),
+            alert,
+            cancel_all,
+            since,
+            heartbeat,
+        )
+
+    def hold(self, judged: Iterable[str], holding: Iterable[Breach]) -> None:
+        """What a stage judged now: of the kinds (families) in ``judged``, ``holding`` hold."""
+        j = frozenset(judged)
+        for kind in [k for k in self.held if _judged_kind(k, j)]:
+            del self.held[kind]
+        for b in holding:
+            self.held[b.kind] = self.held.get(b.kind, b.message)
 
     def on_breach(
         self, ts: int, breaches: Sequence[Breach], metrics: Mapping[str, float]
     ) -> Transition | None:
         msgs = tuple(b.message for b in breaches)
+        at, ts = ts, self._clock(ts)
         if not msgs:
             return None
         if self.status == "HALTED":
@@ -356,51 +453,87 @@ class ScopeMachine:
             if not new:
                 return None
             self.reasons = self.reasons + new
-            return Transition(self.scope, ts, "HALTED", self.reasons, dict(metrics))
-        self.status, self.reasons, self.since = "HALTED", msgs, ts
+            return self._now(ts, metrics)
+        self.status, self.reasons, self.since = "HALTED", msgs, at
         text = f"risk halted {self.scope}: " + "; ".join(msgs)
-        return Transition(
-            self.scope,
-            ts,
-            "HALTED",
-            msgs,
-            dict(metrics),
-            (KILL_SWITCH_ALERT, "critical", text),
-            True,
-        )
+        return self._now(ts, metrics, (KILL_SWITCH_ALERT, "critical", text), True)
+
+    def on_pause(self, ts: int, reasons: tuple[str, ...]) -> Transition | None:
+        """Market data went stale (``reasons``) or came back (empty)."""
+        at, ts = ts, self._clock(ts)
+        was = self.paused
+        if bool(reasons) == bool(was):
+            return None
+        self.paused = reasons
+        if reasons:
+            self.paused_since = at
+        if self.status == "HALTED":
+            return None  # the halt is what is published; the pause shows after a resume
+        if reasons:
+            text = f"{self.scope} paused, quotes pulled: " + "; ".join(reasons)
+            return self._now(ts, alert=(PAUSE_ALERT, "warning", text), cancel_all=True)
+        text = f"{self.scope} data is fresh again, quoting restored (was: {'; '.join(was)})"
+        return self._now(ts, alert=(UNPAUSE_ALERT, "info", text))
+
+    def on_beat(self, ts: int, period_ns: int) -> Transition | None:
+        """The state again, once per ``period_ns`` of event time."""
+        ts = self._clock(ts)
+        period = ts // period_ns
+        if self.beat is not None and period <= self.beat:
+            return None
+        self.beat = period
+        return self._now(ts, heartbeat=True)
 
     def on_command(self, cmd: ControlCommand) -> Transition | None:
         who = cmd.issued_by or "operator"
+        at, ts = cmd.ts, self._clock(cmd.ts)
         if cmd.command == "halt":
             reason = f"manual halt by {who}" + (f": {cmd.reason}" if cmd.reason else "")
             was = self.status
             self.status = "HALTED"
             if was == "HALTED":
                 self.reasons = (*self.reasons, reason)
-                return Transition(self.scope, cmd.ts, "HALTED", self.reasons, cancel_all=True)
-            self.reasons, self.since = (reason,), cmd.ts
-            return Transition(
-                self.scope,
-                cmd.ts,
-                "HALTED",
-                self.reasons,
+                return self._now(ts, cancel_all=True)
+            self.reasons, self.since = (reason,), at
+            return self._now(
+                ts,
                 alert=(KILL_SWITCH_ALERT, "critical", f"{self.scope} halted: {reason}"),
                 cancel_all=True,
             )
         if cmd.command == "resume":
+            asked = f"resume of {self.scope} by {who}" + (f": {cmd.reason}" if cmd.reason else "")
+            if self.held:
+                # The person resumed, the breach did not go away: halted again at once.
+                holding = tuple(self.held.values())
+                self.status, self.reasons, self.since = "HALTED", holding, at
+                text = f"{asked} refused, still breached: " + "; ".join(holding)
+                return self._now(ts, alert=(KILL_SWITCH_ALERT, "critical", text), cancel_all=True)
             was, old = self.status, self.reasons
-            self.status, self.reasons, self.since = "ACTIVE", (), cmd.ts
+            self.status, self.reasons, self.since = "ACTIVE", (), at
             if was == "ACTIVE":
-                return Transition(self.scope, cmd.ts, "ACTIVE", ())
+                return self._now(ts)
             msg = f"{self.scope} resumed by {who}" + (f": {cmd.reason}" if cmd.reason else "")
             msg += " (was halted for: " + "; ".join(old) + ")"
-            return Transition(self.scope, cmd.ts, "ACTIVE", (), alert=(RESUME_ALERT, "info", msg))
+            return self._now(ts, alert=(RESUME_ALERT, "info", msg))
         return None
 
-    def snapshot(self) -> tuple[str, tuple[str, ...], int]:
-        return self.status, self.reasons, self.since
+    def snapshot(self) -> tuple[Any, ...]:
+        return (
+            self.status,
+            self.reasons,
+            self.since,
+            tuple(self.held.items()),
+            self.paused,
+            self.paused_since,
+            self.last_ts,
+            self.beat,
+        )
 
     @classmethod
-    def restore(cls, scope: str, snap: tuple[str, tuple[str, ...], int]) -> ScopeMachine:
+    def restore(cls, scope: str, snap: tuple[Any, ...]) -> ScopeMachine:
         status: Status = "HALTED" if snap[0] == "HALTED" else "ACTIVE"
-        return cls(scope, status, snap[1], snap[2])
+        m = cls(scope, status, snap[1], snap[2])
+        if len(snap) > 3:
+            m.held = dict(snap[3])
+            m.paused, m.paused_since, m.last_ts, m.beat = snap[4], snap[5], snap[6], snap[7]
+        return m

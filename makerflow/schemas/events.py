@@ -224,12 +224,23 @@ class IndexPrice(Event, frozen=True, kw_only=True):
 
 class RiskState(Event, frozen=True, kw_only=True):
     """The trading state of a scope: ``market:<venue>:<symbol>``, ``asset:<A>``,
-    ``account:<name>`` or ``global``."""
+    ``account:<name>`` or ``global``.
+
+    ``HALTED`` is the kill switch (only a person resumes); ``PAUSED`` is a market whose data
+    is stale or whose book is invalid: quotes are pulled and come back by themselves when the
+    data is good again. Risk publishes every scope's state on each change and again every
+    heartbeat period of event time (``heartbeat``), so a consumer that starts late knows it
+    within one period; a scope's ``ts`` never goes backwards.
+    """
 
     scope: str
-    status: Literal["ACTIVE", "HALTED"]
+    status: Literal["ACTIVE", "PAUSED", "HALTED"]
     reasons: tuple[str, ...] = ()
     metrics: dict[str, float] = {}
+    since: int = 0
+    """Event time the current status began (the breach or the command), ns UTC."""
+    heartbeat: bool = False
+    """A repeat of the current state, not a change."""
 
     @property
     def key(self) -> str:
@@ -256,6 +267,11 @@ class ControlCommand(Event, frozen=True, kw_only=True):
     params: dict[str, float | int | str | bool] = {}
     issued_by: str = ""
     reason: str = ""
+    nonce: str = ""
+    """A unique string per command (replays of one are refused)."""
+    signature: str = ""
+    """HMAC-SHA256 (hex) over the command's canonical bytes
+    (:mod:`makerflow.operators.control_auth`); unsigned commands change nothing."""
 
     @property
     def key(self) -> str:
@@ -297,6 +313,9 @@ class OrderIntent(MarketEvent, frozen=True, kw_only=True):
     post_only: bool = True
     reference: float | None = None
     """The reference price the order was priced from, for the fat-finger distance guard."""
+    reduce_only: bool = False
+    """The order only reduces a position: the risk gate lets it through a halted scope
+    where configured (``GateConfig.reduce_only_passes``)."""
     reason: str = ""
 
 

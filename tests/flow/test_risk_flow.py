@@ -9,11 +9,13 @@ workers (Bytewax's stateful steps take epochs in order).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import bytewax.operators as op
+import msgspec
 import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
@@ -68,10 +70,20 @@ def config(**kw: Any) -> RiskConfig:
 
 class Outputs:
     def __init__(self) -> None:
-        self.states: list[RiskState] = []
+        self.all_states: list[RiskState] = []
         self.alerts: list[Alert] = []
         self.intents: list[OrderIntent] = []
         self.errs: list[DeadLetter] = []
+        self.audit: list[Alert] = []
+
+    @property
+    def states(self) -> list[RiskState]:
+        """The changes of state (the heartbeats repeat them)."""
+        return changes(self.all_states)
+
+
+def changes(states: list[RiskState]) -> list[RiskState]:
+    return [s for s in states if not s.heartbeat]
 
 
 def run_risk(events: list[Any], cfg: RiskConfig, runner: Callable[[Dataflow], None]) -> Outputs:
@@ -93,10 +105,11 @@ def run_risk(events: list[Any], cfg: RiskConfig, runner: Callable[[Dataflow], No
         clock=only("clock", Heartbeat),
     )
     o = Outputs()
-    op.output("states", out.states, TestingSink(o.states))
+    op.output("states", out.states, TestingSink(o.all_states))
     op.output("alerts", out.alerts, TestingSink(o.alerts))
     op.output("intents", out.intents, TestingSink(o.intents))
     op.output("errs", out.errs, TestingSink(o.errs))
+    op.output("audit", out.audit, TestingSink(o.audit))
     runner(flow)
     return o
 
@@ -120,7 +133,9 @@ def test_jump_halts_within_one_window_then_resume_reactivates(runner):
     ticks = recorded_ticks()
     at = 8_000
     jumped = with_jump(ticks, at)
-    resume_at = at + 1_500  # three source batches later: a later epoch than the halt
+    # 70 s after the jump (13 300 - 8 000 ticks): the 60 s window has rolled past it, so the
+    # breach no longer holds and the resume stands.
+    resume_at = 13_300
     resume = command(jumped[resume_at].ts + 1, "resume", BTC_SCOPE, reason="checked the move")
     events = [*jumped[:resume_at], resume, *jumped[resume_at:]]
     cfg = config()
@@ -133,7 +148,8 @@ def test_jump_halts_within_one_window_then_resume_reactivates(runner):
     assert halted.ts - jumped[at].ts < cfg.window_ms * 1_000_000
     assert any("largest move" in r for r in halted.reasons)
     assert halted.metrics["largest_move_bps"] > 900
-    assert active.ts == resume.ts and active.reasons == ()
+    # The scope's clock never goes back: the resume is stamped no earlier than what it saw.
+    assert active.ts >= resume.ts and active.reasons == ()
     # Cancel-all for exactly the markets of the halted scope (not ETH/USDT, not okx).
     assert [(i.venue, i.symbol, i.action) for i in o.intents] == [(VENUE, SYMBOL, "cancel_all")]
     names = [(a.name, a.severity, a.scope) for a in o.alerts]
@@ -184,7 +200,8 @@ def test_exposure_breach_from_fills_halts_the_asset(runner):
 
     # 0.5 + 0.3 + 0.3 = 1.1 is within the limit; the third fill (1.4) breaches it.
     assert [(s.scope, s.status) for s in o.states] == [("asset:BTC", "HALTED")]
-    assert o.states[0].ts == fills[2].ts
+    # The breach's own event time; the state's ts is the scope's clock (never backwards).
+    assert o.states[0].since == fills[2].ts <= o.states[0].ts
     assert "main BTC exposure 1.4 > limit 1.2" in o.states[0].reasons
     assert sorted((i.venue, i.symbol) for i in o.intents) == [(VENUE, SYMBOL), ("okx", "BTC/USDC")]
     assert sample("makerflow_exposure", account="main", asset="BTC") == pytest.approx(1.4)
@@ -196,11 +213,16 @@ def test_stale_feed_halts_the_market(runner):
     last = ticks[-1].ts
     beats = [Heartbeat(last + k * NS // 2) for k in range(1, 9)]  # up to 4 s of silence
     o = run_risk([*ticks, *beats], config(), runner)
-    assert [(s.scope, s.status) for s in o.states] == [(BTC_SCOPE, "HALTED")]
-    halted = o.states[0]
-    assert halted.ts == last + 5 * NS // 2  # the first heartbeat past 2 s
+    assert [(s.scope, s.status) for s in o.states if s.status == "HALTED"] == [
+        (BTC_SCOPE, "HALTED")
+    ]
+    # The markets that never sent data are paused (quotes pulled), not halted.
+    paused = {s.scope for s in o.states if s.status == "PAUSED"}
+    assert paused == {f"market:{VENUE}:ETH/USDT", "market:okx:BTC/USDC"}
+    halted = next(s for s in o.states if s.status == "HALTED")
+    assert halted.since == last + 5 * NS // 2  # the first heartbeat past 2 s
     assert "market data age 2.5 s > limit 2 s" in halted.reasons
-    assert [i.symbol for i in o.intents] == [SYMBOL]
+    assert sorted(i.symbol for i in o.intents) == sorted([SYMBOL, "ETH/USDT", "BTC/USDC"])
 
 
 def index_price(ts: int, price: float, oracle: float) -> IndexPrice:
@@ -258,9 +280,10 @@ def test_halt_stops_the_quoter_and_resume_restores_quoting(runner):
     from makerflow.operators.quoting_config import QuotingConfig, QuotingParams
 
     ticks = recorded_ticks(limit=4_000)
+    # A 10 s window: the jump has left it (so no breach holds) when the resume comes, 15 s on.
     at, resume_at = 2_000, 3_000
     jumped = with_jump(ticks, at)
-    resume = command(jumped[resume_at].ts + 1, "resume", BTC_SCOPE)
+    resume = command(jumped[resume_at].ts + 1, "resume", BTC_SCOPE, reason="checked")
     events = [*jumped[:resume_at], resume, *jumped[resume_at:]]
     quoting = QuotingConfig(
         markets=(
@@ -282,7 +305,8 @@ def test_halt_stops_the_quoter_and_resume_restores_quoting(runner):
     ticks_s = op.filter("ticks", src, lambda x: isinstance(x, Tick))
     control_s = op.filter("control", src, lambda x: isinstance(x, ControlCommand))
     none: Any = op.filter("none", src, lambda x: False)
-    risk = risk_op("risk", ticks_s, none, none, none, none, control_s, config())
+    short = msgspec.structs.replace(config(), window_ms=10_000, slide_ms=1_000)
+    risk = risk_op("risk", ticks_s, none, none, none, none, control_s, short)
     quoted = quoting_op("quoting", ticks_s, none, risk.states, none, none, control_s, quoting)
     states: list[RiskState] = []
     intents: list[OrderIntent] = []
@@ -290,7 +314,7 @@ def test_halt_stops_the_quoter_and_resume_restores_quoting(runner):
     op.output("intents", quoted.intents, TestingSink(intents))
     runner(flow)
 
-    assert [s.status for s in states] == ["HALTED", "ACTIVE"]
+    assert [s.status for s in changes(states)] == ["HALTED", "ACTIVE"]
     places = [i.ts for i in intents if i.action == "place"]
     assert any(ts < jumped[at].ts for ts in places)  # it quoted before the jump
     # From the epoch after the halt until the resume: no new orders, and its orders canceled.
@@ -306,8 +330,10 @@ def test_a_halt_survives_a_crash_and_only_the_resume_command_lifts_it(tmp_path):
     halt the first run recorded."""
     from bytewax.recovery import RecoveryConfig, init_db_dir
 
-    ticks = with_jump(recorded_ticks(limit=3_000), 2_000)
-    resume = command(ticks[-1].ts + 1, "resume", BTC_SCOPE)
+    # The resume comes after the jump left the 60 s window (a resume while it holds would
+    # halt again).
+    ticks = with_jump(recorded_ticks(limit=7_600), 2_000)
+    resume = command(ticks[-1].ts + 1, "resume", BTC_SCOPE, reason="checked")
     events = [*ticks[:2_500], TestingSource.ABORT(), *ticks[2_500:], resume]
     init_db_dir(tmp_path, 1)
     recovery = RecoveryConfig(str(tmp_path))
@@ -369,9 +395,103 @@ def test_order_rejects_halt_the_market_and_account_loss_halts_the_account(runner
     assert set(halts) == {f"market:{VENUE}:ETH/USDT", "account:main"}
     eth = halts[f"market:{VENUE}:ETH/USDT"]
     assert eth.reasons == ("order reject rate 0.4 > limit 0.2",)
-    assert eth.ts == orders[19].ts  # the 20th order is the first judged
+    assert eth.since == orders[19].ts  # the 20th order is the first judged
     assert "loss" in halts["account:main"].reasons[0]
     assert sample("makerflow_pnl", scope="account:main") < -1_000
     assert sample("makerflow_open_order_notional", market=f"{VENUE}:ETH/USDT") == (
         pytest.approx(18 * 2_500.0)
     )
+
+
+# --- issue 11: limits that hold, states that are heard, pauses ------------------------------
+
+
+def test_a_resume_while_the_breach_still_holds_halts_again_at_once(runner):
+    """Found on main: after a resume, a breach that still held never halted again (the
+    trackers report onsets only). Now the resume is refused at once, with the reason."""
+    ticks = recorded_ticks()
+    at = 8_000
+    jumped = with_jump(ticks, at)
+    resume_at = at + 1_500  # the 10 % jump is still inside the 60 s window
+    resume = command(jumped[resume_at].ts + 1, "resume", BTC_SCOPE, reason="looked fine")
+    o = run_risk([*jumped[:resume_at], resume, *jumped[resume_at:]], config(), runner)
+
+    btc = [s for s in o.states if s.scope == BTC_SCOPE]
+    assert [s.status for s in btc] == ["HALTED", "HALTED"]
+    again = btc[1]
+    assert again.since == resume.ts
+    assert any("largest move" in r for r in again.reasons)
+    engaged = [a for a in o.alerts if a.name == "KillSwitchEngaged"]
+    assert len(engaged) == 2
+    assert "resume of market:binance:BTC/USDT by test: looked fine refused" in engaged[1].message
+    assert "largest move" in engaged[1].message
+    # Its markets are cancelled again, and nothing reads ACTIVE in between.
+    assert [i.action for i in o.intents] == ["cancel_all", "cancel_all"]
+    after = [s for s in o.all_states if s.scope == BTC_SCOPE and s.ts > jumped[at + 500].ts]
+    assert after and all(s.status == "HALTED" for s in after)
+    assert gauge(BTC_SCOPE) == 1
+
+
+def test_a_resume_must_name_who_and_why_and_every_command_is_audited(runner):
+    ticks = recorded_ticks(limit=1_500)
+    t = ticks[600].ts
+    halt = command(t, "halt", BTC_SCOPE, reason="exchange incident")
+    anonymous = ControlCommand(ts=t + 1, command="resume", scope=BTC_SCOPE, reason="ok")
+    no_reason = command(t + 2, "resume", BTC_SCOPE)
+    proper = command(t + 3, "resume", BTC_SCOPE, reason="incident over")
+    o = run_risk([*ticks[:600], halt, anonymous, no_reason, proper, *ticks[600:]], config(), runner)
+    assert [s.status for s in o.states if s.scope == BTC_SCOPE] == ["HALTED", "ACTIVE"]
+    refused = sorted(e.reason for e in o.errs)
+    assert len(refused) == 2 and all("must name who (issued_by) and why" in r for r in refused)
+    trail = [(a.labels["command"], a.labels["issued_by"], a.labels["reason"]) for a in o.audit]
+    assert sorted(trail) == [
+        ("halt", "test", "exchange incident"),
+        ("resume", "test", "incident over"),
+    ]
+
+
+def test_every_scope_state_is_published_at_start_and_every_period(runner):
+    """Found on main: RiskState only on transitions, so a consumer that starts after a halt
+    (MAKERFLOW_FROM=end) believed the scope ACTIVE. Now every scope is published at the
+    first event and again every ``state_heartbeat_ms`` of event time."""
+    ticks = recorded_ticks(limit=6_000)
+    jumped = with_jump(ticks, 1_000)
+    o = run_risk(jumped, config(state_heartbeat_ms=1_000), runner)
+    scopes = {s.scope for s in o.all_states}
+    assert {"global", "account:main", "asset:BTC", "asset:USDT", BTC_SCOPE} <= scopes
+    first = {s.scope: s for s in reversed(o.all_states)}
+    assert all(s.ts <= ticks[0].ts + NS for s in first.values())  # heard at the start
+    # A consumer that starts late, anywhere after the halt, hears HALTED within a period.
+    btc = sorted((s for s in o.all_states if s.scope == BTC_SCOPE), key=lambda s: s.ts)
+    halted_at = next(s.ts for s in btc if s.status == "HALTED")
+    late = [s for s in btc if s.ts > halted_at]
+    assert late and all(s.status == "HALTED" and s.heartbeat for s in late)
+    gaps = [b.ts - a.ts for a, b in itertools.pairwise(btc)]
+    assert max(gaps) <= 2 * NS  # a 1 s period, ticks at least every second in this data
+    for scope in ("global", "asset:USDT"):
+        ts = sorted(s.ts for s in o.all_states if s.scope == scope)
+        assert (ts[-1] - ts[0]) / NS > 0.8 * (ticks[-1].ts - ticks[0].ts) / NS
+        assert len(ts) >= (ticks[-1].ts - ticks[0].ts) // NS - 1
+
+
+def test_stale_data_pauses_the_market_and_fresh_data_restores_it(runner):
+    """Staleness is on by default (``pause_data_age_ms`` 3 s): silence pauses the market
+    (a cancel-all, PAUSED read by the quoter and the gate) and data restores it by itself."""
+    ticks = recorded_ticks(limit=2_000)
+    head, tail = ticks[:1_000], ticks[1_000:]
+    silence = tail[0].ts - head[-1].ts
+    shift = 5 * NS - silence  # make a 5 s hole in the feed
+    tail = [msgspec.structs.replace(t, ts=t.ts + shift) for t in tail]
+    # 500 readings every 10 ms: exactly one source batch, so one epoch of silence on any
+    # number of workers (within an epoch, streams interleave freely).
+    beats = [Heartbeat(head[-1].ts + k * NS // 100) for k in range(1, 501)]
+    cfg = RiskConfig(markets=(MarketConfig(venue=VENUE, symbol=SYMBOL),))
+    assert cfg.markets[0].limits.pause_data_age_ms == 3_000
+    o = run_risk([*head, *beats, *tail], cfg, runner)
+    btc = [s for s in o.states if s.scope == BTC_SCOPE]
+    assert [s.status for s in btc] == ["PAUSED", "ACTIVE"]
+    assert btc[0].since == head[-1].ts + 301 * NS // 100  # the first reading past 3 s
+    assert "pause limit 3 s" in btc[0].reasons[0]
+    assert [(i.action, i.symbol) for i in o.intents] == [("cancel_all", SYMBOL)]
+    assert [a.name for a in o.alerts] == ["QuotesPaused", "QuotesRestored"]
+    assert gauge(BTC_SCOPE) == 0  # a pause is not the kill switch

@@ -11,7 +11,8 @@ from makerflow.flows.common import FlowSettings
 from makerflow.flows.execution import ExecutionConfig, ExecutionTopics, build_flow
 from makerflow.kafka_admin import ensure_topics, produce_events, read_topic
 from makerflow.schemas import topics as reg
-from makerflow.schemas.events import OrderIntent
+from makerflow.schemas.events import OrderIntent, RiskState
+from makerflow.schemas.scopes import scopes_of_market
 from makerflow.schemas.topics import Topic
 from makerflow.sinks.exchange import Credentials, ExchangeSinkConfig
 from makerflow.sources.bounded import RunLatch
@@ -39,12 +40,22 @@ def test_execution_service_on_kafka(broker, unique, monkeypatch):
         "fills": reg.FILLS,
         "balances": reg.BALANCES,
         "alerts": reg.ALERTS,
+        "risk_states": reg.RISK_STATE,
     }
     topics = ExecutionTopics(
         **{f: Topic(unique(f"x.{f}"), t.key, t.value_type) for f, t in fields.items()}
     )
     brokers = (broker.bootstrap,)
     ensure_topics(brokers, [getattr(topics, f).name for f in fields] + [reg.DEAD_LETTERS.name])
+    # Risk says every scope of the market trades (the gate places nothing in unheard scopes).
+    produce_events(
+        brokers,
+        topics.risk_states,
+        [
+            RiskState(ts=TS, scope=s, status="ACTIVE")
+            for s in scopes_of_market("binance", "BTC/USDT")
+        ],
+    )
     produce_events(
         brokers,
         topics.intents,
