@@ -5,9 +5,11 @@ the order alive, so it reports the order's state (never ``rejected``, which woul
 quoter it is gone). A cancel of a place whose answer was lost and that the venue does not
 show yet keeps it ``unknown`` and is carried out once it lands.
 
-A cancel-all is one request, retried; with a ``flatten`` (the kill switch's confirmed
-cancel-all, :mod:`makerflow.sinks.flatten`: cancel-all, then check the venue's open orders
-until none of ours remain, with retries and a deadline) that is called instead.
+A cancel-all is one request, retried, whose answer names the orders it canceled; then (with
+``confirm_cancel_all``, the default) the kill switch's confirmed flatten
+(:func:`makerflow.sinks.flatten.flatten`: cancel-all, then check the venue's open orders until
+none of ours remain, with backoff, up to ``cancel_all_give_up_s``). A caller may pass its own
+``flatten`` instead.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import msgspec
 from makerflow import metrics
 from makerflow.schemas.events import OrderEvent, OrderIntent, Side
 from makerflow.sinks.exchange_lost import unknown_event
+from makerflow.sinks.flatten import flatten as confirm_flat
 from makerflow.venue import classify_error, retry_after_s
 
 if TYPE_CHECKING:
@@ -103,11 +106,52 @@ async def cancel_order(ex: ExchangeExecutor, intent: OrderIntent) -> list[OrderE
 async def cancel_all(
     ex: ExchangeExecutor, intent: OrderIntent, flatten: Flatten | None
 ) -> list[OrderEvent]:
+    """Cancel every open order on the intent's market; with ``confirm_cancel_all``, then
+    check the venue until none of ours remain (:func:`makerflow.sinks.flatten.flatten`)."""
     client = await ex.client()
     if flatten is not None:
-        # The kill switch's confirmed flatten: cancel-all, then check the venue's open
-        # orders until none of ours remain.
         return await flatten(client, intent)
+    events = await _cancel_all_once(ex, client, intent)
+    cfg = ex.config
+    if not cfg.confirm_cancel_all:
+        return events
+    report = await confirm_flat(
+        client,
+        intent.symbol,
+        prefix=cfg.client_id_prefix,
+        deadline_s=cfg.cancel_all_deadline_s,
+        give_up_s=cfg.cancel_all_give_up_s,
+        sleep=ex.sleep,
+    )
+    seen = {e.client_order_id for e in events}
+    for cid in report.canceled:
+        # Orders the confirmation's own cancel-alls took (a race, or a failed first one).
+        if cid not in seen:
+            placed = ex.placed(cid)
+            side: Side = placed[0] if placed else "buy"
+            events.append(
+                OrderEvent(
+                    ts=intent.ts,
+                    venue=intent.venue,
+                    symbol=intent.symbol,
+                    account=intent.account,
+                    client_order_id=cid,
+                    status="canceled",
+                    side=side,
+                    price=placed[1] if placed else None,
+                    qty=placed[2] if placed else 0.0,
+                    reason=intent.reason,
+                )
+            )
+    if not report.confirmed:
+        metrics.ORDER_REJECTS.labels(venue=intent.venue, reason="cancel_all_unconfirmed").inc()
+        log.error("cancel_all on %s: %s", intent.key, report.describe())
+    return events
+
+
+async def _cancel_all_once(
+    ex: ExchangeExecutor, client: Any, intent: OrderIntent
+) -> list[OrderEvent]:
     last: BaseException | None = None
     retry_after: float | None = None
     for attempt in range(ex.config.max_attempts):

@@ -63,6 +63,14 @@ class ExchangeSinkConfig(Config, frozen=True, kw_only=True):
     client_id_prefix: str = "mf-"
     recent_fills_limit: int = 100
     """Trades per market the sweep asks for (the newest)."""
+    confirm_cancel_all: bool = True
+    """After a cancel-all, check the venue's open orders until none of ours remain (the kill
+    switch's :func:`~makerflow.sinks.flatten.flatten`)."""
+    cancel_all_deadline_s: float = 2.0
+    """Past this without the venue confirming, the failure is logged and counted (the
+    kill switch's own flatten raises ``KillSwitchCancelFailed``); it keeps trying."""
+    cancel_all_give_up_s: float = 30.0
+    """How long one cancel-all keeps confirming before it leaves the rest to the sweep."""
     drain_timeout_s: float = 30.0
     """At the end of the input: how long to wait for requests still in flight."""
     guards: GuardLimits = GuardLimits()

@@ -425,6 +425,9 @@ class ExchangeExecutor:
     async def _cancel_all(self, intent: OrderIntent) -> list[OrderEvent]:
         return await cancel_all(self, intent, self._flatten)
 
+    async def sleep(self, seconds: float) -> None:
+        await self._sleep(seconds)
+
     async def wait_to_retry(self, attempt: int, retry_after: float | None) -> None:
         await self._sleep(self._delay(attempt, retry_after))
 
