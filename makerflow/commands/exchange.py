@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from makerflow.exchange.faults import CHAOS_KINDS, FaultPlan
 from makerflow.exchange.local import (
     BTCUSDT,
     DEFAULT_API_KEY,
@@ -59,6 +60,24 @@ def register(sub: Any) -> None:
         metavar="RATE[:BURST]",
         help="orders per second (and burst) per key before the venue answers 429",
     )
+    p.add_argument(
+        "--chaos-rate",
+        type=float,
+        default=0.0,
+        help="strike this share of order requests and private order reports with a seeded mix"
+        " of faults (lost answers, late requests, 429/418, expiries, duplicated, reordered and"
+        " lost private events); the counts per kind are in GET /_admin/state",
+    )
+    p.add_argument("--chaos-seed", type=int, default=0, help="the chaos mix's seed")
+    p.add_argument(
+        "--chaos-kinds",
+        help=f"comma-separated chaos kinds (default all: {','.join(CHAOS_KINDS)})",
+    )
+    p.add_argument(
+        "--order-lifetime-ms",
+        type=int,
+        help="the venue expires open orders that rested this long (event time)",
+    )
     p.set_defaults(func=run)
 
 
@@ -86,6 +105,10 @@ def run(args: argparse.Namespace) -> int:
     if args.order_rate_limit:
         rate, _, burst = args.order_rate_limit.partition(":")
         order_rate_limit = (float(rate), float(burst or rate))
+    faults = None
+    if args.chaos_rate > 0:
+        kinds = tuple(k.strip() for k in args.chaos_kinds.split(",")) if args.chaos_kinds else None
+        faults = FaultPlan.chaos(args.chaos_rate, args.chaos_seed, kinds)
     exchange = LocalExchange(
         markets=(spec,),
         balances={args.account: balances},
@@ -96,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         order_rate_limit=order_rate_limit,
+        faults=faults,
+        order_lifetime_ms=args.order_lifetime_ms,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

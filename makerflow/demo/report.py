@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -72,5 +73,15 @@ def print_report(out_dir: Path) -> dict[str, Any]:
     for k, v in summary.items():
         if k not in names:
             print(f"  {k:<20} {v}")
-    print(f"\nevery stream is in {out_dir}/<name>.jsonl")
+    state_path = out_dir / "exchange_state.json"
+    if state_path.exists():
+        by_kind = json.loads(state_path.read_text()).get("faults_by_kind") or {}
+        summary["faults_by_kind"] = by_kind
+        print("\nfaults injected by the exchange")
+        for kind, n in sorted(by_kind.items()):
+            print(f"  {kind:<20} {n:>8}")
+        if not by_kind:
+            print("  none")
+    print(f"\nevery stream is in {out_dir}/<name>.jsonl; the exchange's ground truth in")
+    print(f"{out_dir}/exchange_*.json[l], the pipeline's final view in {out_dir}/state.json")
     return summary

@@ -14,6 +14,13 @@ What runs:
 The recording is from 2024; the demo moves it to the present (one offset for everything) and
 replays it in real time, so the exchange, the chain and the wall-clock staleness check all see
 one consistent clock. Every stream is written to ``<out>/<name>.jsonl`` and a summary printed.
+
+With ``faults="chaos"`` the exchange mixes in, at a steady seeded rate, the faults a live venue
+produces (:meth:`makerflow.exchange.faults.FaultPlan.chaos`: answers lost after processing,
+requests processed after the client gave up, 429/418 bursts with Retry-After, orders the venue
+expires, private events duplicated, reordered and lost in stream gaps). Either way the run
+ends by writing the exchange's ground truth and the pipeline's final view beside the streams
+(:mod:`makerflow.demo.ground_truth`).
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import run_main
 
 from makerflow.chain.local import Demo, LocalChain, deploy_demo
+from makerflow.demo.ground_truth import balance_totals, write_exchange_truth, write_pipeline_state
+from makerflow.exchange.faults import FaultPlan
 from makerflow.exchange.local import DEFAULT_API_KEY, DEFAULT_SECRET, LocalExchange, ccxt_client
 from makerflow.exchange.market_data import MarketEvent, PublicTrade, replay_file
 from makerflow.flows.all_in_one import (
@@ -44,7 +53,7 @@ from makerflow.flows.all_in_one import (
     trading_pipeline,
 )
 from makerflow.operators.index import IndexConfig
-from makerflow.operators.quoting_config import QuotingConfig
+from makerflow.operators.quoting_config import QuotingConfig, QuotingParams
 from makerflow.operators.recon_logic import ReconConfig
 from makerflow.operators.risk_limits import MarketConfig as RiskMarket
 from makerflow.operators.risk_limits import RiskConfig
@@ -63,10 +72,18 @@ logger = logging.getLogger(__name__)
 DATA = Path(__file__).resolve().parent / "data" / "binance_spot_btcusdt_20240808_2min.gz"
 
 
+FAULT_MODES = ("none", "chaos")
+
+CHAOS_CLIENT_TIMEOUT_MS = 2_000
+"""The sink's request timeout under chaos: a late request lands a second after it."""
+
+
 @dataclass(frozen=True)
 class DemoResult:
     out_dir: Path
     counts: dict[str, int]
+    faults: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Faults the exchange injected, per kind."""
 
 
 def first_time_ns(path: Path) -> int:
@@ -75,22 +92,43 @@ def first_time_ns(path: Path) -> int:
         return int(f.readline().split(" ", 1)[0])
 
 
-def _shifted(events: Iterator[MarketEvent], offset_ms: int) -> Iterator[MarketEvent]:
+def _shifted(
+    events: Iterator[MarketEvent], offset_ms: int, until_ms: int | None = None
+) -> Iterator[MarketEvent]:
+    """The recording moved to the present; it ends at ``until_ms`` (shifted event time)."""
     for ev in events:
-        yield dataclasses.replace(ev, time_ms=ev.time_ms + offset_ms)
+        shifted = dataclasses.replace(ev, time_ms=ev.time_ms + offset_ms)
+        if until_ms is not None and shifted.time_ms > until_ms:
+            return
+        yield shifted
 
 
-def demo_config(exchange_url: str) -> PipelineConfig:
+CHAOS_QUOTING = QuotingParams(
+    warmup_s=3.0, levels=3, refresh_tolerance_bps=0.2, min_quote_lifetime_s=0.5
+)
+"""Under chaos the quoter works harder (three levels a side, re-quoting on small moves), so a
+short run gives the faults many orders to strike."""
+
+
+def demo_config(
+    exchange_url: str, *, timeout_ms: int = 5_000, quoting: QuotingParams | None = None
+) -> PipelineConfig:
     """The demo's settings: the quoter's default market (Binance BTC/USDT, priced off the BTC
     basket) on the local exchange; an index of Binance and the DEX."""
     return PipelineConfig(
         index=IndexConfig(min_venues=2, dex_max_age_s=30.0, max_age_s=10.0),
-        quoting=QuotingConfig(id_namespace="demo"),
+        quoting=(
+            QuotingConfig(id_namespace="demo", defaults=quoting)
+            if quoting is not None
+            else QuotingConfig(id_namespace="demo")
+        ),
         risk=RiskConfig(
             markets=(RiskMarket(venue="binance", symbol="BTC/USDT", index_basket="BTC"),)
         ),
         recon=ReconConfig(window_s=30.0, grace_s=3.0),
-        exchange=ExchangeSinkConfig(url=exchange_url, venue="binance", rate_limit_ms=5.0),
+        exchange=ExchangeSinkConfig(
+            url=exchange_url, venue="binance", rate_limit_ms=5.0, timeout_ms=timeout_ms
+        ),
     )
 
 
@@ -143,7 +181,15 @@ def ccxt_public_config(exchange_url: str) -> CcxtMarketsConfig:
     )
 
 
-def build_demo_flow(exchange_url: str, rpc_config: Any, latch: RunLatch, out_dir: Path) -> Dataflow:
+def build_demo_flow(
+    exchange_url: str,
+    rpc_config: Any,
+    latch: RunLatch,
+    out_dir: Path,
+    *,
+    timeout_ms: int = 5_000,
+    quoting: QuotingParams | None = None,
+) -> Dataflow:
     flow = Dataflow("demo")
     # Market data comes from the venue we trade on, as it would live: the exchange's public
     # websocket streams read by the unmodified ccxt pro client. A quoter fed from another copy
@@ -173,7 +219,7 @@ def build_demo_flow(exchange_url: str, rpc_config: Any, latch: RunLatch, out_dir
             balances=priv.balances,
             clock=clock,
         ),
-        demo_config(exchange_url),
+        demo_config(exchange_url, timeout_ms=timeout_ms, quoting=quoting),
         credentials=Credentials(DEFAULT_API_KEY, DEFAULT_SECRET),
         feedback=Loopback(),
         stop=latch,
@@ -201,8 +247,30 @@ def build_demo_flow(exchange_url: str, rpc_config: Any, latch: RunLatch, out_dir
     return flow
 
 
-def run_demo(out_dir: Path, *, seconds: float = 120.0, grace_s: float = 5.0) -> DemoResult:
-    """Run the demo, write every stream to ``out_dir``, return the line counts."""
+def chaos_plan(rate: float, seed: int) -> FaultPlan:
+    """The demo's chaos: every fault kind at ``rate`` of the opportunities, tuned to the
+    sink's timeout."""
+    return FaultPlan.chaos(rate, seed, client_timeout_s=CHAOS_CLIENT_TIMEOUT_MS / 1000)
+
+
+def run_demo(
+    out_dir: Path,
+    *,
+    seconds: float = 120.0,
+    grace_s: float = 5.0,
+    faults: str = "none",
+    chaos_rate: float = 0.05,
+    chaos_seed: int = 0,
+    settle_s: float | None = None,
+) -> DemoResult:
+    """Run the demo, write every stream, the exchange's ground truth and the pipeline's final
+    view to ``out_dir``; return the line counts and the faults injected per kind.
+
+    ``settle_s``: the public market stops this long before the run does, so nothing trades
+    while the pipeline is no longer listening and the last late requests, held events and
+    stream gaps play out before the views are compared (default: 6 s under chaos, else 0)."""
+    if faults not in FAULT_MODES:
+        raise ValueError(f"unknown fault mode {faults!r}; choose one of {FAULT_MODES}")
     out_dir.mkdir(parents=True, exist_ok=True)
     # Both the sink and the private stream read credentials the usual way (env); these are
     # the local exchange's own demo keys, not secrets.
@@ -212,28 +280,67 @@ def run_demo(out_dir: Path, *, seconds: float = 120.0, grace_s: float = 5.0) -> 
     offset_ns = start_ns - first_time_ns(DATA)
     offset_ms = offset_ns // 1_000_000
     trades = recorded_trades(offset_ms)
-    market = _shifted(replay_file(DATA), offset_ms)
+    chaos = faults == "chaos"
+    settle = settle_s if settle_s is not None else (6.0 if chaos else 0.0)
+    until_ms = start_ns // 1_000_000 + int((seconds - settle) * 1000) if settle > 0 else None
+    market = _shifted(replay_file(DATA), offset_ms, until_ms)
     chain = LocalChain()
     demo = deploy_demo(chain, btc_usd=trades[0][1])
     latch = RunLatch(grace_s=grace_s, max_runtime_s=seconds)
+    plan = chaos_plan(chaos_rate, chaos_seed) if chaos else None
+    timeout_ms = CHAOS_CLIENT_TIMEOUT_MS if chaos else 5_000
     with (
-        LocalExchange(market=market, speed=1.0) as exchange,
+        LocalExchange(market=market, speed=1.0, faults=plan) as exchange,
         chain.serve() as rpc,
     ):
+        balances_start = exchange.call(lambda s: balance_totals(s.engine.balances("main")))
         follower = ChainFollower(demo, trades, start_ns)
         follower.start()
         try:
             rpc_config = demo.source_config(rpc.url, poll_interval_s=0.5)
-            flow = build_demo_flow(exchange.url, rpc_config, latch, out_dir)
+            flow = build_demo_flow(
+                exchange.url,
+                rpc_config,
+                latch,
+                out_dir,
+                timeout_ms=timeout_ms,
+                quoting=CHAOS_QUOTING if chaos else None,
+            )
             logger.info(
-                "demo running: exchange %s, chain %s, output %s", exchange.url, rpc.url, out_dir
+                "demo running: exchange %s, chain %s, output %s, faults %s",
+                exchange.url,
+                rpc.url,
+                out_dir,
+                faults,
             )
             run_main(flow)
         finally:
             follower.stop_event.set()
             follower.join(timeout=10)
+            # The venue's truth as the run left it, before the exchange goes away.
+            exchange.call(lambda s: s.faults.clear())
+            state = exchange.state()
+            balances_end = exchange.call(lambda s: balance_totals(s.engine.balances("main")))
+            orders, fills = exchange.call(_truth)
+            write_exchange_truth(out_dir, orders, fills, balances_start, balances_end, state)
+    write_pipeline_state(out_dir)
     counts = {}
     for path in sorted(out_dir.glob("*.jsonl")):
         with path.open("rb") as f:
             counts[path.stem] = sum(1 for _ in f)
-    return DemoResult(out_dir=out_dir, counts=counts)
+    return DemoResult(out_dir=out_dir, counts=counts, faults=dict(state["faults_by_kind"]))
+
+
+def _truth(server: Any) -> tuple[list[Any], list[Any]]:
+    engine = server.engine
+    orders = [
+        (o, engine.markets[symbol])
+        for symbol in sorted(engine.markets)
+        for o in engine.all_orders("main", symbol)
+    ]
+    trades = [
+        (t, engine.markets[symbol])
+        for symbol in sorted(engine.markets)
+        for t in engine.my_trades("main", symbol)
+    ]
+    return orders, trades

@@ -1,7 +1,9 @@
 """A local exchange on loopback that speaks enough of Binance spot's API for the unmodified
 ccxt client: a pure matching engine (:mod:`.engine`), a public market replayed or simulated
-(:mod:`.market_data`), fault injection (:mod:`.faults`, :mod:`.fault_edge`) and the REST/WebSocket
-layer (:mod:`.server`, :mod:`.wire`, :mod:`.user_stream`, :mod:`.public_streams`). :class:`LocalExchange` runs it in a background thread for tests and demos."""
+(:mod:`.market_data`), fault injection (:mod:`.faults`, :mod:`.fault_edge`) and the
+REST/WebSocket layer (:mod:`.server`, :mod:`.wire`, :mod:`.user_stream`,
+:mod:`.public_streams`). :class:`LocalExchange` runs it in a background thread for tests and
+demos."""
 
 from makerflow.exchange.engine import EngineError, MarketSpec, MatchingEngine
 from makerflow.exchange.faults import ChaosConfig, Fault, FaultPlan

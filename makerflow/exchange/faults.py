@@ -12,8 +12,9 @@ Two families, both taken from one :class:`FaultPlan`:
   its own after ``delay_s``). With ``after=True`` the error kinds process the request first:
   the order exists though the client saw a failure.
 * **event faults** hit the next matching private (user data stream) event:
-  ``duplicate_event`` (delivered twice), ``reorder_event`` (held back until ``hold`` later
-  order reports of the account went out, or ``delay_s`` passed) and ``stream_disconnect``
+  ``duplicate_event`` (delivered again ``delay_s`` later), ``reorder_event`` (held back
+  until ``hold`` later order reports of the account went out, or ``delay_s`` passed) and
+  ``stream_disconnect``
   (the account's user data sockets are closed and every event of the next ``gap_s`` seconds
   is lost; a reconnect does not replay them, only REST queries show what happened).
 
@@ -61,7 +62,8 @@ class Fault:
     ``delay_s``: ``timeout``: how long the answer is held; ``late``: how long the request waits
     before it is processed; ``lost``: how long before the connection drops; ``expire``: how
     long the order lives before the venue expires it; ``reorder_event``: the longest an event
-    is held back. ``retry_after_s``: the ``Retry-After`` of ``rate_limit``/``ban``;
+    is held back; ``duplicate_event``: how much later the copy follows.
+    ``retry_after_s``: the ``Retry-After`` of ``rate_limit``/``ban``;
     ``enforce``: keep refusing every matching request until ``Retry-After`` has passed (a
     429 burst for a client that does not wait). ``hold``: how many later order reports
     overtake a reordered event. ``gap_s``: how long a ``stream_disconnect`` loses events.
@@ -148,6 +150,7 @@ class ChaosConfig:
     retry_after_s: int = 1
     gap_s: float = 1.5
     reorder_hold_s: float = 1.0
+    duplicate_after_s: float = 0.2
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.rate <= 1.0:
@@ -175,6 +178,8 @@ class ChaosConfig:
             return replace(base, gap_s=self.gap_s)
         if kind == "reorder_event":
             return replace(base, delay_s=self.reorder_hold_s)
+        if kind == "duplicate_event":
+            return replace(base, delay_s=self.duplicate_after_s)
         return base
 
 

@@ -247,7 +247,17 @@ class LocalExchange:
         """Make the next ``count`` matching requests (or private events) fail; see
         :class:`~makerflow.exchange.faults.Fault` for the kinds and parameters."""
         fault = Fault(
-            kind, count, method, path, after, delay_s, retry_after_s, enforce, exec_type, hold, gap_s
+            kind,
+            count,
+            method,
+            path,
+            after,
+            delay_s,
+            retry_after_s,
+            enforce,
+            exec_type,
+            hold,
+            gap_s,
         )
         self.call(lambda s: s.faults.add(fault))
 

@@ -10,12 +10,8 @@ Served:
   WS    /ws-api/v3: userDataStream.subscribe.signature -> executionReport and
         outboundAccountPosition events (:mod:`.user_stream`); /stream and /ws: market
         streams (:mod:`.public_streams`).
-  Admin POST /_admin/faults {"faults": [{kind, count, method, path, after, delay_s,
-        retry_after_s, enforce, exec_type, hold, gap_s}], "chaos": {rate, seed, kinds, ...}
-        | null, "clear": bool}; POST /_admin/expire {"clientOrderId" | "orderId", "symbol",
-        "account"}; POST /_admin/disconnect {"account", "gap_s"}; POST /_admin/advance?n=N;
-        GET /_admin/state (with the faults injected per kind); GET /_admin/orders and
-        /_admin/trades?account=A (the venue's ground truth).
+  Admin /_admin/...: faults and chaos, expiry, disconnects, counters, ground truth
+        (:mod:`.admin`).
 
 Requests are authenticated as Binance does: ``X-MBX-APIKEY`` names the key, and ``signature``
 is the HMAC-SHA256, with the key's secret, of the query string and body as sent (minus the
@@ -44,9 +40,10 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from makerflow.exchange.admin import AdminApi
 from makerflow.exchange.engine import EngineError, MatchingEngine, Order, Outcome
 from makerflow.exchange.fault_edge import FaultEdge, Handler
-from makerflow.exchange.faults import ChaosConfig, Fault, FaultPlan
+from makerflow.exchange.faults import FaultPlan
 from makerflow.exchange.market_data import BookTop, MarketEvent, PublicTrade
 from makerflow.exchange.public_streams import PublicStreams
 from makerflow.exchange.user_stream import UserDataStream
@@ -132,13 +129,7 @@ class ExchangeServer:
         for prefix in ("/ws", "/stream"):
             r.add_get(prefix, self.public.handle)
             r.add_get(prefix + "/{tail}", self.public.handle)
-        r.add_post("/_admin/faults", self._admin_faults)
-        r.add_post("/_admin/expire", self._admin_expire)
-        r.add_post("/_admin/disconnect", self._admin_disconnect)
-        r.add_post("/_admin/advance", self._admin_advance)
-        r.add_get("/_admin/state", self._admin_state)
-        r.add_get("/_admin/orders", self._admin_orders)
-        r.add_get("/_admin/trades", self._admin_trades)
+        AdminApi(self).add_routes(r)
         app.on_startup.append(self._start_driver)
         app.on_shutdown.append(self._stop)
         return app
@@ -483,46 +474,7 @@ class ExchangeServer:
         trades = trades[:limit] if from_id else trades[-limit:]
         return [trade_json(t) for t in trades]
 
-    # --- admin ------------------------------------------------------------------------
-
-    async def _admin_faults(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        try:
-            if body.get("clear"):
-                self.faults.clear()
-            for f in body.get("faults", []):
-                self.faults.add(Fault(**f))
-            if "chaos" in body:
-                chaos = body["chaos"]
-                if chaos is not None and "kinds" in chaos:
-                    chaos = chaos | {"kinds": tuple(chaos["kinds"])}
-                self.faults.set_chaos(ChaosConfig(**chaos) if chaos is not None else None)
-        except (TypeError, ValueError) as exc:
-            return web.json_response({"error": str(exc)}, status=400)
-        return web.json_response({"pending": self.faults.pending()})
-
-    async def _admin_expire(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        oid = body.get("orderId")
-        try:
-            order = await self.expire(
-                str(body.get("account", "main")),
-                str(body.get("symbol", next(iter(self.engine.markets)))),
-                int(oid) if oid is not None else None,
-                body.get("clientOrderId"),
-            )
-        except EngineError as exc:
-            return error_response(400, exc.code, exc.message)
-        return web.json_response(order_json(order))
-
-    async def _admin_disconnect(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        await self.user.disconnect(str(body.get("account", "main")), float(body.get("gap_s", 1.0)))
-        return web.json_response({})
-
-    async def _admin_advance(self, request: web.Request) -> web.Response:
-        n = int(request.query.get("n", "1"))
-        return web.json_response({"applied": await self.advance(n)})
+    # --- the venue's own view (admin) ------------------------------------------------
 
     def state(self) -> dict[str, Any]:
         """Counters: requests, market events, faults pending and injected (total and per
@@ -537,13 +489,10 @@ class ExchangeServer:
             "faults_by_kind": dict(sorted(self.faults.injected_by_kind.items())),
             "chaos": asdict(chaos) if chaos is not None else None,
             "rate_limited": self.rate_limited,
-            "refused_during_retry_after": self.edge.refused_in_window,
+            "refused_during_retry_after": dict(self.edge.refused_in_window),
             "private_events_missed": sum(self.user.missed.values()),
             "expired_by_venue": self.expired_by_venue,
         }
-
-    async def _admin_state(self, _r: web.Request) -> web.Response:
-        return web.json_response(self.state())
 
     def ground_truth(self, account: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Every order the venue accepted from ``account`` and every trade of it, as the
@@ -558,17 +507,3 @@ class ExchangeServer:
             for t in self.engine.my_trades(account, symbol):
                 trades.append(trade_json(t) | {"clientOrderId": t.client_order_id})
         return orders, trades
-
-    async def _admin_orders(self, request: web.Request) -> web.Response:
-        try:
-            orders, _ = self.ground_truth(request.query.get("account", "main"))
-        except EngineError as exc:
-            return error_response(400, exc.code, exc.message)
-        return web.json_response(orders)
-
-    async def _admin_trades(self, request: web.Request) -> web.Response:
-        try:
-            _, trades = self.ground_truth(request.query.get("account", "main"))
-        except EngineError as exc:
-            return error_response(400, exc.code, exc.message)
-        return web.json_response(trades)

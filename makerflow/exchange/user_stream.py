@@ -26,6 +26,9 @@ from makerflow.exchange.wire import ApiError, ApiKey, check_signature, check_tim
 
 log = logging.getLogger(__name__)
 
+OVERTAKEN_GAP_S = 0.05
+"""How long after the reports that overtook it a reordered event follows."""
+
 
 @dataclass
 class _Held:
@@ -58,6 +61,7 @@ class UserDataStream:
         self._held: dict[str, list[_Held]] = {}
         self._gap_until: dict[str, float] = {}
         self._timers: set[asyncio.TimerHandle] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.missed: Counter[str] = Counter()
         """Events lost in a disconnect gap, per account."""
         self.delivered: Counter[str] = Counter()
@@ -79,8 +83,8 @@ class UserDataStream:
         elif fault.kind == "duplicate_event":
             log.info("delivering %s %s twice", event.get("x"), event.get("c"))
             await self._deliver(account, event)
-            await self._deliver(account, event)
             await self._overtaken(account, event)
+            self._later(account, event, fault.delay_s)
         elif fault.kind == "reorder_event":
             self._hold(account, event, fault)
         else:  # stream_disconnect
@@ -94,7 +98,7 @@ class UserDataStream:
         self._gap_until[account] = max(self._gap_until.get(account, 0.0), self._clock() + gap_s)
         for ws in list(self._sockets.pop(account, {})):
             with contextlib.suppress(ConnectionError, RuntimeError):
-                await ws.close(code=1006, message=b"connection lost")
+                await ws.close(code=1011, message=b"connection lost")
 
     def _in_gap(self, account: str) -> bool:
         until = self._gap_until.get(account)
@@ -109,16 +113,27 @@ class UserDataStream:
         log.info("holding back %s %s", event.get("x"), event.get("c"))
         held = _Held(event, fault.hold)
         self._held.setdefault(account, []).append(held)
+        self._later(account, event, fault.delay_s, held)
+
+    def _later(
+        self, account: str, event: dict[str, Any], delay_s: float, held: _Held | None = None
+    ) -> None:
+        """Deliver ``event`` after ``delay_s`` (a duplicate's copy; a held event whose
+        overtaking reports never came), unless it was released meanwhile."""
         loop = asyncio.get_running_loop()
 
         def release() -> None:
             self._timers.discard(handle)
-            if held in self._held.get(account, []):
+            if held is not None:
+                if held not in self._held.get(account, []):
+                    return
                 self._held[account].remove(held)
-                task = loop.create_task(self._release(account, held.event))
-                task.add_done_callback(_log_failure)
+            task = loop.create_task(self._release(account, event))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(_log_failure)
 
-        handle = loop.call_later(fault.delay_s, release)
+        handle = loop.call_later(delay_s, release)
         self._timers.add(handle)
 
     async def _release(self, account: str, event: dict[str, Any]) -> None:
@@ -132,14 +147,13 @@ class UserDataStream:
         held = self._held.get(account)
         if not held or event.get("e") != "executionReport":
             return
-        due = []
         for h in list(held):
             h.left -= 1
             if h.left <= 0:
                 held.remove(h)
-                due.append(h.event)
-        for ev in due:
-            await self._release(account, ev)
+                # A moment after what overtook it, as a late packet comes: a client reading
+                # both in one go would otherwise see only the last state of the order.
+                self._later(account, h.event, OVERTAKEN_GAP_S)
 
     async def _deliver(self, account: str, event: dict[str, Any]) -> None:
         for ws, sub_id in list(self._sockets.get(account, {}).items()):

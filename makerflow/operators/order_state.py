@@ -39,15 +39,18 @@ in :attr:`OrderState.conflicts`. Two different terminal words for one order are 
 in the input; the state keeps the stronger one (filled > canceled > expired > rejected) and
 counts it.
 
-Orphans: an order event (or fill) for a client id with our ``prefix`` that no intent of ours
-placed gets a record (``sent=False``), so the owner can cancel it or :meth:`adopt` it. Events for
-other client ids are ignored (:attr:`ignored`); fills for them still return their effect, since
-they move our balances all the same.
+Orphans: an order event for a client id with our ``prefix`` that no intent of ours placed gets a
+record (``sent=False``), so the owner can cancel it or :meth:`adopt` it. Events for other client
+ids are ignored (:attr:`ignored`); fills for them still return their effect, since they move our
+balances all the same. A fill of an order the state does not hold yet is kept aside (by client
+id) and joins the order when its intent or first event arrives; it makes no record of its own,
+so a backfill of old trades does not fill the book with orders of unknown size.
 
 Memory is bounded: at most ``max_terminal`` terminal orders are kept whole (oldest evicted
 first), the client ids of evicted orders are remembered up to ``max_tombstones`` (so a late
-duplicate event does not bring an order back as an orphan), and up to ``max_trade_ids`` trade
-ids are remembered to drop duplicate fills. Non-terminal orders are never evicted: the venue
+duplicate event does not bring an order back as an orphan), up to ``max_trade_ids`` trade
+ids are remembered to drop duplicate fills, and fills waiting for their order are kept for up
+to ``max_tombstones`` client ids. Non-terminal orders are never evicted: the venue
 must close them first. Within those bounds duplicates and reordering are harmless; past them a
 very late duplicate (more than ``max_trade_ids`` fills later) could count again.
 """
@@ -119,7 +122,7 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
     side: Side
     price: float | None
     qty: float | None
-    """``None`` only for an order known from a fill alone (its size is not known yet)."""
+    """``None`` when no input has said the order's size yet."""
     state: OrderStateName
     filled: float = 0.0
     """max(cumulative filled from order events, sum of applied fills)."""
@@ -199,6 +202,7 @@ class OrderStateSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     terminal_ids: tuple[str, ...]
     tombstones: tuple[str, ...]
     trade_ids: tuple[tuple[str, str], ...]
+    loose: tuple[tuple[str, tuple[Fill, ...]], ...] = ()
     conflicts: int = 0
 
 
@@ -252,18 +256,25 @@ class OrderState:
         self.tolerance = tolerance
         self.max_terminal = max_terminal
         self._orders: dict[str, Order] = {}
+        self._open: dict[str, None] = {}
+        """The client ids of non-terminal orders, oldest first (an ordered set)."""
         self._terminal: deque[str] = deque()
         self._tombstones = _BoundedSet(max_tombstones)
         self._trade_ids = _BoundedSet(max_trade_ids)
+        self._max_loose = max_tombstones
+        self._loose: dict[str, tuple[Fill, ...]] = {}
+        """Fills of orders not held yet, by client id (oldest first), waiting for the order."""
         self.conflicts = 0
         """Inputs that contradicted each other (two terminal words, canceled then filled)."""
         self.ignored = 0
         """Order events for client ids that are not ours (no prefix), or of evicted orders."""
         if snapshot is not None:
             self._orders = {o.client_order_id: o for o in snapshot.orders}
+            self._open = {o.client_order_id: None for o in snapshot.orders if not o.terminal}
             self._terminal = deque(snapshot.terminal_ids)
             self._tombstones = _BoundedSet(max_tombstones, snapshot.tombstones)
             self._trade_ids = _BoundedSet(max_trade_ids, snapshot.trade_ids)
+            self._loose = dict(snapshot.loose)
             self.conflicts = snapshot.conflicts
 
     # --- inputs ---------------------------------------------------------------------------
@@ -291,6 +302,7 @@ class OrderState:
                     placed_ts=intent.ts,
                     last_ts=intent.ts,
                 )
+                new = self._with_loose(new)
             elif old.sent:
                 return ()  # a replayed intent
             else:
@@ -342,6 +354,7 @@ class OrderState:
                 state="unknown",
                 last_ts=ev.ts,
             )
+            old_base = self._with_loose(old_base)
         else:
             old_base = old
         rank, terminals = old_base.rank, old_base.terminals
@@ -386,39 +399,26 @@ class OrderState:
         cid = fill.client_order_id or ""
         old = self._orders.get(cid) if cid else None
         if old is None:
-            if not cid or cid in self._tombstones or not cid.startswith(self.prefix):
-                return FillEffect(fill=fill, order=None, previous=None, order_filled_delta=0.0)
-            base = Order(
-                client_order_id=cid,
-                venue=fill.venue,
-                symbol=fill.symbol,
-                account=fill.account,
-                side=fill.side,
-                price=None,
-                qty=None,
-                state="unknown",
-                last_ts=fill.ts,
-            )
-        else:
-            base = old
-        if any(tid == fill.trade_id for tid, _ in base.fills):
+            if cid and cid not in self._tombstones and cid.startswith(self.prefix):
+                self._keep_loose(cid, fill)
+            return FillEffect(fill=fill, order=None, previous=None, order_filled_delta=0.0)
+        if any(tid == fill.trade_id for tid, _ in old.fills):
             return None  # evicted from the global memory but still on the order
-        fills = tuple(sorted((*base.fills, (fill.trade_id, fill.qty))))
+        fills = tuple(sorted((*old.fills, (fill.trade_id, fill.qty))))
         new = self._derive(
             msgspec.structs.replace(
-                base,
+                old,
                 fills=fills,
-                exchange_order_id=_first(base.exchange_order_id, fill.exchange_order_id),
-                last_ts=max(base.last_ts, fill.ts),
+                exchange_order_id=_first(old.exchange_order_id, fill.exchange_order_id),
+                last_ts=max(old.last_ts, fill.ts),
             )
         )
-        before = old.filled if old is not None else 0.0
         t = self._store(old, new)
         return FillEffect(
             fill=fill,
             order=t.order,
             previous=t.previous,
-            order_filled_delta=max(new.filled - before, 0.0),
+            order_filled_delta=max(new.filled - old.filled, 0.0),
         )
 
     def adopt(self, client_order_id: str) -> Order | None:
@@ -442,18 +442,17 @@ class OrderState:
 
     def open_orders(self, market: str | None = None) -> tuple[Order, ...]:
         """Non-terminal orders (pending, unknown, open, partially filled), oldest first."""
-        return tuple(
-            o
-            for o in self._orders.values()
-            if not o.terminal and (market is None or o.market == market)
-        )
+        orders = self._orders
+        if market is None:
+            return tuple(orders[cid] for cid in self._open)
+        return tuple(o for o in (orders[cid] for cid in self._open) if o.market == market)
 
     def counts(self) -> dict[str, int]:
         """How many orders are open per market (``venue:symbol``)."""
         out: dict[str, int] = {}
-        for o in self._orders.values():
-            if not o.terminal:
-                out[o.market] = out.get(o.market, 0) + 1
+        for cid in self._open:
+            m = self._orders[cid].market
+            out[m] = out.get(m, 0) + 1
         return out
 
     def exposure(self, market: str | None = None) -> Exposure:
@@ -488,10 +487,30 @@ class OrderState:
             terminal_ids=tuple(self._terminal),
             tombstones=tuple(str(x) for x in self._tombstones.items()),
             trade_ids=tuple(_pair(x) for x in self._trade_ids.items()),
+            loose=tuple(self._loose.items()),
             conflicts=self.conflicts,
         )
 
     # --- internals ------------------------------------------------------------------------
+
+    def _keep_loose(self, cid: str, fill: Fill) -> None:
+        kept = self._loose.pop(cid, ())
+        self._loose[cid] = (*kept, fill)
+        while len(self._loose) > self._max_loose:
+            del self._loose[next(iter(self._loose))]
+
+    def _with_loose(self, o: Order) -> Order:
+        """``o`` with the fills that arrived before it; derived again."""
+        for f in self._loose.pop(o.client_order_id, ()):
+            if any(tid == f.trade_id for tid, _ in o.fills):
+                continue
+            o = msgspec.structs.replace(
+                o,
+                fills=tuple(sorted((*o.fills, (f.trade_id, f.qty)))),
+                exchange_order_id=_first(o.exchange_order_id, f.exchange_order_id),
+                last_ts=max(o.last_ts, f.ts),
+            )
+        return self._derive(o)
 
     def _cancel_requested(self, old: Order, ts: int) -> Transition:
         new = self._derive(
@@ -526,9 +545,13 @@ class OrderState:
         more_words = old is not None and len(new.terminals) > max(len(old.terminals), 1)
         if more_words or (previous in TERMINAL and previous != new.state):
             self.conflicts += 1
-        self._orders[new.client_order_id] = new
-        if new.terminal and (old is None or not old.terminal):
-            self._terminal.append(new.client_order_id)
+        cid = new.client_order_id
+        self._orders[cid] = new
+        if not new.terminal:
+            self._open[cid] = None
+        elif old is None or not old.terminal:
+            self._open.pop(cid, None)
+            self._terminal.append(cid)
             while len(self._terminal) > self.max_terminal:
                 gone = self._terminal.popleft()
                 self._orders.pop(gone, None)

@@ -215,3 +215,22 @@ def test_cancel_all_only_touches_the_callers_orders():
     assert e.open_orders("a") == [] and len(e.open_orders("b")) == 1
     with pytest.raises(EngineError, match="Unknown order"):
         e.cancel_all("a", "BTCUSDT")
+
+
+def test_the_venue_expires_an_order_and_its_hold_is_released():
+    e = engine()
+    order, _ = place(e, "a", "BUY", "0.5", "60000.00", cid="x")
+    _, out = e.expire("a", "BTCUSDT", None, "x")
+    assert [(u.exec_type, u.order.status) for u in out.updates] == [("EXPIRED", "EXPIRED")]
+    assert e.balances("a")["USDT"].locked == D(0) and e.open_orders("a") == []
+    with pytest.raises(EngineError, match="Unknown order"):
+        e.expire("a", "BTCUSDT", order.order_id, None)
+    # A public seller at 60000 no longer finds it.
+    assert e.on_public_trade("BTCUSDT", D("59000.00"), D(1), "SELL").updates == ()
+    # A lifetime: orders that rested that long expire, younger ones stay.
+    place(e, "a", "BUY", "0.1", "59000.00", cid="old")
+    e.set_time(4000)
+    place(e, "a", "BUY", "0.1", "59000.00", cid="young")
+    out = e.expire_older_than(3000)
+    assert [u.order.client_order_id for u in out.updates] == ["old"]
+    assert [o.client_order_id for o in e.open_orders("a")] == ["young"]

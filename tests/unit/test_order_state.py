@@ -220,15 +220,21 @@ def test_orphans_are_listed_until_adopted_or_canceled_and_foreign_ids_are_ignore
     assert eff is not None and eff.order is None
 
 
-def test_a_fill_first_makes_a_record_that_the_order_update_and_intent_complete():
+def test_a_fill_first_waits_for_its_order_and_joins_it():
     s = OrderState()
     eff = s.on_fill(fill("mf-a", "t1", 0.001))
-    assert eff is not None and eff.order is not None and eff.order.qty is None
-    assert eff.order.state == "partially_filled"
+    assert eff is not None and eff.order is None and s.get("mf-a") is None
+    assert s.open_orders() == ()  # a fill alone makes no order of unknown size
+    assert s.on_fill(fill("mf-a", "t1", 0.001)) is None  # still a duplicate
     s.on_order_event(event("mf-a", "partial", filled=0.001, qty=0.002))
     s.on_intent(place("mf-a", qty=0.002))
     o = s.get("mf-a")
     assert o is not None and o.sent and o.qty == 0.002 and o.filled == pytest.approx(0.001)
+    assert o.fills == (("t1", 0.001),)
+    s2 = OrderState()
+    s2.on_fill(fill("mf-b", "t1", 0.001))
+    s2.on_intent(place("mf-b", qty=0.002))
+    assert s2.get("mf-b").state == "partially_filled"  # type: ignore[union-attr]
 
 
 def test_memory_of_terminal_orders_is_bounded_and_late_events_do_not_revive_them():
