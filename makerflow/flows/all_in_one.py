@@ -53,6 +53,7 @@ from makerflow.schemas.events import (
     DexPrice,
     Fill,
     IndexPrice,
+    InventoryCorrection,
     OraclePrice,
     OrderEvent,
     OrderIntent,
@@ -127,6 +128,8 @@ class PipelineOutputs:
     when the pipeline does not execute)."""
     recon_reports: Stream[ReconReport]
     dead_letters: Stream[DeadLetter]
+    inventory_corrections: Stream[InventoryCorrection] | None = None
+    """The quoter's positions re-anchored to the venue's balances."""
 
 
 def _or_empty(step_id: str, flow: Dataflow, stream: Stream[Any] | None) -> Stream[Any]:
@@ -180,7 +183,15 @@ def trading_pipeline(
         sid("risk"), md.ticks, index, fills, heard, balances, control, config.risk, inputs.clock
     )
     quotes = quoting_op(
-        sid("quoting"), md.ticks, index, risk.states, heard, fills, control, config.quoting
+        sid("quoting"),
+        md.ticks,
+        index,
+        risk.states,
+        heard,
+        fills,
+        control,
+        config.quoting,
+        balances=balances,
     )
     intents = op.merge(sid("intents"), quotes.intents, risk.intents)
     executions = None
@@ -217,7 +228,9 @@ def trading_pipeline(
         if feedback is not None:
             op.output(sid("execution_loopback"), executions, feedback.sink())
     recon = reconcile_op(sid("reconcile"), fills, balances, transfers, config.recon)
-    alerts = op.merge(sid("alerts"), risk.alerts, risk.audit, recon.alerts, *confirmations)
+    alerts = op.merge(
+        sid("alerts"), risk.alerts, risk.audit, recon.alerts, quotes.alerts, *confirmations
+    )
     dead = op.merge(
         sid("dead_letters"), md.dead_letters, risk.errs, quotes.dead_letters, recon.dead_letters
     )
@@ -233,6 +246,7 @@ def trading_pipeline(
         executions=executions,
         recon_reports=recon.reports,
         dead_letters=dead,
+        inventory_corrections=quotes.corrections,
     )
 
 
@@ -277,6 +291,8 @@ def build_flow(settings: FlowSettings, config: PipelineConfig | None = None) -> 
     io.write(out.ladders, t.QUOTES)
     io.write(out.intents, t.ORDER_INTENTS)
     io.write(out.recon_reports, t.RECON_REPORTS)
+    if out.inventory_corrections is not None:
+        io.write(out.inventory_corrections, t.INVENTORY_CORRECTIONS)
     if out.executions is not None:
         io.write(out.executions, t.ORDER_EVENTS)
     io.dead_letters([out.dead_letters, control.errs])

@@ -1,5 +1,6 @@
-"""The quoter service: ticks, index, risk.state, orders.events, fills and control in;
-orders.intents and quotes out.
+"""The quoter service: ticks, index, risk.state, orders.events, fills, balances and control
+in; orders.intents, quotes, alerts (orphan orders, unconfirmed cancels) and
+inventory.corrections out.
 
 Run it with ``python -m bytewax.run makerflow.flows.quoter:flow`` (``-w N`` for N workers,
 one per partition of the market topics). Settings come from the environment (see
@@ -35,6 +36,9 @@ class QuoterTopics:
     control: Topic[Any] = t.CONTROL
     intents: Topic[Any] = t.ORDER_INTENTS
     quotes: Topic[Any] = t.QUOTES
+    balances: Topic[Any] = t.BALANCES
+    alerts: Topic[Any] = t.ALERTS
+    corrections: Topic[Any] = t.INVENTORY_CORRECTIONS
 
 
 def build_flow(
@@ -57,9 +61,12 @@ def build_flow(
         io.read(tp.fills),
         control.oks,
         config,
+        balances=io.read(tp.balances),
     )
     io.write(out.intents, tp.intents)
     io.write(out.ladders, tp.quotes)
+    io.write(out.alerts, tp.alerts)
+    io.write(out.corrections, tp.corrections)
     io.dead_letters([out.dead_letters, control.errs])
     return flow
 

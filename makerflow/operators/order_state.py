@@ -13,6 +13,7 @@ API::
     s.adopt(cid)              -> Order | None            an orphan becomes ours to manage
     s.get(cid)                -> Order | None
     s.open_orders(market)     -> tuple[Order, ...]       non-terminal, incl. unknown and pending
+    s.working_orders(market)  -> tuple[Order, ...]       open, and no cancel asked for
     s.counts()                -> dict[market, int]       open orders per ``venue:symbol``
     s.exposure(market)        -> Exposure                remaining qty and notional by side
     s.orphans(market)         -> tuple[Order, ...]       ours by prefix, never sent by us
@@ -206,7 +207,7 @@ class OrderStateSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     conflicts: int = 0
 
 
-class _BoundedSet:
+class BoundedSet:
     """A set that forgets its oldest members past ``size``."""
 
     __slots__ = ("_order", "_set")
@@ -258,9 +259,11 @@ class OrderState:
         self._orders: dict[str, Order] = {}
         self._open: dict[str, None] = {}
         """The client ids of non-terminal orders, oldest first (an ordered set)."""
+        self._working: dict[str, None] = {}
+        """The open ones no cancel was asked for: what still quotes."""
         self._terminal: deque[str] = deque()
-        self._tombstones = _BoundedSet(max_tombstones)
-        self._trade_ids = _BoundedSet(max_trade_ids)
+        self._tombstones = BoundedSet(max_tombstones)
+        self._trade_ids = BoundedSet(max_trade_ids)
         self._max_loose = max_tombstones
         self._loose: dict[str, tuple[Fill, ...]] = {}
         """Fills of orders not held yet, by client id (oldest first), waiting for the order."""
@@ -271,9 +274,12 @@ class OrderState:
         if snapshot is not None:
             self._orders = {o.client_order_id: o for o in snapshot.orders}
             self._open = {o.client_order_id: None for o in snapshot.orders if not o.terminal}
+            self._working = {
+                cid: None for cid in self._open if not self._orders[cid].cancel_requested
+            }
             self._terminal = deque(snapshot.terminal_ids)
-            self._tombstones = _BoundedSet(max_tombstones, snapshot.tombstones)
-            self._trade_ids = _BoundedSet(max_trade_ids, snapshot.trade_ids)
+            self._tombstones = BoundedSet(max_tombstones, snapshot.tombstones)
+            self._trade_ids = BoundedSet(max_trade_ids, snapshot.trade_ids)
             self._loose = dict(snapshot.loose)
             self.conflicts = snapshot.conflicts
 
@@ -367,6 +373,19 @@ class OrderState:
         qty = old_base.qty
         if qty is None and ev.qty > 0:
             qty = ev.qty
+        xid = _first(old_base.exchange_order_id, ev.exchange_order_id)
+        if (
+            old is not None
+            and rank == old.rank
+            and terminals is old.terminals
+            and qty == old.qty
+            and ev.filled_qty <= old.event_filled
+            and ev.ts <= old.last_ts
+            and xid == old.exchange_order_id
+            and (not ev.reason or ev.reason == old.reason)
+            and (old.price is not None or ev.price is None)
+        ):
+            return None  # a repeat, or older news: nothing to merge
         # The reason kept is the one of the strongest word, ties broken by the text, so that
         # it does not depend on the order events arrive in.
         word = 10 + _STRENGTH[terminal] if terminal is not None else _RANK.get(ev.status, 0)
@@ -380,7 +399,7 @@ class OrderState:
             qty=qty,
             price=old_base.price if old_base.price is not None else ev.price,
             event_filled=max(old_base.event_filled, ev.filled_qty),
-            exchange_order_id=_first(old_base.exchange_order_id, ev.exchange_order_id),
+            exchange_order_id=xid,
             last_ts=max(old_base.last_ts, ev.ts),
             reason=reason,
             reason_rank=reason_rank,
@@ -446,6 +465,13 @@ class OrderState:
         if market is None:
             return tuple(orders[cid] for cid in self._open)
         return tuple(o for o in (orders[cid] for cid in self._open) if o.market == market)
+
+    def working_orders(self, market: str | None = None) -> tuple[Order, ...]:
+        """Open orders no cancel was asked for (what still quotes), oldest first."""
+        orders = self._orders
+        if market is None:
+            return tuple(orders[cid] for cid in self._working)
+        return tuple(o for o in (orders[cid] for cid in self._working) if o.market == market)
 
     def counts(self) -> dict[str, int]:
         """How many orders are open per market (``venue:symbol``)."""
@@ -520,16 +546,24 @@ class OrderState:
 
     def _derive(self, o: Order) -> Order:
         """The state and filled quantity that follow from the order's merged facts."""
-        fill_sum = math.fsum(q for _, q in o.fills)
-        filled = max(o.event_filled, fill_sum)
+        fills = o.fills
+        fill_sum = (
+            (fills[0][1] if len(fills) == 1 else math.fsum(q for _, q in fills)) if fills else 0.0
+        )
+        filled = o.event_filled if o.event_filled >= fill_sum else fill_sum
+        qty = o.qty
+        terminals = o.terminals
         state: OrderStateName
-        complete = o.qty is not None and o.qty > 0 and filled >= o.qty - self.tolerance
-        if complete or "filled" in o.terminals:
+        if (qty is not None and qty > 0 and filled >= qty - self.tolerance) or (
+            terminals and "filled" in terminals
+        ):
             state = "filled"
-            if o.qty is not None:
-                filled = max(filled, o.qty)
-        elif o.terminals:
-            state = max(o.terminals, key=_STRENGTH.__getitem__)
+            if qty is not None and qty > filled:
+                filled = qty
+        elif terminals:
+            state = (
+                terminals[0] if len(terminals) == 1 else max(terminals, key=_STRENGTH.__getitem__)
+            )
         elif o.cancel_requested:
             state = "pending_cancel"
         elif o.rank >= _OPEN or filled > 0:
@@ -538,19 +572,28 @@ class OrderState:
             state = "unknown"
         else:
             state = "pending_new"
+        if state == o.state and filled == o.filled:
+            return o
         return msgspec.structs.replace(o, state=state, filled=filled)
 
     def _store(self, old: Order | None, new: Order) -> Transition:
         previous = old.state if old is not None else None
-        more_words = old is not None and len(new.terminals) > max(len(old.terminals), 1)
-        if more_words or (previous in TERMINAL and previous != new.state):
-            self.conflicts += 1
+        is_terminal = new.state in TERMINAL
+        if old is not None and (old.terminals is not new.terminals or previous != new.state):
+            more_words = len(new.terminals) > max(len(old.terminals), 1)
+            if more_words or (previous in TERMINAL and previous != new.state):
+                self.conflicts += 1
         cid = new.client_order_id
         self._orders[cid] = new
-        if not new.terminal:
+        if not is_terminal:
             self._open[cid] = None
-        elif old is None or not old.terminal:
+            if new.cancel_requested:
+                self._working.pop(cid, None)
+            else:
+                self._working[cid] = None
+        elif previous is None or previous not in TERMINAL:
             self._open.pop(cid, None)
+            self._working.pop(cid, None)
             self._terminal.append(cid)
             while len(self._terminal) > self.max_terminal:
                 gone = self._terminal.popleft()

@@ -1,10 +1,12 @@
 """The quoter: from ticks, index prices, risk states, own orders and fills to order intents.
 
 :class:`Quoter` is pure (no I/O, no clock; event time comes from the events), one instance per
-market. On each event it updates what it knows (inventory from fills, live orders from order
-events, volatility from ticks, halts from risk states and control commands), asks its model
-for a reservation price and half spread, lays out the ladder and diffs it against the live
-orders into place and cancel intents. A live order close enough to its desired price
+market. On each event it updates what it knows (orders and fills in its
+:class:`~makerflow.operators.order_state.OrderState`, the one order truth; inventory from
+those fills, net of base-asset fees and re-anchored to the venue's balances; volatility from
+ticks; halts from risk states and control commands), asks its model for a reservation price
+and half spread, lays out the ladder and diffs it against the live orders into place and
+cancel intents. A live order close enough to its desired price
 (``refresh_tolerance_bps``), or younger than ``min_quote_lifetime_s``, is left alone, so small
 moves of the market do not churn orders.
 
@@ -15,19 +17,26 @@ the same ids, so a retried or replayed intent can never place a second order; a 
 starts later on the stream gets a new ``h``. At most 32 characters of ``[a-z0-9-]``, which
 Binance's ``newClientOrderId`` (and most exchanges) accept.
 
+Order truth: an order whose answer was lost (``unknown``) keeps its ladder slot, and nothing
+replaces it until the venue says what happened. A cancel stays ``pending_cancel`` until the
+venue closes the order; unconfirmed cancels are sent again, ever more slowly, never forgotten.
+An order with the ``mf-`` prefix that this run never placed (an orphan) is cancelled, or
+adopted with ``orphans="adopt"``, with an ``OrphanOrder`` alert either way.
+
 :func:`quoting_op` is the Bytewax operator around it, keyed by ``venue:symbol``.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
+import re
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any, TypeGuard
+from dataclasses import dataclass, replace
+from typing import Any, Literal, TypeGuard, TypeVar
 
 import bytewax.operators as op
 import msgspec
@@ -35,12 +44,19 @@ from bytewax.dataflow import Stream, operator
 from bytewax.operators import StatefulLogic
 
 from makerflow import metrics
+from makerflow.operators.inventory import Inventory, InventorySnapshot, base_asset
 from makerflow.operators.ladder import (
     Ladder,
     LadderShape,
     MarketSpec,
     build_ladder,
     level_quantities,
+)
+from makerflow.operators.order_state import (
+    Order,
+    OrderState,
+    OrderStateName,
+    OrderStateSnapshot,
 )
 from makerflow.operators.quoting_config import MarketConfig, QuotingConfig, QuotingParams
 from makerflow.operators.quoting_models import (
@@ -52,10 +68,13 @@ from makerflow.operators.quoting_models import (
 )
 from makerflow.schemas.codec import dead_letter, encode
 from makerflow.schemas.events import (
+    Alert,
+    BalanceSnapshot,
     ControlCommand,
     DeadLetter,
     Fill,
     IndexPrice,
+    InventoryCorrection,
     OrderEvent,
     OrderIntent,
     QuoteLadder,
@@ -69,10 +88,18 @@ from makerflow.schemas.scopes import covers, validate_scope
 logger = logging.getLogger(__name__)
 
 MAX_CLIENT_ID = 32
-_FILL_MEMORY = 512
-"""How many recent fill trade ids are remembered to drop duplicate fills."""
-_DONE = frozenset({"filled", "canceled", "rejected", "expired"})
+ID_PREFIX = "mf-"
+"""Every client order id a quoter makes starts with it; an open order with it that the
+order state does not know is an orphan."""
+_SLOT = re.compile(r"mf-[0-9a-z]+-([bs])(\d+)-[0-9a-z]+")
+_MAX_TERMINAL = 256
+"""Closed orders the quoter's order state keeps whole (late events for them stay harmless)."""
+_ID_MEMORY = 4096
+"""Client ids of forgotten closed orders, and fill trade ids, remembered to drop repeats."""
+_CANCEL_BACKOFF_CAP = 6
+"""Past ``max_cancel_retries`` the wait between resent cancels doubles, up to 2**6 times."""
 _SIDES: tuple[Side, Side] = ("buy", "sell")
+OrphanPolicy = Literal["cancel", "adopt"]
 
 
 class QuoterInputError(ValueError):
@@ -80,11 +107,14 @@ class QuoterInputError(ValueError):
 
 
 class LiveOrder(msgspec.Struct, frozen=True, kw_only=True):
-    """One of our orders that the exchange may hold, as the quoter knows it."""
+    """One of our open orders as the quoter sees it: a read-only view of the order state's
+    record (:class:`~makerflow.operators.order_state.Order`) with the ladder slot and the
+    quoter's own cancel timer."""
 
     client_order_id: str
     side: Side
     level: int
+    """The ladder level, from the client id; -1 for an order whose id names none."""
     price: float
     qty: float
     filled: float = 0.0
@@ -93,6 +123,7 @@ class LiveOrder(msgspec.Struct, frozen=True, kw_only=True):
     cancel_ts: int | None = None
     """When a cancel was last requested; the order no longer counts as a quote."""
     cancels_sent: int = 0
+    state: OrderStateName = "pending_new"
 
 
 class QuoterSnapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -102,14 +133,15 @@ class QuoterSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     overrides: dict[str, Any]
     session: str
     seq: int
-    inventory: float
-    orders: tuple[LiveOrder, ...]
+    inventory: InventorySnapshot
+    orders: OrderStateSnapshot
+    cancels: tuple[tuple[str, int, int], ...]
+    """(client id, last cancel ts, cancels sent) of the cancels the quoter is waiting on."""
     vol: tuple[int | None, float | None, float, float]
     risk_halts: tuple[str, ...]
     control_halts: tuple[str, ...]
     last_tick: Tick | None
     index: tuple[int, float] | None
-    fill_ids: tuple[str, ...]
     blocked: tuple[tuple[str, int, int], ...]
     last_ladder: tuple[tuple[tuple[float, float], ...], tuple[tuple[float, float], ...]] | None
 
@@ -120,6 +152,10 @@ class QuoterOutput:
 
     intents: tuple[OrderIntent, ...] = ()
     ladder: QuoteLadder | None = None
+    alerts: tuple[Alert, ...] = ()
+    """Orphan orders found, cancels the venue has not confirmed after the retries."""
+    corrections: tuple[InventoryCorrection, ...] = ()
+    """The position re-anchored to the venue's balance."""
 
 
 _NOTHING = QuoterOutput()
@@ -208,6 +244,28 @@ def _shape(params: QuotingParams) -> LadderShape:
     )
 
 
+_E = TypeVar("_E")
+
+
+def _reports(fn: Callable[[Quoter, _E], QuoterOutput]) -> Callable[[Quoter, _E], QuoterOutput]:
+    """Attach the alerts and corrections made while handling an event to its output."""
+
+    @functools.wraps(fn)
+    def handle(self: Quoter, event: _E) -> QuoterOutput:
+        out = fn(self, event)
+        if self._alerts or self._corrections:
+            out = replace(
+                out,
+                alerts=out.alerts + tuple(self._alerts),
+                corrections=out.corrections + tuple(self._corrections),
+            )
+            self._alerts.clear()
+            self._corrections.clear()
+        return out
+
+    return handle
+
+
 class Quoter:
     """Quotes one market. Feed it events in event-time order; each ``on_*`` returns the
     intents to send and, when the desired ladder changed, the new ladder."""
@@ -219,6 +277,8 @@ class Quoter:
         *,
         id_namespace: str = "",
         cancel_on_start: bool = True,
+        orphans: OrphanPolicy = "cancel",
+        balance_tolerance: float | None = None,
         snapshot: QuoterSnapshot | None = None,
     ) -> None:
         self.market = market
@@ -230,18 +290,41 @@ class Quoter:
         )
         self.id_namespace = id_namespace
         self.cancel_on_start = cancel_on_start
+        if orphans not in ("cancel", "adopt"):
+            raise ValueError(f"orphans must be 'cancel' or 'adopt', not {orphans!r}")
+        self.orphan_policy: OrphanPolicy = orphans
         self._base_params = params
         self.overrides: dict[str, Any] = {}
         self.session = ""
         self.seq = 0
-        self.inventory = market.initial_inventory
-        self.orders: dict[str, LiveOrder] = {}
+        self.order_state = OrderState(
+            prefix=ID_PREFIX,
+            tolerance=market.lot_size / 2,
+            max_terminal=_MAX_TERMINAL,
+            max_tombstones=_ID_MEMORY,
+            max_trade_ids=_ID_MEMORY,
+        )
+        """The one order truth of this market: the quoter's own intents, the venue's order
+        events and fills, each applied once, in any order."""
+        self._cancels: dict[str, tuple[int, int]] = {}
+        """client id -> (last cancel ts, cancels sent): the quoter's retry timer."""
+        self._next_retry = 0
+        """No cancel is due for a retry before this time (0: look)."""
+        tolerance = market.lot_size if balance_tolerance is None else balance_tolerance
+        self._inventory = Inventory(
+            market.venue,
+            market.symbol,
+            market.account,
+            market.initial_inventory,
+            tolerance=tolerance,
+            max_recent=_ID_MEMORY,
+        )
+        self._alerts: list[Alert] = []
+        self._corrections: list[InventoryCorrection] = []
         self.risk_halts: set[str] = set()
         self.control_halts: set[str] = set()
         self.last_tick: Tick | None = None
         self.index: tuple[int, float] | None = None
-        self._fill_ids: deque[str] = deque(maxlen=_FILL_MEMORY)
-        self._fill_set: set[str] = set()
         self._blocked: dict[tuple[str, int], int] = {}
         self._last_ladder: (
             tuple[tuple[tuple[float, float], ...], tuple[tuple[float, float], ...]] | None
@@ -259,6 +342,17 @@ class Quoter:
     @property
     def key(self) -> str:
         return self.market.key
+
+    @property
+    def inventory(self) -> float:
+        """The base-asset position: fills once each, net of base fees, venue-anchored."""
+        return self._inventory.position
+
+    @property
+    def orders(self) -> dict[str, LiveOrder]:
+        """The open orders this quoter manages (its own, adopted ones, and those it is
+        cancelling), oldest first: a view of the order state, not a copy."""
+        return {o.client_order_id: o for o in self._live()}
 
     @property
     def halted(self) -> bool:
@@ -282,14 +376,14 @@ class Quoter:
             overrides=dict(self.overrides),
             session=self.session,
             seq=self.seq,
-            inventory=self.inventory,
-            orders=tuple(self.orders.values()),
+            inventory=self._inventory.snapshot(),
+            orders=self.order_state.snapshot(),
+            cancels=tuple((cid, ts, n) for cid, (ts, n) in self._cancels.items()),
             vol=(v.last_ts, v.last_mid, v.variance, v.elapsed_s),
             risk_halts=tuple(sorted(self.risk_halts)),
             control_halts=tuple(sorted(self.control_halts)),
             last_tick=self.last_tick,
             index=self.index,
-            fill_ids=tuple(self._fill_ids),
             blocked=tuple((s, lvl, until) for (s, lvl), until in sorted(self._blocked.items())),
             last_ladder=self._last_ladder,
         )
@@ -305,8 +399,26 @@ class Quoter:
                 logger.warning("%s: saved parameter overrides dropped: %s", self.key, exc)
         self.session = s.session
         self.seq = s.seq
-        self.inventory = s.inventory
-        self.orders = {o.client_order_id: o for o in s.orders}
+        inv = self._inventory
+        self._inventory = Inventory(
+            inv.venue,
+            inv.symbol,
+            inv.account,
+            tolerance=inv.tolerance,
+            max_recent=_ID_MEMORY,
+            snapshot=s.inventory,
+        )
+        st = self.order_state
+        self.order_state = OrderState(
+            prefix=st.prefix,
+            tolerance=st.tolerance,
+            max_terminal=_MAX_TERMINAL,
+            max_tombstones=_ID_MEMORY,
+            max_trade_ids=_ID_MEMORY,
+            snapshot=s.orders,
+        )
+        self._cancels = {cid: (ts, n) for cid, ts, n in s.cancels}
+        self._next_retry = 0
         last_ts, last_mid, variance, elapsed = s.vol
         self.vol = EwmaVolatility(
             self.params.sigma_half_life_s,
@@ -319,8 +431,6 @@ class Quoter:
         self.control_halts = set(s.control_halts)
         self.last_tick = s.last_tick
         self.index = s.index
-        self._fill_ids = deque(s.fill_ids, maxlen=_FILL_MEMORY)
-        self._fill_set = set(s.fill_ids)
         self._blocked = {(side, lvl): until for side, lvl, until in s.blocked}
         self._last_ladder = s.last_ladder
 
@@ -340,8 +450,11 @@ class Quoter:
             return self.on_index(event)
         if isinstance(event, ControlCommand):
             return self.on_control(event)
+        if isinstance(event, BalanceSnapshot):
+            return self.on_balance(event)
         raise QuoterInputError(f"the quoter does not take {type(event).__name__} events")
 
+    @_reports
     def on_tick(self, tick: Tick) -> QuoterOutput:
         if not (_finite_positive(tick.bid) and _finite_positive(tick.ask)):
             raise QuoterInputError(
@@ -350,6 +463,7 @@ class Quoter:
             )
         if self.last_tick is not None and tick.ts < self.last_tick.ts:
             return _NOTHING  # late tick: the book has moved on since
+        self._inventory.start(tick.ts)  # fills before the first tick are in initial_inventory
         start = self._start(tick.ts)
         if tick.bid >= tick.ask:
             return _out(start)  # crossed book: wait for the next tick rather than quote into it
@@ -359,6 +473,7 @@ class Quoter:
             return _out(start + self._retry_cancels(tick.ts))
         return self._requote(tick.ts, start)
 
+    @_reports
     def on_index(self, index: IndexPrice) -> QuoterOutput:
         start = self._start(index.ts)
         usable = index.price is not None and _finite_positive(index.price) and not index.flagged
@@ -367,6 +482,7 @@ class Quoter:
             return self._requote(index.ts, start)
         return _out(start)
 
+    @_reports
     def on_risk(self, state: RiskState) -> QuoterOutput:
         m = self.market
         if not covers(state.scope, m.venue, m.symbol, m.account):
@@ -380,6 +496,7 @@ class Quoter:
         reason = f"risk {state.scope} {state.status}: {', '.join(state.reasons)}".rstrip(": ")
         return self._after_halt_change(state.ts, was, reason, start)
 
+    @_reports
     def on_control(self, cmd: ControlCommand) -> QuoterOutput:
         m = self.market
         if not covers(cmd.scope, m.venue, m.symbol, m.account):
@@ -408,54 +525,69 @@ class Quoter:
         reason = f"control {cmd.command} {cmd.scope} by {cmd.issued_by or '?'}: {cmd.reason}"
         return self._after_halt_change(cmd.ts, was, reason.rstrip(": "), start)
 
+    @_reports
     def on_order_event(self, ev: OrderEvent) -> QuoterOutput:
-        order = self.orders.get(ev.client_order_id)
-        if order is None or ev.account != self.market.account:
-            return _NOTHING  # not one of this run's orders (a cancel_all took care of those)
-        if ev.status in _DONE:
-            del self.orders[order.client_order_id]
-            if ev.status == "rejected":
+        if ev.account != self.market.account or ev.key != self.key:
+            return _NOTHING
+        t = self.order_state.on_order_event(ev)
+        if t is None:
+            return _NOTHING  # not ours (no prefix), a repeat, or a long-closed order
+        order = t.order
+        if not order.sent and not order.adopted:
+            if order.cancel_requested or order.terminal:
+                return _NOTHING  # an orphan already being cancelled, or closed
+            return _out(self._orphan(ev.ts, order))
+        if not t.changed_state:
+            return _NOTHING
+        if not order.terminal:
+            return _NOTHING  # acked, partially filled, unknown: the slot stays taken
+        cid = order.client_order_id
+        self._cancels.pop(cid, None)
+        if order.state == "rejected":
+            slot = _slot(cid)
+            if slot is not None:
                 backoff = round(self.params.reject_backoff_s * NS)
-                self._blocked[(order.side, order.level)] = ev.ts + backoff
-                logger.info("%s: order %s rejected: %s", self.key, order.client_order_id, ev.reason)
-            if self.halted or order.cancel_ts is not None:
-                return _NOTHING  # a cancel we asked for: its replacement is already out
-            return self._requote(ev.ts, [])
-        filled = max(order.filled, ev.filled_qty)
-        if filled >= order.qty - self.spec.lot_size / 2:
-            del self.orders[order.client_order_id]
-            return _NOTHING if self.halted else self._requote(ev.ts, [])
-        self.orders[order.client_order_id] = msgspec.structs.replace(
-            order, acked=True, filled=filled
-        )
-        return _NOTHING
+                self._blocked[slot] = ev.ts + backoff
+            logger.info("%s: order %s rejected: %s", self.key, cid, ev.reason)
+        if self.halted or order.cancel_requested:
+            return _NOTHING  # a cancel we asked for: its replacement is already out
+        return self._requote(ev.ts, [])
 
+    @_reports
     def on_fill(self, fill: Fill) -> QuoterOutput:
-        if fill.account != self.market.account:
+        if fill.account != self.market.account or fill.key != self.key:
             return _NOTHING
         if not (_finite_positive(fill.qty) and _finite_positive(fill.price)):
             raise QuoterInputError(
                 f"fill {fill.trade_id} of {fill.key} has qty={fill.qty} price={fill.price}:"
                 " expected finite values > 0"
             )
-        if fill.trade_id in self._fill_set:
+        effect = self.order_state.on_fill(fill)
+        if effect is None:
             return _NOTHING  # the private stream repeats itself after a reconnect
-        if len(self._fill_ids) == self._fill_ids.maxlen:
-            self._fill_set.discard(self._fill_ids[0])
-        self._fill_ids.append(fill.trade_id)
-        self._fill_set.add(fill.trade_id)
         start = self._start(fill.ts)
-        self.inventory += fill.qty if fill.side == "buy" else -fill.qty
-        order = self.orders.get(fill.client_order_id or "")
-        if order is not None:
-            filled = order.filled + fill.qty
-            if filled >= order.qty - self.spec.lot_size / 2:
-                del self.orders[order.client_order_id]
-            else:
-                self.orders[order.client_order_id] = msgspec.structs.replace(order, filled=filled)
+        self._inventory.on_fill(fill)
+        if effect.order is not None and effect.order.terminal:
+            self._cancels.pop(effect.order.client_order_id, None)
         if self.halted:
             return _out(start)
         return self._requote(fill.ts, start)
+
+    @_reports
+    def on_balance(self, snap: BalanceSnapshot) -> QuoterOutput:
+        """Re-anchor inventory to the venue's base-asset balance (see
+        :class:`~makerflow.operators.inventory.Inventory`)."""
+        try:
+            correction = self._inventory.on_balance(snap)
+        except ValueError as exc:
+            raise QuoterInputError(str(exc)) from None
+        if correction is None:
+            return _NOTHING
+        logger.warning("%s: inventory corrected: %s", self.key, correction.reason)
+        self._corrections.append(correction)
+        if self.halted:
+            return _NOTHING
+        return self._requote(snap.ts, [])
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -480,23 +612,52 @@ class Quoter:
             reason=reason,
         )
 
-    def _cancel(self, ts: int, order: LiveOrder, reason: str) -> OrderIntent:
+    def _cancel(self, ts: int, order: LiveOrder | Order, reason: str) -> OrderIntent:
         m = self.market
-        self.orders[order.client_order_id] = msgspec.structs.replace(
-            order, cancel_ts=ts, cancels_sent=order.cancels_sent + 1
-        )
-        return OrderIntent(
+        cid = order.client_order_id
+        _, sent = self._cancels.get(cid, (ts, 0))
+        self._cancels[cid] = (ts, sent + 1)
+        retry = round(self.params.cancel_retry_s * NS)
+        self._next_retry = min(self._next_retry, ts + retry) if self._next_retry else ts + retry
+        intent = OrderIntent(
             ts=ts,
             venue=m.venue,
             symbol=m.symbol,
             account=m.account,
             action="cancel",
-            client_order_id=order.client_order_id,
+            client_order_id=cid,
             side=order.side,
             price=order.price,
             qty=order.qty,
             reason=reason,
         )
+        self.order_state.on_intent(intent)  # pending_cancel until the venue closes it
+        return intent
+
+    def _orphan(self, ts: int, order: Order) -> list[OrderIntent]:
+        """An open order with our prefix that this run never placed: cancel or adopt it."""
+        cid = order.client_order_id
+        if self.orphan_policy == "adopt":
+            self.order_state.adopt(cid)
+            done, intents = "adopted: managed as one of ours from now on", []
+        else:
+            done, intents = "cancelled", [self._cancel(ts, order, "orphan: not placed by us")]
+        m = self.market
+        self._alerts.append(
+            Alert(
+                ts=ts,
+                name="OrphanOrder",
+                severity="warning",
+                scope=f"market:{m.venue}:{m.symbol}",
+                message=(
+                    f"{order.state} order {cid} ({order.side} {order.qty} @ {order.price}) on "
+                    f"{self.key} has our prefix but this run never placed it; {done}"
+                ),
+                labels={"client_order_id": cid, "action": self.orphan_policy},
+            )
+        )
+        logger.warning("%s: orphan order %s: %s", self.key, cid, done)
+        return intents
 
     def _place(
         self, ts: int, side: Side, level: int, price: float, qty: float, ref: float
@@ -504,10 +665,7 @@ class Quoter:
         m = self.market
         cid = client_order_id(self.session, side, level, self.seq)
         self.seq += 1
-        self.orders[cid] = LiveOrder(
-            client_order_id=cid, side=side, level=level, price=price, qty=qty, placed_ts=ts
-        )
-        return OrderIntent(
+        intent = OrderIntent(
             ts=ts,
             venue=m.venue,
             symbol=m.symbol,
@@ -521,6 +679,8 @@ class Quoter:
             reference=ref,
             reason=f"level {level}",
         )
+        self.order_state.on_intent(intent)  # pending_new until the venue answers
+        return intent
 
     def _after_halt_change(
         self, ts: int, was: bool, reason: str, start: list[OrderIntent]
@@ -550,33 +710,85 @@ class Quoter:
             return self._requote(ts, start)
         return _out(start)
 
-    def _live(self) -> list[LiveOrder]:
-        # Insertion order: the order the intents were made in, the same on every run.
-        return list(self.orders.values())
+    def _live(self, cancelling: bool = True) -> list[LiveOrder]:
+        """The managed open orders, oldest first (the order the intents were made in, the
+        same on every run); without ``cancelling``, only those no cancel was asked for."""
+        out: list[LiveOrder] = []
+        cancels = self._cancels
+        st = self.order_state
+        orders = st.open_orders(self.key) if cancelling else st.working_orders(self.key)
+        for o in orders:
+            timer = cancels.get(o.client_order_id)
+            if not (o.sent or o.adopted or timer is not None):
+                continue  # an orphan still to be handled
+            slot = _slot(o.client_order_id)
+            cancel_ts, sent = timer if timer is not None else (None, 0)
+            if cancel_ts is None and o.cancel_requested:
+                cancel_ts = o.last_ts  # cancelled by someone else's cancel_all
+            out.append(
+                LiveOrder(
+                    client_order_id=o.client_order_id,
+                    side=o.side,
+                    level=slot[1] if slot is not None else -1,
+                    price=o.price if o.price is not None else 0.0,
+                    qty=o.qty if o.qty is not None else 0.0,
+                    filled=o.filled,
+                    placed_ts=o.placed_ts if o.placed_ts is not None else o.last_ts,
+                    acked=o.state not in ("pending_new", "unknown"),
+                    cancel_ts=cancel_ts,
+                    cancels_sent=sent,
+                    state=o.state,
+                )
+            )
+        return out
 
     def _retry_cancels(self, ts: int) -> list[OrderIntent]:
-        retry = round(self.params.cancel_retry_s * NS)
-        if not any(
-            o.cancel_ts is not None and ts - o.cancel_ts >= retry for o in self.orders.values()
-        ):
+        """Cancels the venue has not confirmed, sent again: every ``cancel_retry_s`` up to
+        ``max_cancel_retries`` times, then ever more slowly (doubling, capped). The order
+        stays ``pending_cancel`` in the order state until the venue closes it."""
+        if not self._cancels or ts < self._next_retry:
             return []
+        retry = round(self.params.cancel_retry_s * NS)
+        limit = self.params.max_cancel_retries
+        due: list[str] = []
+        next_retry: int | None = None
+        for cid, (cancel_ts, sent) in self._cancels.items():
+            over = min(max(sent - limit, 0), _CANCEL_BACKOFF_CAP)
+            at = cancel_ts + retry * 2**over
+            if ts >= at:
+                due.append(cid)
+            else:
+                next_retry = at if next_retry is None else min(next_retry, at)
         out = []
-        for o in self._live():
-            if o.cancel_ts is None or ts - o.cancel_ts < retry:
+        for cid in due:
+            o = self.order_state.get(cid)
+            if o is None or o.terminal:
+                del self._cancels[cid]  # closed, or long forgotten by the order state
                 continue
-            if o.cancels_sent > self.params.max_cancel_retries:
-                # The exchange never answered about this order; keep the book of live orders
-                # bounded. A halt's cancel_all (and the start's) still reaches it if it rests.
-                logger.warning(
-                    "%s: cancel of %s never confirmed after %d tries; no longer tracked",
-                    self.key,
-                    o.client_order_id,
-                    o.cancels_sent,
-                )
-                del self.orders[o.client_order_id]
-                continue
+            if self._cancels[cid][1] == limit + 1:
+                self._alerts.append(self._cancel_alert(ts, cid, limit + 1))
             out.append(self._cancel(ts, o, "cancel not confirmed: retry"))
+            at = ts + retry * 2 ** min(max(self._cancels[cid][1] - limit, 0), _CANCEL_BACKOFF_CAP)
+            next_retry = at if next_retry is None else min(next_retry, at)
+        self._next_retry = next_retry if next_retry is not None else 0
         return out
+
+    def _cancel_alert(self, ts: int, cid: str, tries: int) -> Alert:
+        m = self.market
+        logger.warning(
+            "%s: cancel of %s not confirmed after %d tries; still trying", self.key, cid, tries
+        )
+        return Alert(
+            ts=ts,
+            name="CancelNotConfirmed",
+            severity="warning",
+            scope=f"market:{m.venue}:{m.symbol}",
+            message=(
+                f"the venue has not confirmed the cancel of {cid} after {tries} tries; it "
+                "stays pending_cancel and is retried"
+            ),
+            labels={"client_order_id": cid},
+        )
 
     def _reference(self, tick: Tick) -> float:
         if self.index is not None:
@@ -665,7 +877,7 @@ class Quoter:
         desired = {("buy", lv.level): lv for lv in ladder.bids}
         desired.update({("sell", lv.level): lv for lv in ladder.asks})
         quoting: dict[tuple[str, int], list[LiveOrder]] = {}
-        for o in self._live():
+        for o in self._live(cancelling=False):
             if o.cancel_ts is None:
                 quoting.setdefault((o.side, o.level), []).append(o)
         cancels = self._retry_cancels(ts)
@@ -688,6 +900,8 @@ class Quoter:
                     abs(keep.price - want.price) <= tolerance
                     and abs(keep.qty - want.qty) < self.spec.lot_size / 2
                 )
+                if keep.state == "unknown":
+                    continue  # its answer was lost: the slot is held until the venue says
                 if close or ts - keep.placed_ts < lifetime:
                     continue
                 cancels.append(self._cancel(ts, keep, f"refresh to {want.price}"))
@@ -702,9 +916,17 @@ def _out(intents: list[OrderIntent]) -> QuoterOutput:
     return QuoterOutput(intents=tuple(intents)) if intents else _NOTHING
 
 
+def _slot(cid: str) -> tuple[Side, int] | None:
+    """The (side, level) a quoter's client order id names; None for another id."""
+    m = _SLOT.fullmatch(cid)
+    if m is None:
+        return None
+    return ("buy" if m.group(1) == "b" else "sell", int(m.group(2)))
+
+
 # --- the Bytewax operator ----------------------------------------------------------------------
 
-QuoterEvent = Tick | IndexPrice | RiskState | ControlCommand | OrderEvent | Fill
+QuoterEvent = Tick | IndexPrice | RiskState | ControlCommand | OrderEvent | Fill | BalanceSnapshot
 Routed = tuple[str, QuoterEvent]
 """``(venue:symbol, event)``: an event on its way to one market's quoter."""
 Keyed = tuple[str, Routed]
@@ -719,6 +941,8 @@ class Emission:
     intents: tuple[OrderIntent, ...] = ()
     ladder: QuoteLadder | None = None
     dead: DeadLetter | None = None
+    alerts: tuple[Alert, ...] = ()
+    corrections: tuple[InventoryCorrection, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -731,6 +955,10 @@ class QuotingOut:
     """Each market's desired ladder when its orders change (for the ``quotes`` topic)."""
     dead_letters: Stream[DeadLetter]
     """Events the quoter could not use, with the reason."""
+    alerts: Stream[Alert]
+    """``OrphanOrder`` and ``CancelNotConfirmed`` (for the ``alerts`` topic)."""
+    corrections: Stream[InventoryCorrection]
+    """Positions re-anchored to the venue's balances (``inventory.corrections``)."""
 
 
 class MarketRouter:
@@ -741,6 +969,12 @@ class MarketRouter:
         self.step = step
         self._markets = {m.key: m for m in config.markets}
         self._dead = metrics.DEAD_LETTERS.labels(step=step)
+        by_base: dict[tuple[str, str, str], list[MarketConfig]] = {}
+        for m in config.markets:
+            by_base.setdefault((m.venue, m.account, base_asset(m.symbol)), []).append(m)
+        # A balance re-anchors a market's position only where that market alone trades the
+        # asset on its account: two markets sharing a base cannot split one balance.
+        self._by_balance = {k: ms[0] for k, ms in by_base.items() if len(ms) == 1}
 
     def by_market(self, ev: Tick | OrderEvent | Fill) -> list[Keyed]:
         m = self._markets.get(ev.key)
@@ -749,6 +983,10 @@ class MarketRouter:
         if isinstance(ev, OrderEvent | Fill) and ev.account != m.account:
             return []
         return [(m.key, (m.key, ev))]
+
+    def by_balance(self, ev: BalanceSnapshot) -> list[Keyed]:
+        m = self._by_balance.get((ev.venue, ev.account, ev.asset))
+        return [] if m is None else [(m.key, (m.key, ev))]
 
     def by_index(self, ev: IndexPrice) -> list[Keyed]:
         return [(m.key, (m.key, ev)) for m in self.config.markets if m.index_basket == ev.basket]
@@ -795,6 +1033,7 @@ class QuotingLogic(StatefulLogic[Routed, Emission, QuoterSnapshot]):
                 self.config.params_for(market),
                 id_namespace=self.config.id_namespace,
                 cancel_on_start=self.config.cancel_on_start,
+                orphans=self.config.orphans,
                 snapshot=self.resume,
             )
         return self.quoter
@@ -817,10 +1056,16 @@ class QuotingLogic(StatefulLogic[Routed, Emission, QuoterSnapshot]):
             self._dead.inc()
             dl = dead_letter(self.step, str(exc), encode(event), ts=event.ts, key=key.encode())
             return ((Emission(dead=dl),), StatefulLogic.RETAIN)
-        if not out.intents and out.ladder is None:
+        if not out.intents and out.ladder is None and not out.alerts and not out.corrections:
             return ((), StatefulLogic.RETAIN)
         self._out.inc(len(out.intents) + (out.ladder is not None))
-        return ((Emission(intents=out.intents, ladder=out.ladder),), StatefulLogic.RETAIN)
+        emission = Emission(
+            intents=out.intents,
+            ladder=out.ladder,
+            alerts=out.alerts,
+            corrections=out.corrections,
+        )
+        return ((emission,), StatefulLogic.RETAIN)
 
     def snapshot(self) -> QuoterSnapshot:
         if self.quoter is None:
@@ -849,7 +1094,18 @@ def _dead(e: Emission) -> tuple[DeadLetter, ...]:
     return () if e.dead is None else (e.dead,)
 
 
-@operator
+def _alerts(e: Emission) -> tuple[Alert, ...]:
+    return e.alerts
+
+
+def _corrections(e: Emission) -> tuple[InventoryCorrection, ...]:
+    return e.corrections
+
+
+def _never(_: object) -> bool:
+    return False
+
+
 def quoting_op(
     step_id: str,
     ticks: Stream[Tick],
@@ -860,15 +1116,41 @@ def quoting_op(
     control: Stream[ControlCommand],
     config: QuotingConfig,
     on_latency: Callable[[int], None] | None = None,
+    balances: Stream[BalanceSnapshot] | None = None,
 ) -> QuotingOut:
     """Quote every market of ``config``, keyed by ``venue:symbol``.
 
     Ticks, order events and fills go to their own market; an index price to every market
     whose ``index_basket`` it is; a risk state or control command to every market its scope
-    covers (a malformed scope is a dead letter). ``on_latency`` (ns per tick, optional) lets
-    a benchmark see each tick's handling time, which also goes to
-    ``makerflow_tick_to_quote_latency_seconds``.
+    covers (a malformed scope is a dead letter); a balance of a market's base asset to that
+    market (when it is the only market trading that asset on its account), to re-anchor its
+    inventory. ``balances`` is optional so callers without a balance feed keep working.
+    ``on_latency`` (ns per tick, optional) lets a benchmark see each tick's handling time,
+    which also goes to ``makerflow_tick_to_quote_latency_seconds``.
     """
+    if balances is None:
+        none: Any = op.filter(f"{step_id}_no_balances", ticks, _never)
+        balances = none
+    assert balances is not None
+    return _quoting_op(
+        step_id, ticks, index, risk, order_events, fills, control, balances, config, on_latency
+    )
+
+
+@operator
+def _quoting_op(
+    step_id: str,
+    ticks: Stream[Tick],
+    index: Stream[IndexPrice],
+    risk: Stream[RiskState],
+    order_events: Stream[OrderEvent],
+    fills: Stream[Fill],
+    control: Stream[ControlCommand],
+    balances: Stream[BalanceSnapshot],
+    config: QuotingConfig,
+    on_latency: Callable[[int], None] | None,
+) -> QuotingOut:
+    """:func:`quoting_op` with every input given."""
     router = MarketRouter(config, step_id)
     scoped = op.merge(
         "scoped",
@@ -882,6 +1164,7 @@ def quoting_op(
         op.flat_map("route_index", index, router.by_index),
         op.flat_map("route_orders", order_events, router.by_market),
         op.flat_map("route_fills", fills, router.by_market),
+        op.flat_map("route_balances", balances, router.by_balance),
         scope_split.falses,
     )
 
@@ -895,4 +1178,6 @@ def quoting_op(
         dead_letters=op.merge(
             "dead_letters", scope_split.trues, op.flat_map("dead", emitted, _dead)
         ),
+        alerts=op.flat_map("alerts", emitted, _alerts),
+        corrections=op.flat_map("corrections", emitted, _corrections),
     )

@@ -1,5 +1,10 @@
-"""Open-order reconciliation: our view of open orders (built from OrderEvents) against the
-exchange's own list (``fetch_open_orders``). Pure: no I/O, no clock.
+"""Open-order reconciliation: our view of open orders against the exchange's own list
+(``fetch_open_orders``). Pure: no I/O, no clock.
+
+Our view is the one order state (:class:`~makerflow.operators.order_state.OrderState`) fed with
+our order events (and fills, where the caller has them): :class:`OpenOrderView` only reads it
+and remembers how far in event time it has read. An order whose answer was lost (``unknown``)
+is open in this view until the venue says otherwise.
 
 Three findings, each something a person must act on:
 
@@ -27,10 +32,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from makerflow.schemas.events import Alert, OrderEvent, Side
+from makerflow.operators.order_state import Order, OrderState, OrderStateSnapshot
+from makerflow.schemas.events import Alert, Fill, OrderEvent, Side
 from makerflow.schemas.scopes import account_scope
 
-OPEN_STATUSES = frozenset({"new", "ack", "partial"})
 ORPHAN_ALERT = "OpenOrderOrphan"
 MISSING_ALERT = "OpenOrderMissing"
 MISMATCH_ALERT = "OpenOrderMismatch"
@@ -97,7 +102,7 @@ def order_view_key(ev: OrderEvent) -> str:
 
 @dataclass(frozen=True)
 class Mismatch:
-    ours: OrderEvent
+    ours: Order
     theirs: ExchangeOrder
     what: str
 
@@ -109,7 +114,7 @@ class OpenOrderDiff:
     ts: int
     matched: int
     orphans: tuple[ExchangeOrder, ...] = ()
-    missing: tuple[OrderEvent, ...] = ()
+    missing: tuple[Order, ...] = ()
     mismatched: tuple[Mismatch, ...] = ()
     unjudged: str = ""
     """Why part of the listing was not judged (our view behind it), empty when all was."""
@@ -119,60 +124,54 @@ class OpenOrderDiff:
         return not (self.orphans or self.missing or self.mismatched)
 
 
-class OpenOrderView:
-    """What we believe is open, from our orders' events. Events may come out of order: the
-    newest event time wins, and closed orders are remembered for ``memory_ns`` so a stale
-    ``ack`` cannot reopen them."""
+_MAX_TERMINAL = 1024
+_ID_MEMORY = 16_384
 
-    def __init__(self, memory_ns: int = 3_600 * 1_000_000_000) -> None:
-        self.memory_ns = memory_ns
-        self._open: dict[str, OrderEvent] = {}
-        self._closed: dict[str, int] = {}
-        self._newest = 0
+
+class OpenOrderView:
+    """What we believe is open: a reader of an :class:`OrderState` fed with our orders'
+    events, in any order and however often (a stale ``ack`` cannot reopen a closed order),
+    plus the event time it has read up to."""
+
+    def __init__(self, state: OrderState | None = None, newest: int = 0) -> None:
+        self.orders = state if state is not None else _order_state()
+        self._newest = newest
 
     def apply(self, ev: OrderEvent) -> None:
-        cid = ev.client_order_id
         self._newest = max(self._newest, ev.ts)
-        closed_at = self._closed.get(cid)
-        if closed_at is not None and ev.ts <= closed_at:
-            return
-        current = self._open.get(cid)
-        if current is not None and ev.ts < current.ts:
-            return
-        if ev.status in OPEN_STATUSES:
-            self._open[cid] = ev
-            self._closed.pop(cid, None)
-        else:
-            self._open.pop(cid, None)
-            self._closed[cid] = ev.ts
-        self._forget(self._newest - self.memory_ns)
+        self.orders.on_order_event(ev)
 
-    def _forget(self, before: int) -> None:
-        if len(self._closed) > 64:
-            self._closed = {c: t for c, t in self._closed.items() if t >= before}
+    def apply_fill(self, fill: Fill) -> None:
+        """A fill moves its order's filled quantity (once per trade id)."""
+        self._newest = max(self._newest, fill.ts)
+        self.orders.on_fill(fill)
 
     @property
     def watermark(self) -> int | None:
         """Event time of the newest order event seen."""
         return self._newest or None
 
-    def open_orders(self) -> list[OrderEvent]:
-        return sorted(self._open.values(), key=lambda e: (e.ts, e.client_order_id))
+    def open_orders(self) -> list[Order]:
+        return sorted(self.orders.open_orders(), key=lambda o: (o.last_ts, o.client_order_id))
 
-    def state(self) -> tuple[tuple[OrderEvent, ...], tuple[tuple[str, int], ...], int]:
-        return tuple(self._open.values()), tuple(self._closed.items()), self._newest
+    def state(self) -> tuple[OrderStateSnapshot, int]:
+        return self.orders.snapshot(), self._newest
 
     @classmethod
-    def from_state(
-        cls,
-        state: tuple[tuple[OrderEvent, ...], tuple[tuple[str, int], ...], int],
-        memory_ns: int = 3_600 * 1_000_000_000,
-    ) -> OpenOrderView:
-        v = cls(memory_ns)
-        opened, closed, v._newest = state
-        v._open = {e.client_order_id: e for e in opened}
-        v._closed = dict(closed)
-        return v
+    def from_state(cls, state: tuple[OrderStateSnapshot, int]) -> OpenOrderView:
+        snap, newest = state
+        return cls(_order_state(snap), newest)
+
+
+def _order_state(snapshot: OrderStateSnapshot | None = None) -> OrderState:
+    # Reconciliation hears order events for every order of the account: no prefix filter.
+    return OrderState(
+        prefix="",
+        max_terminal=_MAX_TERMINAL,
+        max_tombstones=_ID_MEMORY,
+        max_trade_ids=_ID_MEMORY,
+        snapshot=snapshot,
+    )
 
 
 def _differs(a: float | None, b: float | None) -> bool:
@@ -234,12 +233,12 @@ def reconcile_open_orders(
         if _differs(o.qty, x.qty):
             what.append(f"qty {o.qty} vs exchange {x.qty}")
         # Our fill count lags the exchange's while a fill is in flight: judge it once settled.
-        if o.ts <= settled and _differs(o.filled_qty, x.filled):
-            what.append(f"filled {o.filled_qty} vs exchange {x.filled}")
+        if o.last_ts <= settled and _differs(o.filled, x.filled):
+            what.append(f"filled {o.filled} vs exchange {x.filled}")
         if what:
             mismatched.append(Mismatch(o, x, "; ".join(what)))
     missing = [
-        o for o in mine if judge_missing and o.client_order_id not in seen and o.ts <= settled
+        o for o in mine if judge_missing and o.client_order_id not in seen and o.last_ts <= settled
     ]
     return OpenOrderDiff(
         venue=theirs.venue,
@@ -247,7 +246,7 @@ def reconcile_open_orders(
         ts=theirs.ts,
         matched=matched,
         orphans=tuple(orphans),
-        missing=tuple(sorted(missing, key=lambda o: (o.ts, o.client_order_id))),
+        missing=tuple(sorted(missing, key=lambda o: (o.last_ts, o.client_order_id))),
         mismatched=tuple(mismatched),
         unjudged=unjudged,
     )

@@ -234,8 +234,7 @@ class _MarketLogic(StatefulLogic[MarketIn, Any, tuple[Any, ...]]):
                 self._late.inc()
             summarize = True
         elif isinstance(value, Fill):
-            self.risk.on_fill(value)
-            summarize = True
+            summarize = self.risk.on_fill(value)  # False for a fill delivered again
         elif isinstance(value, IndexMark):
             self.risk.on_index(value.price)
         elif isinstance(value, Heartbeat):
@@ -343,7 +342,7 @@ class _ExposureLogic(StatefulLogic[Leg | BalanceSnapshot | ControlCommand, Any, 
             return out, StatefulLogic.RETAIN
         book = self.books.setdefault(value.account, ExposureBook())
         if isinstance(value, Leg):
-            exposure = book.on_leg(value.ts, value.amount)
+            exposure = book.on_leg(value.ts, value.amount, value.key)
         else:
             exposure = book.on_balance(value.ts, value.total)
         return self._judge(value.account, exposure, value.ts), StatefulLogic.RETAIN

@@ -10,8 +10,12 @@ closes; the same input gives the same measures whatever the wall clock says.
 What is measured, per market (:class:`MarketRisk`): realized volatility and the largest move of
 the mid price in the window, order reject and cancel rates in the window, notional resting in
 open orders, position, realized and unrealized PnL (marked to the index when one is mapped,
-else to the mid) and drawdown from the PnL high-water mark. Per account and asset
-(:class:`ExposureBook`): exposure from the last balance snapshot plus the fill legs since.
+else to the mid) and drawdown from the PnL high-water mark. Orders and fills go through the
+market's :class:`~makerflow.operators.order_state.OrderState`: each fill counts once per
+(venue, trade id), each order event once, and an order whose answer was lost (``unknown``)
+keeps its funds in open notional until the venue says. Per account and asset
+(:class:`ExposureBook`): exposure from the last balance snapshot plus the fill legs since,
+each leg once.
 Per account or globally (:class:`Portfolio`): the sum of the markets' PnL and open notional,
 and drawdown. Per index basket: the index-oracle deviation (:func:`oracle_deviation_bps`).
 """
@@ -21,8 +25,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
+from makerflow.operators.order_state import BoundedSet, OrderState, OrderStateSnapshot
 from makerflow.schemas.events import Fill, IndexPrice, OrderEvent, Tick
 from makerflow.schemas.scopes import symbol_assets
 
@@ -251,7 +256,12 @@ class OrderStats:
         return self.canceled / self.submitted if self.submitted else 0.0
 
 
-_CLOSED = frozenset({"filled", "canceled", "rejected", "expired"})
+_MAX_TERMINAL = 256
+_ID_MEMORY = 4096
+"""Per market: closed orders kept whole, and ids of forgotten ones and of fills remembered
+to drop repeats (the order state's bounds; a repeat further back than that counts again)."""
+_LEG_MEMORY = 8192
+"""Per account and asset: leg ids remembered to drop a fill delivered again."""
 
 
 # --- PnL ----------------------------------------------------------------------------------------
@@ -359,8 +369,8 @@ class MarketRisk:
         base, quote = symbol_assets(symbol)
         self.prices: BucketedWindow[PriceStats] = BucketedWindow(spec, PriceStats, PriceStats.merge)
         self.orders: BucketedWindow[OrderStats] = BucketedWindow(spec, OrderStats, OrderStats.merge)
-        self.open: dict[str, tuple[float, float]] = {}
-        """client order id -> (price, remaining qty) of each open order."""
+        self.book = _order_state()
+        """Every order and fill of this market, each applied once (the one order truth)."""
         self.pnl = PnlBook(base, quote)
         self.last_mid: float | None = None
         self.index_mark: float | None = None
@@ -386,16 +396,13 @@ class MarketRisk:
         self.index_mark = price if price is not None and price > 0 else None
 
     def on_order_event(self, ev: OrderEvent) -> bool:
-        cid = ev.client_order_id
-        first_seen = cid not in self.open and ev.status in ("new", "ack", "partial", "rejected")
-        if ev.status in _CLOSED:
-            self.open.pop(cid, None)
-        else:
-            remaining = max(ev.qty - ev.filled_qty, 0.0)
-            price = ev.price if ev.price is not None else (self.mark or 0.0)
-            self.open[cid] = (price, remaining)
+        """Take an order event; False when it is too late for the rate windows."""
+        t = self.book.on_order_event(ev)
         self.last_ts = max(self.last_ts, ev.ts)
-        st = ev.status
+        if t is None or not t.changed_state:
+            return True  # a repeat (or no news): nothing to count
+        first_seen = t.previous is None
+        st = t.order.state
 
         def bump(s: OrderStats) -> OrderStats:
             return OrderStats(
@@ -407,9 +414,22 @@ class MarketRisk:
 
         return self.orders.update(ev.ts, bump)
 
-    def on_fill(self, fill: Fill) -> None:
+    def on_fill(self, fill: Fill) -> bool:
+        """Take a fill once per (venue, trade id); False for a repeat."""
+        if self.book.on_fill(fill) is None:
+            return False
         self.pnl.on_fill(fill.side, fill.price, fill.qty, fill.fee, fill.fee_asset)
         self.last_ts = max(self.last_ts, fill.ts)
+        return True
+
+    def open_notional(self) -> float:
+        """What open orders (unknown and pending ones included) could still trade, valued
+        at their price (at the mark when the venue did not say one)."""
+        mark = self.mark or 0.0
+        return sum(
+            o.remaining * (o.price if o.price is not None else mark)
+            for o in self.book.open_orders()
+        )
 
     def measures(self, ts: int | None = None) -> MarketMeasures:
         at = self.last_ts if ts is None else ts
@@ -435,8 +455,8 @@ class MarketRisk:
             orders_submitted=od.submitted,
             reject_rate=od.reject_rate,
             cancel_rate=od.cancel_rate,
-            open_orders=len(self.open),
-            open_notional=sum(p * q for p, q in self.open.values()),
+            open_orders=len(self.book.open_orders()),
+            open_notional=self.open_notional(),
             position=self.pnl.position,
             realized_pnl=self.pnl.realized,
             unrealized_pnl=unreal,
@@ -449,7 +469,7 @@ class MarketRisk:
         return (
             self.prices.snapshot(),
             self.orders.snapshot(),
-            tuple(self.open.items()),
+            self.book.snapshot(),
             (p.position, p.avg_cost, p.realized, p.peak),
             self.last_mid,
             self.index_mark,
@@ -460,7 +480,8 @@ class MarketRisk:
         prices, orders, open_, pnl, last_mid, index_mark, last_ts = snap
         self.prices.restore(prices)  # type: ignore[arg-type]
         self.orders.restore(orders)  # type: ignore[arg-type]
-        self.open = dict(open_)  # type: ignore[call-overload]
+        assert isinstance(open_, OrderStateSnapshot)
+        self.book = _order_state(open_)
         p = self.pnl
         p.position, p.avg_cost, p.realized, p.peak = pnl  # type: ignore[misc]
         self.last_mid = last_mid  # type: ignore[assignment]
@@ -469,6 +490,17 @@ class MarketRisk:
 
 
 # --- exposure ---------------------------------------------------------------------------------
+
+
+def _order_state(snapshot: OrderStateSnapshot | None = None) -> OrderState:
+    # Risk hears order events, not intents: every order of the account is tracked (no prefix).
+    return OrderState(
+        prefix="",
+        max_terminal=_MAX_TERMINAL,
+        max_tombstones=_ID_MEMORY,
+        max_trade_ids=_ID_MEMORY,
+        snapshot=snapshot,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -480,6 +512,13 @@ class Leg:
     ts: int
     amount: float
     fill_id: str
+    kind: str = "base"
+    """``base``, ``quote`` or ``fee``: a fee in the base asset is a second leg of that asset."""
+
+    @property
+    def key(self) -> str:
+        """Unique per leg of a fill: a fill delivered again has the same keys."""
+        return f"{self.fill_id}:{self.kind}"
 
 
 def fill_legs(fill: Fill) -> tuple[Leg, ...]:
@@ -488,11 +527,11 @@ def fill_legs(fill: Fill) -> tuple[Leg, ...]:
     sign = 1.0 if fill.side == "buy" else -1.0
     fid = f"{fill.venue}:{fill.symbol}:{fill.trade_id}"
     legs = [
-        Leg(fill.account, base, fill.ts, sign * fill.qty, fid),
-        Leg(fill.account, quote, fill.ts, -sign * fill.qty * fill.price, fid),
+        Leg(fill.account, base, fill.ts, sign * fill.qty, fid, "base"),
+        Leg(fill.account, quote, fill.ts, -sign * fill.qty * fill.price, fid, "quote"),
     ]
     if fill.fee and fill.fee_asset:
-        legs.append(Leg(fill.account, fill.fee_asset, fill.ts, -fill.fee, fid))
+        legs.append(Leg(fill.account, fill.fee_asset, fill.ts, -fill.fee, fid, "fee"))
     return tuple(legs)
 
 
@@ -500,13 +539,20 @@ def fill_legs(fill: Fill) -> tuple[Leg, ...]:
 class ExposureBook:
     """Exposure of one account in one asset: the last balance snapshot's total plus every fill
     leg after it. Legs at or before the snapshot are already in it, whatever order the two
-    streams arrive in, so the result does not depend on arrival order."""
+    streams arrive in, so the result does not depend on arrival order; a leg seen again (a fill
+    delivered twice) is dropped by its key."""
 
     balance: float = 0.0
     balance_ts: int | None = None
     legs: list[tuple[int, float]] = field(default_factory=list)
+    seen: BoundedSet = field(default_factory=lambda: BoundedSet(_LEG_MEMORY))
 
-    def on_leg(self, ts: int, amount: float) -> float:
+    def on_leg(self, ts: int, amount: float, key: str | None = None) -> float:
+        """Add a leg (once per ``key``, when given) and return the exposure."""
+        if key is not None:
+            if key in self.seen:
+                return self.exposure
+            self.seen.add(key)
         if self.balance_ts is None or ts > self.balance_ts:
             self.legs.append((ts, amount))
         return self.exposure
@@ -521,12 +567,17 @@ class ExposureBook:
     def exposure(self) -> float:
         return self.balance + sum(a for _, a in self.legs)
 
-    def snapshot(self) -> tuple[float, int | None, tuple[tuple[int, float], ...]]:
-        return self.balance, self.balance_ts, tuple(self.legs)
+    def snapshot(
+        self,
+    ) -> tuple[float, int | None, tuple[tuple[int, float], ...], tuple[object, ...]]:
+        return self.balance, self.balance_ts, tuple(self.legs), self.seen.items()
 
     @classmethod
-    def restore(cls, snap: tuple[float, int | None, tuple[tuple[int, float], ...]]) -> ExposureBook:
-        return cls(snap[0], snap[1], list(snap[2]))
+    def restore(cls, snap: tuple[Any, ...]) -> ExposureBook:
+        """From :meth:`snapshot` (or the three-element snapshot of before leg keys)."""
+        balance, balance_ts, legs, *rest = snap
+        seen = BoundedSet(_LEG_MEMORY, rest[0] if rest else ())
+        return cls(float(balance), balance_ts, list(legs), seen)
 
 
 # --- portfolio (account or global) ------------------------------------------------------------

@@ -374,6 +374,23 @@ class BalanceSnapshot(Event, frozen=True, kw_only=True):
         return balance_key(self.account, self.asset)
 
 
+class InventoryCorrection(MarketEvent, frozen=True, kw_only=True):
+    """A market's base-asset position re-anchored to the venue's balance of ``asset`` at
+    ``ts``: what our fills said and what the balance implies differ by more than
+    ``tolerance``, and the venue wins (the position goes from ``before`` to ``after``)."""
+
+    account: str = "main"
+    asset: str
+    before: float
+    after: float
+    balance: float
+    """The venue's total of ``asset`` at ``ts``."""
+    difference: float
+    """Venue-implied position minus ours, both at ``ts``."""
+    tolerance: float
+    reason: str = ""
+
+
 class Transfer(Event, frozen=True, kw_only=True):
     """A deposit (positive ``amount``) or withdrawal (negative)."""
 
@@ -446,4 +463,5 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     Transfer,
     ReconReport,
     DeadLetter,
+    InventoryCorrection,
 )

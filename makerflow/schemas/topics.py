@@ -23,6 +23,7 @@ from makerflow.schemas.events import (
     DexPrice,
     Fill,
     IndexPrice,
+    InventoryCorrection,
     OraclePrice,
     OrderEvent,
     OrderIntent,
@@ -92,6 +93,12 @@ TRANSFERS: Topic[Transfer] = Topic("transfers", "balance", Transfer, "deposits, 
 RECON_REPORTS: Topic[ReconReport] = Topic(
     "recon.reports", "balance", ReconReport, "reconciliation windows"
 )
+INVENTORY_CORRECTIONS: Topic[InventoryCorrection] = Topic(
+    "inventory.corrections",
+    "market",
+    InventoryCorrection,
+    "positions re-anchored to the venue's balances",
+)
 DEAD_LETTERS: Topic[DeadLetter] = Topic(
     "deadletter", "none", DeadLetter, "input that could not become an event"
 )
@@ -117,6 +124,7 @@ TOPICS: dict[str, Topic[Any]] = {
         TRANSFERS,
         RECON_REPORTS,
         DEAD_LETTERS,
+        INVENTORY_CORRECTIONS,
     )
 }
 

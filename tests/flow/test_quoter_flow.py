@@ -267,6 +267,9 @@ def test_quoter_service_flow_on_kafka(broker, unique) -> None:
                 ("control", reg.CONTROL),
                 ("intents", reg.ORDER_INTENTS),
                 ("quotes", reg.QUOTES),
+                ("balances", reg.BALANCES),
+                ("alerts", reg.ALERTS),
+                ("corrections", reg.INVENTORY_CORRECTIONS),
             )
         }
     )
@@ -314,3 +317,74 @@ def test_resume_after_a_crash_replays_identical_intents(tmp_path) -> None:
     assert min(i.ts for i in second) >= events[crash_at - 10].ts
     replayed = by_market(list(dict.fromkeys(first + second)))
     assert replayed == pure(events)
+
+
+def test_balances_re_anchor_inventory_and_orphans_raise_alerts_in_the_flow(runner) -> None:
+    from makerflow.schemas.events import Alert, BalanceSnapshot, InventoryCorrection
+
+    ticks = load_ticks(60)
+    t0 = ticks[0].ts
+
+    def bal(ts: int, total: float) -> BalanceSnapshot:
+        return BalanceSnapshot(ts=ts, venue="binance", asset="BTC", free=total, total=total)
+
+    events: list[Any] = [*ticks[:10], bal(ticks[9].ts, 1.0)]
+    events.append(
+        Fill(
+            ts=ticks[10].ts,
+            venue="binance",
+            symbol="BTC/USDT",
+            trade_id="b1",
+            side="buy",
+            price=ticks[10].bid,
+            qty=0.002,
+            fee=0.000002,
+            fee_asset="BTC",
+        )
+    )
+    events += ticks[10:30]
+    events.append(bal(ticks[29].ts, 1.0015))  # our fills say 1.001998: 0.0005 missing
+    events.append(
+        OrderEvent(
+            ts=ticks[30].ts,
+            venue="binance",
+            symbol="BTC/USDT",
+            client_order_id="mf-0000000000-s0-9",
+            status="ack",
+            side="sell",
+            price=ticks[30].ask,
+            qty=0.001,
+        )
+    )
+    events += ticks[30:]
+    flow = Dataflow("quoting_balances")
+    src = op.input("in", flow, TestingSource(events, batch_size=1))
+
+    def only(step: str, kind: type) -> Any:
+        return op.filter(step, src, lambda e: isinstance(e, kind))
+
+    out = quoting_op(
+        "quoting",
+        only("ticks", Tick),
+        only("index", IndexPrice),
+        only("risk", RiskState),
+        only("orders", OrderEvent),
+        only("fills", Fill),
+        only("control", ControlCommand),
+        CONFIG,
+        balances=only("balances", BalanceSnapshot),
+    )
+    corrections: list[InventoryCorrection] = []
+    alerts: list[Alert] = []
+    intents: list[OrderIntent] = []
+    op.output("corrections", out.corrections, TestingSink(corrections))
+    op.output("alerts", out.alerts, TestingSink(alerts))
+    op.output("intents", out.intents, TestingSink(intents))
+    runner(flow)
+    assert len(corrections) == 1
+    c = corrections[0]
+    assert c.key == "binance:BTC/USDT" and c.asset == "BTC" and c.ts == ticks[29].ts
+    assert c.before == pytest.approx(0.001998) and c.after == pytest.approx(0.0015)
+    assert [a.name for a in alerts] == ["OrphanOrder"]
+    assert any(i.action == "cancel" and i.client_order_id == "mf-0000000000-s0-9" for i in intents)
+    assert t0 < c.ts

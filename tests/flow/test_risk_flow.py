@@ -208,6 +208,22 @@ def test_exposure_breach_from_fills_halts_the_asset(runner):
     assert gauge("asset:BTC") == 1
 
 
+def test_a_fill_delivered_twice_counts_once_in_exposure(runner):
+    # Found on main: one 0.5 fill seen twice gave 1.0 in ExposureBook.on_leg.
+    ticks = recorded_ticks(limit=1_000)
+    t0 = ticks[0].ts
+    balance = BalanceSnapshot(ts=t0, venue=VENUE, asset="BTC", free=0.5, total=0.5)
+    once = fill(ticks[500].ts + 1, 1, 0.5, ticks[500].mid)
+    events = sorted([*ticks, balance, once], key=lambda e: e.ts)
+    events.insert(events.index(ticks[700]), once)  # redelivered later, after a reconnect
+    cfg = config(assets={"BTC": AssetLimits(max_long=1.2)})
+
+    o = run_risk(events, cfg, runner)
+
+    assert [(s.scope, s.status) for s in o.states] == []  # 1.0 <= 1.2: no halt
+    assert sample("makerflow_exposure", account="main", asset="BTC") == pytest.approx(1.0)
+
+
 def test_stale_feed_halts_the_market(runner):
     ticks = recorded_ticks(limit=1_000)
     last = ticks[-1].ts

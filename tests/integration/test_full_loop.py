@@ -278,7 +278,13 @@ def test_fill_comes_back_through_the_private_stream_and_skews_the_quotes() -> No
     assert canceled_at_halt <= {i.client_order_id for i in intents if i.action == "place"}
     assert left_open == []
     assert not [i for i in intents if i.action == "place" and i.ts >= HALT.ts]
-    assert any(lad.reservation == pytest.approx(61837.635 - 4.0, abs=1e-6) for lad in ladders)
+    # the fill's fee is paid in BTC, so the position is ORDER_SIZE less the fee: a little less
+    # than one unit long
+    assert fill.fee_asset == "BTC"
+    units = (ORDER_SIZE - fill.fee) / ORDER_SIZE
+    assert any(
+        lad.reservation == pytest.approx(61837.635 - 4.0 * units, abs=1e-6) for lad in ladders
+    )
 
     # every order the exchange saw came from the quoter, once: no client order id twice
     ids = [o.client_order_id for o in every]

@@ -7,7 +7,10 @@ import pickle
 import re
 from typing import Any
 
+import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from makerflow.operators.quoting import Quoter, QuoterInputError, QuoterOutput, client_order_id
 from makerflow.operators.quoting_config import MarketConfig, QuotingParams
@@ -173,7 +176,10 @@ def test_refresh_tolerance_cuts_churn_on_recorded_ticks() -> None:
         q = Quoter(market, params)
         n = 0
         for t in ticks:
-            n += len(q.on_tick(t).intents)
+            out = q.on_tick(t)
+            n += len(out.intents)
+            for i in cancels(out):  # the venue confirms each cancel
+                q.on_order_event(_confirmed(i, t.ts))
             # every order that still quotes is close to where the model wants it, or young
             desired = q.desired_ladder(t.ts)
             assert desired is not None
@@ -186,6 +192,20 @@ def test_refresh_tolerance_cuts_churn_on_recorded_ticks() -> None:
                     assert young or abs(o.price - want[(o.side, o.level)]) <= tol
         counts[name] = n
     assert counts["calm"] * 5 < counts["eager"], counts
+
+
+def _confirmed(cancel: OrderIntent, ts: int) -> OrderEvent:
+    assert cancel.client_order_id and cancel.side and cancel.qty
+    return OrderEvent(
+        ts=ts,
+        venue=cancel.venue,
+        symbol=cancel.symbol,
+        client_order_id=cancel.client_order_id,
+        status="canceled",
+        side=cancel.side,
+        price=cancel.price,
+        qty=cancel.qty,
+    )
 
 
 def test_same_input_gives_the_same_intents_byte_for_byte() -> None:
@@ -295,8 +315,13 @@ def test_unconfirmed_cancels_are_sent_again() -> None:
     again = cancels(q.on_tick(tick(3.5)))  # cancel_retry_s = 2
     assert {i.client_order_id for i in again} == {p.client_order_id for p in placed}
     assert len(cancels(q.on_tick(tick(5.5)))) == 2  # second retry (max_cancel_retries = 2)
-    # after that the exchange is taken to have lost them: no more cancels, not tracked
-    assert cancels(q.on_tick(tick(7.5))) == [] and q.orders == {}
+    # after that they are retried ever more slowly (4 s now), never forgotten: the venue
+    # has not said they are gone (main dropped them here, after max_cancel_retries)
+    assert cancels(q.on_tick(tick(7.5))) == []
+    assert len(q.orders) == 2 and all(o.state == "pending_cancel" for o in q.orders.values())
+    late = q.on_tick(tick(9.5))
+    assert len(cancels(late)) == 2
+    assert [a.name for a in late.alerts] == ["CancelNotConfirmed"] * 2
 
 
 def test_set_params_changes_the_model() -> None:
@@ -402,3 +427,234 @@ def test_client_order_ids_fit_binance_limits_even_deep_into_a_run() -> None:
     assert len(cid) == 32 and re.fullmatch(r"[A-Za-z0-9_-]{1,32}", cid)
     with pytest.raises(ValueError, match="longer than 32"):
         client_order_id("0123456789", "sell", 49, 36**14)
+
+
+# --- order truth from the one order state (issue 10) ---------------------------------------
+
+
+def _bid_ask(q: Quoter, t: float = 0) -> tuple[OrderIntent, OrderIntent]:
+    bid, ask = places(q.on_tick(tick(t)))
+    assert bid.side == "buy" and ask.side == "sell"
+    return bid, ask
+
+
+def test_partial_update_before_its_fill_counts_once_and_places_no_replacement() -> None:
+    # Found on main: 0.01 of 0.02 reported by the order update, then the fill of that
+    # 0.01: the quoter counted 0.02, dropped the order and placed a replacement while
+    # the other 0.01 rested on the exchange untracked.
+    flat = {"model": "fixed_spread", "half_spread_bps": 50.0, "skew_bps_per_unit": 0.0}
+    q = Quoter(MARKET, PARAMS.replace({"order_size": 0.02, **flat}))  # fills move no price
+    bid, _ = _bid_ask(q)
+    q.on_order_event(order_event(0.1, bid, "ack"))
+    q.on_order_event(order_event(0.2, bid, "partial", filled=0.01))
+    out = q.on_fill(fill(0.3, "buy", 0.01, bid.price or 0, cid=bid.client_order_id, tid="p1"))
+    assert places(out) == [] and cancels(out) == []
+    assert q.inventory == pytest.approx(0.01)
+    live = q.orders[str(bid.client_order_id)]
+    assert live.filled == pytest.approx(0.01) and live.cancel_ts is None
+    # and the rest of the order filling later frees the slot for a new bid
+    out = q.on_fill(fill(0.4, "buy", 0.01, bid.price or 0, cid=bid.client_order_id, tid="p2"))
+    assert [i.side for i in places(out)] == ["buy"]
+    assert str(bid.client_order_id) not in q.orders
+
+
+def test_an_order_whose_answer_was_lost_keeps_its_slot_until_the_venue_says() -> None:
+    q = Quoter(MARKET, PARAMS)
+    bid, ask = _bid_ask(q)
+    q.on_order_event(order_event(0.1, ask, "ack"))
+    out = q.on_order_event(order_event(0.1, bid, "unknown"))
+    assert out.intents == ()
+    moved = q.on_tick(tick(2, 100.07, 100.09))  # far enough to refresh both sides
+    assert [i.side for i in places(moved)] == ["sell"]  # the bid's slot stays taken
+    assert [i.client_order_id for i in cancels(moved)] == [ask.client_order_id]
+    assert q.orders[str(bid.client_order_id)].state == "unknown"
+    # the venue had it after all: from now on the slot is quoted as usual
+    q.on_order_event(order_event(2.1, bid, "ack"))
+    again = q.on_tick(tick(3, 100.07, 100.09))
+    assert [i.client_order_id for i in cancels(again)] == [bid.client_order_id]
+    assert [i.side for i in places(again)] == ["buy"]
+
+
+def test_an_unknown_order_that_never_landed_frees_its_slot_when_the_venue_says_so() -> None:
+    q = Quoter(MARKET, PARAMS)
+    bid, _ = _bid_ask(q)
+    q.on_order_event(order_event(0.1, bid, "unknown"))
+    out = q.on_order_event(order_event(1.5, bid, "rejected"))  # the look-up found nothing
+    assert out.intents == ()  # reject backoff (1 s)
+    assert [i.side for i in places(q.on_tick(tick(3)))] == ["buy"]
+
+
+def test_unconfirmed_cancels_stay_pending_and_are_retried_until_the_venue_answers() -> None:
+    q, placed = _quoting_with_acked_orders(levels=1)
+    q.on_risk(risk(1, "global", "HALTED"))
+    ids = {p.client_order_id for p in placed}
+    sent = 0
+    for t in range(2, 120):
+        sent += len(cancels(q.on_tick(tick(t))))
+    # retried, more and more slowly, never forgotten
+    assert 2 * 3 <= sent <= 2 * 12
+    assert set(q.orders) == ids
+    assert all(o.state == "pending_cancel" for o in q.orders.values())
+    for p in placed:
+        q.on_order_event(order_event(120.5, p, "canceled"))
+    assert q.orders == {}
+    assert cancels(q.on_tick(tick(130))) == []
+
+
+def test_orders_with_our_prefix_that_this_run_never_placed_are_cancelled_with_an_alert() -> None:
+    q = Quoter(MARKET, PARAMS)
+    _bid_ask(q)
+    stray = OrderEvent(
+        ts=T0 + NS,
+        venue="binance",
+        symbol="ETH/USDT",
+        client_order_id="mf-0123456789-b0-7",
+        status="ack",
+        side="buy",
+        price=99.0,
+        qty=0.1,
+    )
+    out = q.on_order_event(stray)
+    assert [(i.action, i.client_order_id) for i in out.intents] == [
+        ("cancel", "mf-0123456789-b0-7")
+    ]
+    assert [a.name for a in out.alerts] == ["OrphanOrder"]
+    assert out.alerts[0].labels["client_order_id"] == "mf-0123456789-b0-7"
+    assert q.on_order_event(stray).intents == ()  # once
+    manual = msgspec.structs.replace(stray, client_order_id="by-hand-1")
+    assert q.on_order_event(manual) == QuoterOutput()  # not ours: left alone
+
+
+def test_orphans_can_be_adopted_instead() -> None:
+    q = Quoter(MARKET, PARAMS, orphans="adopt")
+    _bid_ask(q)
+    stray = OrderEvent(
+        ts=T0 + NS,
+        venue="binance",
+        symbol="ETH/USDT",
+        client_order_id="mf-0123456789-b0-7",
+        status="ack",
+        side="buy",
+        price=99.22,
+        qty=0.1,
+    )
+    out = q.on_order_event(stray)
+    assert out.intents == () and [a.name for a in out.alerts] == ["OrphanOrder"]
+    assert "adopted" in out.alerts[0].message
+    assert "mf-0123456789-b0-7" in q.orders  # managed like our own from now on
+
+
+def test_fees_paid_in_the_base_asset_reduce_inventory() -> None:
+    q = Quoter(MARKET, PARAMS)
+    q.on_tick(tick(0))
+    f = msgspec.structs.replace(fill(1, "buy", 1.0, 99.22, tid="f1"), fee=0.001, fee_asset="ETH")
+    q.on_fill(f)
+    assert q.inventory == pytest.approx(0.999)
+    s = msgspec.structs.replace(fill(2, "sell", 0.5, 100.0, tid="f2"), fee=0.001, fee_asset="ETH")
+    q.on_fill(s)
+    assert q.inventory == pytest.approx(0.498)
+    u = msgspec.structs.replace(fill(3, "buy", 0.5, 100.0, tid="f3"), fee=0.05, fee_asset="USDT")
+    q.on_fill(u)
+    assert q.inventory == pytest.approx(0.998)
+
+
+def test_a_backfill_of_trades_from_before_the_run_moves_no_inventory() -> None:
+    # Found on main: the private stream's start-up backfill of recent trades (older than the
+    # run) was added to initial_inventory, which already holds them.
+    market = msgspec.structs.replace(MARKET, initial_inventory=2.0)
+    q = Quoter(market, PARAMS)
+    old = [fill(-60 - i, "buy", 0.5, 99.0, cid=f"mf-old-b0-{i}", tid=f"old{i}") for i in range(3)]
+    q.on_fill(old[0])  # may arrive before the first tick ...
+    q.on_tick(tick(0))
+    for f in old[1:]:  # ... or after it
+        q.on_fill(f)
+    assert q.inventory == pytest.approx(2.0)
+    q.on_fill(fill(1, "buy", 0.5, 99.22, tid="new1"))
+    assert q.inventory == pytest.approx(2.5)
+
+
+def _venue_replay(ticks: list[Any], params: QuotingParams) -> list[Any]:
+    """The quoter's run over ``ticks`` with a venue answering it (an ack per place, a
+    confirmation per cancel, a fill of all that rests when the market trades through an
+    order): every tick and venue event, in the order the quoter took them."""
+    market, _ = btc_market()
+    q = Quoter(market, params, cancel_on_start=False)
+    resting: dict[str, OrderIntent] = {}
+    taken: list[Any] = []
+    n = 0
+
+    def answer(intents: tuple[OrderIntent, ...], ts: int) -> list[Any]:
+        out: list[Any] = []
+        for i in intents:
+            cid = str(i.client_order_id)
+            if i.action == "place":
+                resting[cid] = i
+                out.append(order_event_btc(ts, i, "ack"))
+            elif i.action == "cancel" and cid in resting:
+                out.append(order_event_btc(ts, resting.pop(cid), "canceled"))
+        return out
+
+    for t in ticks:
+        taken.append(t)
+        pending = answer(q.on_tick(t).intents, t.ts)
+        for cid, i in list(resting.items()):
+            if (t.ask <= (i.price or 0)) if i.side == "buy" else (t.bid >= (i.price or 0)):
+                n += 1
+                del resting[cid]
+                f = Fill(
+                    ts=t.ts,
+                    venue="binance",
+                    symbol="BTC/USDT",
+                    trade_id=str(n),
+                    client_order_id=cid,
+                    side=i.side or "buy",
+                    price=i.price or 0.0,
+                    qty=i.qty or 0.0,
+                    fee=(i.qty or 0.0) * 0.001,
+                    fee_asset="BTC",
+                )
+                pending += [f, order_event_btc(t.ts, i, "filled", filled=i.qty or 0.0)]
+        while pending:
+            ev = pending.pop(0)
+            taken.append(ev)
+            pending += answer(q.on_event(ev).intents, ev.ts)
+    return taken
+
+
+def order_event_btc(ts: int, i: OrderIntent, status: str, filled: float = 0.0) -> OrderEvent:
+    return OrderEvent(
+        ts=ts,
+        venue="binance",
+        symbol="BTC/USDT",
+        client_order_id=str(i.client_order_id),
+        status=status,  # type: ignore[arg-type]
+        side=i.side or "buy",
+        price=i.price,
+        qty=i.qty or 0.0,
+        filled_qty=filled,
+    )
+
+
+_REPLAY_PARAMS = btc_market(levels=2, refresh_tolerance_bps=0.5, min_quote_lifetime_s=0.2)[1]
+_REPLAY = _venue_replay(load_ticks(800), _REPLAY_PARAMS)
+
+
+def _run(events: list[Any]) -> tuple[list[bytes], float, dict[str, Any]]:
+    market, _ = btc_market()
+    q = Quoter(market, _REPLAY_PARAMS, cancel_on_start=False)
+    intents = [encode(i) for ev in events for i in q.on_event(ev).intents]
+    return intents, q.inventory, {o.client_order_id: o for o in q.order_state.open_orders()}
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.data())
+def test_venue_events_delivered_again_change_no_intent_and_no_inventory(data: Any) -> None:
+    venue = [i for i, ev in enumerate(_REPLAY) if isinstance(ev, OrderEvent | Fill)]
+    assert len(venue) > 50 and any(isinstance(_REPLAY[i], Fill) for i in venue)
+    picks = data.draw(st.lists(st.sampled_from(venue), min_size=1, max_size=20))
+    delays = data.draw(st.lists(st.integers(0, 40), min_size=len(picks), max_size=len(picks)))
+    redelivered = list(_REPLAY)
+    # each repeat comes again later (a reconnect's backfill), after whatever came meanwhile
+    for at, d in sorted(zip(picks, delays, strict=True), key=lambda x: -(x[0] + x[1])):
+        redelivered.insert(min(at + 1 + d, len(redelivered)), _REPLAY[at])
+    assert _run(redelivered) == _run(list(_REPLAY))

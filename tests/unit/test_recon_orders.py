@@ -69,7 +69,7 @@ def test_view_tracks_open_orders_and_ignores_stale_events() -> None:
         ev("c", "ack", T),  # a duplicate ack after the fill must not reopen c
         ev("a", "canceled", T + 3 * S),
     )
-    assert [(o.client_order_id, o.status) for o in v.open_orders()] == [("b", "partial")]
+    assert [(o.client_order_id, o.state) for o in v.open_orders()] == [("b", "partially_filled")]
     again = OpenOrderView.from_state(v.state())
     assert again.open_orders() == v.open_orders()
 
@@ -172,3 +172,44 @@ def test_orders_without_our_prefix_are_orphans_at_once() -> None:
         diff = reconcile_open_orders(v, exch, grace_ns=GRACE, max_view_lag_ns=LAG, own_prefix="mf-")
         assert [x.client_order_id for x in diff.orphans] == ["by-hand"]
         assert diff.missing == ()
+
+
+def test_the_view_reads_the_order_state_a_closed_order_stays_closed() -> None:
+    # Main's view let the newest event time win: a failed cancel reported as 'ack' with the
+    # cancel's (later) time reopened an order the venue had already canceled.
+    v = view(ev("a", "ack", T), ev("a", "canceled", T + S), ev("a", "ack", T + 2 * S))
+    assert v.open_orders() == []
+    diff = recon(v, listing(T + 60 * S))
+    assert diff.ok
+
+
+def test_an_order_whose_answer_was_lost_is_open_until_the_venue_says() -> None:
+    v = view(ev("u", "unknown", T), ev("z", "ack", T + 58 * S))
+    assert [(o.client_order_id, o.state) for o in v.open_orders()] == [
+        ("u", "unknown"),
+        ("z", "open"),
+    ]
+    diff = recon(v, listing(T + 60 * S, xo("8", "z", T + 58 * S)))
+    assert [o.client_order_id for o in diff.missing] == ["u"]  # the venue does not have it
+
+
+def test_fills_move_the_views_filled_quantity_once() -> None:
+    from makerflow.schemas.events import Fill
+
+    v = view(ev("a", "ack", T, xid="1", qty=1.0))
+    f = Fill(
+        ts=T + S,
+        venue="local",
+        symbol="BTC/USDT",
+        trade_id="t1",
+        client_order_id="a",
+        side="buy",
+        price=100.0,
+        qty=0.4,
+    )
+    v.apply_fill(f)
+    v.apply_fill(f)
+    exch = listing(T + 60 * S, xo("1", "a", T, filled=0.4))
+    assert recon(v, exch).ok
+    again = OpenOrderView.from_state(v.state())
+    assert again.open_orders() == v.open_orders()

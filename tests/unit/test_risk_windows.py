@@ -273,3 +273,118 @@ def test_market_risk_snapshot_restores_the_same_measures():
         a.on_tick(t)
         b.on_tick(t)
     assert a.measures() == b.measures()
+
+
+# --- every fill and order event counts once (issue 10) -------------------------------------
+
+
+def test_a_fill_delivered_twice_moves_exposure_once():
+    # Found on main: one 0.5 fill seen twice gave 1.0 (Leg.fill_id was never used).
+    book = ExposureBook()
+    f = fill(10, "buy", 0.5)
+    for _ in range(2):
+        for leg in fill_legs(f):
+            if leg.asset == "BTC":
+                book.on_leg(leg.ts, leg.amount, leg.key)
+    assert book.exposure == pytest.approx(0.5)
+    restored = ExposureBook.restore(book.snapshot())
+    for leg in fill_legs(f):
+        if leg.asset == "BTC":
+            restored.on_leg(leg.ts, leg.amount, leg.key)
+    assert restored.exposure == pytest.approx(0.5)
+
+
+def test_a_fee_in_the_base_asset_is_its_own_leg_and_not_a_duplicate():
+    book = ExposureBook()
+    for leg in fill_legs(fill(10, "buy", 1.0, fee=0.001, fee_asset="BTC")):
+        if leg.asset == "BTC":
+            book.on_leg(leg.ts, leg.amount, leg.key)
+    assert book.exposure == pytest.approx(0.999)
+
+
+def test_a_fill_delivered_twice_moves_position_and_pnl_once():
+    m = MarketRisk(MARKET, SYMBOL, WindowSpec(60 * S, 5 * S))
+    f = fill(1_700_000_000 * S, "buy", 0.5, 60_000.0, fee=3.0, fee_asset="USDT")
+    m.on_fill(f)
+    m.on_fill(f)
+    got = m.measures()
+    assert got.position == pytest.approx(0.5) and got.realized_pnl == pytest.approx(-3.0)
+
+
+def test_repeated_order_events_count_once_in_the_rates():
+    m = MarketRisk(MARKET, SYMBOL, WindowSpec(60 * S, 5 * S))
+    t = 1_700_000_000 * S
+    m.on_order_event(order(t, "a", "new"))
+    m.on_order_event(order(t, "b", "new"))
+    m.on_order_event(order(t + 1, "a", "canceled"))
+    m.on_order_event(order(t + 1, "a", "canceled"))  # the private stream repeats itself
+    m.on_order_event(order(t + 2, "b", "new"))
+    got = m.measures()
+    assert got.orders_submitted == 2 and got.cancel_rate == 0.5
+    assert got.open_orders == 1
+
+
+def test_an_order_whose_answer_was_lost_keeps_its_funds_in_open_notional():
+    m = MarketRisk(MARKET, SYMBOL, WindowSpec(60 * S, 5 * S))
+    t = 1_700_000_000 * S
+    m.on_order_event(order(t, "u", "unknown", price=100.0, qty=2.0))
+    assert m.measures().open_notional == pytest.approx(200.0)
+    m.on_order_event(order(t + 1, "u", "ack", price=100.0, qty=2.0))
+    m.on_order_event(order(t + 2, "u", "unknown", price=100.0, qty=2.0))  # late: no change
+    assert m.measures().open_notional == pytest.approx(200.0)
+    # a partial fill heard only from the fill stream shrinks what may still trade
+    m.on_fill(
+        Fill(
+            ts=t + 3,
+            venue="binance",
+            symbol=SYMBOL,
+            trade_id="p1",
+            client_order_id="u",
+            side="buy",
+            price=100.0,
+            qty=0.5,
+        )
+    )
+    assert m.measures().open_notional == pytest.approx(150.0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_exposure_and_open_notional_do_not_depend_on_delivery(data):
+    """Fills (with base fees) and order events, duplicated and in any order: the exposure and
+    the market's open orders end where the in-order delivery ends."""
+    t = 1_700_000_000 * S
+    fills = [
+        fill(
+            t + i,
+            "buy" if i % 3 else "sell",
+            0.1 * (i + 1),
+            fee=0.0001,
+            fee_asset="BTC",
+            tid=f"t{i}",
+        )
+        for i in range(data.draw(st.integers(1, 5)))
+    ]
+    balance_ts = t + data.draw(st.integers(0, 5))
+    expected = 1.0 + sum(
+        g.amount for f in fills for g in fill_legs(f) if g.asset == "BTC" and g.ts > balance_ts
+    )
+    events = [order(t, "a", "new"), order(t + 1, "a", "partial", filled=0.5), order(t, "b", "new")]
+    events += [order(t + 2, "b", "canceled"), order(t, "c", "unknown", qty=2.0)]
+    items = [*fills, *events, ("bal", balance_ts)]
+    delivery = data.draw(st.permutations(items + data.draw(st.lists(st.sampled_from(items)))))
+    book = ExposureBook()
+    m = MarketRisk(MARKET, SYMBOL, WindowSpec(60 * S, 5 * S))
+    for x in delivery:
+        if isinstance(x, Fill):
+            for g in fill_legs(x):
+                if g.asset == "BTC":
+                    book.on_leg(g.ts, g.amount, g.key)
+        elif isinstance(x, OrderEvent):
+            m.on_order_event(x)
+        else:
+            book.on_balance(x[1], 1.0)
+    assert book.exposure == pytest.approx(expected)
+    got = m.measures()
+    assert got.open_orders == 2  # a (half filled) and c (answer lost)
+    assert got.open_notional == pytest.approx(100.0 * 0.5 + 100.0 * 2.0)
