@@ -67,6 +67,8 @@ def plan_sweep(
         cid = ev.client_order_id
         if not cid.startswith(prefix):
             continue  # not ours (an order placed by hand): not ours to touch
+        if cid in listed:
+            continue  # listed twice (a venue's paging overlap): one decision per order
         listed.add(cid)
         apply.append(ev)
         o = state.get(cid)
@@ -106,10 +108,12 @@ def plan_sweep(
         if o.client_order_id not in listed and o.client_order_id not in in_flight
     )
     known_fills = tuple(
-        f
-        for f in fills
-        if f.ts >= started_ts
-        or (f.client_order_id is not None and state.get(f.client_order_id) is not None)
+        {
+            (f.venue, f.trade_id): f
+            for f in fills
+            if f.ts >= started_ts
+            or (f.client_order_id is not None and state.get(f.client_order_id) is not None)
+        }.values()
     )
     return SweepPlan(
         apply=tuple(apply),

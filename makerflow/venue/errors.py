@@ -39,6 +39,9 @@ a 429), ``maybe_processed`` (no answer, or a 5xx: the venue may have acted — B
 documents 5xx as "execution status unknown"), ``not_sent`` (the connection never opened)."""
 
 
+_RATE_LIMITED = (ccxt.DDoSProtection, ccxt.RateLimitExceeded)
+
+
 @dataclass(frozen=True)
 class ErrorClass:
     reason: RejectReason
@@ -47,8 +50,8 @@ class ErrorClass:
 
 
 def classify_error(exc: BaseException) -> ErrorClass:
-    """The class of a ccxt error (checked most specific first: ccxt's hierarchy nests, e.g.
-    ``RateLimitExceeded`` < ``DDoSProtection`` < ``NetworkError``)."""
+    """The class of a ccxt error, checked most specific first (ccxt's hierarchy nests:
+    ``DDoSProtection`` and ``RateLimitExceeded`` are both ``NetworkError`` s)."""
     if isinstance(exc, ccxt.InsufficientFunds):
         return ErrorClass("insufficient_funds", False, "refused")
     if isinstance(exc, ccxt.OrderNotFound):
@@ -57,8 +60,9 @@ def classify_error(exc: BaseException) -> ErrorClass:
         return ErrorClass("invalid_order", False, "refused")
     if isinstance(exc, ccxt.AuthenticationError | ccxt.PermissionDenied):
         return ErrorClass("auth", False, "refused")
-    if isinstance(exc, ccxt.DDoSProtection):
-        # 429 / 418: the venue refused the request before acting on it.
+    if isinstance(exc, _RATE_LIMITED):
+        # 429 / 418 (DDoSProtection), Binance's -1003 / -1015 (RateLimitExceeded): the venue
+        # refused the request before acting on it.
         return ErrorClass("rate_limited", True, "refused")
     if isinstance(exc, ccxt.ExchangeNotAvailable):
         # ccxt raises this for a refused connection (chained from aiohttp's connector
@@ -92,7 +96,7 @@ def retry_after_s(client: Any, exc: BaseException, *, now: float | None = None) 
     so another request's answer does not overwrite it first in practice; at worst a wrong
     value only changes how long the retry waits. Seconds or an HTTP date (RFC 9110).
     """
-    if not isinstance(exc, ccxt.DDoSProtection):
+    if not isinstance(exc, _RATE_LIMITED):
         return None
     headers: Mapping[str, Any] | None = getattr(client, "last_response_headers", None)
     if not headers:
