@@ -33,7 +33,7 @@ def intents(n: int, tag: str) -> list[OrderIntent]:
     # Bids spread over 5 000 ticks under the market, so none fill and none repeat.
     return [
         OrderIntent(
-            ts=i,
+            ts=time.time_ns(),
             venue="binance",
             symbol="BTC/USDT",
             action="place",

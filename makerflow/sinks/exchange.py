@@ -88,6 +88,8 @@ class _LazyRunner:
         self._credentials = credentials
         self._clock = clock
         self._flatten = flatten
+        self.started_ns = clock()
+        """When the flow was built (its run's start): older intents come from a run before."""
         self._runners: dict[int, ExchangeRunner] = {}
         self._users: dict[int, set[int]] = {}
         self._lock = threading.Lock()
@@ -102,7 +104,11 @@ class _LazyRunner:
                 if creds is None and not self._config.dry_run:
                     creds = Credentials.load(self._config)
                 executor = ExchangeExecutor(
-                    self._config, credentials=creds, clock=self._clock, flatten=self._flatten
+                    self._config,
+                    credentials=creds,
+                    clock=self._clock,
+                    flatten=self._flatten,
+                    started_ns=self.started_ns,
                 )
                 runner = self._runners[me] = ExchangeRunner(executor)
             return runner
@@ -143,8 +149,8 @@ class _ExecuteLogic:
         self.key = ""
         self.symbol = ""
         self.in_flight: dict[str, int] = {}
-        self.started_ns = clock()
-        self.next_sweep_ns: int | None = self.started_ns if config.sweep_interval_s else None
+        self.started_ns = lazy.started_ns
+        self.next_sweep_ns: int | None = clock() if config.sweep_interval_s else None
         self.sweeping = False
         self.runner: ExchangeRunner | None = None
 

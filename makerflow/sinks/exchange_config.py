@@ -71,6 +71,11 @@ class ExchangeSinkConfig(Config, frozen=True, kw_only=True):
     kill switch's own flatten raises ``KillSwitchCancelFailed``); it keeps trying."""
     cancel_all_give_up_s: float = 30.0
     """How long one cancel-all keeps confirming before it leaves the rest to the sweep."""
+    look_up_replays: bool = True
+    """A place whose event time is before this run started (an intents topic re-read after a
+    restart, an epoch replayed after a crash) is looked up by client id before it is sent:
+    the run before may have placed it and seen it close, and Binance frees a closed order's
+    id, so sending it again would place it twice."""
     drain_timeout_s: float = 30.0
     """At the end of the input: how long to wait for requests still in flight."""
     guards: GuardLimits = GuardLimits()

@@ -85,6 +85,7 @@ class ExchangeExecutor:
         clock: Callable[[], int] = time.time_ns,
         rng: random.Random | None = None,
         flatten: Flatten | None = None,
+        started_ns: int | None = None,
     ) -> None:
         self.config = config
         self._client = client
@@ -101,6 +102,9 @@ class ExchangeExecutor:
         self._global: asyncio.Semaphore | None = None
         self._per_market: dict[str, asyncio.Semaphore] = {}
         self.sent = 0
+        self.started_ns = clock() if started_ns is None else started_ns
+        """When this run started (the flow's build, or now): places with an older event time
+        come from a run before (see ``_place``)."""
         self.delays: list[float] = []
         """Every retry wait, in seconds (the benchmark and tests read them)."""
 
@@ -332,6 +336,18 @@ class ExchangeExecutor:
             # Sent before (a redelivered intent): what the venue holds is the answer. A venue
             # that frees an id once its order is closed (Binance) would place it again.
             return await self._already_sent(intent, cid)
+        if self.config.look_up_replays and intent.ts < self.started_ns:
+            # From before this run (a topic re-read after a restart, an epoch replayed after
+            # a crash): the run before may have placed it, and closed it since.
+            found, err = await self.lookup(intent.key, intent.symbol, cid)
+            if found is not None:
+                log.info("place %s from before this run is on the venue; not re-sending", cid)
+                return [self.from_order(intent, found)]
+            if err is not None:
+                # The venue cannot say: sending could place it twice. Resolve it instead.
+                u = Unknown(intent, price, amount, self.now(), next_ns=self.now())
+                self.lost.orders[cid] = u
+                return [unknown_event(u, "a place from before this run; the venue cannot say")]
         self._remember(cid, intent.side, price, amount)
         params: dict[str, Any] = {"clientOrderId": cid}
         if intent.order_type == "limit" and intent.post_only:

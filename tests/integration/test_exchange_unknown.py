@@ -200,17 +200,18 @@ def test_a_lost_place_the_venue_never_got_is_rejected_after_its_receive_window(e
 def test_retries_wait_for_retry_after_with_seeded_jitter(exchange):
     exchange.inject("rate_limit", count=2, path=ORDER, method="POST", retry_after_s=1)
 
-    async def go(seed):
+    async def go(seed, cid):
         sleeps = Sleeps()
-        ex = ExchangeExecutor(config(exchange), credentials=CREDS, sleep=sleeps)
-        ex._rng = random.Random(seed)
+        ex = ExchangeExecutor(
+            config(exchange), credentials=CREDS, sleep=sleeps, rng=random.Random(seed)
+        )
         try:
-            events = await ex.execute_many([place(f"ra-{seed}")])
+            events = await ex.execute_many([place(cid)])
             return events, sleeps.delays
         finally:
             await ex.close()
 
-    events, delays = asyncio.run(go(1))
+    events, delays = asyncio.run(go(1, "ra-1"))
     assert [e.status for e in events] == ["ack"]
     # On main: 0.01 then 0.02 s, whatever the venue asked for.
     assert len(delays) == 2
@@ -218,7 +219,7 @@ def test_retries_wait_for_retry_after_with_seeded_jitter(exchange):
     assert delays[0] != delays[1], "jitter spreads the retries"
     # The same seed gives the same waits (deterministic tests and benchmarks).
     exchange.inject("rate_limit", count=2, path=ORDER, method="POST", retry_after_s=1)
-    _, again = asyncio.run(go(1))
+    _, again = asyncio.run(go(1, "ra-2"))
     assert again == delays
 
 

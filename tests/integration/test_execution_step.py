@@ -42,7 +42,9 @@ class _Part(StatefulSourcePartition[object, None]):
         now = time.monotonic() - self.t0
         out = []
         while self.items and self.items[0][0] <= now:
-            out.append(self.items.pop(0)[1])
+            item = self.items.pop(0)[1]
+            # A callable makes its item when due (an intent stamped during the run).
+            out.append(item() if callable(item) else item)
         if not out and not self.items and now >= self.end_s:
             raise StopIteration
         return out
@@ -203,7 +205,9 @@ def test_a_lost_answer_in_the_flow_is_unknown_then_what_the_venue_says():
         ex.inject("timeout", count=2, path=ORDER, method="GET", delay_s=0.6)
         events: list[OrderEvent] = []
         flow = Dataflow("lost_in_flow")
-        intents = op.input("intents", flow, Scheduled([(0.0, place("mf-lost-1"))], end_s=0.5))
+        # Stamped during the run: an intent from before it would be looked up first.
+        lost = Scheduled([(0.0, lambda: place("mf-lost-1"))], end_s=0.5)
+        intents = op.input("intents", flow, lost)
         out = execute_intents(
             "execute", intents, config(ex, timeout_ms=400, sweep_interval_s=None), credentials=CREDS
         )
@@ -232,3 +236,31 @@ def test_a_redelivered_place_is_never_sent_again():
         ("mf-re-1", "ack"),
         ("mf-re-1", "canceled"),
     ]
+
+
+def test_a_restarted_execution_re_reading_its_intents_places_nothing_twice(look_up=True):
+    """At-least-once: a restarted execution service re-reads intents it already executed
+    (from its last committed offset, or a replayed epoch) with a fresh order state. The run
+    before placed A and saw it canceled; Binance would take A's id again."""
+    a, a_cancel = place("mf-rr-a"), cancel("mf-rr-a")
+
+    def run(ex, schedule):
+        events: list[tuple[str, str]] = []
+        flow = Dataflow("restart")
+        intents = op.input("intents", flow, Scheduled(schedule, end_s=0.6))
+        cfg = config(ex, look_up_replays=look_up)
+        out = execute_intents("execute", intents, cfg, credentials=CREDS)
+        op.inspect("ev", out.orders, lambda _s, e: events.append((e.client_order_id, e.status)))
+        run_main(flow)
+        return events
+
+    with LocalExchange(speed=0, replay=REPLAY) as ex:
+        ex.advance(1)
+        first = run(ex, [(0.0, a), (0.2, a_cancel)])
+        # The restart: A's event time is now before the run; B is new.
+        second = run(ex, [(0.0, a), (0.1, a_cancel), (0.2, place("mf-rr-b"))])
+        assert our_orders(ex) == [("mf-rr-a", "CANCELED"), ("mf-rr-b", "NEW")]
+    assert first == [("mf-rr-a", "ack"), ("mf-rr-a", "canceled")]
+    # The re-read place is answered with the venue's word on the order the run before placed.
+    assert second[0] == ("mf-rr-a", "canceled")
+    assert ("mf-rr-b", "ack") in second
