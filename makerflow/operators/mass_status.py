@@ -54,9 +54,10 @@ def plan_sweep(
     policy: OrphanPolicy = "cancel",
 ) -> SweepPlan:
     """What to do after the venue listed ``open_orders`` and ``fills`` for ``market`` at
-    ``ts``. ``in_flight``: client ids of places sent and not answered yet (the venue may
-    not list them yet); ``started_ts``: when this run started (older fills of orders the
-    state does not know are a backfill and move nothing)."""
+    ``ts``. ``in_flight``: client ids with an intent sent and not answered yet (the
+    venue may not list them yet, or list them as they were before);
+    ``started_ts``: when this run started (older fills of orders the state does not know
+    are a backfill and move nothing)."""
     prefix = state.prefix
     apply: list[OrderEvent] = []
     cancel: list[OrderIntent] = []

@@ -152,6 +152,9 @@ class _ExecuteLogic:
         self.started_ns = lazy.started_ns
         self.next_sweep_ns: int | None = clock() if config.sweep_interval_s else None
         self.sweeping = False
+        self.answered: set[str] = set()
+        """Client ids whose intents were answered while a sweep was out: its listing may
+        predate those answers."""
         self.runner: ExchangeRunner | None = None
 
     def _runner(self) -> ExchangeRunner:
@@ -183,7 +186,7 @@ class _ExecuteLogic:
                 self.state.on_fill(v)
         if intents:
             for i in intents:
-                if i.action == "place" and i.client_order_id:
+                if i.client_order_id:
                     self.in_flight[i.client_order_id] = self.in_flight.get(i.client_order_id, 0) + 1
             self._runner().submit(self.key, intents, n_open)
         out += self._harvest()
@@ -213,6 +216,7 @@ class _ExecuteLogic:
         if not self.symbol or self.config.dry_run:
             return
         self.sweeping = True
+        self.answered.clear()
         assert self.config.sweep_interval_s is not None
         self.next_sweep_ns = self.clock() + int(self.config.sweep_interval_s * 1e9)
         self._runner().submit_sweep(self.key, self.symbol)
@@ -259,7 +263,9 @@ class _ExecuteLogic:
         out: list[_Out] = []
         for done in runner.take(self.key):
             if isinstance(done, JobDone):
-                for cid in done.places:
+                if self.sweeping:
+                    self.answered.update(done.cids)
+                for cid in done.cids:
                     n = self.in_flight.get(cid, 0) - 1
                     if n > 0:
                         self.in_flight[cid] = n
@@ -286,6 +292,9 @@ class _ExecuteLogic:
         return out
 
     def _reconcile(self, status: VenueStatus) -> list[_Out]:
+        # Orders with an intent in flight, or answered since the listing was asked for,
+        # hear from their intents: the listing may be older than those answers.
+        busy = frozenset(self.in_flight) | frozenset(self.answered)
         plan = plan_sweep(
             self.state,
             market=self.key,
@@ -293,12 +302,22 @@ class _ExecuteLogic:
             fills=status.fills,
             ts=status.ts,
             started_ts=self.started_ns,
-            in_flight=frozenset(self.in_flight),
+            in_flight=busy,
             policy=self.config.orphans,
         )
         out: list[_Out] = []
         for ev in plan.apply:
-            if self.state.on_order_event(ev) is not None:
+            # An order with an intent in flight hears from that intent (the listing may be
+            # older than its answer).
+            if ev.client_order_id in busy:
+                continue
+            before = self.state.get(ev.client_order_id)
+            t = self.state.on_order_event(ev)
+            # Emit what the venue says that we did not know: a new state or more filled
+            # (a listing restates every open order; its timestamps alone are no news).
+            if t is not None and (
+                before is None or t.order.state != before.state or t.order.filled > before.filled
+            ):
                 out.append(ev)
         for f in plan.fills:
             if self.state.on_fill(f) is not None:

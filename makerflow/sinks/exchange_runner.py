@@ -1,11 +1,15 @@
 """The exchange sink's asyncio side: one loop in a daemon thread per Bytewax worker, running an
 :class:`~makerflow.sinks.exchange_executor.ExchangeExecutor`.
 
-The synchronous Bytewax step never waits on it. It :meth:`~ExchangeRunner.submit` s work for a
-market and later :meth:`~ExchangeRunner.take` s whatever finished. Each market is a lane:
-its jobs run one after another (so a market's intents keep their order), while lanes run
-concurrently (so a slow market delays only itself). Orders whose outcome is unknown are looked
-up in the background and their resolutions land in their market's outbox too.
+The synchronous Bytewax step never waits on it. It :meth:`~ExchangeRunner.submit` s a market's
+intents and later :meth:`~ExchangeRunner.take` s whatever finished. Intents run as soon as
+what they depend on is done, and no sooner: an intent waits for the market's earlier intents
+on the same client order id, and for the market's last cancel-all; a cancel-all waits for
+everything of its market before it. Independent intents overlap, so one slow answer delays
+only what depends on it (never another market). Results are released in the order the
+intents were submitted, so a market's events keep its intents' order. Orders whose outcome is
+unknown are looked up in the background and their resolutions (and sweeps) are released as
+they come.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ log = logging.getLogger(__name__)
 class JobDone:
     """A batch of one market's intents was executed: its events, in the intents' order."""
 
-    places: tuple[str, ...]
+    cids: tuple[str, ...]
+    """The client order ids the intents were for (no longer in flight)."""
     events: tuple[OrderEvent, ...]
 
 
@@ -60,10 +65,21 @@ Done = JobDone | Resolved | Swept | SweepFailed
 
 @dataclass
 class _Lane:
-    tail: asyncio.Future[Any] | None = None
+    """One market: what its intents wait on, and what finished, not yet taken."""
+
+    by_cid: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
+    """The last task of each client order id (loop side)."""
+    barrier: asyncio.Future[Any] | None = None
+    """The last cancel-all (loop side)."""
+    running: set[asyncio.Future[Any]] = field(default_factory=set)
+    """Tasks not finished (loop side)."""
+    next_seq: int = 0
+    next_release: int = 0
+    finished: dict[int, Done] = field(default_factory=dict)
+    """Finished intents by submission number, held until those before them finish."""
     outbox: collections.deque[Done] = field(default_factory=collections.deque)
     pending: int = 0
-    """Jobs submitted and not finished (read by the worker thread, so under the lock)."""
+    """Work submitted and not finished (read by the worker thread, so under the lock)."""
 
 
 class ExchangeRunner:
@@ -83,15 +99,19 @@ class ExchangeRunner:
     # --- the worker thread's side --------------------------------------------------------
 
     def submit(self, key: str, intents: list[OrderIntent], open_orders: int) -> None:
-        """Execute ``intents`` (one market's) after the market's earlier jobs; the guard
-        sees ``open_orders`` orders open before them."""
-        places = tuple(i.client_order_id or "" for i in intents if i.action == "place")
-
-        async def job() -> Done:
-            events = await self.executor.execute_many(intents, lambda _k: open_orders)
-            return JobDone(places, tuple(events))
-
-        self._enqueue(key, job)
+        """Execute ``intents`` (one market's, in order); the guard sees ``open_orders``
+        orders open before them, plus the places before each in this batch."""
+        admitted = 0
+        with self._lock:
+            lane = self._lanes.setdefault(key, _Lane())
+            lane.pending += len(intents)
+            numbered = []
+            for intent in intents:
+                numbered.append((lane.next_seq, intent, open_orders + admitted))
+                lane.next_seq += 1
+                admitted += intent.action == "place"
+        # call_soon_threadsafe keeps the submission order, so the dependencies do too.
+        self._loop.call_soon_threadsafe(self._start_intents, key, numbered)
 
     def submit_sweep(self, key: str, symbol: str) -> None:
         """Ask the venue for the market's open orders, newest fills and balances."""
@@ -118,7 +138,7 @@ class ExchangeRunner:
         self._enqueue(key, job)
 
     def take(self, key: str) -> list[Done]:
-        """Everything finished for ``key`` since the last call, in order."""
+        """Everything released for ``key`` since the last call, in order."""
         with self._lock:
             lane = self._lanes.get(key)
             if lane is None or not lane.outbox:
@@ -164,35 +184,78 @@ class ExchangeRunner:
     # --- the loop's side ---------------------------------------------------------------------
 
     def _enqueue(self, key: str, job: Callable[[], Coroutine[Any, Any, Done]]) -> None:
+        """Work that depends on no intent (a sweep, look-ups): released when done."""
         with self._lock:
             lane = self._lanes.setdefault(key, _Lane())
             lane.pending += 1
-        # call_soon_threadsafe keeps the submission order, so the lane's chain does too.
-        self._loop.call_soon_threadsafe(self._chain, key, job)
+        self._loop.call_soon_threadsafe(self._start_free, key, job)
 
-    def _chain(self, key: str, job: Callable[[], Coroutine[Any, Any, Done]]) -> None:
+    def _start_free(self, key: str, job: Callable[[], Coroutine[Any, Any, Done]]) -> None:
+        self._ensure_resolver()
         lane = self._lanes[key]
-        previous = lane.tail
-        lane.tail = self._loop.create_task(self._run(lane, previous, job))
-        if self._resolver is None:
-            self._resolver = self._loop.create_task(self._resolve_forever())
 
-    async def _run(
+        async def run() -> None:
+            done = await self._safely(job)
+            with self._lock:
+                lane.outbox.append(done)
+                lane.pending -= 1
+
+        self._loop.create_task(run())
+
+    def _start_intents(self, key: str, numbered: list[tuple[int, OrderIntent, int]]) -> None:
+        self._ensure_resolver()
+        lane = self._lanes[key]
+        for seq, intent, n_open in numbered:
+            cid = intent.client_order_id or ""
+            if intent.action == "cancel_all":
+                deps = set(lane.running)
+            else:
+                deps = {f for f in (lane.by_cid.get(cid), lane.barrier) if f is not None}
+            task = self._loop.create_task(self._run_intent(lane, seq, deps, intent, n_open))
+            lane.running.add(task)
+            task.add_done_callback(lane.running.discard)
+            if intent.action == "cancel_all":
+                lane.barrier = task
+            elif cid:
+                lane.by_cid[cid] = task
+                task.add_done_callback(_forget_when_last(lane.by_cid, cid))
+
+    async def _run_intent(
         self,
         lane: _Lane,
-        previous: asyncio.Future[Any] | None,
-        job: Callable[[], Coroutine[Any, Any, Done]],
+        seq: int,
+        deps: set[asyncio.Future[Any]],
+        intent: OrderIntent,
+        n_open: int,
     ) -> None:
-        if previous is not None:
-            await asyncio.wait([previous])
+        if deps:
+            await asyncio.wait(deps)
+
+        cids = (intent.client_order_id,) if intent.client_order_id else ()
         try:
-            done = await job()
+            # execute_many turns every failure of the venue (and any bug) into a reject.
+            events = await self.executor.execute_many([intent], lambda _k: n_open)
+        except Exception:
+            log.exception("executing %s %s failed", intent.action, intent.client_order_id)
+            events = []
+        done = JobDone(cids, tuple(events))
+        with self._lock:
+            lane.finished[seq] = done
+            lane.pending -= 1
+            while lane.next_release in lane.finished:
+                lane.outbox.append(lane.finished.pop(lane.next_release))
+                lane.next_release += 1
+
+    async def _safely(self, job: Callable[[], Coroutine[Any, Any, Done]]) -> Done:
+        try:
+            return await job()
         except Exception as exc:  # a bug, not the venue: never lose the lane
             log.exception("an execution job failed")
-            done = SweepFailed(f"{type(exc).__name__}: {exc}")
-        with self._lock:
-            lane.outbox.append(done)
-            lane.pending -= 1
+            return SweepFailed(f"{type(exc).__name__}: {exc}")
+
+    def _ensure_resolver(self) -> None:
+        if self._resolver is None:
+            self._resolver = self._loop.create_task(self._resolve_forever())
 
     async def _resolve_forever(self) -> None:
         ex = self.executor
@@ -211,3 +274,15 @@ class ExchangeRunner:
             with self._lock:
                 for key, evs in by_key.items():
                     self._lanes.setdefault(key, _Lane()).outbox.append(Resolved(tuple(evs)))
+
+
+def _forget_when_last(
+    by_cid: dict[str, asyncio.Future[Any]], cid: str
+) -> Callable[[asyncio.Future[Any]], None]:
+    """A done-callback dropping ``cid``'s entry if ``task`` is still its last task."""
+
+    def forget(task: asyncio.Future[Any]) -> None:
+        if by_cid.get(cid) is task:
+            del by_cid[cid]
+
+    return forget
