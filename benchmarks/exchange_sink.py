@@ -135,6 +135,8 @@ def sink_config(ex: LocalExchange) -> ExchangeSinkConfig:
         url=ex.url,
         enable_rate_limit=False,
         intent_ttl_ms=None,
+        look_up_replays=False,
+        sweep_interval_s=None,
         guards=GuardLimits(max_open_orders_per_market=10**6),
     )
 
