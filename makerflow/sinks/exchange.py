@@ -169,7 +169,8 @@ class _ExecuteLogic:
         if not self.key:
             self.key, self.symbol = values[0].key, values[0].symbol
             if self.next_sweep_ns is not None:
-                # Mass status first: learn what the venue holds before sending anything.
+                # Mass status as soon as the market is seen (at start, or its first item):
+                # orphans left by an earlier run, orders and fills missed while down.
                 self._sweep()
         out: list[_Out] = []
         intents: list[OrderIntent] = []
@@ -409,9 +410,10 @@ def execute_intents(
     Keyed by market, so each market's intents run in order on one worker. ``updates`` and
     ``fill_updates`` (the private stream's order events and fills) keep the order state
     exact when the venue fills or closes orders; without them it follows this step's own
-    events and the sweeps. ``clock`` (wall, ns) is read for intents' time-to-live, sweeps and
-    harvest timers; ``flatten`` is a
-    confirmed cancel-all (the kill switch's) used for ``cancel_all`` intents.
+    events and the sweeps. ``clock`` (the wall clock, ns; Bytewax wakes the step on the real
+    one) is read for intents' time-to-live, sweeps and harvest timers. ``flatten`` replaces
+    the confirmed cancel-all used for ``cancel_all`` intents (the kill switch's
+    :func:`~makerflow.sinks.flatten.flatten`, by default).
     """
     lazy = _LazyRunner(config, credentials, clock, flatten)
     merged: Stream[Any] = intents
