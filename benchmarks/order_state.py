@@ -6,7 +6,7 @@ The order flow is made by the quoter itself: it quotes real Binance spot BTC/USD
 updates (``../shared/data``, or ``--data DIR``: 73 174 ticks; ``--quick``, or without the
 data, the 4 000 of ``tests/fixtures/quoting``), and a small matching model answers each
 intent the way the venue does: an ack for each place, a cancel confirmation for each cancel,
-and, when the market trades through a resting order, a fill of half of what is left (or all
+and, when the touch moves through a resting order, a fill of half of what is left (or all
 of it) with its partial or filled order update. What was said, in order, is the flow: the
 quoter's intents, the venue's order events and fills.
 
@@ -14,7 +14,8 @@ Rows (each row's work applied to the whole flow, best of ``--repeat`` runs in th
 - ``plain dict``: ``d[cid] = (status, filled)`` per order event, a seen-set per fill; the floor.
 - ``main: LiveOrder + OpenOrders``: what main did for the same flow, the quoter's
   ``LiveOrder`` records (msgspec replace per ack, partial and fill, a 512-id fill memory) plus
-  the exchange sink's ``OpenOrders`` set (makerflow.operators.guards).
+  the exchange sink's ``OpenOrders`` set (main's makerflow.operators.guards, restated here so
+  the baseline outlives it).
 - ``OrderState, in order``: :class:`makerflow.operators.order_state.OrderState`.
 - ``OrderState, at-least-once``: the same flow delivered as a venue does: 10 % of the venue's
   events twice, each venue event delayed by up to 8 positions (seeded), so order updates and
@@ -39,7 +40,6 @@ from typing import Any
 
 import msgspec
 
-from makerflow.operators.guards import OpenOrders
 from makerflow.operators.order_state import OrderState
 from makerflow.operators.quoting import Quoter
 from makerflow.operators.quoting_config import MarketConfig, QuotingParams
@@ -91,11 +91,12 @@ class _Resting(msgspec.Struct):
 def record_flow(ticks: list[Tick], levels: int) -> list[Item]:
     """Quote ``ticks`` and answer the quoter as a venue would; every intent, order event and
     fill, in the order they were said."""
+    # A tight fixed spread, so the recorded market trades through our quotes now and then.
     params = QuotingParams(
+        model="fixed_spread",
+        half_spread_bps=0.2,
         levels=levels,
         warmup_s=0.0,
-        sigma_initial=4.0,
-        refresh_tolerance_bps=0.5,
         min_quote_lifetime_s=0.2,
         max_position=0.01,
     )
@@ -143,7 +144,8 @@ def record_flow(ticks: list[Tick], levels: int) -> list[Item]:
     for t in ticks:
         feed(list(q.on_tick(t).intents))
         for cid, o in list(resting.items()):
-            crossed = t.ask <= o.price if o.side == "buy" else t.bid >= o.price
+            # the touch moved through our price: the resting order was (partly) taken
+            crossed = t.bid < o.price if o.side == "buy" else t.ask > o.price
             if not crossed:
                 continue
             left = o.qty - o.filled
@@ -215,6 +217,19 @@ class _Live(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _DONE = frozenset({"filled", "canceled", "rejected", "expired"})
+
+
+class OpenOrders:
+    """Main's ``guards.OpenOrders``: the sink's set of open client ids."""
+
+    def __init__(self) -> None:
+        self._open: set[str] = set()
+
+    def on_event(self, ev: OrderEvent) -> None:
+        if ev.status in _DONE:
+            self._open.discard(ev.client_order_id)
+        else:
+            self._open.add(ev.client_order_id)
 
 
 def main_path(flow: list[Item]) -> Any:

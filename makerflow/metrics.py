@@ -34,6 +34,17 @@ TICK_TO_QUOTE_LATENCY = Histogram(
     "Time from a tick entering the quoter to its order intents leaving it.",
     buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 1.0),
 )
+QUOTING_SIGMA = Gauge(
+    "makerflow_quoting_sigma",
+    "The quoter's volatility estimate of the mid price, price per square root of a second.",
+    ["market"],
+)
+QUOTING_INTENSITY = Gauge(
+    "makerflow_quoting_intensity",
+    "The quoter's order-arrival intensity in use: a (trades per second and side at the mid)"
+    " and kappa (1/price), fitted from trades or the configured fallback.",
+    ["market", "param"],
+)
 KILL_SWITCH_ENGAGED = Gauge(
     "makerflow_kill_switch_engaged",
     "1 while the scope is HALTED by risk, 0 while it trades.",

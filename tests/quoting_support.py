@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
+import math
 from pathlib import Path
+
+import msgspec
 
 from makerflow.operators.quoting_config import MarketConfig, QuotingParams
 from makerflow.operators.ticks import book_tick
@@ -62,3 +66,62 @@ def btc_market(**params: float | int | str | bool) -> tuple[MarketConfig, Quotin
     )
     base = QuotingParams(warmup_s=0.0, sigma_initial=4.0, min_quote_lifetime_s=0.0)
     return market, base.replace(dict(params))
+
+
+DEMO_FILE = (
+    Path(__file__).resolve().parents[1]
+    / "makerflow"
+    / "demo"
+    / "data"
+    / "binance_spot_btcusdt_20240808_2min.gz"
+)
+"""Two minutes of recorded Binance spot BTC/USDT (bookTicker, trades, depth), the demo's."""
+VOLATILE_FILE = TICKS_FILE.with_name("btcusdt_tops_trades_20240808_2357.gz")
+"""Two later, volatile minutes of the same recording (bookTicker and trades)."""
+
+
+def load_market_ticks(path: Path = DEMO_FILE) -> list[Tick]:
+    """Book ticks (bookTicker) and trade ticks (each ``@trade`` with the top of book it met)
+    in receive-time order, as the ticks operator emits them."""
+    out: list[Tick] = []
+    top: Tick | None = None
+    with gzip.open(path, "rt") as f:
+        for line in f:
+            recv, raw = line.split(" ", 1)
+            if "@bookTicker" in raw:
+                d = json.loads(raw)["data"]
+                top = make_tick(
+                    int(recv),
+                    float(d["b"]),
+                    float(d["a"]),
+                    bid_qty=float(d["B"]),
+                    ask_qty=float(d["A"]),
+                )
+                out.append(top)
+            elif "@trade" in raw and top is not None:
+                d = json.loads(raw)["data"]
+                out.append(
+                    msgspec.structs.replace(
+                        top,
+                        ts=max(int(recv), top.ts),
+                        reason="trade",
+                        last_price=float(d["p"]),
+                        last_qty=float(d["q"]),
+                    )
+                )
+    return out
+
+
+def grid_sigma(ticks: list[Tick], grid_s: float = 1.0) -> float:
+    """Realized volatility (price per sqrt(s)) of the mid sampled every ``grid_s``."""
+    step = round(grid_s * 1e9)
+    mids: list[float] = []
+    nxt = (ticks[0].ts // step + 1) * step
+    last = ticks[0].mid
+    for t in ticks:
+        while t.ts >= nxt:
+            mids.append(last)
+            nxt += step
+        last = t.mid
+    moves = [b - a for a, b in itertools.pairwise(mids)]
+    return math.sqrt(sum(m * m for m in moves) / len(moves) / grid_s)

@@ -192,3 +192,39 @@ def read_exchange_truth(out_dir: Path) -> dict[str, Any]:
         "balances": json.loads((out_dir / "exchange_balances.json").read_text()),
         "state": json.loads((out_dir / "exchange_state.json").read_text()),
     }
+
+
+def compare_with_venue(
+    truth: Mapping[str, Any], view: Mapping[str, Any], fill_trade_ids: Iterable[str]
+) -> dict[str, Any]:
+    """How the pipeline's view stands against the venue's truth (a pure function): client ids
+    the venue accepted more than once, venue trades missing from ``fills`` or delivered more
+    than once, open orders only one side believes in, and assets whose inventory change
+    differs from the balance change."""
+    placed: dict[str, int] = {}
+    for o in truth["orders"]:
+        placed[o["client_order_id"]] = placed.get(o["client_order_id"], 0) + 1
+    seen: dict[str, int] = {}
+    for tid in fill_trade_ids:
+        seen[tid] = seen.get(tid, 0) + 1
+    venue_trades = {t["trade_id"] for t in truth["trades"]}
+    venue_open = {
+        o["client_order_id"] for o in truth["orders"] if o["status"] in ("new", "partially_filled")
+    }
+    believed_open = set(view["open_orders"])
+    start, end = truth["balances"]["start"], truth["balances"]["end"]
+    inventory_off = {}
+    for asset in sorted(set(end) | set(view["inventory_change"])):
+        venue_change = end.get(asset, 0.0) - start.get(asset, 0.0)
+        ours = view["inventory_change"].get(asset, 0.0)
+        if abs(venue_change - ours) > 1e-6 + 1e-9 * abs(venue_change):
+            inventory_off[asset] = {"pipeline": ours, "venue": venue_change}
+    return {
+        "client_ids_placed_twice": sorted(c for c, n in placed.items() if n > 1),
+        "trades_missing_from_fills": sorted(venue_trades - set(seen)),
+        "fills_not_on_venue": sorted(set(seen) - venue_trades),
+        "fills_delivered_twice": sorted(t for t, n in seen.items() if n > 1),
+        "open_on_venue_only": sorted(venue_open - believed_open),
+        "open_in_pipeline_only": sorted(believed_open - venue_open),
+        "inventory_off": inventory_off,
+    }

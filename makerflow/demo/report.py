@@ -82,6 +82,21 @@ def print_report(out_dir: Path) -> dict[str, Any]:
             print(f"  {kind:<20} {n:>8}")
         if not by_kind:
             print("  none")
+    if state_path.exists() and (out_dir / "state.json").exists():
+        checks = _venue_checks(out_dir)
+        summary["venue_checks"] = checks
+        print("\nthe pipeline's view against the exchange's ground truth")
+        for name, found in checks.items():
+            print(f"  {name:<28} {found or 'ok'}")
     print(f"\nevery stream is in {out_dir}/<name>.jsonl; the exchange's ground truth in")
     print(f"{out_dir}/exchange_*.json[l], the pipeline's final view in {out_dir}/state.json")
     return summary
+
+
+def _venue_checks(out_dir: Path) -> dict[str, Any]:
+    from makerflow.demo.ground_truth import compare_with_venue, read_exchange_truth
+
+    fills = load(out_dir, "fills")
+    trade_ids = [str(t) for t in fills["trade_id"]] if fills.height else []
+    view = json.loads((out_dir / "state.json").read_text())
+    return compare_with_venue(read_exchange_truth(out_dir), view, trade_ids)

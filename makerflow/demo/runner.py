@@ -117,10 +117,9 @@ def demo_config(
     basket) on the local exchange; an index of Binance and the DEX."""
     return PipelineConfig(
         index=IndexConfig(min_venues=2, dex_max_age_s=30.0, max_age_s=10.0),
-        quoting=(
-            QuotingConfig(id_namespace="demo", defaults=quoting)
-            if quoting is not None
-            else QuotingConfig(id_namespace="demo")
+        # The demo replays two minutes: the volatility warms up on 10 s instead of 30 s.
+        quoting=QuotingConfig(
+            id_namespace="demo", defaults=quoting or QuotingParams(warmup_s=10.0)
         ),
         risk=RiskConfig(
             markets=(RiskMarket(venue="binance", symbol="BTC/USDT", index_basket="BTC"),)

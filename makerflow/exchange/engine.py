@@ -14,191 +14,43 @@ maker, which is how market flow hits our quotes.
 
 from __future__ import annotations
 
-import bisect
 import itertools
-from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
-from typing import Literal
 
-OrderSide = Literal["BUY", "SELL"]
-OrderType = Literal["LIMIT", "MARKET", "LIMIT_MAKER"]
-OrderStatusName = Literal["NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED", "EXPIRED", "REJECTED"]
-ExecType = Literal["NEW", "TRADE", "CANCELED", "EXPIRED", "REJECTED"]
+from makerflow.exchange.book import Book, BookSide, is_multiple
+from makerflow.exchange.engine_types import (
+    INSUFFICIENT_BALANCE,
+    ZERO,
+    Balance,
+    EngineError,
+    ExecType,
+    Execution,
+    MarketSpec,
+    Order,
+    OrderSide,
+    OrderStatusName,
+    OrderType,
+    OrderUpdate,
+    Outcome,
+)
 
-ZERO = Decimal(0)
-
-
-class EngineError(Exception):
-    """A request the venue refuses. ``code`` and ``message`` are Binance's, so the HTTP layer
-    answers exactly what the real venue would and ccxt maps it to the same error class."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-
-INSUFFICIENT_BALANCE = "Account has insufficient balance for requested action."
-
-
-@dataclass(frozen=True)
-class MarketSpec:
-    """One spot market and its filters (Binance's PRICE_FILTER, LOT_SIZE, NOTIONAL)."""
-
-    symbol: str
-    """The venue's id, ``BTCUSDT``."""
-    base: str
-    quote: str
-    tick_size: Decimal
-    step_size: Decimal
-    min_qty: Decimal
-    max_qty: Decimal = Decimal(9000)
-    min_price: Decimal = Decimal("0.01")
-    max_price: Decimal = Decimal(1_000_000)
-    min_notional: Decimal = Decimal(5)
-    maker_fee: Decimal = Decimal("0.001")
-    taker_fee: Decimal = Decimal("0.001")
-
-
-@dataclass
-class Order:
-    order_id: int
-    client_order_id: str
-    account: str
-    symbol: str
-    side: OrderSide
-    type: OrderType
-    time_in_force: str
-    price: Decimal
-    """The limit price; zero for market orders."""
-    orig_qty: Decimal
-    time: int
-    """Creation time, ms (engine clock)."""
-    executed_qty: Decimal = ZERO
-    cum_quote: Decimal = ZERO
-    status: OrderStatusName = "NEW"
-    update_time: int = 0
-    hold: Decimal = ZERO
-    """What is still locked for this order (quote for buys, base for sells)."""
-
-    @property
-    def remaining(self) -> Decimal:
-        return self.orig_qty - self.executed_qty
-
-    @property
-    def is_open(self) -> bool:
-        return self.status in ("NEW", "PARTIALLY_FILLED")
-
-
-@dataclass(frozen=True)
-class Execution:
-    """One of our trades."""
-
-    trade_id: int
-    order_id: int
-    client_order_id: str
-    account: str
-    symbol: str
-    side: OrderSide
-    price: Decimal
-    qty: Decimal
-    quote_qty: Decimal
-    commission: Decimal
-    commission_asset: str
-    is_maker: bool
-    time: int
-
-
-@dataclass(frozen=True)
-class OrderUpdate:
-    """A change of an order (Binance's ``executionReport``): the order after the change, what
-    happened, and the trade when it was one."""
-
-    order: Order
-    exec_type: ExecType
-    time: int
-    execution: Execution | None = None
-    reject_reason: str = "NONE"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """Everything one call changed: order updates and the accounts whose balances moved."""
-
-    updates: tuple[OrderUpdate, ...] = ()
-    accounts: frozenset[str] = frozenset()
-
-
-@dataclass
-class Balance:
-    free: Decimal = ZERO
-    locked: Decimal = ZERO
-
-
-@dataclass
-class _Side:
-    """One side of the internal book: price levels sorted best first, FIFO queues per level."""
-
-    descending: bool
-    prices: list[Decimal] = field(default_factory=list)
-    """Sorted ascending; for bids the best is the last."""
-    levels: dict[Decimal, deque[Order]] = field(default_factory=dict)
-
-    def best(self) -> Decimal | None:
-        if not self.prices:
-            return None
-        return self.prices[-1] if self.descending else self.prices[0]
-
-    def add(self, order: Order) -> None:
-        q = self.levels.get(order.price)
-        if q is None:
-            q = self.levels[order.price] = deque()
-            bisect.insort(self.prices, order.price)
-        q.append(order)
-
-    def remove(self, order: Order) -> None:
-        q = self.levels.get(order.price)
-        if q is None:
-            return
-        try:
-            q.remove(order)
-        except ValueError:
-            return
-        if not q:
-            self._drop_level(order.price)
-
-    def _drop_level(self, price: Decimal) -> None:
-        del self.levels[price]
-        i = bisect.bisect_left(self.prices, price)
-        del self.prices[i]
-
-    def iter_best(self) -> Iterable[Decimal]:
-        return list(reversed(self.prices)) if self.descending else list(self.prices)
-
-    def pop_empty(self, price: Decimal) -> None:
-        q = self.levels.get(price)
-        if q is not None and not q:
-            self._drop_level(price)
-
-
-@dataclass
-class _Book:
-    bids: _Side = field(default_factory=lambda: _Side(descending=True))
-    asks: _Side = field(default_factory=lambda: _Side(descending=False))
-    # The public market's top of book, and how much of it our takers already consumed.
-    ext_bid: Decimal | None = None
-    ext_bid_qty: Decimal = ZERO
-    ext_ask: Decimal | None = None
-    ext_ask_qty: Decimal = ZERO
-    update_id: int = 0
-    touched: set[Decimal] = field(default_factory=set)
-    """Prices whose visible quantity may have changed since the last :meth:`drain_touched`."""
-
-
-def _is_multiple(value: Decimal, step: Decimal) -> bool:
-    return step == 0 or (value / step) == (value / step).to_integral_value()
+__all__ = [
+    "INSUFFICIENT_BALANCE",
+    "ZERO",
+    "Balance",
+    "EngineError",
+    "ExecType",
+    "Execution",
+    "MarketSpec",
+    "MatchingEngine",
+    "Order",
+    "OrderSide",
+    "OrderStatusName",
+    "OrderType",
+    "OrderUpdate",
+    "Outcome",
+]
 
 
 class MatchingEngine:
@@ -206,7 +58,7 @@ class MatchingEngine:
 
     def __init__(self, markets: Iterable[MarketSpec], *, start_time_ms: int = 0) -> None:
         self.markets: dict[str, MarketSpec] = {m.symbol: m for m in markets}
-        self._books: dict[str, _Book] = {s: _Book() for s in self.markets}
+        self._books: dict[str, Book] = {s: Book() for s in self.markets}
         self._orders: dict[int, Order] = {}
         self._by_client: dict[tuple[str, str], Order] = {}
         self._open: dict[str, dict[int, Order]] = {}
@@ -291,7 +143,7 @@ class MatchingEngine:
         book = self._books[symbol]
 
         def side(
-            internal: _Side, ext_px: Decimal | None, ext_qty: Decimal
+            internal: BookSide, ext_px: Decimal | None, ext_qty: Decimal
         ) -> list[tuple[Decimal, Decimal]]:
             levels: dict[Decimal, Decimal] = {}
             for px in internal.iter_best():
@@ -509,7 +361,7 @@ class MatchingEngine:
     ) -> Decimal:
         if (
             qty <= 0
-            or not _is_multiple(qty, spec.step_size)
+            or not is_multiple(qty, spec.step_size)
             or not (spec.min_qty <= qty <= spec.max_qty)
         ):
             raise EngineError(-1013, "Filter failure: LOT_SIZE")
@@ -519,7 +371,7 @@ class MatchingEngine:
             raise EngineError(
                 -1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed."
             )
-        if not _is_multiple(price, spec.tick_size) or not (
+        if not is_multiple(price, spec.tick_size) or not (
             spec.min_price <= price <= spec.max_price
         ):
             raise EngineError(-1013, "Filter failure: PRICE_FILTER")
@@ -527,7 +379,7 @@ class MatchingEngine:
             raise EngineError(-1013, "Filter failure: NOTIONAL")
         return price
 
-    def _would_take(self, book: _Book, side: OrderSide, px: Decimal) -> bool:
+    def _would_take(self, book: Book, side: OrderSide, px: Decimal) -> bool:
         if side == "BUY":
             best = book.asks.best()
             return (best is not None and best <= px) or (
@@ -541,7 +393,7 @@ class MatchingEngine:
     def _required_hold(
         self,
         spec: MarketSpec,
-        book: _Book,
+        book: Book,
         side: OrderSide,
         order_type: OrderType,
         qty: Decimal,
@@ -564,7 +416,7 @@ class MatchingEngine:
         return spec.quote, cost
 
     def _take(
-        self, spec: MarketSpec, book: _Book, taker: Order, accounts: set[str]
+        self, spec: MarketSpec, book: Book, taker: Order, accounts: set[str]
     ) -> list[OrderUpdate]:
         """Match an incoming order: internal resting orders by price then time, and the public
         top of book when it is at least as good."""
@@ -607,7 +459,7 @@ class MatchingEngine:
     def _passive_fills(
         self,
         spec: MarketSpec,
-        resting: _Side,
+        resting: BookSide,
         through: Decimal,
         available: Decimal,
         side: OrderSide,

@@ -185,6 +185,40 @@ def level_quantities(spec: MarketSpec, shape: LadderShape) -> tuple[float, ...]:
     return tuple(spec.qty_down(shape.size(i)) for i in range(shape.levels))
 
 
+def inventory_sizes(
+    spec: MarketSpec,
+    qtys: Sequence[float],
+    excess: float,
+    limit: float,
+    size_skew: float,
+) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    """The bid and ask level sizes for an inventory ``excess`` over its target (base units)
+    under a position ``limit``; None means the configured ``qtys``.
+
+    The side that adds to the inventory quotes ``1 - size_skew * |excess| / limit`` of each
+    size, and its levels together never take the inventory past ``limit`` even if all fill;
+    the reducing side keeps its sizes, within ``limit`` on the other side. Sizes are rounded
+    down to the lot (a level too small to trade is then left out by :func:`build_ladder`).
+    """
+    if excess == 0.0 and sum(qtys) <= limit:
+        return None, None  # flat: both sides as configured (the common case)
+    factor = 1.0 - size_skew * min(1.0, abs(excess) / limit)
+    adding = _capped(spec, qtys, factor, limit - abs(excess))
+    reducing = _capped(spec, qtys, 1.0, limit + abs(excess))
+    return (adding, reducing) if excess >= 0 else (reducing, adding)
+
+
+def _capped(
+    spec: MarketSpec, qtys: Sequence[float], factor: float, room: float
+) -> tuple[float, ...]:
+    out = []
+    for qty in qtys:
+        q = spec.qty_down(max(0.0, min(qty * factor, room)))
+        room -= q
+        out.append(q)
+    return tuple(out)
+
+
 def clamp_half_spread(half_spread: float, reference: float, shape: LadderShape) -> float:
     """``half_spread`` kept within half the minimum and maximum spreads."""
     lo = reference * shape.min_spread_bps / 2e4
@@ -206,6 +240,8 @@ def build_ladder(
     quote_bids: bool = True,
     quote_asks: bool = True,
     qtys: Sequence[float] | None = None,
+    bid_qtys: Sequence[float] | None = None,
+    ask_qtys: Sequence[float] | None = None,
 ) -> Ladder:
     """The ladder around ``reservation``.
 
@@ -214,6 +250,8 @@ def build_ladder(
     kept below ``best_ask`` and an ask above ``best_bid`` (post-only orders must not cross),
     each level at least one tick beyond the one before. Levels outside the price band around
     ``reference``, or too small for the market after rounding, are left out.
+    ``bid_qtys`` / ``ask_qtys`` (already on the lot grid) replace ``qtys`` for one side,
+    for a size skewed with the inventory.
     """
     hs = clamp_half_spread(half_spread, reference, shape)
     spacing = reference * shape.level_spacing_bps / 1e4
@@ -228,15 +266,17 @@ def build_ladder(
     if qtys is None:
         qtys = level_quantities(spec, shape)
     if quote_bids:
+        side_qtys = qtys if bid_qtys is None else bid_qtys
         ceiling = spec.shift(spec.price_down(best_ask), -1) if best_ask is not None else math.inf
-        for i, qty in enumerate(qtys):
+        for i, qty in enumerate(side_qtys):
             price = min(spec.price_down(reservation - hs - i * spacing), ceiling)
             ceiling = spec.shift(price, -1)
             if abs(price - reference) <= band and spec.tradable(price, qty):
                 bids.append(LadderLevel(i, price, qty))
     if quote_asks:
+        side_qtys = qtys if ask_qtys is None else ask_qtys
         floor = spec.shift(spec.price_up(best_bid), 1) if best_bid is not None else -math.inf
-        for i, qty in enumerate(qtys):
+        for i, qty in enumerate(side_qtys):
             price = max(spec.price_up(reservation + hs + i * spacing), floor)
             floor = spec.shift(price, 1)
             if abs(price - reference) <= band and spec.tradable(price, qty):

@@ -18,6 +18,7 @@ API::
     s.exposure(market)        -> Exposure                remaining qty and notional by side
     s.orphans(market)         -> tuple[Order, ...]       ours by prefix, never sent by us
     s.snapshot()              -> OrderStateSnapshot      small, immutable; OrderState(snapshot=)
+    s.version, s.conflicts, s.ignored                    change counter; contradictions; not ours
 
 States (:data:`OrderStateName`): ``pending_new`` (intent seen, no word from the venue),
 ``unknown`` (sent, the answer was lost: the wire status ``unknown``), ``open``,
@@ -27,7 +28,8 @@ order), and the terminal ``filled``, ``canceled``, ``rejected``, ``expired``.
 Why any order of arrival gives the same state: an order's record keeps only facts that merge
 the same way in any order (a join): the highest venue status seen (pending < unknown <
 open), the set of terminal statuses seen, whether a cancel was asked, the highest cumulative
-filled quantity any order event reported, and the set of fills applied (by trade id). Its state
+filled quantity any order event reported, the set of fills applied (by trade id), and whether
+we rejected it ourselves (see below). Its state
 is a function of those facts, so duplicates change nothing and reordering ends in the same
 record. The order's filled quantity is ``max(cumulative from order events, sum of fills)``: a
 fill and the order update that covers it count once, whichever comes first.
@@ -47,13 +49,15 @@ balances all the same. A fill of an order the state does not hold yet is kept as
 id) and joins the order when its intent or first event arrives; it makes no record of its own,
 so a backfill of old trades does not fill the book with orders of unknown size.
 
-Memory is bounded: at most ``max_terminal`` terminal orders are kept whole (oldest evicted
-first), the client ids of evicted orders are remembered up to ``max_tombstones`` (so a late
-duplicate event does not bring an order back as an orphan), up to ``max_trade_ids`` trade
-ids are remembered to drop duplicate fills, and fills waiting for their order are kept for up
-to ``max_tombstones`` client ids. Non-terminal orders are never evicted: the venue
-must close them first. Within those bounds duplicates and reordering are harmless; past them a
-very late duplicate (more than ``max_trade_ids`` fills later) could count again.
+Defaults for the bounds are for one long-lived owner; owners that snapshot often (each
+Bytewax epoch) pass smaller ones. Memory is bounded: at most ``max_terminal`` terminal orders
+are kept whole (oldest evicted first), the client ids of evicted orders are remembered up to
+``max_tombstones`` (so a late duplicate event does not bring an order back as an orphan), up
+to ``max_trade_ids`` trade ids are remembered to drop duplicate fills, and fills waiting for
+their order are kept for up to ``max_tombstones`` client ids. Non-terminal orders are never
+evicted: the venue must close them first. Within those bounds duplicates and reordering are
+harmless; past them a very late duplicate (more than ``max_trade_ids`` fills later) could
+count again.
 """
 
 from __future__ import annotations
@@ -271,6 +275,8 @@ class OrderState:
         """Inputs that contradicted each other (two terminal words, canceled then filled)."""
         self.ignored = 0
         """Order events for client ids that are not ours (no prefix), or of evicted orders."""
+        self.version = 0
+        """Rises with every change of any order: a reader may cache what it derived."""
         if snapshot is not None:
             self._orders = {o.client_order_id: o for o in snapshot.orders}
             self._open = {o.client_order_id: None for o in snapshot.orders if not o.terminal}
@@ -449,6 +455,7 @@ class OrderState:
             return old
         new = msgspec.structs.replace(old, adopted=True)
         self._orders[client_order_id] = new
+        self.version += 1
         return new
 
     # --- queries --------------------------------------------------------------------------
@@ -585,6 +592,7 @@ class OrderState:
                 self.conflicts += 1
         cid = new.client_order_id
         self._orders[cid] = new
+        self.version += 1
         if not is_terminal:
             self._open[cid] = None
             if new.cancel_requested:

@@ -3,12 +3,15 @@
 :class:`Quoter` is pure (no I/O, no clock; event time comes from the events), one instance per
 market. On each event it updates what it knows (orders and fills in its
 :class:`~makerflow.operators.order_state.OrderState`, the one order truth; inventory from
-those fills, net of base-asset fees and re-anchored to the venue's balances; volatility from
-ticks; halts from risk states and control commands), asks its model for a reservation price
-and half spread, lays out the ladder and diffs it against the live orders into place and
-cancel intents. A live order close enough to its desired price
-(``refresh_tolerance_bps``), or younger than ``min_quote_lifetime_s``, is left alone, so small
-moves of the market do not churn orders.
+those fills, net of base-asset fees and re-anchored to the venue's balances; volatility and
+the trades' arrival intensity from ticks; halts from risk states and control commands), asks
+its model for a reservation price and half spread (GLFT by default; inventory in base units,
+maker fee added), lays out the ladder (the side that would pass ``max_position`` left out,
+the adding side's sizes shrunk with the inventory) and diffs it against the live orders into
+place and cancel intents. A live order within ``refresh_fraction`` of the half spread of its
+desired price is left alone until ``max_quote_age_s``; one younger than
+``min_quote_lifetime_s`` too, unless the market has run into it (on the wrong side of the
+mid, or a half spread more aggressive than wanted).
 
 Client order ids are deterministic: ``mf-<h>-<side><level>-<seq>`` where ``h`` hashes the
 id namespace, account, market and the event time of the quoter's first event, ``side`` is
@@ -44,12 +47,14 @@ from bytewax.dataflow import Stream, operator
 from bytewax.operators import StatefulLogic
 
 from makerflow import metrics
+from makerflow.operators.intensity import Intensity, IntensityState, TradeIntensity
 from makerflow.operators.inventory import Inventory, InventorySnapshot, base_asset
 from makerflow.operators.ladder import (
     Ladder,
     LadderShape,
     MarketSpec,
     build_ladder,
+    inventory_sizes,
     level_quantities,
 )
 from makerflow.operators.order_state import (
@@ -58,14 +63,16 @@ from makerflow.operators.order_state import (
     OrderStateName,
     OrderStateSnapshot,
 )
+from makerflow.operators.quote_hygiene import Hygiene
 from makerflow.operators.quoting_config import MarketConfig, QuotingConfig, QuotingParams
 from makerflow.operators.quoting_models import (
     NS,
     AvellanedaStoikov,
-    EwmaVolatility,
     FixedSpread,
+    Glft,
     QuotingModel,
 )
+from makerflow.operators.volatility import GridVolatility, VolState
 from makerflow.schemas.codec import dead_letter, encode
 from makerflow.schemas.events import (
     Alert,
@@ -137,13 +144,16 @@ class QuoterSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     orders: OrderStateSnapshot
     cancels: tuple[tuple[str, int, int], ...]
     """(client id, last cancel ts, cancels sent) of the cancels the quoter is waiting on."""
-    vol: tuple[int | None, float | None, float, float]
+    vol: tuple[Any, ...]
+    """:meth:`GridVolatility.state`."""
     risk_halts: tuple[str, ...]
     control_halts: tuple[str, ...]
     last_tick: Tick | None
     index: tuple[int, float] | None
     blocked: tuple[tuple[str, int, int], ...]
     last_ladder: tuple[tuple[tuple[float, float], ...], tuple[tuple[float, float], ...]] | None
+    intensity: tuple[Any, ...] | None = None
+    """:meth:`TradeIntensity.state`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,15 +230,52 @@ def _finite_positive(x: float) -> bool:
 
 
 def _model(params: QuotingParams) -> QuotingModel:
+    if params.model == "glft":
+        return Glft(
+            gamma=params.gamma,
+            a=params.arrival_rate,
+            kappa=params.kappa,
+            order_size=params.order_size,
+        )
     if params.model == "avellaneda_stoikov":
         return AvellanedaStoikov(
             gamma=params.gamma,
             kappa=params.kappa,
             horizon_s=params.horizon_s,
             rolling=params.rolling_horizon,
+            order_size=params.order_size,
+            session_end_ns=params.session_end_ns,
         )
     return FixedSpread(
         half_spread_bps=params.half_spread_bps, skew_bps_per_unit=params.skew_bps_per_unit
+    )
+
+
+_INTENSITY_BINS = 40
+_INTENSITY_SPAN = 4.0
+"""The distance bins of the intensity fit span this many mean depths (1/kappa) of the
+configured kappa: a market's price scale without another parameter."""
+
+
+def _intensity(params: QuotingParams) -> TradeIntensity:
+    return TradeIntensity(
+        _INTENSITY_SPAN / (params.kappa * _INTENSITY_BINS),
+        bins=_INTENSITY_BINS,
+        window_s=params.intensity_window_s,
+        slice_s=min(10.0, params.intensity_window_s),
+        min_trades=params.intensity_min_trades,
+        kappa_min=params.kappa_min,
+        kappa_max=params.kappa_max,
+    )
+
+
+def _intensity_key(params: QuotingParams) -> tuple[float, ...]:
+    return (
+        params.kappa,
+        params.intensity_window_s,
+        params.intensity_min_trades,
+        params.kappa_min,
+        params.kappa_max,
     )
 
 
@@ -310,6 +357,8 @@ class Quoter:
         """client id -> (last cancel ts, cancels sent): the quoter's retry timer."""
         self._next_retry = 0
         """No cancel is due for a retry before this time (0: look)."""
+        self._live_cache: tuple[int, int, bool, list[LiveOrder]] | None = None
+        self._cancels_version = 0
         tolerance = market.lot_size if balance_tolerance is None else balance_tolerance
         self._inventory = Inventory(
             market.venue,
@@ -329,7 +378,10 @@ class Quoter:
         self._last_ladder: (
             tuple[tuple[tuple[float, float], ...], tuple[tuple[float, float], ...]] | None
         ) = None
-        self.vol = EwmaVolatility(params.sigma_half_life_s, params.sigma_initial)
+        self.vol = GridVolatility(
+            params.sigma_grid_s, params.sigma_half_life_s, params.sigma_initial
+        )
+        self.intensity = _intensity(params)
         self.params = params
         self.model: QuotingModel = _model(params)
         self.shape = _shape(params)
@@ -362,12 +414,31 @@ class Quoter:
     def sigma(self) -> float:
         return self.vol.sigma
 
+    @property
+    def liquidity(self) -> Intensity | None:
+        """The arrival intensity fitted from trades, None while the fallback applies."""
+        if not self.params.estimate_intensity or self.last_tick is None:
+            return None
+        return self.intensity.estimate(self.last_tick.ts)
+
     def _apply_params(self, params: QuotingParams) -> None:
+        old = self.params
         self.params = params
         self.model = _model(params)
         self.shape = _shape(params)
         self._qtys = level_quantities(self.spec, self.shape)
-        self.vol.set_half_life(params.sigma_half_life_s)
+        if params.sigma_grid_s != old.sigma_grid_s:
+            self.vol = GridVolatility(
+                params.sigma_grid_s, params.sigma_half_life_s, params.sigma_initial
+            )
+        else:
+            self.vol.set_half_life(params.sigma_half_life_s)
+        if _intensity_key(params) != _intensity_key(old):
+            state = self.intensity.state()
+            self.intensity = _intensity(params)
+            if params.kappa == old.kappa:  # same bins: the trades seen still count
+                self.intensity.load(state)
+                self.intensity.invalidate()
 
     def snapshot(self) -> QuoterSnapshot:
         v = self.vol
@@ -379,13 +450,14 @@ class Quoter:
             inventory=self._inventory.snapshot(),
             orders=self.order_state.snapshot(),
             cancels=tuple((cid, ts, n) for cid, (ts, n) in self._cancels.items()),
-            vol=(v.last_ts, v.last_mid, v.variance, v.elapsed_s),
+            vol=v.state(),
             risk_halts=tuple(sorted(self.risk_halts)),
             control_halts=tuple(sorted(self.control_halts)),
             last_tick=self.last_tick,
             index=self.index,
             blocked=tuple((s, lvl, until) for (s, lvl), until in sorted(self._blocked.items())),
             last_ladder=self._last_ladder,
+            intensity=self.intensity.state(),
         )
 
     def _restore(self, s: QuoterSnapshot) -> None:
@@ -418,15 +490,18 @@ class Quoter:
             snapshot=s.orders,
         )
         self._cancels = {cid: (ts, n) for cid, ts, n in s.cancels}
+        self._live_cache = None
         self._next_retry = 0
-        last_ts, last_mid, variance, elapsed = s.vol
-        self.vol = EwmaVolatility(
-            self.params.sigma_half_life_s,
-            last_ts=last_ts,
-            last_mid=last_mid,
-            variance=variance,
-            elapsed_s=elapsed,
-        )
+        if len(s.vol) == 10:
+            vol_state: VolState = s.vol
+            self.vol = GridVolatility.restore(
+                vol_state, self.params.sigma_grid_s, self.params.sigma_half_life_s
+            )
+        else:
+            logger.warning("%s: saved volatility of an older version dropped", self.key)
+        if s.intensity is not None and len(s.intensity) == 5:
+            intensity_state: IntensityState = s.intensity
+            self.intensity.load(intensity_state)
         self.risk_halts = set(s.risk_halts)
         self.control_halts = set(s.control_halts)
         self.last_tick = s.last_tick
@@ -468,6 +543,9 @@ class Quoter:
         if tick.bid >= tick.ask:
             return _out(start)  # crossed book: wait for the next tick rather than quote into it
         self.vol.update(tick.ts, tick.mid)
+        if tick.reason == "trade" and tick.last_price is not None:
+            # the distance from the mid of the book the trade met: what a quote there needed
+            self.intensity.add(tick.ts, abs(tick.last_price - tick.mid))
         self.last_tick = tick
         if self.halted:
             return _out(start + self._retry_cancels(tick.ts))
@@ -617,6 +695,7 @@ class Quoter:
         cid = order.client_order_id
         _, sent = self._cancels.get(cid, (ts, 0))
         self._cancels[cid] = (ts, sent + 1)
+        self._cancels_version += 1
         retry = round(self.params.cancel_retry_s * NS)
         self._next_retry = min(self._next_retry, ts + retry) if self._next_retry else ts + retry
         intent = OrderIntent(
@@ -713,9 +792,13 @@ class Quoter:
     def _live(self, cancelling: bool = True) -> list[LiveOrder]:
         """The managed open orders, oldest first (the order the intents were made in, the
         same on every run); without ``cancelling``, only those no cancel was asked for."""
+        st = self.order_state
+        key = (st.version, self._cancels_version, cancelling)
+        cached = self._live_cache
+        if cached is not None and cached[:3] == key:
+            return cached[3]  # nothing changed since: the same view (read-only)
         out: list[LiveOrder] = []
         cancels = self._cancels
-        st = self.order_state
         orders = st.open_orders(self.key) if cancelling else st.working_orders(self.key)
         for o in orders:
             timer = cancels.get(o.client_order_id)
@@ -740,6 +823,7 @@ class Quoter:
                     state=o.state,
                 )
             )
+        self._live_cache = (*key, out)
         return out
 
     def _retry_cancels(self, ts: int) -> list[OrderIntent]:
@@ -809,25 +893,35 @@ class Quoter:
         """The ladder the model wants at ``ts`` from the last tick, with the reference price
         and the reservation price; None before the first tick or during warm-up."""
         tick = self.last_tick
-        if tick is None or self.vol.elapsed_s < self.params.warmup_s:
+        vol = self.vol
+        if tick is None or vol.elapsed_s < self.params.warmup_s:
             return None
+        sigma = vol.sigma
+        if not sigma > 0:
+            return None  # no grid return and no seed yet: nothing to size the risk with
         p = self.params
         ref = self._reference(tick)
         fair = self._fair(tick, ref)
-        excess = self.inventory - p.target_inventory
-        mq = self.model.quote(fair, excess / p.unit, self.vol.sigma, self.model.time_left(ts))
-        limit = p.max_position
+        excess = self.inventory - p.target_inventory  # base units: gamma means the same
+        liquidity = self.liquidity if p.estimate_intensity else None
+        mq = self.model.quote(fair, excess, sigma, self.model.time_left(ts), liquidity)
+        # a fill must earn its maker fee back; a rebate lets the quote sit closer
+        half_spread = max(0.0, mq.half_spread + fair * p.maker_fee_bps / 1e4)
+        limit = p.position_limit
+        bid_qtys, ask_qtys = inventory_sizes(self.spec, self._qtys, excess, limit, p.size_skew)
         ladder = build_ladder(
             reservation=mq.reservation,
-            half_spread=mq.half_spread,
+            half_spread=half_spread,
             reference=ref,
             spec=self.spec,
             shape=self.shape,
             best_bid=tick.bid,
             best_ask=tick.ask,
-            quote_bids=not (limit > 0 and excess >= limit),
-            quote_asks=not (limit > 0 and -excess >= limit),
+            quote_bids=excess < limit,
+            quote_asks=-excess < limit,
             qtys=self._qtys,
+            bid_qtys=bid_qtys,
+            ask_qtys=ask_qtys,
         )
         return ladder, ref, mq.reservation
 
@@ -871,9 +965,14 @@ class Quoter:
         )
 
     def _diff(self, ts: int, ladder: Ladder, ref: float) -> list[OrderIntent]:
-        p = self.params
-        tolerance = ref * p.refresh_tolerance_bps / 1e4 + self.spec.tick_size * 1e-6
-        lifetime = round(p.min_quote_lifetime_s * NS)
+        rules = Hygiene.of(
+            self.params,
+            half_spread=ladder.half_spread,
+            reference=ref,
+            mid=self.last_tick.mid if self.last_tick is not None else ref,
+            tick_size=self.spec.tick_size,
+            lot_size=self.spec.lot_size,
+        )
         desired = {("buy", lv.level): lv for lv in ladder.bids}
         desired.update({("sell", lv.level): lv for lv in ladder.asks})
         quoting: dict[tuple[str, int], list[LiveOrder]] = {}
@@ -896,13 +995,11 @@ class Quoter:
             if live:
                 keep, extra = live[0], live[1:]
                 cancels.extend(self._cancel(ts, o, "duplicate on level") for o in extra)
-                close = (
-                    abs(keep.price - want.price) <= tolerance
-                    and abs(keep.qty - want.qty) < self.spec.lot_size / 2
-                )
                 if keep.state == "unknown":
                     continue  # its answer was lost: the slot is held until the venue says
-                if close or ts - keep.placed_ts < lifetime:
+                if rules.keeps(
+                    side, keep.price, keep.qty, keep.placed_ts, want.price, want.qty, ts
+                ):
                     continue
                 cancels.append(self._cancel(ts, keep, f"refresh to {want.price}"))
             if self._blocked.get(slot, ts) > ts:
@@ -1022,6 +1119,7 @@ class QuotingLogic(StatefulLogic[Routed, Emission, QuoterSnapshot]):
         self._in = metrics.EVENTS_IN.labels(step=step)
         self._out = metrics.EVENTS_OUT.labels(step=step)
         self._dead = metrics.DEAD_LETTERS.labels(step=step)
+        self._seen_returns = -1
 
     def _quoter(self, key: str) -> Quoter:
         if self.quoter is None:
@@ -1050,6 +1148,9 @@ class QuotingLogic(StatefulLogic[Routed, Emission, QuoterSnapshot]):
                 metrics.TICK_TO_QUOTE_LATENCY.observe(elapsed / NS)
                 if self.on_latency is not None:
                     self.on_latency(elapsed)
+                if quoter.vol.returns != self._seen_returns:
+                    self._seen_returns = quoter.vol.returns  # once per grid step
+                    _export_estimates(quoter)
             else:
                 out = quoter.on_event(event)
         except QuoterInputError as exc:
@@ -1072,6 +1173,16 @@ class QuotingLogic(StatefulLogic[Routed, Emission, QuoterSnapshot]):
             assert self.resume is not None
             return self.resume
         return self.quoter.snapshot()
+
+
+def _export_estimates(quoter: Quoter) -> None:
+    key = quoter.key
+    metrics.QUOTING_SIGMA.labels(market=key).set(quoter.sigma)
+    fit = quoter.liquidity
+    p = quoter.params
+    a, kappa = (fit.a, fit.kappa) if fit is not None else (p.arrival_rate, p.kappa)
+    metrics.QUOTING_INTENSITY.labels(market=key, param="a").set(a)
+    metrics.QUOTING_INTENSITY.labels(market=key, param="kappa").set(kappa)
 
 
 def _is_dead(x: object) -> TypeGuard[DeadLetter]:

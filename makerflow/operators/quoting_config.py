@@ -5,8 +5,8 @@ A file (``MAKERFLOW_CONFIG``, TOML) looks like::
     id_namespace = "paper-1"
 
     [defaults]            # QuotingParams shared by every market
-    model = "avellaneda_stoikov"
-    gamma = 0.005
+    model = "glft"
+    gamma = 3.0
     kappa = 0.3
 
     [[markets]]
@@ -22,14 +22,14 @@ A file (``MAKERFLOW_CONFIG``, TOML) looks like::
 
 The same table may also sit under ``[quoting]`` in a file shared by several services.
 
-Units. Prices are in the market's quote currency, time in seconds of event time, and the
-volatility ``sigma`` is the absolute standard deviation of the mid price per square root of a
-second (what :class:`~makerflow.operators.quoting_models.EwmaVolatility` estimates). The
-Avellaneda-Stoikov ``gamma`` and ``kappa`` are in 1/price. Inventory enters the model in
-units of ``inventory_unit`` (by default the level-0 order size), as the paper counts
-inventory in orders: one filled order moves the reservation price by ``gamma sigma^2 tau``.
-The defaults suit a BTC/USDT-like market (sigma about 4 USDT per sqrt(s)); set ``gamma``,
-``kappa`` and sizes per market for anything else.
+Units. Prices are in the market's quote currency, time in seconds of event time, inventory and
+order sizes in base units. ``sigma`` is the absolute standard deviation of the mid price per
+square root of a second (what :class:`~makerflow.operators.volatility.GridVolatility`
+estimates), ``kappa`` is in 1/price, ``A`` (``arrival_rate``) in 1/s and ``gamma`` in
+1/quote currency, so the risk aversion keeps its meaning when ``order_size`` changes. The
+defaults were measured on the recorded Binance BTC/USDT data (2024-08-08 23:54 to 00:05 UTC:
+sigma 4-10 USDT/sqrt(s) on a 1 s grid, A 4-9 /s and kappa 0.18-0.8 /USDT fitted from its
+trades); set ``gamma``, ``kappa``, ``arrival_rate`` and sizes per market for anything else.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from makerflow.schemas.config import Config, load_section
 from makerflow.schemas.events import market_key
 from makerflow.schemas.scopes import symbol_assets
 
-ModelKind = Literal["avellaneda_stoikov", "fixed_spread"]
+ModelKind = Literal["glft", "avellaneda_stoikov", "fixed_spread"]
 FairPrice = Literal["mid", "microprice", "index"]
 
 ParamValue = float | int | str | bool
@@ -58,32 +58,63 @@ class QuotingParams(Config, frozen=True, kw_only=True):
     """
 
     # --- model
-    model: ModelKind = "avellaneda_stoikov"
-    gamma: float = 0.005
-    """A-S risk aversion (1/price)."""
+    model: ModelKind = "glft"
+    """``glft``: Gueant-Lehalle-Fernandez-Tapia's infinite-horizon quotes, the default for a
+    market that never closes; ``avellaneda_stoikov`` (rolling or finite horizon);
+    ``fixed_spread``."""
+    gamma: float = 3.0
+    """Risk aversion (1/quote currency). 3.0: on the recorded BTC data (calm and volatile
+    minutes alike) GLFT then moves the reservation price by about one half spread at
+    ``max_position`` = 0.01 BTC, so the side that reduces inventory reaches the mid there."""
     kappa: float = 0.3
-    """A-S order-book liquidity: fill intensity decays as exp(-kappa * distance) (1/price)."""
-    horizon_s: float = 60.0
-    """A-S horizon T in seconds."""
+    """Fill intensity decays as exp(-kappa * distance) (1/price); used until the estimate
+    from trades is ready, or always with ``estimate_intensity = false``. 0.3 is the fit over
+    the whole recording."""
+    arrival_rate: float = 6.0
+    """GLFT's A, trades per second and side reaching the mid; the fallback like ``kappa``."""
+    horizon_s: float = 2.5
+    """A-S rolling horizon (the time inventory is assumed to be held). 2.5 s makes the A-S
+    inventory skew ``gamma sigma^2 tau`` GLFT's ``sigma c2`` on the recorded data: equal in
+    its calm minutes, about twice it in the volatile ones."""
     rolling_horizon: bool = True
-    """True: the time left is always ``horizon_s`` (a rolling horizon, the stationary form).
-    False: trading sessions of ``horizon_s`` aligned to the Unix epoch; the time left runs
-    down to zero at each session end, then restarts."""
+    """A-S: True, the time left is always ``horizon_s``; False, it runs down to
+    ``session_end_ns`` (a real close) and stays at zero after it."""
+    session_end_ns: int = 0
+    """A-S finite horizon: event time (ns since the epoch) at which trading ends."""
     half_spread_bps: float = 5.0
     """Fixed-spread model: half spread in basis points of the fair price."""
     skew_bps_per_unit: float = 1.0
-    """Fixed-spread model: the reservation price moves this many bps per inventory unit."""
-    inventory_unit: float = 0.0
-    """Inventory is divided by this before it enters a model; 0 means ``order_size``."""
+    """Fixed-spread model: the reservation price moves this many bps per base unit held."""
     target_inventory: float = 0.0
     """Inventory the models skew towards (base units)."""
+    maker_fee_bps: float = 0.0
+    """Maker fee in bps of the price (negative: a rebate). Added to each side's half spread:
+    a fill must earn its fee back, a rebate lets the quote sit closer. Set it to the
+    account's fee tier (the local exchange charges 10 bps by default)."""
     # --- volatility
-    sigma_half_life_s: float = 30.0
-    """Half-life (event time) of the EWMA estimate of the mid's variance rate."""
+    sigma_grid_s: float = 1.0
+    """The mid is sampled on this event-time grid (aligned to the epoch) for the volatility."""
+    sigma_half_life_s: float = 60.0
+    """Half-life (event time) of the weights of the grid returns. 60 s: about 90 returns in
+    the estimate (a standard error near 15 %), and the estimate follows the recording's
+    jump from 4-5 to 8-9 USDT/sqrt(s) within a minute."""
     sigma_initial: float = 0.0
-    """Volatility assumed before any tick has been seen (price per sqrt(s))."""
-    warmup_s: float = 10.0
-    """Event time of ticks the volatility estimate needs before the quoter quotes."""
+    """A seed for the volatility (price per sqrt(s)), taken as the steady state before the
+    first tick; 0: none, the estimate is the stream's own from its first grid return."""
+    warmup_s: float = 30.0
+    """Event time of grid returns the volatility needs before the quoter quotes (without a
+    seed). 30 s: 30 returns, a standard error near 26 %, the estimate unbiased from the start."""
+    # --- arrival intensity
+    estimate_intensity: bool = True
+    """Fit A and kappa from the market's trades (ticks with reason ``trade``)."""
+    intensity_window_s: float = 120.0
+    """Event time of trades the fit uses (slices of 10 s, aligned to the epoch)."""
+    intensity_min_trades: int = 300
+    """Trades the window must hold before its fit is used."""
+    kappa_min: float = 0.02
+    """Bounds of the fitted kappa (1/price): a mean depth of at most 50 USDT..."""
+    kappa_max: float = 20.0
+    """...and at least 0.05 USDT."""
     # --- ladder
     levels: int = 1
     level_spacing_bps: float = 2.0
@@ -92,25 +123,40 @@ class QuotingParams(Config, frozen=True, kw_only=True):
     """Size of level 0 (base units)."""
     size_multiplier: float = 1.0
     """Each deeper level is this many times the size of the level before it."""
-    min_spread_bps: float = 1.0
-    """Lower bound of the level-0 spread (ask - bid), bps of the reference price."""
+    min_spread_bps: float = 0.1
+    """Lower bound of the level-0 spread (ask - bid), bps of the reference price; a safety
+    floor below the model (GLFT gives 0.4-1.8 bps on the recorded data)."""
     max_spread_bps: float = 100.0
     """Upper bound of the level-0 spread, bps of the reference price."""
     price_band_bps: float = 100.0
     """No quote is placed farther than this from the reference price."""
-    max_position: float = 0.0
-    """With ``abs(inventory - target) >= max_position`` the side that would grow it is not
-    quoted; 0 disables the limit."""
+    max_position: float | None = None
+    """With ``abs(inventory - target) >= max_position`` (base units) the side that would grow
+    it is not quoted, and no order of that side may take it past the limit. None: ten times
+    ``order_size``; ``inf`` disables the limit."""
+    size_skew: float = 0.5
+    """The side that adds to the inventory quotes ``1 - size_skew * |q| / max_position`` of
+    its size (0: no size skew); the reducing side keeps its size."""
     # --- order management
     fair_price: FairPrice = "mid"
     """The price the model quotes around; ``index`` falls back to the mid while no fresh
     index price is known."""
     index_max_age_s: float = 5.0
     """An index price older than this (event time, against the tick) is not used."""
-    refresh_tolerance_bps: float = 1.0
-    """A live order within this distance of its desired price is left alone."""
+    refresh_fraction: float = 0.25
+    """A live order is moved once its desired price is more than this fraction of the half
+    spread away (0 < f <= 1): the tolerance scales with the spread and is never wider."""
+    refresh_tolerance_bps: float = 0.0
+    """An optional absolute cap (bps of the reference) on that tolerance; 0: none."""
     min_quote_lifetime_s: float = 1.0
-    """A live order younger than this (event time) is not replaced."""
+    """A live order younger than this (event time) is not replaced, unless it has ended up on
+    the wrong side of the mid or a whole half spread away from its desired price. 1 s: on
+    the recorded data the mid moves by the tolerance within milliseconds, so this sets the
+    order rate, at most one place a second per level and side, inside Binance's
+    200 000 orders per 24 h with one level a side."""
+    max_quote_age_s: float = 30.0
+    """A live order older than this is replaced even when its price is still right; 0: no
+    ceiling."""
     cancel_retry_s: float = 2.0
     """A cancel that is not confirmed within this time is sent again."""
     max_cancel_retries: int = 2
@@ -134,30 +180,40 @@ class QuotingParams(Config, frozen=True, kw_only=True):
             raise ValueError(f"invalid quoting parameters {changes!r}: {exc}") from None
 
     @property
-    def unit(self) -> float:
-        """The inventory unit the models count in."""
-        return self.inventory_unit if self.inventory_unit > 0 else self.order_size
+    def position_limit(self) -> float:
+        """The effective ``max_position`` (base units)."""
+        return self.max_position if self.max_position is not None else 10.0 * self.order_size
 
 
 def _check_params(p: QuotingParams) -> None:
-    positive = ("gamma", "kappa", "horizon_s", "sigma_half_life_s", "order_size")
+    positive = (
+        "gamma",
+        "kappa",
+        "arrival_rate",
+        "horizon_s",
+        "sigma_grid_s",
+        "sigma_half_life_s",
+        "intensity_window_s",
+        "kappa_min",
+        "kappa_max",
+        "order_size",
+    )
     for name in positive:
         value = getattr(p, name)
         if not (math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     non_negative = (
         "half_spread_bps",
-        "inventory_unit",
         "sigma_initial",
         "warmup_s",
         "level_spacing_bps",
         "min_spread_bps",
         "max_spread_bps",
         "price_band_bps",
-        "max_position",
         "index_max_age_s",
         "refresh_tolerance_bps",
         "min_quote_lifetime_s",
+        "max_quote_age_s",
         "cancel_retry_s",
         "reject_backoff_s",
     )
@@ -165,9 +221,29 @@ def _check_params(p: QuotingParams) -> None:
         value = getattr(p, name)
         if not (math.isfinite(value) and value >= 0):
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    for name in ("skew_bps_per_unit", "target_inventory"):
+    for name in ("skew_bps_per_unit", "target_inventory", "maker_fee_bps"):
         if not math.isfinite(getattr(p, name)):
             raise ValueError(f"{name} must be finite")
+    if p.max_position is not None and not p.max_position > 0:
+        raise ValueError(
+            f"max_position must be > 0 (inf disables the limit), got {p.max_position!r}"
+        )
+    if not 0 <= p.size_skew <= 1:
+        raise ValueError(f"size_skew must be between 0 and 1, got {p.size_skew!r}")
+    if not 0 < p.refresh_fraction <= 1:
+        raise ValueError(
+            f"refresh_fraction must be in (0, 1] (a tolerance wider than the half spread"
+            f" leaves stale quotes), got {p.refresh_fraction!r}"
+        )
+    if p.kappa_min >= p.kappa_max:
+        raise ValueError(f"kappa_min ({p.kappa_min}) must be below kappa_max ({p.kappa_max})")
+    if p.intensity_min_trades < 0:
+        raise ValueError(f"intensity_min_trades must be >= 0, got {p.intensity_min_trades}")
+    if p.model == "avellaneda_stoikov" and not p.rolling_horizon and p.session_end_ns <= 0:
+        raise ValueError(
+            "rolling_horizon = false needs session_end_ns (when trading ends); a market that"
+            " never closes wants model = glft or a rolling horizon"
+        )
     if p.max_cancel_retries < 0:
         raise ValueError(f"max_cancel_retries must be >= 0, got {p.max_cancel_retries}")
     if not 1 <= p.levels <= 50:

@@ -239,6 +239,7 @@ class _MarketLogic(StatefulLogic[MarketIn, Any, tuple[Any, ...]]):
             self.risk.on_index(value.price)
         elif isinstance(value, Heartbeat):
             self.last_now = value.now
+            self.risk.start(value.now)
             age = self.stale.age_ns(value)
             metrics.MARKET_DATA_AGE.labels(market=self.risk.market).set(age / NS_PER_S)
             out.extend(

@@ -371,6 +371,9 @@ class MarketRisk:
         self.orders: BucketedWindow[OrderStats] = BucketedWindow(spec, OrderStats, OrderStats.merge)
         self.book = _order_state()
         """Every order and fill of this market, each applied once (the one order truth)."""
+        self.start_ts: int | None = None
+        """The first tick's time: older fills (a start-up backfill) moved nothing of ours."""
+        self._held: list[Fill] = []
         self.pnl = PnlBook(base, quote)
         self.last_mid: float | None = None
         self.index_mark: float | None = None
@@ -385,6 +388,7 @@ class MarketRisk:
         mid = tick.mid
         if not (mid > 0 and math.isfinite(mid)):
             return True
+        self.start(tick.ts)
         prev = self.last_mid
         ok = self.prices.update(tick.ts, lambda s: s.add(mid, prev))
         if ok:
@@ -418,9 +422,29 @@ class MarketRisk:
         """Take a fill once per (venue, trade id); False for a repeat."""
         if self.book.on_fill(fill) is None:
             return False
-        self.pnl.on_fill(fill.side, fill.price, fill.qty, fill.fee, fill.fee_asset)
+        if self.start_ts is None:
+            # Until the first tick (or heartbeat) says when the run started; bounded.
+            if len(self._held) >= _ID_MEMORY:
+                self._held.pop(0)
+            self._held.append(fill)
+        else:
+            self._position(fill)
         self.last_ts = max(self.last_ts, fill.ts)
         return True
+
+    def start(self, ts: int) -> None:
+        """The run started at ``ts`` (the first tick, or the wall clock's first heartbeat):
+        fills older than that were made before it and move no position."""
+        if self.start_ts is not None:
+            return
+        self.start_ts = ts
+        held, self._held = self._held, []
+        for f in held:
+            self._position(f)
+
+    def _position(self, fill: Fill) -> None:
+        if self.start_ts is not None and fill.ts >= self.start_ts:
+            self.pnl.on_fill(fill.side, fill.price, fill.qty, fill.fee, fill.fee_asset)
 
     def open_notional(self) -> float:
         """What open orders (unknown and pending ones included) could still trade, valued
@@ -474,10 +498,12 @@ class MarketRisk:
             self.last_mid,
             self.index_mark,
             self.last_ts,
+            self.start_ts,
+            tuple(self._held),
         )
 
     def restore(self, snap: tuple[object, ...]) -> None:
-        prices, orders, open_, pnl, last_mid, index_mark, last_ts = snap
+        prices, orders, open_, pnl, last_mid, index_mark, last_ts, start_ts, held = snap
         self.prices.restore(prices)  # type: ignore[arg-type]
         self.orders.restore(orders)  # type: ignore[arg-type]
         assert isinstance(open_, OrderStateSnapshot)
@@ -487,6 +513,8 @@ class MarketRisk:
         self.last_mid = last_mid  # type: ignore[assignment]
         self.index_mark = index_mark  # type: ignore[assignment]
         self.last_ts = last_ts  # type: ignore[assignment]
+        self.start_ts = start_ts  # type: ignore[assignment]
+        self._held = list(held)  # type: ignore[call-overload]
 
 
 # --- exposure ---------------------------------------------------------------------------------

@@ -209,7 +209,10 @@ def test_halt_reaches_every_market_and_cancels_all_their_orders_at_once(runner) 
             i.client_order_id for i in mine if i.action == "cancel" and i.ts < halt_ts
         }
         assert at_halt[0].action == "cancel_all"
-        assert {i.client_order_id for i in at_halt[1:]} == placed - canceled_before
+        # every order still quoting is cancelled by id; so is one whose earlier cancel
+        # (a refresh) is not confirmed yet: it may rest until the venue says otherwise
+        by_id = {i.client_order_id for i in at_halt[1:]}
+        assert placed - canceled_before <= by_id <= placed
         resume_ts = [e.ts for e in events if isinstance(e, RiskState)][1]
         # nothing is placed while halted, quoting comes back on resume
         assert not [i for i in mine if i.action == "place" and halt_ts <= i.ts < resume_ts]

@@ -41,7 +41,9 @@ def test_chaos_was_injected_and_reported(chaos_run, capsys):
     assert truth["orders"], "the pipeline placed nothing on the exchange"
     summary = print_report(out)
     assert summary["faults_by_kind"] == faults
-    assert "faults injected by the exchange" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "faults injected by the exchange" in printed
+    assert "the pipeline's view against the exchange's ground truth" in printed
 
 
 def test_no_client_id_is_placed_twice_on_the_exchange(chaos_run):

@@ -54,10 +54,12 @@ MARKET = MarketConfig(
     min_qty=0.00001,
     min_notional=5.0,
 )
-# sigma held at 2 USDT/sqrt(s), rolling horizon 10 s: gamma sigma^2 tau = 0.1 * 4 * 10 = 4 USDT
-# per filled order (inventory unit = order size); (2/0.1) ln(1 + 0.1/0.95) = 2.0 USDT.
+# Avellaneda-Stoikov, sigma held at 2 USDT/sqrt(s), rolling horizon 10 s, inventory in BTC:
+# gamma sigma^2 tau = 100 * 4 * 10 = 4000 USDT per BTC, 4 USDT per filled order of 0.001;
+# (2/(gamma Delta)) ln(1 + gamma Delta/0.95) = 20 ln(1 + 0.1/0.95) = 2.0 USDT.
 PARAMS = QuotingParams(
-    gamma=0.1,
+    model="avellaneda_stoikov",
+    gamma=100.0,
     kappa=0.95,
     horizon_s=10.0,
     sigma_initial=2.0,
@@ -66,6 +68,7 @@ PARAMS = QuotingParams(
     order_size=ORDER_SIZE,
     min_spread_bps=0.1,
     refresh_tolerance_bps=0.1,
+    size_skew=0.0,
     min_quote_lifetime_s=0.0,
 )
 CONFIG = QuotingConfig(markets=(MARKET,), defaults=PARAMS, id_namespace="loop")

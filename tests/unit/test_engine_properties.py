@@ -123,3 +123,66 @@ def test_without_the_public_market_assets_are_conserved_minus_fees(ops):
             D(0),
         )
         assert total + fees[asset] == start * len(ACCOUNTS)
+
+
+reuse_place = st.tuples(
+    st.just("place"),
+    st.sampled_from(ACCOUNTS),
+    st.sampled_from(["c0", "c1", "c2"]),
+    st.sampled_from(["BUY", "SELL"]),
+    st.integers(1, 5),
+    st.integers(190, 210),
+)
+reuse_close = st.tuples(
+    st.sampled_from(["cancel", "expire"]), st.sampled_from(ACCOUNTS), st.sampled_from(["c0", "c1"])
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.one_of(reuse_place, reuse_close, trade), max_size=60))
+def test_a_client_id_is_unique_among_open_orders_only(ops):
+    """Binance's rule under any flow: a place whose client id belongs to an open order of the
+    account is refused as a duplicate and changes nothing; once every order with the id is
+    closed the id is accepted again; a look-up by client id finds the newest order."""
+    e = MatchingEngine([SPEC])
+    for acct in ACCOUNTS:
+        e.add_account(acct, {"USDT": D(100_000), "BTC": D(100)})
+    newest: dict[tuple[str, str], int] = {}
+    for i, op in enumerate(ops):
+        e.set_time(i)
+        if op[0] == "place":
+            _, acct, cid, side, lots, ticks = op
+            was_open = any(o.client_order_id == cid for o in e.open_orders(acct))
+            before = (len(e.all_orders(acct, "BTCUSDT")), e.balances(acct))
+            try:
+                order, _ = e.place(
+                    acct,
+                    "BTCUSDT",
+                    side,
+                    "LIMIT",
+                    lots * SPEC.step_size,
+                    ticks * SPEC.tick_size,
+                    client_order_id=cid,
+                )
+                assert not was_open, "a duplicate of an open order was accepted"
+                newest[(acct, cid)] = order.order_id
+            except EngineError as exc:
+                assert exc.message == "Duplicate order sent." and exc.code == -2010
+                assert was_open
+                after = (len(e.all_orders(acct, "BTCUSDT")), e.balances(acct))
+                assert after == before
+        elif op[0] in ("cancel", "expire"):
+            _, acct, cid = op
+            close = e.cancel if op[0] == "cancel" else e.expire
+            try:
+                close(acct, "BTCUSDT", None, cid)
+            except EngineError as exc:
+                assert exc.code in (-2011, -2013)
+        else:
+            _, px, lots, side = op
+            e.on_public_trade("BTCUSDT", px * SPEC.tick_size, lots * SPEC.step_size, side)
+        for acct in ACCOUNTS:
+            cids = [o.client_order_id for o in e.open_orders(acct)]
+            assert len(cids) == len(set(cids))
+        for (acct, cid), oid in newest.items():
+            assert e.get_order(acct, "BTCUSDT", None, cid).order_id == oid

@@ -163,6 +163,14 @@ def test_terminal_states_stay_terminal():
         assert t is None or not t.changed_state
     assert s.get("mf-a").state == "canceled"  # type: ignore[union-attr]
     assert s.conflicts == 0
+    # a place refused, then the sink's "last known" ack of a cancel that failed as well
+    s.on_intent(place("mf-b"))
+    s.on_order_event(msgspec.structs.replace(event("mf-b", "rejected"), exchange_order_id=None))
+    t = s.on_order_event(
+        msgspec.structs.replace(event("mf-b", "ack", ts=3), exchange_order_id=None)
+    )
+    assert t is None or t.order.state == "rejected"
+    assert s.open_orders() == ()
 
 
 def test_a_canceled_order_whose_fills_complete_it_is_filled_and_counted_as_a_conflict():

@@ -66,7 +66,7 @@ def test_no_file_means_sensible_defaults() -> None:
     cfg = load_quoting_config(None)
     (m,) = cfg.markets
     p = cfg.params_for(m)
-    assert m.key == "binance:BTC/USDT" and p.model == "avellaneda_stoikov"
+    assert m.key == "binance:BTC/USDT" and p.model == "glft"
     # the default order is tradable on the default market (Binance min notional 5 USDT)
     assert p.order_size * 20_000 > m.min_notional
 

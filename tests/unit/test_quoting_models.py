@@ -1,24 +1,27 @@
 """Quoting models against numbers worked out by hand from the Avellaneda-Stoikov formulas
 
     r = s - q * gamma * sigma^2 * (T - t)
-    delta_total = gamma * sigma^2 * (T - t) + (2 / gamma) * ln(1 + gamma / kappa)
+    delta_total = Delta gamma sigma^2 (T - t) + (2 / (gamma Delta)) ln(1 + gamma Delta / kappa)
 
-and against what a user expects of an inventory skew."""
+(order size ``Delta`` = 1 unless said), the GLFT closed form, and against what a user expects
+of an inventory skew."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
 import pytest
 
+from makerflow.operators.intensity import Intensity
 from makerflow.operators.quoting_models import (
     AvellanedaStoikov,
-    EwmaVolatility,
     FixedSpread,
+    Glft,
     as_reservation_price,
     as_total_spread,
-    session_time_left,
+    glft_coefficients,
 )
 
 NS = 1_000_000_000
@@ -50,24 +53,39 @@ def test_short_inventory_and_longer_horizon() -> None:
     assert 2 * q.half_spread == pytest.approx(4.410525459, abs=1e-9)
 
 
-def test_finite_horizon_runs_down_within_epoch_aligned_sessions() -> None:
-    model = AvellanedaStoikov(gamma=0.1, kappa=1.5, horizon_s=60.0, rolling=False)
-    # 1_700_000_025 s = 28_333_333 * 60 + 45: 45 s into a 60 s session, 15 s left
-    ts = 1_700_000_025 * NS
+def test_finite_horizon_runs_down_to_the_session_end() -> None:
+    end = 1_700_000_040 * NS
+    model = AvellanedaStoikov(
+        gamma=0.1, kappa=1.5, horizon_s=60.0, rolling=False, session_end_ns=end
+    )
+    ts = 1_700_000_025 * NS  # 15 s before the end
     assert model.time_left(ts) == 15.0
     # with s = 100, q = -1, sigma = 2: gamma sigma^2 tau = 0.1 * 4 * 15 = 6 -> r = 106,
     # delta = 6 + 1.290770423 = 7.290770423
     q = model.quote(100.0, -1.0, 2.0, model.time_left(ts))
     assert q.reservation == pytest.approx(106.0, abs=1e-12)
     assert 2 * q.half_spread == pytest.approx(7.290770423, abs=1e-9)
-    # a session ends at a multiple of 60 s; the next one starts with the whole horizon
-    boundary = 1_700_000_040 * NS
-    assert session_time_left(boundary - 1, 60.0) == pytest.approx(1e-9)
-    assert model.time_left(boundary) == 60.0
-    # at the session's end the inventory term vanishes: only the liquidity spread is left
-    end = model.quote(100.0, 5.0, 2.0, 0.0)
-    assert end.reservation == 100.0
-    assert 2 * end.half_spread == pytest.approx(1.290770423, abs=1e-9)
+    # at and after the end the inventory term is gone: only the liquidity spread is left
+    assert model.time_left(end) == 0.0 and model.time_left(end + 90 * NS) == 0.0
+    last = model.quote(100.0, 5.0, 2.0, 0.0)
+    assert last.reservation == 100.0
+    assert 2 * last.half_spread == pytest.approx(1.290770423, abs=1e-9)
+
+
+def test_finite_horizon_does_not_restart_every_horizon() -> None:
+    # Found on main: rolling=False restarted the horizon at every multiple of horizon_s
+    # since the epoch, so the skew fell to zero and jumped back each minute (a saw-tooth).
+    end = 1_700_003_600 * NS  # trading ends in an hour
+    model = AvellanedaStoikov(
+        gamma=0.1, kappa=1.5, horizon_s=60.0, rolling=False, session_end_ns=end
+    )
+    skews = [
+        100.0 - model.quote(100.0, 1.0, 2.0, model.time_left(end - s * NS)).reservation
+        for s in range(3600, 0, -7)
+    ]
+    assert all(b < a for a, b in itertools.pairwise(skews))  # runs down, never resets
+    with pytest.raises(ValueError, match="session_end_ns"):
+        AvellanedaStoikov(gamma=0.1, kappa=1.5, horizon_s=60.0, rolling=False).time_left(end)
 
 
 def test_rolling_horizon_keeps_the_whole_horizon() -> None:
@@ -80,11 +98,12 @@ def test_rolling_horizon_keeps_the_whole_horizon() -> None:
     "model",
     [
         AvellanedaStoikov(gamma=0.1, kappa=1.5, horizon_s=60.0),
+        Glft(gamma=0.1, a=2.0, kappa=1.5, order_size=1.0),
         FixedSpread(half_spread_bps=5.0, skew_bps_per_unit=2.0),
     ],
 )
 def test_long_inventory_moves_both_quotes_down_and_short_up(model: object) -> None:
-    assert isinstance(model, AvellanedaStoikov | FixedSpread)
+    assert isinstance(model, AvellanedaStoikov | Glft | FixedSpread)
     flat = model.quote(100.0, 0.0, 0.5, 60.0)
     long = model.quote(100.0, 2.0, 0.5, 60.0)
     short = model.quote(100.0, -2.0, 0.5, 60.0)
@@ -114,51 +133,61 @@ def test_model_refuses_non_positive_parameters(field: str) -> None:
         AvellanedaStoikov(**params)
 
 
-def test_volatility_converges_to_the_variance_rate_of_the_path() -> None:
-    # A mid that moves by 2 every 0.5 s has variance rate 2^2 / 0.5 = 8 price^2/s. Right
-    # after a move the estimate sits at the top of its sawtooth, the fixed point of
-    # v = exp(-l dt) v + l r^2:  v* = l r^2 / (1 - exp(-l dt)), l = ln 2 / 5 = 0.1386294,
-    # 1 - exp(-0.0693147) = 0.0669670 -> v* = 0.5545177 / 0.0669670 = 8.280462.
-    vol = EwmaVolatility(half_life_s=5.0)
-    mid = 100.0
-    for i in range(400):
-        mid += 2.0 if i % 2 else -2.0
-        vol.update(i * NS // 2, mid)
-    assert vol.variance == pytest.approx(8.280462, rel=1e-6)
-    # half a step later (mid unchanged) it is at the bottom; the two bracket 8
-    vol.update(400 * NS // 2, mid)
-    assert vol.variance < 8.0 < 8.280462
-    assert vol.elapsed_s == pytest.approx(200.0)
+def test_order_size_enters_the_spread_and_gamma_keeps_its_meaning() -> None:
+    # Inventory in base units: with orders of Delta = 0.1 the reservation moves by
+    # q gamma sigma^2 tau = 0.2 * 1.0 * 0.25 * 10 = 0.5; the spread is
+    # Delta gamma sigma^2 tau + (2/(gamma Delta)) ln(1 + gamma Delta/kappa)
+    # = 0.1 * 2.5 + 20 ln(16/15) = 0.25 + 1.290770423
+    small = AvellanedaStoikov(gamma=1.0, kappa=1.5, horizon_s=10.0, order_size=0.1)
+    q = small.quote(100.0, 0.2, 0.5, 10.0)
+    assert q.reservation == pytest.approx(99.5, abs=1e-12)
+    assert 2 * q.half_spread == pytest.approx(1.540770423, abs=1e-9)
+    # twice the order size: the same inventory skews the same (gamma unchanged)
+    big = AvellanedaStoikov(gamma=1.0, kappa=1.5, horizon_s=10.0, order_size=0.2)
+    assert big.quote(100.0, 0.2, 0.5, 10.0).reservation == pytest.approx(99.5, abs=1e-12)
 
 
-def test_volatility_does_not_depend_on_how_often_an_unchanged_mid_is_sampled() -> None:
-    coarse = EwmaVolatility(half_life_s=5.0)
-    fine = EwmaVolatility(half_life_s=5.0)
-    mid = 100.0
-    for i in range(60):
-        mid += 1.0 if i % 3 else -1.5
-        coarse.update(i * NS, mid)
-        fine.update(i * NS, mid)
-        for k in (1, 2, 3):  # extra ticks at the same mid between the moves
-            fine.update(i * NS + k * NS // 4, mid)
-    coarse.update(60 * NS, mid)
-    fine.update(60 * NS, mid)
-    assert fine.sigma == pytest.approx(coarse.sigma, rel=1e-12)
+def test_glft_quotes_match_hand_computed_values() -> None:
+    # gamma = 3 /USDT, A = 6 /s, kappa = 0.3 /USDT, Delta = 0.001 BTC, sigma = 5 USDT/sqrt(s)
+    # x = gamma Delta / kappa = 0.01
+    # c1 = ln(1.01) / 0.003 = 0.00995033085 / 0.003 = 3.316776951
+    # (1 + x)^(1/x + 1) = 1.01^101 = e^(101 * 0.00995033085) = e^1.004983416 = 2.731861968
+    # c2 = sqrt(3 / (2 * 6 * 0.001 * 0.3) * 2.731861968) = sqrt(833.333 * 2.731862) = 47.713223
+    # sigma c2 = 238.566115 USDT per BTC; half spread c1 + Delta sigma c2 / 2 = 3.436060008
+    c1, c2 = glft_coefficients(3.0, 6.0, 0.3, 0.001)
+    assert c1 == pytest.approx(3.316776951, abs=1e-8)
+    assert c2 == pytest.approx(47.713223, abs=1e-5)
+    model = Glft(gamma=3.0, a=6.0, kappa=0.3, order_size=0.001)
+    flat = model.quote(60_000.0, 0.0, 5.0, math.inf)
+    assert flat.reservation == 60_000.0
+    assert flat.half_spread == pytest.approx(3.436060008, abs=1e-8)
+    # long 0.004 BTC: bid depth c1 + (2q + Delta)/2 sigma c2 = 3.316777 + 0.0045 * 238.566115
+    # = 4.390324466, ask depth c1 - (2q - Delta)/2 sigma c2 = 3.316777 - 0.0035 * 238.566115
+    # = 2.481795550
+    long = model.quote(60_000.0, 0.004, 5.0, math.inf)
+    assert 60_000.0 - long.bid == pytest.approx(4.390324466, abs=1e-8)
+    assert long.ask - 60_000.0 == pytest.approx(2.481795550, abs=1e-8)
+    assert model.time_left(0) == math.inf
 
 
-def test_volatility_counts_simultaneous_moves_and_ignores_late_ticks() -> None:
-    vol = EwmaVolatility(half_life_s=10.0)
-    vol.update(10 * NS, 100.0)
-    vol.update(10 * NS, 101.0)  # same event time: the move still counts
-    assert vol.variance == pytest.approx(1.0 * math.log(2) / 10.0)
-    before = vol.variance
-    vol.update(9 * NS, 200.0)  # older than the last tick: ignored
-    assert vol.variance == before and vol.last_mid == 101.0
+def test_glft_takes_the_estimated_intensity_over_its_fallback() -> None:
+    fallback = Glft(gamma=3.0, a=1.0, kappa=1.0, order_size=0.001)
+    fitted = Glft(gamma=3.0, a=6.0, kappa=0.3, order_size=0.001)
+    got = fallback.quote(60_000.0, 0.004, 5.0, math.inf, Intensity(a=6.0, kappa=0.3))
+    assert got == fitted.quote(60_000.0, 0.004, 5.0, math.inf)
+    # thinner liquidity (higher kappa) -> tighter; more arrivals (higher A) -> less skew
+    assert fallback.quote(1.0e4, 0.0, 5.0, 0.0).half_spread < got.half_spread
+    skew_lo_a = (
+        60_000.0
+        - Glft(gamma=3.0, a=2.0, kappa=0.3, order_size=0.001)
+        .quote(60_000.0, 0.004, 5.0, 0.0)
+        .reservation
+    )
+    assert skew_lo_a > 60_000.0 - got.reservation
 
 
-def test_volatility_starts_from_the_initial_guess_and_decays() -> None:
-    vol = EwmaVolatility(half_life_s=10.0, sigma_initial=3.0)
-    assert vol.sigma == 3.0
-    vol.update(0, 100.0)
-    vol.update(10 * NS, 100.0)  # one half-life of a still mid halves the variance
-    assert vol.variance == pytest.approx(4.5)
+@pytest.mark.parametrize("field", ["gamma", "a", "kappa", "order_size"])
+def test_glft_refuses_non_positive_parameters(field: str) -> None:
+    params: dict[str, Any] = {"gamma": 3.0, "a": 6.0, "kappa": 0.3, "order_size": 0.001}
+    with pytest.raises(ValueError, match=field):
+        Glft(**{**params, field: 0.0})

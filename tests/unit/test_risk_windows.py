@@ -304,11 +304,14 @@ def test_a_fee_in_the_base_asset_is_its_own_leg_and_not_a_duplicate():
 
 def test_a_fill_delivered_twice_moves_position_and_pnl_once():
     m = MarketRisk(MARKET, SYMBOL, WindowSpec(60 * S, 5 * S))
-    f = fill(1_700_000_000 * S, "buy", 0.5, 60_000.0, fee=3.0, fee_asset="USDT")
+    t = recorded_ticks(limit=1)[0]
+    m.on_tick(t)
+    f = fill(t.ts, "buy", 0.5, 60_000.0, fee=3.0, fee_asset="USDT")
     m.on_fill(f)
     m.on_fill(f)
     got = m.measures()
     assert got.position == pytest.approx(0.5) and got.realized_pnl == pytest.approx(-3.0)
+    assert got.orders_submitted == 0
 
 
 def test_repeated_order_events_count_once_in_the_rates():
@@ -388,3 +391,17 @@ def test_exposure_and_open_notional_do_not_depend_on_delivery(data):
     got = m.measures()
     assert got.open_orders == 2  # a (half filled) and c (answer lost)
     assert got.open_notional == pytest.approx(100.0 * 0.5 + 100.0 * 2.0)
+
+
+def test_a_backfill_of_trades_from_before_the_run_moves_no_position():
+    # The private stream's start-up backfill replays recent trades with their own (older)
+    # times; main counted them into risk's position and PnL as if traded now.
+    m = MarketRisk(MARKET, SYMBOL, WindowSpec(60 * S, 5 * S))
+    ticks = recorded_ticks(limit=2)
+    m.on_fill(fill(ticks[0].ts - 60 * S, "buy", 1.0, 50_000.0, tid="old1"))  # before any tick
+    m.on_tick(ticks[0])
+    m.on_fill(fill(ticks[0].ts - 30 * S, "sell", 0.5, 70_000.0, tid="old2"))  # after it
+    got = m.measures()
+    assert got.position == 0.0 and got.pnl == 0.0
+    m.on_fill(fill(ticks[1].ts, "buy", 0.5, ticks[1].mid, tid="new"))
+    assert m.measures().position == pytest.approx(0.5)
