@@ -1,9 +1,10 @@
 """Cancels and cancel-alls at the venue.
 
 A cancel is retried while the venue refuses it or cannot be reached; one that fails leaves
-the order alive, so it reports the order's state (never ``rejected``, which would tell the
-quoter it is gone). A cancel of a place whose answer was lost and that the venue does not
-show yet keeps it ``unknown`` and is carried out once it lands.
+the order alive, so it reports the order's state as the venue says (never ``rejected``,
+which would tell the quoter it is gone, nor a made-up "last known" state). A cancel of a
+place whose answer was lost and that the venue does not show yet keeps it ``unknown`` and is
+carried out once it lands.
 
 A cancel-all is one request, retried, whose answer names the orders it canceled; then (with
 ``confirm_cancel_all``, the default) the kill switch's confirmed flatten
@@ -79,28 +80,17 @@ async def cancel_order(ex: ExchangeExecutor, intent: OrderIntent) -> list[OrderE
     detail = f"cancel_rejected: {reason}: {type(last).__name__}: {last}"
     metrics.ORDER_REJECTS.labels(venue=intent.venue, reason=reason).inc()
     log.warning("cancel of %s failed: %s", cid, detail)
-    # A failed cancel leaves the order alive: report its state (as the venue says, or
-    # as last known), never "rejected", which would tell the quoter it is gone.
+    # A failed cancel leaves the order alive: report its state as the venue says, never
+    # "rejected", which would tell the quoter it is gone. When the venue cannot say either,
+    # say nothing: the order state keeps it pending cancel, and the sweep looks again.
     found, _ = await ex.lookup(key, intent.symbol, cid)
     if found is not None:
         return [msgspec.structs.replace(ex.from_order(intent, found), reason=detail)]
-    placed = ex.placed(cid)
-    side: Side = placed[0] if placed else "buy"
-    price, qty = (placed[1], placed[2]) if placed else (None, 0.0)
-    return [
-        OrderEvent(
-            ts=intent.ts,
-            venue=intent.venue,
-            symbol=intent.symbol,
-            account=intent.account,
-            client_order_id=cid,
-            status="ack",
-            side=side,
-            price=price,
-            qty=qty,
-            reason=detail,
-        )
-    ]
+    u = ex.unknown.get(cid)
+    if u is not None:
+        u.cancel_wanted = True
+        return [unknown_event(u, detail)]
+    return []
 
 
 async def cancel_all(
