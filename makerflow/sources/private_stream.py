@@ -58,6 +58,11 @@ class PrivateStreamConfig(Config, frozen=True, kw_only=True):
     reconnect_backoff_s: float = 0.5
     ws_max_failures: int = 3
     """``auto`` mode: websocket failures in a row before polling takes over."""
+    catch_up_interval_s: float | None = 5.0
+    """Websocket mode: every this often, REST catches up what the socket may have missed
+    (a user data stream drops events around a disconnect, and a reconnect does not replay
+    them): fills after the last one emitted, orders that left the open list, balances.
+    ``None``: trust the socket."""
     timeout_ms: int = 5_000
     api_key_env: str = "MAKERFLOW_EXCHANGE_API_KEY"
     secret_env: str = "MAKERFLOW_EXCHANGE_SECRET"
@@ -103,6 +108,9 @@ class PrivateStreamReader:
         self._cids: dict[str, str] = {}
         self._balances: dict[str, tuple[float, float, float]] = {}
         self._last_ts = 0
+        self._live: dict[str, set[str]] = {}
+        """symbol -> exchange ids of the orders last heard of as open (from any source), so
+        a REST pass can ask how those that left the open list ended."""
         self.mode_used: str = ""
 
     # --- conversion with dedup --------------------------------------------------------
@@ -115,6 +123,12 @@ class PrivateStreamReader:
             order, venue=cfg.venue, account=cfg.account, fallback_ts=self._last_ts
         )
         self._last_ts = max(self._last_ts, ev.ts)
+        if ev.exchange_order_id is not None:
+            live = self._live.setdefault(ev.symbol, set())
+            if ev.status in ("new", "ack", "partial"):
+                live.add(ev.exchange_order_id)
+            else:
+                live.discard(ev.exchange_order_id)
         if not self._seen.first(("o", ev.client_order_id, ev.status, ev.filled_qty)):
             return []
         return [ev]
@@ -235,6 +249,8 @@ class PrivateStreamReader:
                     )
                 )
             tasks.append(asyncio.ensure_future(pump(client.watch_balance, self._balance)))
+            if self.config.catch_up_interval_s is not None:
+                tasks.append(asyncio.ensure_future(self._catch_up(client, queue)))
             self.mode_used = "websocket"
             for ev in await self._snapshot(client):
                 yield ev
@@ -251,6 +267,23 @@ class PrivateStreamReader:
                 with contextlib.suppress(BaseException):
                     await t
             await client.close()
+
+    async def _catch_up(
+        self, client: Any, queue: asyncio.Queue[list[PrivateEvent] | BaseException]
+    ) -> None:
+        """Beside the socket: the polling pass every ``catch_up_interval_s`` (what was
+        already emitted is dropped by the dedup, so only what the socket missed goes out)."""
+        interval = self.config.catch_up_interval_s
+        assert interval is not None
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                batch = await self._poll_once(client, self._live)
+            except ccxt.BaseError as exc:
+                log.warning("private stream catch-up failed (%s); retrying", exc)
+                continue
+            if batch:
+                queue.put_nowait(batch)
 
     async def _polling(self) -> AsyncIterator[PrivateEvent]:
         client = self._factory(False)
@@ -278,7 +311,7 @@ class PrivateStreamReader:
             for o in orders:
                 out += self._order(o)
             # Orders that left the open list: ask how they ended.
-            for oid in sorted(open_ids[symbol] - now_open):
+            for oid in sorted(open_ids.get(symbol, set()) - now_open):
                 with contextlib.suppress(ccxt.OrderNotFound):
                     out += self._order(await client.fetch_order(oid, symbol))
             open_ids[symbol] = now_open
