@@ -108,9 +108,7 @@ def build_flow(
             fill_updates=priv.fills,
             credentials=credentials,
         )
-        io.write(
-            op.merge("order_events", ex.orders, priv.orders, gate.rejected), tp.order_events
-        )
+        io.write(op.merge("order_events", ex.orders, priv.orders, gate.rejected), tp.order_events)
         # The sweep's fills and balances beside the private stream's: consumers dedup
         # fills by trade id and take the newest balance.
         io.write(op.merge("all_fills", priv.fills, ex.fills), tp.fills)
