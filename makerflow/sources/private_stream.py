@@ -108,6 +108,7 @@ class PrivateStreamReader:
         self._cids: dict[str, str] = {}
         self._balances: dict[str, tuple[float, float, float]] = {}
         self._last_ts = 0
+        self._catch_up_at: float | None = None
         self._live: dict[str, set[str]] = {}
         """symbol -> exchange ids of the orders last heard of as open (from any source), so
         a REST pass can ask how those that left the open list ended."""
@@ -275,8 +276,14 @@ class PrivateStreamReader:
         already emitted is dropped by the dedup, so only what the socket missed goes out)."""
         interval = self.config.catch_up_interval_s
         assert interval is not None
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(interval)
+            # The schedule outlives reconnects: a socket that keeps dropping (and so keeps
+            # losing events) must not keep putting the catch-up off.
+            if self._catch_up_at is None:
+                self._catch_up_at = loop.time() + interval
+            await asyncio.sleep(max(self._catch_up_at - loop.time(), 0.0))
+            self._catch_up_at = loop.time() + interval
             try:
                 batch = await self._poll_once(client, self._live)
             except ccxt.BaseError as exc:
