@@ -58,6 +58,8 @@ class PrivateStreamConfig(Config, frozen=True, kw_only=True):
     reconnect_backoff_s: float = 0.5
     ws_max_failures: int = 3
     """``auto`` mode: websocket failures in a row before polling takes over."""
+    fills_lookback_s: float = 120.0
+    """How far back (exchange time) the periodic REST passes ask for our trades."""
     catch_up_interval_s: float | None = 5.0
     """Websocket mode: every this often, REST catches up what the socket may have missed
     (a user data stream drops events around a disconnect, and a reconnect does not replay
@@ -197,13 +199,26 @@ class PrivateStreamReader:
             out += await self._recent_fills(client, symbol)
         return out
 
-    async def _recent_fills(self, client: Any, symbol: str) -> list[PrivateEvent]:
+    async def _recent_fills(
+        self, client: Any, symbol: str, *, look_back: bool = False
+    ) -> list[PrivateEvent]:
         """Fills after the last one emitted (all the venue returns on a first start), with
         the orders they belong to when those are not known yet: REST trades carry only the
-        exchange's order id, and the order gives the client order id."""
+        exchange's order id, and the order gives the client order id.
+
+        ``look_back`` (the periodic passes): the trades of the last ``fills_lookback_s``
+        instead. A socket delivers fills out of order and loses some around a disconnect,
+        so the newest trade id emitted is no mark below which everything was seen; the
+        dedup drops what was."""
         last = self.last_trade_ids.get(symbol)
-        params = {"fromId": int(last) + 1} if last is not None and last.isdigit() else {}
-        trades = await client.fetch_my_trades(symbol, None, None, params)
+        lookback_ms = int(self.config.fills_lookback_s * 1000)
+        since: int | None = None
+        params: dict[str, Any] = {}
+        if look_back and self._last_ts and lookback_ms > 0:
+            since = max(self._last_ts // 1_000_000 - lookback_ms, 0)
+        elif last is not None and last.isdigit():
+            params = {"fromId": int(last) + 1}
+        trades = await client.fetch_my_trades(symbol, since, None, params)
         out: list[PrivateEvent] = []
         for oid in sorted({str(t["order"]) for t in trades if t.get("order") is not None}):
             if oid not in self._cids:
@@ -322,7 +337,7 @@ class PrivateStreamReader:
                 with contextlib.suppress(ccxt.OrderNotFound):
                     out += self._order(await client.fetch_order(oid, symbol))
             open_ids[symbol] = now_open
-            out += await self._recent_fills(client, symbol)
+            out += await self._recent_fills(client, symbol, look_back=True)
         out += self._balance(await client.fetch_balance())
         return out
 
