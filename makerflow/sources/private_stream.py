@@ -190,18 +190,19 @@ class PrivateStreamReader:
         async for ev in self._polling():
             yield ev
 
-    async def _snapshot(self, client: Any) -> list[PrivateEvent]:
-        out: list[PrivateEvent] = []
+    async def _snapshot(self, client: Any, out: list[PrivateEvent]) -> None:
+        """Balances, open orders and the fills after the last one emitted, appended to
+        ``out`` as they come: what was read before a failure is still emitted (the dedup has
+        marked it seen, so it would never be emitted again)."""
         out += self._balance(await client.fetch_balance())
         for symbol in self.config.symbols:
             for order in await client.fetch_open_orders(symbol):
                 out += self._order(order)
-            out += await self._recent_fills(client, symbol)
-        return out
+            await self._recent_fills(client, symbol, out)
 
     async def _recent_fills(
-        self, client: Any, symbol: str, *, look_back: bool = False
-    ) -> list[PrivateEvent]:
+        self, client: Any, symbol: str, out: list[PrivateEvent], *, look_back: bool = False
+    ) -> None:
         """Fills after the last one emitted (all the venue returns on a first start), with
         the orders they belong to when those are not known yet: REST trades carry only the
         exchange's order id, and the order gives the client order id.
@@ -219,14 +220,12 @@ class PrivateStreamReader:
         elif last is not None and last.isdigit():
             params = {"fromId": int(last) + 1}
         trades = await client.fetch_my_trades(symbol, since, None, params)
-        out: list[PrivateEvent] = []
         for oid in sorted({str(t["order"]) for t in trades if t.get("order") is not None}):
             if oid not in self._cids:
                 with contextlib.suppress(ccxt.OrderNotFound):
                     out += self._order(await client.fetch_order(oid, symbol))
         for t in trades:
             out += self._fill(t)
-        return out
 
     async def _websocket(self) -> AsyncIterator[PrivateEvent]:
         client = self._factory(True)
@@ -268,8 +267,16 @@ class PrivateStreamReader:
             if self.config.catch_up_interval_s is not None:
                 tasks.append(asyncio.ensure_future(self._catch_up(client, queue)))
             self.mode_used = "websocket"
-            for ev in await self._snapshot(client):
+            snap: list[PrivateEvent] = []
+            failed: Exception | None = None
+            try:
+                await self._snapshot(client, snap)
+            except Exception as exc:
+                failed = exc
+            for ev in snap:
                 yield ev
+            if failed is not None:
+                raise failed
             while True:
                 got = await queue.get()
                 if isinstance(got, BaseException):
@@ -299,34 +306,35 @@ class PrivateStreamReader:
                 self._catch_up_at = loop.time() + interval
             await asyncio.sleep(max(self._catch_up_at - loop.time(), 0.0))
             self._catch_up_at = loop.time() + interval
+            batch: list[PrivateEvent] = []
             try:
-                batch = await self._poll_once(client, self._live)
+                await self._poll_once(client, self._live, batch)
             except ccxt.BaseError as exc:
                 log.warning("private stream catch-up failed (%s); retrying", exc)
-                continue
             if batch:
                 queue.put_nowait(batch)
 
     async def _polling(self) -> AsyncIterator[PrivateEvent]:
         client = self._factory(False)
         self.mode_used = "polling"
-        open_ids: dict[str, set[str]] = {s: set() for s in self.config.symbols}
         try:
             await client.load_markets()
             while True:
+                batch: list[PrivateEvent] = []
                 try:
-                    batch = await self._poll_once(client, open_ids)
+                    await self._poll_once(client, self._live, batch)
                 except ccxt.NetworkError as exc:
                     log.warning("private stream poll failed (%s); retrying", exc)
-                    batch = []
                 for ev in batch:
                     yield ev
                 await asyncio.sleep(self.config.poll_interval_s)
         finally:
             await client.close()
 
-    async def _poll_once(self, client: Any, open_ids: dict[str, set[str]]) -> list[PrivateEvent]:
-        out: list[PrivateEvent] = []
+    async def _poll_once(
+        self, client: Any, open_ids: dict[str, set[str]], out: list[PrivateEvent]
+    ) -> None:
+        """One REST pass, appended to ``out`` as it goes (see :meth:`_snapshot`)."""
         for symbol in self.config.symbols:
             orders = await client.fetch_open_orders(symbol)
             now_open = {str(o["id"]) for o in orders}
@@ -337,9 +345,8 @@ class PrivateStreamReader:
                 with contextlib.suppress(ccxt.OrderNotFound):
                     out += self._order(await client.fetch_order(oid, symbol))
             open_ids[symbol] = now_open
-            out += await self._recent_fills(client, symbol, look_back=True)
+            await self._recent_fills(client, symbol, out, look_back=True)
         out += self._balance(await client.fetch_balance())
-        return out
 
 
 def _id_after(a: str, b: str) -> bool:
