@@ -38,6 +38,7 @@ from makerflow.venue import (
     fill_from_ccxt,
     make_client,
     order_event_from_ccxt,
+    retry_after_s,
 )
 
 log = logging.getLogger(__name__)
@@ -185,6 +186,7 @@ class PrivateStreamReader:
                     log.warning("private websocket failed %d times (%s); polling", failures, exc)
                     break
                 delay = min(self.config.reconnect_backoff_s * 2 ** (failures - 1), 30.0)
+                delay = max(delay, _venue_wait(exc))
                 log.warning("private websocket failed (%s); reconnecting in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
         async for ev in self._polling():
@@ -280,6 +282,13 @@ class PrivateStreamReader:
             while True:
                 got = await queue.get()
                 if isinstance(got, BaseException):
+                    # What the other pumps read before the failure goes out first: the dedup
+                    # has marked it seen, so it would never be emitted again.
+                    while not queue.empty():
+                        more = queue.get_nowait()
+                        if not isinstance(more, BaseException):
+                            for ev in more:
+                                yield ev
                     raise got
                 for ev in got:
                     yield ev
@@ -311,6 +320,8 @@ class PrivateStreamReader:
                 await self._poll_once(client, self._live, batch)
             except ccxt.BaseError as exc:
                 log.warning("private stream catch-up failed (%s); retrying", exc)
+                # A 429/418: the next pass waits as long as the venue asked.
+                self._catch_up_at = loop.time() + max(interval, _venue_wait(exc, client))
             if batch:
                 queue.put_nowait(batch)
 
@@ -321,13 +332,16 @@ class PrivateStreamReader:
             await client.load_markets()
             while True:
                 batch: list[PrivateEvent] = []
+                wait = self.config.poll_interval_s
                 try:
                     await self._poll_once(client, self._live, batch)
                 except ccxt.NetworkError as exc:
                     log.warning("private stream poll failed (%s); retrying", exc)
+                    # A 429/418: polling again before Retry-After only prolongs the ban.
+                    wait = max(wait, _venue_wait(exc, client))
                 for ev in batch:
                     yield ev
-                await asyncio.sleep(self.config.poll_interval_s)
+                await asyncio.sleep(wait)
         finally:
             await client.close()
 
@@ -347,6 +361,12 @@ class PrivateStreamReader:
             open_ids[symbol] = now_open
             await self._recent_fills(client, symbol, out, look_back=True)
         out += self._balance(await client.fetch_balance())
+
+
+def _venue_wait(exc: BaseException, client: Any = None) -> float:
+    """How long the venue asked us to wait (Retry-After of a 429/418), capped at a minute;
+    0 when it did not say."""
+    return min(retry_after_s(client, exc) or 0.0, 60.0) if client is not None else 0.0
 
 
 def _id_after(a: str, b: str) -> bool:
