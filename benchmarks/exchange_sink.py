@@ -132,7 +132,12 @@ async def bare_ccxt(ex: LocalExchange, n: int, concurrency: int) -> float:
 def sink_config(ex: LocalExchange) -> ExchangeSinkConfig:
     # The open-order guard is raised so every benchmark order rests.
     return ExchangeSinkConfig(
-        url=ex.url, enable_rate_limit=False, guards=GuardLimits(max_open_orders_per_market=10**6)
+        url=ex.url,
+        enable_rate_limit=False,
+        intent_ttl_ms=None,
+        look_up_replays=False,
+        sweep_interval_s=None,
+        guards=GuardLimits(max_open_orders_per_market=10**6),
     )
 
 
@@ -155,7 +160,9 @@ def sink_in_flow(ex: LocalExchange, n: int, _concurrency: int) -> float:
     flow = Dataflow("bench_sink")
     s = op.input("in", flow, TestingSource(intents(n, "flow"), batch_size=_concurrency))
     op.output(
-        "out", execute_intents("execute", s, sink_config(ex), credentials=CREDS), TestingSink(out)
+        "out",
+        execute_intents("execute", s, sink_config(ex), credentials=CREDS).orders,
+        TestingSink(out),
     )
     t0 = time.perf_counter()
     run_main(flow)

@@ -146,6 +146,21 @@ LATE_EVENTS = Counter(
     "Events older than every open window of a step, counted and left out of the windows.",
     ["step"],
 )
+ORDERS_UNKNOWN = Counter(
+    "makerflow_orders_unknown",
+    "Places whose answer was lost (outcome unknown until the venue says), by how they ended.",
+    ["venue", "resolution"],
+)
+ORDERS_IN_FLIGHT = Gauge(
+    "makerflow_orders_in_flight",
+    "Requests to the venue in flight now, per venue (bounded by the sink's config).",
+    ["venue"],
+)
+VENUE_SWEEPS = Counter(
+    "makerflow_venue_sweeps",
+    "Reconciliations with the venue (open orders, recent fills, balances), by outcome.",
+    ["venue", "outcome"],
+)
 RISK_GATE_REJECTS = Counter(
     "makerflow_risk_gate_rejects",
     "Orders the risk gate refused before the exchange, by market and why (halted, paused,"

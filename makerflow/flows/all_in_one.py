@@ -224,17 +224,16 @@ def trading_pipeline(
             keys = tuple(m.key for m in config.risk.markets)
             gate_cfg = msgspec.structs.replace(gate_cfg, markets=keys)
         gate = risk_gate(sid("gate"), intents, risk.states, gate_cfg)
-        executions = op.merge(
-            sid("executions"),
-            execute_intents(
-                sid("execution"),
-                gate.passed,
-                config.exchange,
-                updates=orders,
-                credentials=credentials,
-            ),
-            gate.rejected,
+        ex = execute_intents(
+            sid("execution"),
+            gate.passed,
+            config.exchange,
+            updates=orders,
+            fill_updates=fills,
+            credentials=credentials,
         )
+        executions = op.merge(sid("executions"), ex.orders, gate.rejected)
+        confirmations.append(ex.alerts)
         if config.flatten.enabled and not config.exchange.dry_run:
             flat_cfg = config.flatten
             if not flat_cfg.markets:

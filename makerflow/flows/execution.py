@@ -87,28 +87,38 @@ def build_flow(
     states = io.read(tp.risk_states)
     gate = risk_gate("gate", io.read(tp.intents), states, gate_cfg)
     intents = gate.passed
+    alerts = []
     if config.flatten.enabled and not config.sink.dry_run:
         flat_cfg = config.flatten
         if not flat_cfg.markets:
             flat_cfg = msgspec.structs.replace(flat_cfg, markets=gate_cfg.markets)
         sink = config.sink
-        io.write(
+        alerts.append(
             flatten_on_halt(
                 "flatten", states, flat_cfg, lambda: make_ccxt_client(sink, credentials)
-            ),
-            tp.alerts,
+            )
         )
     if config.private_stream:
         priv = private_stream("private", flow, config.private, stop=stop)
-        acks = execute_intents(
-            "execute", intents, config.sink, updates=priv.orders, credentials=credentials
+        ex = execute_intents(
+            "execute",
+            intents,
+            config.sink,
+            updates=priv.orders,
+            fill_updates=priv.fills,
+            credentials=credentials,
         )
-        io.write(op.merge("order_events", acks, priv.orders, gate.rejected), tp.order_events)
-        io.write(priv.fills, tp.fills)
-        io.write(priv.balances, tp.balances)
+        io.write(op.merge("order_events", ex.orders, priv.orders, gate.rejected), tp.order_events)
+        # The sweep's fills and balances beside the private stream's: consumers dedup
+        # fills by trade id and take the newest balance.
+        io.write(op.merge("all_fills", priv.fills, ex.fills), tp.fills)
+        io.write(op.merge("all_balances", priv.balances, ex.balances), tp.balances)
     else:
-        acks = execute_intents("execute", intents, config.sink, credentials=credentials)
-        io.write(op.merge("order_events", acks, gate.rejected), tp.order_events)
+        ex = execute_intents("execute", intents, config.sink, credentials=credentials)
+        io.write(op.merge("order_events", ex.orders, gate.rejected), tp.order_events)
+        io.write(ex.fills, tp.fills)
+        io.write(ex.balances, tp.balances)
+    io.write(op.merge("all_alerts", ex.alerts, *alerts), tp.alerts)
     io.dead_letters()
     return flow
 

@@ -29,9 +29,17 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition, batc
 
 from makerflow import metrics
 from makerflow.schemas.config import Config
-from makerflow.schemas.events import BalanceSnapshot, Fill, OrderEvent, Side
-from makerflow.sinks.exchange import Credentials, ExchangeSinkConfig, order_event_from_ccxt
+from makerflow.schemas.events import BalanceSnapshot, Fill, OrderEvent
 from makerflow.sources.bounded import RunLatch, bounded
+from makerflow.venue import (
+    ClientSpec,
+    Credentials,
+    balances_from_ccxt,
+    fill_from_ccxt,
+    make_client,
+    order_event_from_ccxt,
+    retry_after_s,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +59,13 @@ class PrivateStreamConfig(Config, frozen=True, kw_only=True):
     reconnect_backoff_s: float = 0.5
     ws_max_failures: int = 3
     """``auto`` mode: websocket failures in a row before polling takes over."""
+    fills_lookback_s: float = 120.0
+    """How far back (exchange time) the periodic REST passes ask for our trades."""
+    catch_up_interval_s: float | None = 5.0
+    """Websocket mode: every this often, REST catches up what the socket may have missed
+    (a user data stream drops events around a disconnect, and a reconnect does not replay
+    them): fills after the last one emitted, orders that left the open list, balances.
+    ``None``: trust the socket."""
     timeout_ms: int = 5_000
     api_key_env: str = "MAKERFLOW_EXCHANGE_API_KEY"
     secret_env: str = "MAKERFLOW_EXCHANGE_SECRET"
@@ -58,66 +73,7 @@ class PrivateStreamConfig(Config, frozen=True, kw_only=True):
     secret_file: str | None = None
 
     def credentials(self, env: Mapping[str, str] | None = None) -> Credentials:
-        sink = ExchangeSinkConfig(
-            api_key_env=self.api_key_env,
-            secret_env=self.secret_env,
-            api_key_file=self.api_key_file,
-            secret_file=self.secret_file,
-        )
-        return Credentials.load(sink, env)
-
-
-def fill_from_ccxt(
-    trade: Mapping[str, Any],
-    *,
-    venue: str,
-    account: str,
-    client_order_id: str | None = None,
-) -> Fill:
-    """A ccxt unified trade of ours as a :class:`Fill`."""
-    fee = trade.get("fee") or {}
-    info = trade.get("info") or {}
-    cid = client_order_id or info.get("c") or None
-    side: Side = "sell" if trade.get("side") == "sell" else "buy"
-    return Fill(
-        ts=int(trade.get("timestamp") or 0) * 1_000_000,
-        venue=venue,
-        symbol=str(trade.get("symbol")),
-        account=account,
-        trade_id=str(trade.get("id")),
-        client_order_id=cid,
-        exchange_order_id=str(trade["order"]) if trade.get("order") is not None else None,
-        side=side,
-        price=float(trade.get("price") or 0.0),
-        qty=float(trade.get("amount") or 0.0),
-        fee=float(fee.get("cost") or 0.0),
-        fee_asset=str(fee.get("currency") or ""),
-        liquidity="taker" if trade.get("takerOrMaker") == "taker" else "maker",
-    )
-
-
-def balances_from_ccxt(
-    balance: Mapping[str, Any], *, venue: str, account: str, ts: int
-) -> list[BalanceSnapshot]:
-    """One :class:`BalanceSnapshot` per asset of a ccxt balance structure."""
-    free = balance.get("free") or {}
-    used = balance.get("used") or {}
-    total = balance.get("total") or {}
-    stamp = balance.get("timestamp")
-    out = []
-    for asset in sorted(total):
-        out.append(
-            BalanceSnapshot(
-                ts=int(stamp) * 1_000_000 if stamp else ts,
-                venue=venue,
-                account=account,
-                asset=asset,
-                free=float(free.get(asset) or 0.0),
-                used=float(used.get(asset) or 0.0),
-                total=float(total.get(asset) or 0.0),
-            )
-        )
-    return out
+        return Credentials.load(self, env)
 
 
 class _Dedup:
@@ -155,6 +111,10 @@ class PrivateStreamReader:
         self._cids: dict[str, str] = {}
         self._balances: dict[str, tuple[float, float, float]] = {}
         self._last_ts = 0
+        self._catch_up_at: float | None = None
+        self._live: dict[str, set[str]] = {}
+        """symbol -> exchange ids of the orders last heard of as open (from any source), so
+        a REST pass can ask how those that left the open list ended."""
         self.mode_used: str = ""
 
     # --- conversion with dedup --------------------------------------------------------
@@ -167,6 +127,12 @@ class PrivateStreamReader:
             order, venue=cfg.venue, account=cfg.account, fallback_ts=self._last_ts
         )
         self._last_ts = max(self._last_ts, ev.ts)
+        if ev.exchange_order_id is not None:
+            live = self._live.setdefault(ev.symbol, set())
+            if ev.status in ("new", "ack", "partial"):
+                live.add(ev.exchange_order_id)
+            else:
+                live.discard(ev.exchange_order_id)
         if not self._seen.first(("o", ev.client_order_id, ev.status, ev.filled_qty)):
             return []
         return [ev]
@@ -220,35 +186,48 @@ class PrivateStreamReader:
                     log.warning("private websocket failed %d times (%s); polling", failures, exc)
                     break
                 delay = min(self.config.reconnect_backoff_s * 2 ** (failures - 1), 30.0)
+                delay = max(delay, _venue_wait(exc))
                 log.warning("private websocket failed (%s); reconnecting in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
         async for ev in self._polling():
             yield ev
 
-    async def _snapshot(self, client: Any) -> list[PrivateEvent]:
-        out: list[PrivateEvent] = []
+    async def _snapshot(self, client: Any, out: list[PrivateEvent]) -> None:
+        """Balances, open orders and the fills after the last one emitted, appended to
+        ``out`` as they come: what was read before a failure is still emitted (the dedup has
+        marked it seen, so it would never be emitted again)."""
         out += self._balance(await client.fetch_balance())
         for symbol in self.config.symbols:
             for order in await client.fetch_open_orders(symbol):
                 out += self._order(order)
-            out += await self._recent_fills(client, symbol)
-        return out
+            await self._recent_fills(client, symbol, out)
 
-    async def _recent_fills(self, client: Any, symbol: str) -> list[PrivateEvent]:
+    async def _recent_fills(
+        self, client: Any, symbol: str, out: list[PrivateEvent], *, look_back: bool = False
+    ) -> None:
         """Fills after the last one emitted (all the venue returns on a first start), with
         the orders they belong to when those are not known yet: REST trades carry only the
-        exchange's order id, and the order gives the client order id."""
+        exchange's order id, and the order gives the client order id.
+
+        ``look_back`` (the periodic passes): the trades of the last ``fills_lookback_s``
+        instead. A socket delivers fills out of order and loses some around a disconnect,
+        so the newest trade id emitted is no mark below which everything was seen; the
+        dedup drops what was."""
         last = self.last_trade_ids.get(symbol)
-        params = {"fromId": int(last) + 1} if last is not None and last.isdigit() else {}
-        trades = await client.fetch_my_trades(symbol, None, None, params)
-        out: list[PrivateEvent] = []
+        lookback_ms = int(self.config.fills_lookback_s * 1000)
+        since: int | None = None
+        params: dict[str, Any] = {}
+        if look_back and self._last_ts and lookback_ms > 0:
+            since = max(self._last_ts // 1_000_000 - lookback_ms, 0)
+        elif last is not None and last.isdigit():
+            params = {"fromId": int(last) + 1}
+        trades = await client.fetch_my_trades(symbol, since, None, params)
         for oid in sorted({str(t["order"]) for t in trades if t.get("order") is not None}):
             if oid not in self._cids:
                 with contextlib.suppress(ccxt.OrderNotFound):
                     out += self._order(await client.fetch_order(oid, symbol))
         for t in trades:
             out += self._fill(t)
-        return out
 
     async def _websocket(self) -> AsyncIterator[PrivateEvent]:
         client = self._factory(True)
@@ -287,12 +266,29 @@ class PrivateStreamReader:
                     )
                 )
             tasks.append(asyncio.ensure_future(pump(client.watch_balance, self._balance)))
+            if self.config.catch_up_interval_s is not None:
+                tasks.append(asyncio.ensure_future(self._catch_up(client, queue)))
             self.mode_used = "websocket"
-            for ev in await self._snapshot(client):
+            snap: list[PrivateEvent] = []
+            failed: Exception | None = None
+            try:
+                await self._snapshot(client, snap)
+            except Exception as exc:
+                failed = exc
+            for ev in snap:
                 yield ev
+            if failed is not None:
+                raise failed
             while True:
                 got = await queue.get()
                 if isinstance(got, BaseException):
+                    # What the other pumps read before the failure goes out first: the dedup
+                    # has marked it seen, so it would never be emitted again.
+                    while not queue.empty():
+                        more = queue.get_nowait()
+                        if not isinstance(more, BaseException):
+                            for ev in more:
+                                yield ev
                     raise got
                 for ev in got:
                     yield ev
@@ -304,39 +300,73 @@ class PrivateStreamReader:
                     await t
             await client.close()
 
+    async def _catch_up(
+        self, client: Any, queue: asyncio.Queue[list[PrivateEvent] | BaseException]
+    ) -> None:
+        """Beside the socket: the polling pass every ``catch_up_interval_s`` (what was
+        already emitted is dropped by the dedup, so only what the socket missed goes out)."""
+        interval = self.config.catch_up_interval_s
+        assert interval is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            # The schedule outlives reconnects: a socket that keeps dropping (and so keeps
+            # losing events) must not keep putting the catch-up off.
+            if self._catch_up_at is None:
+                self._catch_up_at = loop.time() + interval
+            await asyncio.sleep(max(self._catch_up_at - loop.time(), 0.0))
+            self._catch_up_at = loop.time() + interval
+            batch: list[PrivateEvent] = []
+            try:
+                await self._poll_once(client, self._live, batch)
+            except ccxt.BaseError as exc:
+                log.warning("private stream catch-up failed (%s); retrying", exc)
+                # A 429/418: the next pass waits as long as the venue asked.
+                self._catch_up_at = loop.time() + max(interval, _venue_wait(exc, client))
+            if batch:
+                queue.put_nowait(batch)
+
     async def _polling(self) -> AsyncIterator[PrivateEvent]:
         client = self._factory(False)
         self.mode_used = "polling"
-        open_ids: dict[str, set[str]] = {s: set() for s in self.config.symbols}
         try:
             await client.load_markets()
             while True:
+                batch: list[PrivateEvent] = []
+                wait = self.config.poll_interval_s
                 try:
-                    batch = await self._poll_once(client, open_ids)
+                    await self._poll_once(client, self._live, batch)
                 except ccxt.NetworkError as exc:
                     log.warning("private stream poll failed (%s); retrying", exc)
-                    batch = []
+                    # A 429/418: polling again before Retry-After only prolongs the ban.
+                    wait = max(wait, _venue_wait(exc, client))
                 for ev in batch:
                     yield ev
-                await asyncio.sleep(self.config.poll_interval_s)
+                await asyncio.sleep(wait)
         finally:
             await client.close()
 
-    async def _poll_once(self, client: Any, open_ids: dict[str, set[str]]) -> list[PrivateEvent]:
-        out: list[PrivateEvent] = []
+    async def _poll_once(
+        self, client: Any, open_ids: dict[str, set[str]], out: list[PrivateEvent]
+    ) -> None:
+        """One REST pass, appended to ``out`` as it goes (see :meth:`_snapshot`)."""
         for symbol in self.config.symbols:
             orders = await client.fetch_open_orders(symbol)
             now_open = {str(o["id"]) for o in orders}
             for o in orders:
                 out += self._order(o)
             # Orders that left the open list: ask how they ended.
-            for oid in sorted(open_ids[symbol] - now_open):
+            for oid in sorted(open_ids.get(symbol, set()) - now_open):
                 with contextlib.suppress(ccxt.OrderNotFound):
                     out += self._order(await client.fetch_order(oid, symbol))
             open_ids[symbol] = now_open
-            out += await self._recent_fills(client, symbol)
+            await self._recent_fills(client, symbol, out, look_back=True)
         out += self._balance(await client.fetch_balance())
-        return out
+
+
+def _venue_wait(exc: BaseException, client: Any = None) -> float:
+    """How long the venue asked us to wait (Retry-After of a 429/418), capped at a minute;
+    0 when it did not say."""
+    return min(retry_after_s(client, exc) or 0.0, 60.0) if client is not None else 0.0
 
 
 def _id_after(a: str, b: str) -> bool:
@@ -400,26 +430,11 @@ class PrivateStreamSource(FixedPartitionedSource[PrivateEvent, ResumeState]):
 
 
 def default_client_factory(config: PrivateStreamConfig) -> Callable[[bool], Any]:
-    """ccxt clients for the config: the local exchange's when ``url`` is set."""
+    """ccxt clients for the config (the venue layer's): the local exchange's when ``url`` is
+    set."""
     creds = config.credentials()
-
-    def make(pro: bool) -> Any:
-        extra = {"timeout": config.timeout_ms}
-        if config.url is not None:
-            from makerflow.exchange.local import ccxt_client
-
-            return ccxt_client(config.url, creds.api_key, creds.secret, pro=pro, **extra)
-        if pro:
-            import ccxt.pro as ccxt_pro
-
-            mod: Any = ccxt_pro
-        else:
-            mod = ccxt
-        return getattr(mod, config.exchange_id)(
-            {"apiKey": creds.api_key, "secret": creds.secret, **extra}
-        )
-
-    return make
+    spec = ClientSpec(exchange_id=config.exchange_id, url=config.url, timeout_ms=config.timeout_ms)
+    return lambda pro: make_client(spec, creds, pro=pro)
 
 
 @dataclass(frozen=True)

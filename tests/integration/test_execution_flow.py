@@ -39,6 +39,7 @@ def test_execution_service_on_kafka(broker, unique, monkeypatch):
         "order_events": reg.ORDER_EVENTS,
         "fills": reg.FILLS,
         "balances": reg.BALANCES,
+        "alerts": reg.ALERTS,
         "risk_states": reg.RISK_STATE,
     }
     topics = ExecutionTopics(
@@ -71,7 +72,8 @@ def test_execution_service_on_kafka(broker, unique, monkeypatch):
     with LocalExchange(speed=0, replay=REPLAY) as ex:
         ex.advance(1)
         config = ExecutionConfig(
-            sink=ExchangeSinkConfig(url=ex.url, rate_limit_ms=1),
+            # Recorded event times: no time-to-live.
+            sink=ExchangeSinkConfig(url=ex.url, rate_limit_ms=1, intent_ttl_ms=None),
             private=PrivateStreamConfig(url=ex.url, mode="websocket"),
         )
         # The private stream is live: the latch ends the run once intents are long done.

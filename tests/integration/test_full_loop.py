@@ -230,10 +230,13 @@ def test_fill_comes_back_through_the_private_stream_and_skews_the_quotes() -> No
         )
         none = op.filter("none", ticks, lambda _: False)
         out = quoting_op("quoting", ticks, none, risk, priv.orders, priv.fills, none, CONFIG)
-        sink_cfg = ExchangeSinkConfig(url=ex.url, rate_limit_ms=1, timeout_ms=2_000)
+        # Recorded event times: no time-to-live.
+        sink_cfg = ExchangeSinkConfig(
+            url=ex.url, rate_limit_ms=1, timeout_ms=2_000, intent_ttl_ms=None
+        )
         events = execute_intents(
             "execute", out.intents, sink_cfg, updates=priv.orders, credentials=CREDS
-        )
+        ).orders
         op.output("intents", out.intents, TestingSink(intents))
         op.output("ladders", out.ladders, TestingSink(ladders))
         op.output("acks", events, TestingSink(acks))

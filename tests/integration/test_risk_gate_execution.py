@@ -98,7 +98,13 @@ def test_an_intent_for_a_halted_scope_never_reaches_the_exchange(broker, unique,
         reg.ORDER_EVENTS.codec.decode(m.value())
         for m in read_topic(brokers, topics.order_events.name, idle=1.0, timeout=30)
     ]
-    refused = {e.client_order_id: e.reason for e in events if e.status == "rejected"}
+    # The gate's refusals (the cancel of g-halted, which passes, is refused by the venue as
+    # unknown: the two streams interleave in no fixed order).
+    refused = {
+        e.client_order_id: e.reason
+        for e in events
+        if e.status == "rejected" and e.reason.startswith("risk_gate")
+    }
     assert set(refused) >= {"g-halted", "g-halted-2", "g-reduce", "g-unheard"}
     assert refused["g-halted"].startswith("risk_gate:halted: market:binance:BTC/USDT is HALTED")
     assert "largest move 1000 bps" in refused["g-halted-2"]
