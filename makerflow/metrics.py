@@ -146,6 +146,11 @@ LATE_EVENTS = Counter(
     "Events older than every open window of a step, counted and left out of the windows.",
     ["step"],
 )
+REPEATED_FILLS = Counter(
+    "makerflow_repeated_fills",
+    "Copies of a fill already delivered (the same trade by another path), dropped.",
+    ["step"],
+)
 ORDERS_UNKNOWN = Counter(
     "makerflow_orders_unknown",
     "Places whose answer was lost (outcome unknown until the venue says), by how they ended.",

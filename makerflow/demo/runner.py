@@ -339,11 +339,13 @@ def build_demo_flow(
         feedback=Loopback(),
         stop=latch,
     )
+    assert out.fills is not None
+    fills = out.fills  # each trade once: the private stream's and the sweep's
     if progress is not None:
         p = progress
         op.inspect("progress_ticks", out.ticks, lambda _s, t: p.on_tick(t))
         op.inspect("progress_ladders", out.ladders, lambda _s, x: p.on_ladder(x))
-        op.inspect("progress_fills", priv.fills, lambda _s, f: p.on_fill(f))
+        op.inspect("progress_fills", fills, lambda _s, f: p.on_fill(f))
         op.inspect("progress_risk", out.risk_states, lambda _s, r: p.on_risk(r))
     dead = op.merge("dead", out.dead_letters, chain_split.falses)
     streams: dict[str, Any] = {
@@ -358,7 +360,7 @@ def build_demo_flow(
         "intents": out.intents,
         "executions": out.executions,
         "order_events": priv.orders,
-        "fills": priv.fills,
+        "fills": fills,
         "balances": priv.balances,
         "recon_reports": out.recon_reports,
         "dead_letters": dead,

@@ -23,7 +23,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 import bytewax.operators as op
 import msgspec
@@ -31,6 +31,7 @@ from bytewax.dataflow import Dataflow, Stream
 
 from makerflow.flows.common import FlowSettings, TopicIO, lazy_flow
 from makerflow.operators.control_auth import ControlKey, verified_control
+from makerflow.operators.fill_dedup import unique_fills
 from makerflow.operators.index import index_op
 from makerflow.operators.index_config import IndexConfig
 from makerflow.operators.quoting import quoting_op
@@ -143,10 +144,16 @@ class PipelineOutputs:
     dead_letters: Stream[DeadLetter]
     inventory_corrections: Stream[InventoryCorrection] | None = None
     """The quoter's positions re-anchored to the venue's balances."""
+    fills: Stream[Fill] | None = None
+    """Our fills as the pipeline applied them: each trade once, from every path."""
 
 
 def _or_empty(step_id: str, flow: Dataflow, stream: Stream[Any] | None) -> Stream[Any]:
     return stream if stream is not None else op.input(step_id, flow, EmptySource())
+
+
+def _is_order_event(x: OrderEvent | Fill) -> TypeGuard[OrderEvent]:
+    return isinstance(x, OrderEvent)
 
 
 def trading_pipeline(
@@ -156,7 +163,7 @@ def trading_pipeline(
     config: PipelineConfig,
     *,
     credentials: Credentials | None = None,
-    feedback: Loopback[OrderEvent] | None = None,
+    feedback: Loopback[OrderEvent | Fill] | None = None,
     stop: RunLatch | None = None,
 ) -> PipelineOutputs:
     """Ticks, index, risk, quoting, execution and reconciliation over ``inputs``.
@@ -165,8 +172,9 @@ def trading_pipeline(
     direct arguments, and the pipeline's inputs are many and mostly optional. Its steps are
     named ``<step_id>_<service>``.
 
-    ``feedback`` carries execution's own events (acks, local and exchange rejects) back into
-    quoting and risk, as the ``orders.events`` topic does between services; ``stop`` ends that
+    ``feedback`` carries execution's own events (acks, local and exchange rejects) and the
+    fills its sweep found back into quoting and risk, as the ``orders.events`` and ``fills``
+    topics do between services; ``stop`` ends that
     channel with the run.
     """
 
@@ -181,14 +189,19 @@ def trading_pipeline(
     transfers = _or_empty(sid("no_transfers"), flow, inputs.transfers)
 
     # What quoting and risk hear about our orders: the exchange's private stream, plus, in
-    # one process, execution's own verdicts (a refused order never reaches the exchange).
+    # one process, execution's own verdicts (a refused order never reaches the exchange) and
+    # the fills its sweep of the venue found (a fill the private stream missed in a gap).
     heard = orders
     if feedback is not None:
         source: Any = feedback.source()
         if stop is not None:
             source = bounded(source, stop, finite=False)
-        verdicts = op.input(sid("execution_feedback"), flow, source)
-        heard = op.merge(sid("order_events"), orders, verdicts)
+        fed = op.input(sid("execution_feedback"), flow, source)
+        fed_split = op.branch(sid("fed_orders"), fed, _is_order_event)
+        heard = op.merge(sid("order_events"), orders, fed_split.trues)
+        fills = op.merge(sid("fills_swept"), fills, fed_split.falses)
+    # Each trade once, whichever path brought it (websocket, REST catch-up, the sweep).
+    fills = unique_fills(sid("unique_fills"), fills)
 
     md = ticks_op(sid("ticks"), inputs.book, inputs.trades, config.ticks, bounded=inputs.bounded)
     index = index_op(sid("index"), md.ticks, dex, config.index)
@@ -248,7 +261,8 @@ def trading_pipeline(
                 )
             )
         if feedback is not None:
-            op.output(sid("execution_loopback"), executions, feedback.sink())
+            back = op.merge(sid("feedback"), executions, ex.fills)
+            op.output(sid("execution_loopback"), back, feedback.sink())
     recon = reconcile_op(sid("reconcile"), fills, balances, transfers, config.recon)
     alerts = op.merge(
         sid("alerts"), risk.alerts, risk.audit, recon.alerts, quotes.alerts, *confirmations
@@ -269,6 +283,7 @@ def trading_pipeline(
         recon_reports=recon.reports,
         dead_letters=dead,
         inventory_corrections=quotes.corrections,
+        fills=fills,
     )
 
 

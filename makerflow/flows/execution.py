@@ -23,6 +23,7 @@ import msgspec
 from bytewax.dataflow import Dataflow
 
 from makerflow.flows.common import FlowSettings, TopicIO, lazy_flow
+from makerflow.operators.fill_dedup import unique_fills
 from makerflow.operators.risk_gate import GateConfig, risk_gate
 from makerflow.schemas import topics as t
 from makerflow.schemas.config import Config, load_section
@@ -109,14 +110,16 @@ def build_flow(
             credentials=credentials,
         )
         io.write(op.merge("order_events", ex.orders, priv.orders, gate.rejected), tp.order_events)
-        # The sweep's fills and balances beside the private stream's: consumers dedup
-        # fills by trade id and take the newest balance.
-        io.write(op.merge("all_fills", priv.fills, ex.fills), tp.fills)
+        # The sweep's fills and balances beside the private stream's: each trade once on
+        # the topic (consumers would drop a repeat too), the newest balance wins.
+        io.write(
+            unique_fills("unique_fills", op.merge("all_fills", priv.fills, ex.fills)), tp.fills
+        )
         io.write(op.merge("all_balances", priv.balances, ex.balances), tp.balances)
     else:
         ex = execute_intents("execute", intents, config.sink, credentials=credentials)
         io.write(op.merge("order_events", ex.orders, gate.rejected), tp.order_events)
-        io.write(ex.fills, tp.fills)
+        io.write(unique_fills("unique_fills", ex.fills), tp.fills)
         io.write(ex.balances, tp.balances)
     io.write(op.merge("all_alerts", ex.alerts, *alerts), tp.alerts)
     io.dead_letters()
