@@ -41,7 +41,12 @@ def commands(path: Path) -> list[str]:
     for span in re.findall(r"`([^`\n]*\bmakerflow [^`\n]*)`", text):
         if not re.search(r"[\[\]|<>]|\.\.\.", span) and len(span.split()) > 2:
             found.append(span)
-    return [c for c in found if re.search(r"(^|\s)makerflow [a-z]", c)]
+    # A shell prompt's "$ " is not part of the command; a line that does not start with
+    # makerflow (after VAR=value settings) is output pasted beside it, not a command.
+    found = [c.removeprefix("$ ") for c in found]
+    return [
+        c for c in found if re.match(r"([A-Z_][A-Z0-9_]*=\S*\s+)*makerflow [a-z][a-z-]*(\s|$)", c)
+    ]
 
 
 def split(command: str) -> tuple[dict[str, str], list[str]]:
