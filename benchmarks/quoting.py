@@ -255,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     # No exchange confirms cancels here, so the quoter would warn about every order it stops
     # tracking after its retries; that is expected in this benchmark.
-    logging.getLogger("makerflow.operators.quoting").setLevel(logging.ERROR)
+    logging.getLogger("makerflow.operators.quoter").setLevel(logging.ERROR)
+    logging.getLogger("makerflow.operators.quoter_orders").setLevel(logging.ERROR)
     logging.getLogger("_mf_baseline.quoting").setLevel(logging.ERROR)
     paths = (QUICK,) if args.quick or not all(p.exists() for p in FULL) else FULL
     ticks = load_ticks(paths)

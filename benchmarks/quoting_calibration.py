@@ -26,7 +26,7 @@ from types import ModuleType
 from typing import Any
 
 from makerflow.operators.intensity import TradeIntensity
-from makerflow.operators.quoting import Quoter
+from makerflow.operators.quoter import Quoter
 from makerflow.operators.quoting_config import QuotingConfig, QuotingParams
 from makerflow.operators.quoting_models import Glft
 from makerflow.operators.volatility import GridVolatility
@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def hygiene_table(ticks: list[Tick]) -> None:
-    logging.getLogger("makerflow.operators.quoting").setLevel(logging.ERROR)
+    logging.getLogger("makerflow.operators.quoter").setLevel(logging.ERROR)
+    logging.getLogger("makerflow.operators.quoter_orders").setLevel(logging.ERROR)
     logging.getLogger("_mf_baseline.quoting").setLevel(logging.ERROR)
     quoters: list[tuple[str, Any]] = []
     cfg = QuotingConfig()

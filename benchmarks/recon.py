@@ -29,13 +29,9 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from makerflow.operators.recon_logic import (
-    NS,
-    ReconConfig,
-    check_snapshot,
-    fill_legs,
-    reconcile_all,
-)
+from makerflow.operators.recon_config import NS, ReconConfig
+from makerflow.operators.recon_inputs import check_snapshot, fill_legs
+from makerflow.operators.recon_logic import reconcile_all
 from makerflow.operators.reconcile import reconcile_op
 from makerflow.schemas.events import BalanceSnapshot, Fill, ReconReport, Transfer
 

@@ -38,7 +38,8 @@ from makerflow.operators.risk_limits import (
     RiskConfig,
     check_market,
 )
-from makerflow.operators.risk_windows import NS_PER_S, MarketRisk, WindowSpec
+from makerflow.operators.risk_market import MarketRisk
+from makerflow.operators.risk_windows import NS_PER_S, WindowSpec
 from makerflow.schemas.events import Tick
 from tests.risk_support import MARKET, SYMBOL, VENUE, recorded_ticks
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Sequence
 
-from makerflow.operators.recon_logic import NS, ReconConfig
+from makerflow.operators.recon_config import NS, ReconConfig
 from makerflow.schemas.events import BalanceSnapshot, Fill, ReconReport, Transfer
 
 W = 60 * NS

@@ -32,7 +32,7 @@ from makerflow.operators.control_auth import ControlKey, verified_control
 from makerflow.operators.index import IndexConfig, index_op
 from makerflow.operators.quoting import quoting_op
 from makerflow.operators.quoting_config import QuotingConfig
-from makerflow.operators.recon_logic import ReconConfig
+from makerflow.operators.recon_config import ReconConfig
 from makerflow.operators.reconcile import reconcile_op
 from makerflow.operators.risk import risk_op
 from makerflow.operators.risk_gate import GateConfig, risk_gate

@@ -18,7 +18,7 @@ import msgspec
 from bytewax.dataflow import Dataflow, Stream
 
 from makerflow.flows.common import FlowSettings, TopicIO, lazy_flow
-from makerflow.operators.recon_logic import ReconConfig
+from makerflow.operators.recon_config import ReconConfig
 from makerflow.operators.reconcile import reconcile_op, reconcile_orders_op
 from makerflow.schemas.config import Config, load_section
 from makerflow.schemas.events import Alert

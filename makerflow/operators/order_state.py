@@ -64,180 +64,26 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Literal
 
 import msgspec
 
-from makerflow.schemas.events import Fill, OrderEvent, OrderIntent, Side, market_key
-
-OrderStateName = Literal[
-    "pending_new",
-    "unknown",
-    "open",
-    "partially_filled",
-    "pending_cancel",
-    "filled",
-    "canceled",
-    "rejected",
-    "expired",
-]
-
-TERMINAL: frozenset[OrderStateName] = frozenset(("filled", "canceled", "rejected", "expired"))
-
-
-def _states(*names: OrderStateName) -> frozenset[OrderStateName]:
-    return frozenset(names)
-
-
-TRANSITIONS: dict[OrderStateName, frozenset[OrderStateName]] = {
-    "pending_new": _states("unknown", "open", "partially_filled", "pending_cancel") | TERMINAL,
-    "unknown": _states("open", "partially_filled", "pending_cancel") | TERMINAL,
-    "open": _states("partially_filled", "pending_cancel") | TERMINAL,
-    "partially_filled": _states("pending_cancel") | TERMINAL,
-    "pending_cancel": TERMINAL,
-    "filled": _states(),
-    # The quantity correction described in the module docstring.
-    "canceled": _states("filled"),
-    "expired": _states("filled"),
-    "rejected": _states("filled"),
-}
-"""Every change of state an order may go through; a state also 'moves' to itself."""
-
-# Venue ranks: what the venue (or the sink) last said about a live order, merged by max.
-_PENDING, _UNKNOWN, _OPEN = 0, 1, 2
-_RANK: dict[str, int] = {"unknown": _UNKNOWN, "new": _OPEN, "ack": _OPEN, "partial": _OPEN}
-_WIRE_TERMINAL: dict[str, OrderStateName] = {
-    "filled": "filled",
-    "canceled": "canceled",
-    "rejected": "rejected",
-    "expired": "expired",
-}
-_STRENGTH: dict[str, int] = {"filled": 3, "canceled": 2, "expired": 1, "rejected": 0}
-
-
-class Order(msgspec.Struct, frozen=True, kw_only=True):
-    """One order as the state knows it. Immutable: every change makes a new record."""
-
-    client_order_id: str
-    venue: str
-    symbol: str
-    account: str
-    side: Side
-    price: float | None
-    qty: float | None
-    """``None`` when no input has said the order's size yet."""
-    state: OrderStateName
-    filled: float = 0.0
-    """max(cumulative filled from order events, sum of applied fills)."""
-    sent: bool = False
-    """An intent of ours placed it; ``False`` for an orphan (or an order adopted later)."""
-    adopted: bool = False
-    placed_ts: int | None = None
-    """Event time of the place intent."""
-    last_ts: int = 0
-    """Latest event time of anything applied to the order."""
-    exchange_order_id: str | None = None
-    reason: str = ""
-    """The reason given with the strongest word the venue (or the sink) said of the order."""
-    # The merged facts the state is derived from (see the module docstring).
-    rank: int = _PENDING
-    terminals: tuple[OrderStateName, ...] = ()
-    cancel_requested: bool = False
-    event_filled: float = 0.0
-    fills: tuple[tuple[str, float], ...] = ()
-    """(trade id, qty) of every fill applied to this order, sorted by trade id."""
-    reason_rank: int = -1
-
-    @property
-    def market(self) -> str:
-        return market_key(self.venue, self.symbol)
-
-    @property
-    def terminal(self) -> bool:
-        return self.state in TERMINAL
-
-    @property
-    def remaining(self) -> float:
-        """What may still trade: 0 for a terminal order or one of unknown size."""
-        if self.terminal or self.qty is None:
-            return 0.0
-        return max(self.qty - self.filled, 0.0)
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """What one input did to one order: its state before (``None``: new record) and now."""
-
-    previous: OrderStateName | None
-    order: Order
-
-    @property
-    def changed_state(self) -> bool:
-        return self.previous != self.order.state
-
-
-@dataclass(frozen=True, slots=True)
-class FillEffect:
-    """A fill applied for the first time. ``order_filled_delta`` is how much it raised its
-    order's filled quantity (0 when an order event had already reported it)."""
-
-    fill: Fill
-    order: Order | None
-    previous: OrderStateName | None
-    order_filled_delta: float
-
-
-@dataclass(frozen=True, slots=True)
-class Exposure:
-    """Remaining quantity and notional of open orders (including unknown and pending ones)."""
-
-    buy_qty: float = 0.0
-    sell_qty: float = 0.0
-    buy_notional: float = 0.0
-    sell_notional: float = 0.0
-    orders: int = 0
-
-
-class OrderStateSnapshot(msgspec.Struct, frozen=True, kw_only=True):
-    """Everything an :class:`OrderState` needs to resume (for Bytewax recovery)."""
-
-    orders: tuple[Order, ...]
-    terminal_ids: tuple[str, ...]
-    tombstones: tuple[str, ...]
-    trade_ids: tuple[tuple[str, str], ...]
-    loose: tuple[tuple[str, tuple[Fill, ...]], ...] = ()
-    conflicts: int = 0
-
-
-class BoundedSet:
-    """A set that forgets its oldest members past ``size``."""
-
-    __slots__ = ("_order", "_set")
-
-    def __init__(self, size: int, items: Iterable[object] = ()) -> None:
-        self._order: deque[object] = deque(maxlen=size)
-        self._set: set[object] = set()
-        for item in items:
-            self.add(item)
-
-    def __contains__(self, item: object) -> bool:
-        return item in self._set
-
-    def __len__(self) -> int:
-        return len(self._set)
-
-    def add(self, item: object) -> None:
-        if item in self._set:
-            return
-        if len(self._order) == self._order.maxlen:
-            self._set.discard(self._order[0])
-        self._order.append(item)
-        self._set.add(item)
-
-    def items(self) -> tuple[object, ...]:
-        return tuple(self._order)
+from makerflow.operators.bounded_set import BoundedSet
+from makerflow.operators.order_records import (
+    OPEN_RANK,
+    PENDING_RANK,
+    TERMINAL,
+    TERMINAL_STRENGTH,
+    UNKNOWN_RANK,
+    VENUE_RANK,
+    WIRE_TERMINAL,
+    Exposure,
+    FillEffect,
+    Order,
+    OrderStateName,
+    OrderStateSnapshot,
+    Transition,
+)
+from makerflow.schemas.events import Fill, OrderEvent, OrderIntent
 
 
 class OrderState:
@@ -370,12 +216,12 @@ class OrderState:
         else:
             old_base = old
         rank, terminals = old_base.rank, old_base.terminals
-        terminal = _WIRE_TERMINAL.get(ev.status)
+        terminal = WIRE_TERMINAL.get(ev.status)
         if terminal is not None:
             if terminal not in terminals:
                 terminals = tuple(sorted((*terminals, terminal)))
         else:
-            rank = max(rank, _RANK.get(ev.status, _PENDING))
+            rank = max(rank, VENUE_RANK.get(ev.status, PENDING_RANK))
         qty = old_base.qty
         if qty is None and ev.qty > 0:
             qty = ev.qty
@@ -394,7 +240,11 @@ class OrderState:
             return None  # a repeat, or older news: nothing to merge
         # The reason kept is the one of the strongest word, ties broken by the text, so that
         # it does not depend on the order events arrive in.
-        word = 10 + _STRENGTH[terminal] if terminal is not None else _RANK.get(ev.status, 0)
+        word = (
+            10 + TERMINAL_STRENGTH[terminal]
+            if terminal is not None
+            else VENUE_RANK.get(ev.status, 0)
+        )
         reason, reason_rank = old_base.reason, old_base.reason_rank
         if ev.reason and (word, ev.reason) > (reason_rank, reason):
             reason, reason_rank = ev.reason, word
@@ -569,13 +419,15 @@ class OrderState:
                 filled = qty
         elif terminals:
             state = (
-                terminals[0] if len(terminals) == 1 else max(terminals, key=_STRENGTH.__getitem__)
+                terminals[0]
+                if len(terminals) == 1
+                else max(terminals, key=TERMINAL_STRENGTH.__getitem__)
             )
         elif o.cancel_requested:
             state = "pending_cancel"
-        elif o.rank >= _OPEN or filled > 0:
+        elif o.rank >= OPEN_RANK or filled > 0:
             state = "partially_filled" if filled > 0 else "open"
-        elif o.rank == _UNKNOWN or not o.sent:
+        elif o.rank == UNKNOWN_RANK or not o.sent:
             state = "unknown"
         else:
             state = "pending_new"

@@ -38,10 +38,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-import msgspec
-
-from makerflow.schemas.codec import dead_letter, encode
-from makerflow.schemas.config import Config
+from makerflow.operators.recon_alerts import report_alert
+from makerflow.operators.recon_config import ReconConfig as ReconConfig
+from makerflow.operators.recon_config import window_start
+from makerflow.operators.recon_inputs import (
+    Leg,
+    check_snapshot,
+    dead_event,
+    fill_legs,
+    transfer_leg,
+)
 from makerflow.schemas.events import (
     Alert,
     BalanceSnapshot,
@@ -52,183 +58,6 @@ from makerflow.schemas.events import (
     Transfer,
     balance_key,
 )
-from makerflow.schemas.scopes import account_scope, symbol_assets
-from makerflow.schemas.topics import BALANCES, FILLS, TRANSFERS
-
-NS = 1_000_000_000
-BREAK_ALERT = "BalanceReconciliationBreak"
-RESOLVED_ALERT = "BalanceReconciliationResolved"
-DEFAULT_PRECISION: dict[str, float] = {
-    a: 1e-8 for a in ("BTC", "ETH", "SOL", "BNB", "USDT", "USDC", "USD")
-}
-"""Common assets at 8 decimals, how most spot venues book balances."""
-
-
-class ReconConfig(Config, frozen=True, kw_only=True):
-    """Reconciliation settings. Times are seconds of event time unless said otherwise."""
-
-    window_s: float = 60.0
-    """Length of the tumbling windows, aligned to the Unix epoch."""
-    grace_s: float = 5.0
-    """How far the watermark (the latest balance snapshot) must pass a window's end before its
-    first report: absorbs balances arriving ahead of the fills and transfers."""
-    allowed_lateness_s: float = 600.0
-    """How long after its first report a window still takes late events (and amends)."""
-    abs_tolerance: float = 0.0
-    """Smallest difference that is a break, in units of the asset (never below precision)."""
-    rel_tolerance: float = 1e-9
-    """Difference relative to the larger of expected and reported that is still OK."""
-    assets: dict[str, float] = msgspec.field(default_factory=lambda: dict(DEFAULT_PRECISION))
-    """Known assets and their precision (the smallest unit the exchange books)."""
-    default_precision: float | None = None
-    """Precision of assets not in ``assets``; ``None`` makes them unknown (dead letters)."""
-    idle_close_s: float | None = None
-    """Wall-clock seconds after which a quiet key's windows close as if event time had moved
-    on with the wall clock (live only; ``None`` keeps the flow purely event-time driven)."""
-    open_order_grace_s: float = 5.0
-    """Orders younger than this are not flagged by open-order reconciliation (in flight)."""
-    own_order_prefix: str | None = "mf-"
-    """Client order ids this system gives its orders (the quoter's ``mf-``): an exchange order
-    without it is an orphan at once. ``None`` judges by our order events alone."""
-    open_order_max_view_lag_s: float = 300.0
-    """Missing orders are judged only while our order events are at most this far behind the
-    exchange's listing (a restart reading its backlog is not judged)."""
-    step: str = "reconcile"
-    """Step name written into dead letters."""
-
-    @property
-    def window_ns(self) -> int:
-        return round(self.window_s * NS)
-
-    @property
-    def grace_ns(self) -> int:
-        return round(self.grace_s * NS)
-
-    @property
-    def lateness_ns(self) -> int:
-        return round(self.allowed_lateness_s * NS)
-
-    def precision(self, asset: str) -> float | None:
-        """The asset's precision, or ``None`` if the asset is unknown."""
-        p = self.assets.get(asset)
-        return self.default_precision if p is None else p
-
-    def validate(self) -> ReconConfig:
-        """``self`` if usable, else a ValueError saying which setting to fix."""
-        if not self.window_s > 0:
-            raise ValueError(f"window_s must be > 0, got {self.window_s}")
-        if self.grace_s < 0 or self.allowed_lateness_s < 0:
-            raise ValueError("grace_s and allowed_lateness_s must be >= 0")
-        if self.abs_tolerance < 0 or self.rel_tolerance < 0:
-            raise ValueError("abs_tolerance and rel_tolerance must be >= 0")
-        bad = {a: p for a, p in self.assets.items() if not (p > 0 and math.isfinite(p))}
-        if bad:
-            raise ValueError(f"asset precisions must be finite and > 0: {bad}")
-        return self
-
-
-def window_start(ts: int, length_ns: int) -> int:
-    """Start of the epoch-aligned window of ``length_ns`` holding ``ts``."""
-    return ts - ts % length_ns
-
-
-# --- inputs: legs of fills and transfers, checked snapshots -----------------------------------
-
-
-@dataclass(frozen=True)
-class Leg:
-    """One posting on one ``account:asset`` balance, with the event it came from."""
-
-    account: str
-    asset: str
-    ts: int
-    posting_id: str
-    """Unique per change: a duplicate delivery of the same fill has the same id."""
-    amount: float
-    kind: Literal["fill", "transfer"]
-    origin: Fill | Transfer
-
-    @property
-    def key(self) -> str:
-        return balance_key(self.account, self.asset)
-
-
-_SOURCE_TOPIC = {Fill: FILLS.name, Transfer: TRANSFERS.name, BalanceSnapshot: BALANCES.name}
-
-
-def _bad(cfg: ReconConfig, ev: Event, reason: str) -> DeadLetter:
-    return dead_letter(cfg.step, reason, encode(ev), ts=ev.ts, topic=_SOURCE_TOPIC.get(type(ev)))
-
-
-def _finite(*xs: float) -> bool:
-    return all(math.isfinite(x) for x in xs)
-
-
-def fill_legs(fill: Fill, cfg: ReconConfig) -> list[Leg] | DeadLetter:
-    """The postings a fill makes on each asset it touches (fee merged into its asset's leg),
-    or a dead letter if the fill cannot be booked."""
-    try:
-        base, quote = symbol_assets(fill.symbol)
-    except ValueError as exc:
-        return _bad(cfg, fill, f"fill {fill.trade_id}: {exc}")
-    if not _finite(fill.price, fill.qty, fill.fee):
-        return _bad(cfg, fill, f"fill {fill.trade_id}: price, qty and fee must be finite numbers")
-    if fill.price <= 0 or fill.qty <= 0 or fill.fee < 0:
-        return _bad(
-            cfg,
-            fill,
-            f"fill {fill.trade_id}: needs price > 0, qty > 0, fee >= 0"
-            f" (got price={fill.price}, qty={fill.qty}, fee={fill.fee})",
-        )
-    if fill.fee and not fill.fee_asset:
-        return _bad(cfg, fill, f"fill {fill.trade_id}: fee {fill.fee} without a fee_asset")
-    sign = 1.0 if fill.side == "buy" else -1.0
-    amounts: dict[str, float] = {base: sign * fill.qty}
-    amounts[quote] = amounts.get(quote, 0.0) - sign * fill.price * fill.qty
-    if fill.fee:
-        amounts[fill.fee_asset] = amounts.get(fill.fee_asset, 0.0) - fill.fee
-    unknown = sorted(a for a in amounts if cfg.precision(a) is None)
-    if unknown:
-        return _bad(cfg, fill, f"fill {fill.trade_id}: unknown asset(s) {', '.join(unknown)}")
-    pid = f"fill:{fill.venue}:{fill.symbol}:{fill.trade_id}"
-    return [
-        Leg(fill.account, asset, fill.ts, pid, amount, "fill", fill)
-        for asset, amount in amounts.items()
-    ]
-
-
-def transfer_leg(tr: Transfer, cfg: ReconConfig) -> Leg | DeadLetter:
-    """A transfer's posting, or a dead letter if it cannot be booked."""
-    if not _finite(tr.amount):
-        return _bad(cfg, tr, f"transfer {tr.transfer_id}: amount must be a finite number")
-    if cfg.precision(tr.asset) is None:
-        return _bad(cfg, tr, f"transfer {tr.transfer_id}: unknown asset {tr.asset!r}")
-    pid = f"transfer:{tr.venue}:{tr.transfer_id}"
-    return Leg(tr.account, tr.asset, tr.ts, pid, tr.amount, "transfer", tr)
-
-
-def check_snapshot(snap: BalanceSnapshot, cfg: ReconConfig) -> BalanceSnapshot | DeadLetter:
-    """``snap`` if it can be a true balance, else a dead letter saying why not."""
-    where = f"balance snapshot {snap.account}:{snap.asset} at {snap.ts}"
-    precision = cfg.precision(snap.asset)
-    if precision is None:
-        return _bad(cfg, snap, f"{where}: unknown asset {snap.asset!r} (add it to assets)")
-    if not _finite(snap.free, snap.used, snap.total):
-        return _bad(cfg, snap, f"{where}: free, used and total must be finite numbers")
-    if snap.free < 0 or snap.used < 0 or snap.total < 0:
-        return _bad(
-            cfg,
-            snap,
-            f"{where}: negative balance (free={snap.free}, used={snap.used}, total={snap.total})",
-        )
-    if abs(snap.free + snap.used - snap.total) > max(precision, 1e-9 * snap.total):
-        return _bad(
-            cfg,
-            snap,
-            f"{where}: free + used ({snap.free} + {snap.used}) != total ({snap.total})",
-        )
-    return snap
-
 
 # --- per-key state ----------------------------------------------------------------------------
 
@@ -394,7 +223,7 @@ class BalanceRecon:
             if first.ts != leg.ts or not math.isclose(first.amount, leg.amount, rel_tol=1e-12):
                 # The same trade id saying something else is not a repeat: a person must look.
                 return [
-                    _bad(
+                    dead_event(
                         self.cfg,
                         leg.origin,
                         f"{leg.asset} leg of {leg.posting_id} conflicts with the one booked"
@@ -452,7 +281,7 @@ class BalanceRecon:
     def _too_late(self, ts: int, origin: Event, what: str) -> DeadLetter | None:
         if self._horizon is None or ts >= self._horizon:
             return None
-        return _bad(
+        return dead_event(
             self.cfg,
             origin,
             f"{what} at {ts} for {self.account}:{self.asset} arrived after its window's"
@@ -646,46 +475,6 @@ def _same(a: Reported, b: Reported) -> bool:
         and close(a.expected, b.expected)
         and close(a.reported, b.reported)
     )
-
-
-def report_alert(report: ReconReport, previous: Literal["OK", "BREAK"] | None) -> Alert | None:
-    """The alert a report raises: every BREAK (a new version too), and the all-clear when an
-    amendment turns a BREAK into OK. ``labels["previous_status"]`` says whether it is new."""
-    labels = {
-        "account": report.account,
-        "asset": report.asset,
-        "window_start": str(report.window_start),
-        "window_end": str(report.window_end),
-        "version": str(report.version),
-        "previous_status": previous or "none",
-    }
-    scope = account_scope(report.account)
-    if report.status == "BREAK":
-        return Alert(
-            ts=report.ts,
-            name=BREAK_ALERT,
-            severity="critical",
-            scope=scope,
-            message=f"{report.account}:{report.asset} window {report.window_start}"
-            f" v{report.version}: {report.reason}",
-            labels=labels,
-        )
-    if previous == "BREAK":
-        return Alert(
-            ts=report.ts,
-            name=RESOLVED_ALERT,
-            severity="info",
-            scope=scope,
-            message=f"{report.account}:{report.asset} window {report.window_start}"
-            f" v{report.version} is OK after amendment: {report.reason}",
-            labels=labels,
-        )
-    return None
-
-
-def is_new_break(alert: Alert) -> bool:
-    """Whether ``alert`` is a window turning into a BREAK (what the breaks metric counts)."""
-    return alert.name == BREAK_ALERT and alert.labels.get("previous_status") != "BREAK"
 
 
 def reconcile_all(

@@ -32,7 +32,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from makerflow.operators.order_state import Order, OrderState, OrderStateSnapshot
+from makerflow.operators.order_records import Order, OrderStateSnapshot
+from makerflow.operators.order_state import OrderState
 from makerflow.schemas.events import Alert, Fill, OrderEvent, Side
 from makerflow.schemas.scopes import account_scope
 

@@ -19,17 +19,10 @@ from bytewax.dataflow import Stream, operator
 from bytewax.operators import StatefulLogic
 
 from makerflow import metrics
-from makerflow.operators.recon_logic import (
-    BalanceRecon,
-    Leg,
-    ReconConfig,
-    ReconOutput,
-    ReconState,
-    check_snapshot,
-    fill_legs,
-    is_new_break,
-    transfer_leg,
-)
+from makerflow.operators.recon_alerts import is_new_break
+from makerflow.operators.recon_config import ReconConfig
+from makerflow.operators.recon_inputs import Leg, check_snapshot, fill_legs, transfer_leg
+from makerflow.operators.recon_logic import BalanceRecon, ReconOutput, ReconState
 from makerflow.operators.recon_orders import (
     ExchangeOpenOrders,
     OpenOrderDiff,

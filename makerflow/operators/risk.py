@@ -4,7 +4,7 @@ switch.
 Stages, each keyed so that it spreads over workers:
 
 - per market (``venue:symbol``): ticks, order events, fills, index marks and wall-clock
-  heartbeats -> :class:`~makerflow.operators.risk_windows.MarketRisk` measures, market limits,
+  heartbeats -> :class:`~makerflow.operators.risk_market.MarketRisk` measures, market limits,
   staleness; summaries of PnL and open notional go on to the portfolio stage;
 - per asset: fill legs and balance snapshots -> exposure per account, asset limits;
 - per index basket: index-oracle deviation;
@@ -14,9 +14,10 @@ Stages, each keyed so that it spreads over workers:
   event-time beats, and emits the RiskState (on each change and once per heartbeat period),
   the Alert and the cancel-all intents.
 
-The logic is in the pure modules ``risk_windows``, ``risk_limits``, ``kill_switch`` and
-``staleness`` (the per-scope stage is in ``risk_scopes``); this
-module only keys, routes, keeps state and updates the Prometheus metrics.
+The logic is in the pure modules ``risk_windows``, ``risk_market``, ``risk_exposure``,
+``risk_portfolio``, ``risk_limits``, ``kill_switch`` and ``staleness`` (the per-scope stage is
+in ``risk_scopes``); this module only keys, routes, keeps state and updates the Prometheus
+metrics.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from bytewax.operators import KeyedStream, StatefulLogic
 
 from makerflow import metrics
 from makerflow.operators.kill_switch import command_problem
+from makerflow.operators.risk_exposure import ExposureBook, Leg, fill_legs
 from makerflow.operators.risk_limits import (
     MARKET_KINDS,
     AssetLimits,
@@ -45,6 +47,8 @@ from makerflow.operators.risk_limits import (
     check_portfolio,
     check_staleness,
 )
+from makerflow.operators.risk_market import MarketRisk
+from makerflow.operators.risk_portfolio import MarketSummary, Portfolio, oracle_deviation_bps
 from makerflow.operators.risk_scopes import (
     Beat,
     Pause,
@@ -55,17 +59,7 @@ from makerflow.operators.risk_scopes import (
     keyed_stateful,
     signal,
 )
-from makerflow.operators.risk_windows import (
-    NS_PER_S,
-    ExposureBook,
-    Leg,
-    MarketRisk,
-    MarketSummary,
-    Portfolio,
-    WindowSpec,
-    fill_legs,
-    oracle_deviation_bps,
-)
+from makerflow.operators.risk_windows import NS_PER_S, WindowSpec
 from makerflow.operators.staleness import Heartbeat, StalenessMonitor
 from makerflow.schemas.codec import dead_letter, encode
 from makerflow.schemas.events import (

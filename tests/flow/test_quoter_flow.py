@@ -24,7 +24,8 @@ from makerflow import metrics
 from makerflow.flows.common import FlowSettings
 from makerflow.flows.quoter import QuoterTopics, build_flow
 from makerflow.kafka_admin import ensure_topics, produce_events, produce_raw, read_topic
-from makerflow.operators.quoting import Quoter, quoting_op
+from makerflow.operators.quoter import Quoter
+from makerflow.operators.quoting import quoting_op
 from makerflow.operators.quoting_config import MarketConfig, QuotingConfig, QuotingParams
 from makerflow.schemas import topics as reg
 from makerflow.schemas.codec import encode

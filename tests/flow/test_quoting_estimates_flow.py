@@ -11,7 +11,8 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 from prometheus_client import REGISTRY
 
-from makerflow.operators.quoting import Quoter, quoting_op
+from makerflow.operators.quoter import Quoter
+from makerflow.operators.quoting import quoting_op
 from makerflow.operators.quoting_config import QuotingConfig
 from tests.quoting_support import load_market_ticks
 
@@ -19,7 +20,8 @@ TICKS = load_market_ticks()[:6000]  # about a minute, with its trades
 
 
 def test_sigma_and_intensity_are_exported_per_market(caplog: Any) -> None:
-    caplog.set_level(logging.ERROR, logger="makerflow.operators.quoting")
+    caplog.set_level(logging.ERROR, logger="makerflow.operators.quoter")
+    caplog.set_level(logging.ERROR, logger="makerflow.operators.quoter_orders")
     config = QuotingConfig()
     (market,) = config.markets
     flow = Dataflow("quoting_estimates")

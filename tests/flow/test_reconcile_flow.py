@@ -12,12 +12,9 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 from prometheus_client import REGISTRY
 
-from makerflow.operators.recon_logic import (
-    BREAK_ALERT,
-    RESOLVED_ALERT,
-    ReconConfig,
-    reconcile_all,
-)
+from makerflow.operators.recon_alerts import BREAK_ALERT, RESOLVED_ALERT
+from makerflow.operators.recon_config import ReconConfig
+from makerflow.operators.recon_logic import reconcile_all
 from makerflow.operators.recon_orders import ExchangeOpenOrders, ExchangeOrder
 from makerflow.operators.reconcile import reconcile_op, reconcile_orders_op
 from makerflow.schemas.codec import encode
@@ -192,7 +189,7 @@ def test_quiet_key_closes_its_windows_after_idle_wall_time() -> None:
     instead of waiting forever for event time to move."""
     from datetime import datetime, timedelta
 
-    from makerflow.operators.recon_logic import fill_legs
+    from makerflow.operators.recon_inputs import fill_legs
     from makerflow.operators.reconcile import ReconWindowLogic
 
     clock = [datetime(2024, 1, 1, tzinfo=UTC)]
@@ -259,7 +256,7 @@ def test_recovery_resumes_open_windows_from_snapshots(tmp_path) -> None:
 def test_idle_close_without_any_snapshot_reports_unconfirmed() -> None:
     from datetime import datetime, timedelta
 
-    from makerflow.operators.recon_logic import fill_legs
+    from makerflow.operators.recon_inputs import fill_legs
     from makerflow.operators.reconcile import ReconWindowLogic
 
     clock = [datetime(2024, 1, 1, tzinfo=UTC)]

@@ -22,7 +22,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 
 from makerflow.exchange import LocalExchange
-from makerflow.operators.recon_logic import NS, ReconConfig, window_start
+from makerflow.operators.recon_config import NS, ReconConfig, window_start
 from makerflow.operators.recon_orders import (
     ExchangeOpenOrders,
     OpenOrderView,

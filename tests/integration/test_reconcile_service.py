@@ -13,7 +13,8 @@ import pytest
 from makerflow.broker import Broker
 from makerflow.cli import main
 from makerflow.kafka_admin import ensure_topics, produce_events, produce_raw, read_topic
-from makerflow.operators.recon_logic import ReconConfig, reconcile_all
+from makerflow.operators.recon_config import ReconConfig
+from makerflow.operators.recon_logic import reconcile_all
 from makerflow.schemas.events import BalanceSnapshot
 from makerflow.schemas.topics import (
     ALERTS,

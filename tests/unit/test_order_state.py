@@ -10,13 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from makerflow.operators.order_state import (
-    TERMINAL,
-    TRANSITIONS,
-    Order,
-    OrderState,
-    OrderStateSnapshot,
-)
+from makerflow.operators.order_records import TERMINAL, TRANSITIONS, Order, OrderStateSnapshot
+from makerflow.operators.order_state import OrderState
 from makerflow.schemas.events import Fill, OrderEvent, OrderIntent, OrderStatus, Side
 
 V, S = "binance", "BTC/USDT"

@@ -12,7 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from makerflow.operators.quoting import Quoter, QuoterInputError, QuoterOutput, client_order_id
+from makerflow.operators.quoter import Quoter
+from makerflow.operators.quoter_ids import client_order_id
+from makerflow.operators.quoter_types import QuoterInputError, QuoterOutput
 from makerflow.operators.quoting_config import MarketConfig, QuotingParams
 from makerflow.schemas.codec import encode
 from makerflow.schemas.events import (

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from makerflow.operators.quoting import Quoter
+from makerflow.operators.quoter import Quoter
 from makerflow.operators.quoting_config import QuotingConfig, QuotingParams
 from makerflow.operators.quoting_models import Glft
 from makerflow.schemas.events import ControlCommand, Fill, Tick
@@ -30,11 +30,13 @@ MARKET = DEFAULTS.markets[0]
 @pytest.fixture(autouse=True)
 def _quiet() -> Iterator[None]:
     # no exchange confirms cancels here: the quoter warns about each one it stops tracking
-    logger = logging.getLogger("makerflow.operators.quoting")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    loggers = [logging.getLogger(f"makerflow.operators.{m}") for m in ("quoter", "quoter_orders")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     yield
-    logger.setLevel(level)
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.setLevel(level)
 
 
 def default_quoter(**changes: object) -> Quoter:

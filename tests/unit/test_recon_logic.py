@@ -8,18 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from makerflow.operators.recon_logic import (
-    BREAK_ALERT,
-    NS,
-    RESOLVED_ALERT,
-    BalanceRecon,
-    ReconConfig,
-    check_snapshot,
-    fill_legs,
-    is_new_break,
-    reconcile_all,
-    window_start,
-)
+from makerflow.operators.recon_alerts import BREAK_ALERT, RESOLVED_ALERT, is_new_break
+from makerflow.operators.recon_config import NS, ReconConfig, window_start
+from makerflow.operators.recon_inputs import check_snapshot, fill_legs
+from makerflow.operators.recon_logic import BalanceRecon, reconcile_all
 from makerflow.schemas.events import Alert, BalanceSnapshot, DeadLetter, Fill
 from tests.recon_sessions import (
     CFG,

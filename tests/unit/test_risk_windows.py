@@ -9,19 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from makerflow.operators.risk_windows import (
-    NS_PER_S,
-    ExposureBook,
-    MarketRisk,
-    MarketSummary,
-    OrderStats,
-    PnlBook,
-    Portfolio,
-    PriceStats,
-    WindowSpec,
-    fill_legs,
-    oracle_deviation_bps,
-)
+from makerflow.operators.risk_exposure import ExposureBook, fill_legs
+from makerflow.operators.risk_market import MarketRisk, PnlBook
+from makerflow.operators.risk_portfolio import MarketSummary, Portfolio, oracle_deviation_bps
+from makerflow.operators.risk_windows import NS_PER_S, OrderStats, PriceStats, WindowSpec
 from makerflow.schemas.events import Fill, IndexPrice, OrderEvent
 from tests.risk_support import MARKET, SYMBOL, recorded_ticks, with_jump
 
