@@ -92,8 +92,8 @@ def _hftbacktest() -> Any:
 STAGES = {
     "read + parse the raw file": ("sources/recorded.py", "next_batch"),
     "book + ticks (MarketTicks.feed)": ("operators/ticks.py", "feed"),
-    "quoting (Quoter.on_tick)": ("operators/quoting.py", "on_tick"),
-    "quoting (on_order_event + on_fill)": ("operators/quoting.py", "on_order_event|on_fill"),
+    "quoting (Quoter.on_tick)": ("operators/quoter.py", "on_tick"),
+    "quoting (on_order_event + on_fill)": ("operators/quoter.py", "on_order_event|on_fill"),
     "risk (windows, limits, kill switch)": (
         "backtest/risk.py",
         "on_tick|on_order_event|on_fill|on_index|on_quality",
