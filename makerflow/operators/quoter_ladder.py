@@ -54,6 +54,11 @@ class QuoterLadder(QuoterOrders):
     _qtys: tuple[float, ...]
     _blocked: dict[tuple[str, int], int]
     _last_ladder: tuple[tuple[tuple[float, float], ...], tuple[tuple[float, float], ...]] | None
+    # The last ladder built and every input it was built from. build_ladder and
+    # inventory_sizes are pure functions of these (spec, shape and the sizes are frozen), so
+    # equal inputs give an equal ladder; on the recorded BTCUSDT day ~96 % of ticks repeat
+    # the previous tick's inputs (the fair price and sigma move less often than the book).
+    _ladder_memo: tuple[tuple[object, ...], Ladder] | None = None
 
     @property
     def inventory(self) -> float:
@@ -101,6 +106,22 @@ class QuoterLadder(QuoterOrders):
         # a fill must earn its maker fee back; a rebate lets the quote sit closer
         half_spread = max(0.0, mq.half_spread + fair * p.maker_fee_bps / 1e4)
         limit = p.position_limit
+        key = (
+            mq.reservation,
+            half_spread,
+            ref,
+            self.spec,
+            self.shape,
+            tick.bid,
+            tick.ask,
+            excess,
+            limit,
+            p.size_skew,
+            self._qtys,
+        )
+        memo = self._ladder_memo
+        if memo is not None and memo[0] == key:
+            return memo[1], ref, mq.reservation
         bid_qtys, ask_qtys = inventory_sizes(self.spec, self._qtys, excess, limit, p.size_skew)
         ladder = build_ladder(
             reservation=mq.reservation,
@@ -116,6 +137,7 @@ class QuoterLadder(QuoterOrders):
             bid_qtys=bid_qtys,
             ask_qtys=ask_qtys,
         )
+        self._ladder_memo = (key, ladder)
         return ladder, ref, mq.reservation
 
     def _requote(self, ts: int, start: list[OrderIntent]) -> QuoterOutput:
