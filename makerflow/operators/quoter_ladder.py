@@ -9,6 +9,8 @@ wanted).
 
 from __future__ import annotations
 
+import math
+
 from makerflow.operators.intensity import Intensity, TradeIntensity
 from makerflow.operators.inventory import Inventory
 from makerflow.operators.ladder import (
@@ -59,6 +61,8 @@ class QuoterLadder(QuoterOrders):
     # equal inputs give an equal ladder; on the recorded BTCUSDT day ~96 % of ticks repeat
     # the previous tick's inputs (the fair price and sigma move less often than the book).
     _ladder_memo: tuple[tuple[object, ...], Ladder] | None = None
+    # The inputs of the last diff that changed nothing, and until when it stays so.
+    _quiet_diff: tuple[tuple[object, ...], float] | None = None
 
     @property
     def inventory(self) -> float:
@@ -180,14 +184,37 @@ class QuoterLadder(QuoterOrders):
         )
 
     def _diff(self, ts: int, ladder: Ladder, ref: float) -> list[OrderIntent]:
+        mid = self.last_tick.mid if self.last_tick is not None else ref
+        # Everything the diff reads besides ``ts``. A diff that changed nothing stays empty
+        # for the same inputs until the first time a kept order's age or a blocked slot's
+        # timer runs out (every use of ``ts`` below is a "ts < threshold" test), so such
+        # ticks (most of them) skip it. Pending cancels retry on a timer: never skipped then.
+        st = self.order_state
+        inputs = (
+            ladder,
+            ref,
+            mid,
+            self.params,
+            self.spec,
+            self.shape,
+            st,  # by identity (a restore builds a new order state, its version anew)
+            st.version,
+            self._cancels_version,
+            tuple(self._blocked.items()),
+        )
+        quiet = self._quiet_diff
+        if quiet is not None and ts < quiet[1] and not self._cancels and quiet[0] == inputs:
+            return []
+        self._quiet_diff = None
         rules = Hygiene.of(
             self.params,
             half_spread=ladder.half_spread,
             reference=ref,
-            mid=self.last_tick.mid if self.last_tick is not None else ref,
+            mid=mid,
             tick_size=self.spec.tick_size,
             lot_size=self.spec.lot_size,
         )
+        until = math.inf
         desired = {("buy", lv.level): lv for lv in ladder.bids}
         desired.update({("sell", lv.level): lv for lv in ladder.asks})
         quoting: dict[tuple[str, int], list[LiveOrder]] = {}
@@ -215,10 +242,16 @@ class QuoterLadder(QuoterOrders):
                 if rules.keeps(
                     side, keep.price, keep.qty, keep.placed_ts, want.price, want.qty, ts
                 ):
+                    kept = rules.kept_until(keep.price, keep.qty, keep.placed_ts, want.price, want.qty)
+                    until = min(until, kept)
                     continue
                 cancels.append(self._cancel(ts, keep, f"refresh to {want.price}"))
-            if self._blocked.get(slot, ts) > ts:
+            blocked = self._blocked.get(slot, ts)
+            if blocked > ts:
+                until = min(until, blocked)
                 continue
             self._blocked.pop(slot, None)
             places.append(self._place(ts, side, level, want.price, want.qty, ref))
+        if not cancels and not places and not self._cancels:
+            self._quiet_diff = (inputs, until)
         return cancels + places
