@@ -242,7 +242,9 @@ class QuoterLadder(QuoterOrders):
                 if rules.keeps(
                     side, keep.price, keep.qty, keep.placed_ts, want.price, want.qty, ts
                 ):
-                    kept = rules.kept_until(keep.price, keep.qty, keep.placed_ts, want.price, want.qty)
+                    kept = rules.kept_until(
+                        keep.price, keep.qty, keep.placed_ts, want.price, want.qty
+                    )
                     until = min(until, kept)
                     continue
                 cancels.append(self._cancel(ts, keep, f"refresh to {want.price}"))

@@ -78,7 +78,7 @@ def open_lines(path: Path) -> io.BufferedIOBase:
     if magic == b"\x1f\x8b":
         # GzipFile.readline is a Python method per line (a closed check, then its buffer's
         # readline); a BufferedReader over it reads lines in C from its decompressed chunks.
-        return io.BufferedReader(gzip.GzipFile(path, "rb"), buffer_size=1 << 16)  # type: ignore[arg-type]
+        return io.BufferedReader(gzip.GzipFile(path, "rb"), buffer_size=1 << 16)
     if magic == b"PK":
         # A zip archive (Bybit's public data): its first member.
         archive = zipfile.ZipFile(path)
