@@ -115,7 +115,8 @@ class BucketedWindow(Generic[A]):
             self._prefix = None
         elif b < newest:
             self._prefix = None
-        self._buckets[b] = fn(self._buckets.get(b, self._empty()))
+        current = self._buckets.get(b)  # not get(b, empty()): that builds one every update
+        self._buckets[b] = fn(self._empty() if current is None else current)
         return True
 
     def value(self, upto: int | None = None) -> A:
@@ -144,7 +145,8 @@ class BucketedWindow(Generic[A]):
                 if k < newest:
                     acc = self._merge(acc, self._buckets[k])
             self._prefix = acc
-        return self._merge(self._prefix, self._buckets.get(newest, self._empty()))
+        current = self._buckets.get(newest)
+        return self._merge(self._prefix, self._empty() if current is None else current)
 
     def snapshot(self) -> tuple[int | None, tuple[tuple[int, A], ...]]:
         return self._newest, tuple(sorted(self._buckets.items()))
