@@ -32,7 +32,9 @@ from bytewax.dataflow import Dataflow
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSource, run_main
 
-from makerflow.operators.index import Basket, BasketAsset, BasketIndex, IndexConfig, index_op
+from makerflow.operators.index import index_op
+from makerflow.operators.index_basket import BasketIndex
+from makerflow.operators.index_config import Basket, BasketAsset, IndexConfig
 from makerflow.schemas.events import DexPrice, Tick
 
 ASSETS = ("BTC", "ETH", "SOL", "XRP", "BNB", "ADA", "DOGE", "AVAX", "LINK", "DOT")

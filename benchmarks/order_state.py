@@ -40,10 +40,10 @@ from typing import Any
 
 import msgspec
 
+from makerflow.operators.market_ticks import book_tick
 from makerflow.operators.order_state import OrderState
 from makerflow.operators.quoter import Quoter
 from makerflow.operators.quoting_config import MarketConfig, QuotingParams
-from makerflow.operators.ticks import book_tick
 from makerflow.schemas.events import Fill, OrderEvent, OrderIntent, Side, Tick
 
 REPO = Path(__file__).resolve().parents[1]

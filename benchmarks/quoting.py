@@ -51,9 +51,9 @@ import msgspec
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 
+from makerflow.operators.market_ticks import book_tick
 from makerflow.operators.quoting import quoting_op
 from makerflow.operators.quoting_config import MarketConfig, QuotingConfig, QuotingParams
-from makerflow.operators.ticks import book_tick
 from makerflow.schemas.events import Tick
 
 REPO = Path(__file__).resolve().parents[1]

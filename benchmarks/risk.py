@@ -32,14 +32,14 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from makerflow.operators.risk import risk_op
+from makerflow.operators.risk_buckets import NS_PER_S, WindowSpec
 from makerflow.operators.risk_limits import (
     MarketConfig,
     MarketLimits,
     RiskConfig,
     check_market,
 )
-from makerflow.operators.risk_market import MarketRisk
-from makerflow.operators.risk_windows import NS_PER_S, WindowSpec
+from makerflow.operators.risk_windows import MarketRisk
 from makerflow.schemas.events import Tick
 from tests.risk_support import MARKET, SYMBOL, VENUE, recorded_ticks
 

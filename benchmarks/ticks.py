@@ -35,7 +35,8 @@ from bytewax.testing import TestingSource, run_main
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from makerflow.operators.ticks import MarketTicks, TicksConfig, ticks_op  # noqa: E402
+from makerflow.operators.market_ticks import MarketTicks  # noqa: E402
+from makerflow.operators.ticks import TicksConfig, ticks_op  # noqa: E402
 from makerflow.schemas.events import BookDelta, BookSnapshot, DeadLetter  # noqa: E402
 from makerflow.sources.recorded import read_recorded  # noqa: E402
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import msgspec
 
+from makerflow.operators.market_ticks import book_tick
 from makerflow.operators.quoting_config import MarketConfig, QuotingParams
-from makerflow.operators.ticks import book_tick
 from makerflow.schemas.events import Tick
 
 TICKS_FILE = (

@@ -12,7 +12,7 @@ import gzip
 import json
 from pathlib import Path
 
-from makerflow.operators.ticks import book_tick
+from makerflow.operators.market_ticks import book_tick
 from makerflow.schemas.events import Tick
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "risk" / "btcusdt_bookticker_3min.gz"

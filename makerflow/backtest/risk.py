@@ -24,9 +24,8 @@ from makerflow.operators.risk_limits import (
     apply_params,
     check_market,
 )
-from makerflow.operators.risk_market import MarketRisk
 from makerflow.operators.risk_scopes import signal
-from makerflow.operators.risk_windows import WindowSpec
+from makerflow.operators.risk_windows import MarketRisk, WindowSpec
 from makerflow.schemas.events import Alert, ControlCommand, DataQuality, Fill, OrderEvent, Tick
 from makerflow.schemas.scopes import covers, scopes_of_market, validate_scope
 

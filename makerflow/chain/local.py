@@ -34,7 +34,7 @@ from web3.contract import Contract
 from makerflow.chain.abi import abi_of, load_artifact
 from makerflow.chain.rpc_server import RpcServer
 from makerflow.operators import dex_math
-from makerflow.sources.web3_prices import FeedSpec, PoolSpec, Web3SourceConfig
+from makerflow.sources.web3_config import FeedSpec, PoolSpec, Web3SourceConfig
 
 V3_TICK_SPACING = {100: 1, 500: 10, 3000: 60, 10000: 200}
 

@@ -29,7 +29,8 @@ from bytewax.dataflow import Dataflow, Stream
 
 from makerflow.flows.common import FlowSettings, TopicIO, lazy_flow
 from makerflow.operators.control_auth import ControlKey, verified_control
-from makerflow.operators.index import IndexConfig, index_op
+from makerflow.operators.index import index_op
+from makerflow.operators.index_config import IndexConfig
 from makerflow.operators.quoting import quoting_op
 from makerflow.operators.quoting_config import QuotingConfig
 from makerflow.operators.recon_config import ReconConfig

@@ -33,12 +33,12 @@ from makerflow.schemas.config import (
 # Where each table's model lives (imported when needed: the flows import this module).
 SECTION_TYPES: dict[str, tuple[str, str]] = {
     "ticks": ("makerflow.operators.ticks", "TicksConfig"),
-    "index": ("makerflow.operators.index", "IndexConfig"),
+    "index": ("makerflow.operators.index_config", "IndexConfig"),
     "quoting": ("makerflow.operators.quoting_config", "QuotingConfig"),
     "risk": ("makerflow.operators.risk_limits", "RiskConfig"),
     "execution": ("makerflow.flows.execution", "ExecutionConfig"),
     "reconcile": ("makerflow.flows.reconcile", "ReconFlowConfig"),
-    "dex_ingest": ("makerflow.sources.web3_prices", "Web3SourceConfig"),
+    "dex_ingest": ("makerflow.sources.web3_config", "Web3SourceConfig"),
     "all_in_one": ("makerflow.flows.all_in_one", "PipelineConfig"),
 }
 assert set(SECTION_TYPES) == set(SECTIONS)

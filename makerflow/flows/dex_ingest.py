@@ -5,7 +5,7 @@ dead-letter topic).
 Run it with ``MAKERFLOW_CONFIG=dex.toml python -m bytewax.run makerflow.flows.dex_ingest:flow``
 (``-w N`` spreads the pools and feeds, one partition each, over N workers). The TOML file's
 ``[dex_ingest]`` table (or the whole file) is a
-:class:`~makerflow.sources.web3_prices.Web3SourceConfig`: the node's ``rpc_url`` and the
+:class:`~makerflow.sources.web3_config.Web3SourceConfig`: the node's ``rpc_url`` and the
 ``[[dex_ingest.pools]]`` / ``[[dex_ingest.feeds]]`` to read. ``makerflow chain --config-out
 dex.toml`` writes one for the local chain.
 """
@@ -23,7 +23,8 @@ from makerflow.flows.common import FlowSettings, TopicIO, lazy_flow
 from makerflow.schemas import topics as t
 from makerflow.schemas.config import load_section
 from makerflow.schemas.topics import Topic
-from makerflow.sources.web3_prices import Web3SourceConfig, web3_prices_input
+from makerflow.sources.web3_config import Web3SourceConfig
+from makerflow.sources.web3_prices import web3_prices_input
 
 
 def load_dex_config(path: str | Path) -> Web3SourceConfig:

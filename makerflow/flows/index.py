@@ -5,7 +5,7 @@ Run it with ``python -m bytewax.run makerflow.flows.index:flow`` (``-w N`` for N
 state is keyed by basket). Settings come from the environment (see
 :class:`~makerflow.flows.common.FlowSettings`); the baskets and rules from the TOML file named
 by ``MAKERFLOW_CONFIG`` (its ``[index]`` table, an
-:class:`~makerflow.operators.index.IndexConfig`), BTC and ETH baskets in USDT when unset.
+:class:`~makerflow.operators.index_config.IndexConfig`), BTC and ETH baskets in USDT when unset.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import Any
 from bytewax.dataflow import Dataflow
 
 from makerflow.flows.common import FlowSettings, TopicIO, lazy_flow
-from makerflow.operators.index import IndexConfig, index_op, load_index_config
+from makerflow.operators.index import index_op
+from makerflow.operators.index_config import IndexConfig, load_index_config
 from makerflow.schemas import topics as t
 from makerflow.schemas.topics import Topic
 

@@ -18,6 +18,9 @@ from makerflow import metrics
 from makerflow.operators.inventory import base_asset
 from makerflow.operators.quoter import Quoter
 from makerflow.operators.quoter_types import QuoterInputError, QuoterSnapshot
+
+# Re-exported: makerflow.backtest builds its quoter from here.
+from makerflow.operators.quoter_types import QuoterOutput as QuoterOutput
 from makerflow.operators.quoting_config import MarketConfig, QuotingConfig
 from makerflow.operators.quoting_models import NS
 from makerflow.schemas.codec import dead_letter, encode

@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from makerflow.operators.risk_market import MarketMeasures
 from makerflow.operators.risk_portfolio import PortfolioMeasures
+from makerflow.operators.risk_windows import MarketMeasures
 from makerflow.schemas.config import Config
 from makerflow.schemas.scopes import GLOBAL, covers, validate_scope
 

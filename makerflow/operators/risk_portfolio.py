@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from makerflow.operators.risk_windows import BPS
+from makerflow.operators.risk_buckets import BPS
 from makerflow.schemas.events import IndexPrice
 
 # --- portfolio (account or global) ------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from makerflow.operators.risk_market import PnlBook
+from makerflow.operators.risk_windows import PnlBook
 
 FILL_STATE_SCHEMA = {
     "market": pl.String,

@@ -15,7 +15,8 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 from makerflow.flows.common import FlowSettings
 from makerflow.flows.index import IndexTopics, build_flow
 from makerflow.kafka_admin import ensure_topics, produce_events, read_topic
-from makerflow.operators.index import Basket, BasketAsset, IndexConfig, index_op
+from makerflow.operators.index import index_op
+from makerflow.operators.index_config import Basket, BasketAsset, IndexConfig
 from makerflow.schemas import topics as reg
 from makerflow.schemas.events import DexPrice, IndexPrice, OraclePrice, Tick
 from makerflow.schemas.topics import Topic

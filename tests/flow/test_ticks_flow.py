@@ -18,7 +18,8 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 
 from makerflow.flows.ticks import TicksTopics, build_file_flow, build_flow
 from makerflow.kafka_admin import ensure_topics, read_topic
-from makerflow.operators.ticks import MarketTicks, TicksConfig, ticks_op
+from makerflow.operators.market_ticks import MarketTicks
+from makerflow.operators.ticks import TicksConfig, ticks_op
 from makerflow.schemas import topics as reg
 from makerflow.schemas.codec import encode
 from makerflow.schemas.events import (

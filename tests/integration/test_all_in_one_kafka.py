@@ -13,7 +13,8 @@ from makerflow.broker import Broker
 from makerflow.flows.all_in_one import PipelineConfig, build_flow
 from makerflow.flows.common import FlowSettings
 from makerflow.kafka_admin import ensure_topics, produce_events, read_topic
-from makerflow.operators.ticks import MarketTicks, TicksConfig
+from makerflow.operators.market_ticks import MarketTicks
+from makerflow.operators.ticks import TicksConfig
 from makerflow.schemas import topics as t
 from makerflow.schemas.events import DeadLetter, Tick, Trade
 from makerflow.sources.recorded import read_recorded

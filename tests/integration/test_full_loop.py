@@ -30,9 +30,9 @@ from bytewax.testing import TestingSink, run_main
 
 from makerflow.exchange import DEFAULT_API_KEY, DEFAULT_SECRET, LocalExchange
 from makerflow.exchange.market_data import BookTop, MarketEvent, PublicTrade
+from makerflow.operators.market_ticks import book_tick
 from makerflow.operators.quoting import quoting_op
 from makerflow.operators.quoting_config import MarketConfig, QuotingConfig, QuotingParams
-from makerflow.operators.ticks import book_tick
 from makerflow.schemas.events import Fill, OrderEvent, OrderIntent, QuoteLadder, RiskState, Tick
 from makerflow.sinks.exchange import Credentials, ExchangeSinkConfig, execute_intents
 from makerflow.sources.bounded import RunLatch, bounded

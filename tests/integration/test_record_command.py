@@ -14,7 +14,8 @@ from makerflow.cli import main
 from makerflow.demo.runner import ccxt_public_config
 from makerflow.exchange.local import LocalExchange
 from makerflow.kafka_admin import read_topic
-from makerflow.operators.ticks import MarketTicks, TicksConfig
+from makerflow.operators.market_ticks import MarketTicks
+from makerflow.operators.ticks import TicksConfig
 from makerflow.schemas import topics as t
 from makerflow.schemas.events import BookDelta, BookSnapshot, Tick, Trade
 from makerflow.sinks.jsonl import read_jsonl

@@ -29,13 +29,9 @@ from makerflow.kafka_admin import ensure_topics, read_topic
 from makerflow.schemas import topics as reg
 from makerflow.schemas.events import DeadLetter, DexPrice, OraclePrice
 from makerflow.schemas.topics import Topic
-from makerflow.sources.web3_prices import (
-    ConfigurationError,
-    PoolSpec,
-    Web3PriceSource,
-    Web3SourceConfig,
-    web3_prices_input,
-)
+from makerflow.sources.web3_config import PoolSpec, Web3SourceConfig
+from makerflow.sources.web3_prices import Web3PriceSource, web3_prices_input
+from makerflow.sources.web3_readers import ConfigurationError
 
 pytestmark = pytest.mark.slow
 

@@ -6,16 +6,10 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from makerflow.operators.index import (
-    Basket,
-    BasketAsset,
-    BasketIndex,
-    BasketRouter,
-    IndexConfig,
-    cap_shares,
-    load_index_config,
-    weighted_median,
-)
+from makerflow.operators.index import BasketRouter
+from makerflow.operators.index_basket import BasketIndex
+from makerflow.operators.index_config import Basket, BasketAsset, IndexConfig, load_index_config
+from makerflow.operators.index_fair import cap_shares, weighted_median
 from makerflow.schemas.events import DexPrice, IndexPrice, OraclePrice, Tick
 
 S = 1_000_000_000

@@ -22,7 +22,7 @@ from makerflow.operators.risk_limits import (
     check_market,
     check_staleness,
 )
-from makerflow.operators.risk_market import MarketMeasures
+from makerflow.operators.risk_windows import MarketMeasures
 from makerflow.schemas.config import load_config
 from makerflow.schemas.events import ControlCommand
 

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from makerflow.operators.risk_buckets import NS_PER_S, OrderStats, PriceStats, WindowSpec
 from makerflow.operators.risk_exposure import ExposureBook, fill_legs
-from makerflow.operators.risk_market import MarketRisk, PnlBook
 from makerflow.operators.risk_portfolio import MarketSummary, Portfolio, oracle_deviation_bps
-from makerflow.operators.risk_windows import NS_PER_S, OrderStats, PriceStats, WindowSpec
+from makerflow.operators.risk_windows import MarketRisk, PnlBook
 from makerflow.schemas.events import Fill, IndexPrice, OrderEvent
 from tests.risk_support import MARKET, SYMBOL, recorded_ticks, with_jump
 
@@ -64,7 +64,7 @@ def brute_force(points: list[tuple[int, float]], spec: WindowSpec, at: int) -> t
 )
 def test_sliding_window_measures_equal_brute_force(steps, buckets):
     spec = WindowSpec(buckets * 2 * S, 2 * S)
-    from makerflow.operators.risk_windows import BucketedWindow
+    from makerflow.operators.risk_buckets import BucketedWindow
 
     w = BucketedWindow(spec, PriceStats, PriceStats.merge)
     ts = 1_700_000_000 * S

@@ -8,13 +8,8 @@ import msgspec
 import pytest
 
 from makerflow.operators.book import OrderBook
-from makerflow.operators.ticks import (
-    MarketTicks,
-    RollingVwap,
-    TicksConfig,
-    load_ticks_config,
-    top_stats,
-)
+from makerflow.operators.market_ticks import MarketTicks, RollingVwap, top_stats
+from makerflow.operators.ticks import TicksConfig, load_ticks_config
 from makerflow.schemas.events import (
     Bar,
     BookDelta,
