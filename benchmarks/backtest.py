@@ -91,15 +91,15 @@ def _hftbacktest() -> Any:
 
 STAGES = {
     "read + parse the raw file": ("sources/recorded.py", "next_batch"),
-    "book + ticks (MarketTicks.feed)": ("operators/ticks.py", "feed"),
-    "quoting (Quoter.on_tick)": ("operators/quoting.py", "on_tick"),
-    "quoting (on_order_event + on_fill)": ("operators/quoting.py", "on_order_event|on_fill"),
+    "book + ticks (MarketTicks.feed)": ("operators/market_ticks.py", "feed"),
+    "quoting (Quoter.on_tick)": ("operators/quoter.py", "on_tick"),
+    "quoting (on_order_event + on_fill)": ("operators/quoter.py", "on_order_event|on_fill"),
     "risk (windows, limits, kill switch)": (
         "backtest/risk.py",
         "on_tick|on_order_event|on_fill|on_index|on_quality",
     ),
     "simulated venue (trades, book, orders)": ("backtest/venue.py", "on_trade|on_book|arrive"),
-    "index (BasketIndex.update)": ("operators/index.py", "update"),
+    "index (BasketIndex.update)": ("operators/index_basket.py", "update"),
     "reconciliation (BalanceRecon)": ("operators/recon_logic.py", "on_leg|on_snapshot"),
     "encode + write part files": ("backtest/flow.py", "_lines|write_batch"),
     "assemble <name>.jsonl": ("backtest/flow.py", "assemble"),

@@ -51,7 +51,8 @@ from makerflow.backtest.settings import BacktestConfig
 from makerflow.backtest.venue import Arrival, Report, SimVenue
 from makerflow.operators.index import BasketIndex, BasketRouter
 from makerflow.operators.kill_switch import Transition
-from makerflow.operators.quoting import Quoter, QuoterInputError, QuoterOutput
+from makerflow.operators.quoter import Quoter
+from makerflow.operators.quoter_types import QuoterInputError, QuoterOutput
 from makerflow.operators.recon_logic import BalanceRecon, check_snapshot, fill_legs
 from makerflow.operators.risk_scopes import cancel_all_intents
 from makerflow.operators.ticks import MarketTicks

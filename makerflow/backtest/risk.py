@@ -122,13 +122,19 @@ class RiskStage:
 
     def _judge(self) -> list[Transition]:
         m = self.risk.measures()
+        breaches = check_market(m, self.limits)
+        if not breaches and not self.tracker.active:
+            # Nothing breached and nothing was active: signal() would leave the tracker's
+            # (empty) active set as it is and send nothing. The common case on every tick,
+            # so the metrics dict is not built for it.
+            return []
         out: list[Transition] = []
         machine = self.machines[self.scope]
         for sig in signal(
             self.tracker,
             self.scope,
             m.ts,
-            check_market(m, self.limits),
+            breaches,
             MARKET_KINDS,
             m.as_metrics(),
         ):

@@ -14,6 +14,7 @@ behind (too passive) waits for its lifetime.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from makerflow.operators.quoting_config import QuotingParams
@@ -80,3 +81,15 @@ class Hygiene:
         else:
             exposed = price <= self.mid or want_price - price > self.half_spread
         return not exposed
+
+    def kept_until(
+        self, price: float, qty: float, placed_ts: int, want_price: float, want_qty: float
+    ) -> float:
+        """For an order :meth:`keeps` keeps at some ``ts``: the first time it may stop
+        keeping it (it keeps it at every earlier time, the other inputs equal). Close to its
+        price it stays until the age ceiling; off its price (and not exposed, or it would not
+        be kept) until its minimum lifetime ends."""
+        close = abs(price - want_price) <= self.tolerance and abs(qty - want_qty) < self.lot / 2
+        if close:
+            return placed_ts + self.max_age_ns if self.max_age_ns else math.inf
+        return placed_ts + self.lifetime_ns

@@ -259,6 +259,7 @@ class Quoter(QuoterLadder):
         )
         self._cancels = {cid: (ts, n) for cid, ts, n in s.cancels}
         self._live_cache = None
+        self._quiet_diff = None
         self._next_retry = 0
         if len(s.vol) == 10:
             vol_state: VolState = s.vol

@@ -9,6 +9,8 @@ wanted).
 
 from __future__ import annotations
 
+import math
+
 from makerflow.operators.intensity import Intensity, TradeIntensity
 from makerflow.operators.inventory import Inventory
 from makerflow.operators.ladder import (
@@ -54,6 +56,13 @@ class QuoterLadder(QuoterOrders):
     _qtys: tuple[float, ...]
     _blocked: dict[tuple[str, int], int]
     _last_ladder: tuple[tuple[tuple[float, float], ...], tuple[tuple[float, float], ...]] | None
+    # The last ladder built and every input it was built from. build_ladder and
+    # inventory_sizes are pure functions of these (spec, shape and the sizes are frozen), so
+    # equal inputs give an equal ladder; on the recorded BTCUSDT day ~96 % of ticks repeat
+    # the previous tick's inputs (the fair price and sigma move less often than the book).
+    _ladder_memo: tuple[tuple[object, ...], Ladder] | None = None
+    # The inputs of the last diff that changed nothing, and until when it stays so.
+    _quiet_diff: tuple[tuple[object, ...], float] | None = None
 
     @property
     def inventory(self) -> float:
@@ -105,6 +114,22 @@ class QuoterLadder(QuoterOrders):
         # a fill must earn its maker fee back; a rebate lets the quote sit closer
         half_spread = max(0.0, mq.half_spread + fair * p.maker_fee_bps / 1e4)
         limit = p.position_limit
+        key = (
+            mq.reservation,
+            half_spread,
+            ref,
+            self.spec,
+            self.shape,
+            tick.bid,
+            tick.ask,
+            excess,
+            limit,
+            p.size_skew,
+            self._qtys,
+        )
+        memo = self._ladder_memo
+        if memo is not None and memo[0] == key:
+            return memo[1], ref, mq.reservation
         bid_qtys, ask_qtys = inventory_sizes(self.spec, self._qtys, excess, limit, p.size_skew)
         ladder = build_ladder(
             reservation=mq.reservation,
@@ -120,6 +145,7 @@ class QuoterLadder(QuoterOrders):
             bid_qtys=bid_qtys,
             ask_qtys=ask_qtys,
         )
+        self._ladder_memo = (key, ladder)
         return ladder, ref, mq.reservation
 
     def _requote(self, ts: int, start: list[OrderIntent]) -> QuoterOutput:
@@ -162,14 +188,37 @@ class QuoterLadder(QuoterOrders):
         )
 
     def _diff(self, ts: int, ladder: Ladder, ref: float) -> list[OrderIntent]:
+        mid = self.last_tick.mid if self.last_tick is not None else ref
+        # Everything the diff reads besides ``ts``. A diff that changed nothing stays empty
+        # for the same inputs until the first time a kept order's age or a blocked slot's
+        # timer runs out (every use of ``ts`` below is a "ts < threshold" test), so such
+        # ticks (most of them) skip it. Pending cancels retry on a timer: never skipped then.
+        st = self.order_state
+        inputs = (
+            ladder,
+            ref,
+            mid,
+            self.params,
+            self.spec,
+            self.shape,
+            st,  # by identity (a restore builds a new order state, its version anew)
+            st.version,
+            self._cancels_version,
+            tuple(self._blocked.items()),
+        )
+        quiet = self._quiet_diff
+        if quiet is not None and ts < quiet[1] and not self._cancels and quiet[0] == inputs:
+            return []
+        self._quiet_diff = None
         rules = Hygiene.of(
             self.params,
             half_spread=ladder.half_spread,
             reference=ref,
-            mid=self.last_tick.mid if self.last_tick is not None else ref,
+            mid=mid,
             tick_size=self.spec.tick_size,
             lot_size=self.spec.lot_size,
         )
+        until = math.inf
         desired = {("buy", lv.level): lv for lv in ladder.bids}
         desired.update({("sell", lv.level): lv for lv in ladder.asks})
         quoting: dict[tuple[str, int], list[LiveOrder]] = {}
@@ -197,10 +246,18 @@ class QuoterLadder(QuoterOrders):
                 if rules.keeps(
                     side, keep.price, keep.qty, keep.placed_ts, want.price, want.qty, ts
                 ):
+                    kept = rules.kept_until(
+                        keep.price, keep.qty, keep.placed_ts, want.price, want.qty
+                    )
+                    until = min(until, kept)
                     continue
                 cancels.append(self._cancel(ts, keep, f"refresh to {want.price}"))
-            if self._blocked.get(slot, ts) > ts:
+            blocked = self._blocked.get(slot, ts)
+            if blocked > ts:
+                until = min(until, blocked)
                 continue
             self._blocked.pop(slot, None)
             places.append(self._place(ts, side, level, want.price, want.qty, ref))
+        if not cancels and not places and not self._cancels:
+            self._quiet_diff = (inputs, until)
         return cancels + places

@@ -64,11 +64,12 @@ A = TypeVar("A")
 class BucketedWindow(Generic[A]):
     """The buckets of one sliding window, each an aggregate that merges in time order.
 
-    ``merge(earlier, later)`` must be associative. The merge of all closed buckets is cached,
+    ``merge(earlier, later)`` must be associative and the aggregates immutable (a read is
+    handed out again until the next update). The merge of all closed buckets is cached,
     so reading the window costs one merge however many buckets it spans.
     """
 
-    __slots__ = ("_buckets", "_empty", "_merge", "_newest", "_prefix", "spec")
+    __slots__ = ("_buckets", "_empty", "_last", "_merge", "_newest", "_prefix", "spec")
 
     def __init__(
         self, spec: WindowSpec, empty: Callable[[], A], merge: Callable[[A, A], A]
@@ -79,6 +80,9 @@ class BucketedWindow(Generic[A]):
         self._buckets: dict[int, A] = {}
         self._newest: int | None = None
         self._prefix: A | None = None
+        # The last value() read and the bucket it was read up to, until the next change: risk
+        # reads every window on every update, and the order window changes seldom.
+        self._last: tuple[int | None, A] | None = None
 
     @property
     def newest(self) -> int | None:
@@ -91,6 +95,7 @@ class BucketedWindow(Generic[A]):
         newest = self._newest
         if newest is not None and b <= newest - self.spec.buckets:
             return False
+        self._last = None
         if newest is None or b > newest:
             self._newest = newest = b
             oldest = b - self.spec.buckets + 1
@@ -99,12 +104,21 @@ class BucketedWindow(Generic[A]):
             self._prefix = None
         elif b < newest:
             self._prefix = None
-        self._buckets[b] = fn(self._buckets.get(b, self._empty()))
+        current = self._buckets.get(b)  # not get(b, empty()): that builds one every update
+        self._buckets[b] = fn(self._empty() if current is None else current)
         return True
 
     def value(self, upto: int | None = None) -> A:
         """The merge of every bucket in the window that ends with bucket ``upto`` (default:
         the newest bucket seen)."""
+        last = self._last
+        if last is not None and last[0] == upto:
+            return last[1]  # nothing changed since that read (the aggregates are frozen)
+        value = self._value(upto)
+        self._last = (upto, value)
+        return value
+
+    def _value(self, upto: int | None) -> A:
         newest = self._newest
         if newest is None:
             return self._empty()
@@ -120,7 +134,8 @@ class BucketedWindow(Generic[A]):
                 if k < newest:
                     acc = self._merge(acc, self._buckets[k])
             self._prefix = acc
-        return self._merge(self._prefix, self._buckets.get(newest, self._empty()))
+        current = self._buckets.get(newest)
+        return self._merge(self._prefix, self._empty() if current is None else current)
 
     def snapshot(self) -> tuple[int | None, tuple[tuple[int, A], ...]]:
         return self._newest, tuple(sorted(self._buckets.items()))
@@ -129,6 +144,7 @@ class BucketedWindow(Generic[A]):
         self._newest, items = snap
         self._buckets = dict(items)
         self._prefix = None
+        self._last = None
 
 
 # --- price statistics ------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from makerflow.operators.order_records import OrderStateSnapshot
+from makerflow.operators.order_records import Order, OrderStateSnapshot
 from makerflow.operators.order_state import OrderState
 from makerflow.operators.risk_buckets import BucketedWindow, OrderStats, PriceStats, WindowSpec
 from makerflow.schemas.events import Fill, OrderEvent, Tick
@@ -217,28 +217,32 @@ class MarketRisk:
         if self.start_ts is not None and fill.ts >= self.start_ts:
             self.pnl.on_fill(fill.side, fill.price, fill.qty, fill.fee, fill.fee_asset)
 
-    def open_notional(self) -> float:
+    def open_notional(self, open_: tuple[Order, ...] | None = None) -> float:
         """What open orders (unknown and pending ones included) could still trade, valued
-        at their price (at the mark when the venue did not say one)."""
+        at their price (at the mark when the venue did not say one). ``open_``: the book's
+        open orders when the caller already has them."""
+        if open_ is None:
+            open_ = self.book.open_orders()
         mark = self.mark or 0.0
-        return sum(
-            o.remaining * (o.price if o.price is not None else mark)
-            for o in self.book.open_orders()
-        )
+        return sum(o.remaining * (o.price if o.price is not None else mark) for o in open_)
 
     def measures(self, ts: int | None = None) -> MarketMeasures:
         at = self.last_ts if ts is None else ts
-        bucket = max(
-            b
-            for b in (self.prices.newest, self.orders.newest, self.spec.bucket_of(at))
-            if b is not None
-        )
+        # measured on every update: the newest of the three buckets without a generator
+        bucket = self.spec.bucket_of(at)
+        newest = self.prices.newest
+        if newest is not None and newest > bucket:
+            bucket = newest
+        newest = self.orders.newest
+        if newest is not None and newest > bucket:
+            bucket = newest
         start, end = self.spec.window_of_bucket(bucket)
         px = self.prices.value(bucket)
         od = self.orders.value(bucket)
         mark = self.mark
         unreal = self.pnl.unrealized(mark)
         total = self.pnl.realized + unreal
+        open_ = self.book.open_orders()
         return MarketMeasures(
             market=self.market,
             ts=at,
@@ -250,8 +254,8 @@ class MarketRisk:
             orders_submitted=od.submitted,
             reject_rate=od.reject_rate,
             cancel_rate=od.cancel_rate,
-            open_orders=len(self.book.open_orders()),
-            open_notional=self.open_notional(),
+            open_orders=len(open_),
+            open_notional=self.open_notional(open_),
             position=self.pnl.position,
             realized_pnl=self.pnl.realized,
             unrealized_pnl=unreal,

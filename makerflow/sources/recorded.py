@@ -76,7 +76,9 @@ def open_lines(path: Path) -> io.BufferedIOBase:
     with path.open("rb") as f:
         magic = f.read(2)
     if magic == b"\x1f\x8b":
-        return gzip.open(path, "rb")
+        # GzipFile.readline is a Python method per line (a closed check, then its buffer's
+        # readline); a BufferedReader over it reads lines in C from its decompressed chunks.
+        return io.BufferedReader(gzip.GzipFile(path, "rb"), buffer_size=1 << 16)
     if magic == b"PK":
         # A zip archive (Bybit's public data): its first member.
         archive = zipfile.ZipFile(path)
@@ -247,6 +249,12 @@ class _RecordedPartition(StatefulSourcePartition[MarketData | DeadLetter, PartSt
 
     def _next_line_events(self) -> list[MarketData | DeadLetter] | None:
         """The events of the next line, ``[]`` for a quiet line, ``None`` at the very end."""
+        lines = self._lines
+        if lines is not None:  # the open file's next line: the common case, once per line
+            line = next(lines, None)
+            if line is not None:
+                self.line_no += 1
+                return self.parser.feed(line)
         while self._open():
             assert self._lines is not None
             line = next(self._lines, None)

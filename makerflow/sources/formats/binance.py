@@ -91,7 +91,8 @@ def split_line(line: bytes) -> tuple[int, bytes] | None:
 
 
 def _levels(raw: Any) -> tuple[Level, ...]:
-    return tuple((float(p), float(q)) for p, q in raw)
+    # a list comprehension, not a generator: tuple() of a list is ~2x faster on 20+ levels
+    return tuple([(float(p), float(q)) for p, q in raw])
 
 
 class BinanceRawParser:
