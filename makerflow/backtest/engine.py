@@ -19,6 +19,13 @@ live operators run, in the order event time says:
   :class:`~makerflow.operators.kill_switch.ScopeMachine` (kill switch and cancel-alls),
   through :class:`~makerflow.backtest.risk.RiskStage`;
 * reconciliation's :class:`~makerflow.operators.recon_logic.BalanceRecon` per asset;
+* the checks live execution runs before the exchange, on the same pure code and the same
+  ``[execution]`` tables: the risk gate (:class:`~makerflow.operators.risk_gate.RiskGate`,
+  fed every RiskState this loop's risk publishes or acts on) and then the sink's fat-finger
+  guards (:func:`~makerflow.operators.guards.check_intent`, its open-order count from the
+  one :class:`~makerflow.operators.order_state.OrderState`). A refused intent never reaches
+  the venue; its rejected OrderEvent (the reason text live execution writes) is delivered
+  like any venue report;
 * the :class:`~makerflow.backtest.venue.SimVenue`.
 
 The venue's reports are scheduled on a heap ordered by ``(time, sequence)`` and delivered,
@@ -32,9 +39,10 @@ Control commands (``--control`` files, the ``control`` topic) reach the quoter's
 What differs from live, on purpose: the risk limits above one market (asset exposure,
 account and global PnL, index-oracle deviation) are not judged, since each market's loop is
 alone on its key (a command to a wider scope still halts and resumes it); staleness on the
-wall clock has no meaning in a replay; there is no exchange sink, so its local checks
-(fat-finger distance, risk gate) are not applied and the venue refuses what is not tradable
-instead.
+wall clock has no meaning in a replay (the gate's own staleness is judged in event time, as
+live), and the gate's ``hold_ms`` wait for risk's first word is a wall-clock liveness aid
+with nothing to wait for here: risk is heard before the quoter in the same loop; the sink's
+intent time-to-live (wall clock against event time) is not applied.
 """
 
 from __future__ import annotations
@@ -49,11 +57,14 @@ import msgspec
 from makerflow.backtest.risk import RiskStage
 from makerflow.backtest.settings import BacktestConfig
 from makerflow.backtest.venue import Arrival, Report, SimVenue
+from makerflow.operators.guards import check_intent, guard_rejected
 from makerflow.operators.index import BasketIndex, BasketRouter
 from makerflow.operators.kill_switch import Transition
+from makerflow.operators.order_state import OrderState
 from makerflow.operators.quoter import Quoter
 from makerflow.operators.quoter_types import QuoterInputError, QuoterOutput
 from makerflow.operators.recon_logic import BalanceRecon, check_snapshot, fill_legs
+from makerflow.operators.risk_gate import RiskGate, rejected
 from makerflow.operators.risk_scopes import cancel_all_intents
 from makerflow.operators.ticks import MarketTicks
 from makerflow.schemas.codec import dead_letter, encode
@@ -145,6 +156,10 @@ class MarketEngine:
         }
         self.risk = RiskStage(market.venue, market.symbol, market.account, config.risk)
         self.recon: dict[str, BalanceRecon] = {}
+        checks = config.execution
+        self.gate = RiskGate(checks.gate)
+        self.orders = OrderState(prefix=checks.sink.client_id_prefix)
+        """Execution's order state: what the open-order guard counts."""
         self.heap: list[tuple[int, int, int, Any]] = []
         self._seq = 0
         self.now = -1
@@ -214,11 +229,34 @@ class MarketEngine:
         for r in reports:
             self._push(max(r.deliver_ts, self.now), _REPORT, r.event)
 
-    def _send(self, intents: Iterable[OrderIntent]) -> None:
+    def submit(self, intents: Iterable[OrderIntent]) -> None:
+        """Intents (one batch, in order) on their way to the venue: through the risk gate
+        and the sink's guards first, as live execution takes them."""
+        # As live execution: the gate, then the sink's guards, whose open-order count is
+        # the order state's before this batch plus the places admitted in it.
+        n_open = len(self.orders.open_orders(self.key))
+        admitted = 0
+        guards = self.config.execution.guards
         for intent in intents:
             self._emit("intents", intent)
+            refusal = self.gate.check(intent)
+            if refusal is not None:
+                self._refuse(rejected(intent, refusal))
+                continue
+            self.orders.on_intent(intent)
+            problem = check_intent(intent, guards, n_open + admitted)
+            if problem is not None:
+                self._refuse(guard_rejected(intent, problem))
+                continue
+            if intent.action == "place":
+                admitted += 1
             arrival: Arrival = self.venue.send(self.now, intent)
             self._push(arrival.ts, _ARRIVE, arrival)
+
+    def _refuse(self, ev: OrderEvent) -> None:
+        """A refusal comes back as execution's rejected OrderEvent, through the heap: the
+        quoter hears it after its own output is handled, as it would from the topic."""
+        self._push(self.now, _REPORT, ev)
 
     # --- market data ------------------------------------------------------------------------
 
@@ -292,10 +330,12 @@ class MarketEngine:
     def _deliver(self, ev: OrderEvent | Fill | BalanceSnapshot) -> None:
         if isinstance(ev, OrderEvent):
             self._emit("order_events", ev)
+            self.orders.on_order_event(ev)
             self._risk(self.risk.on_order_event(ev))
             self._quote(self.quoter.on_order_event, ev)
         elif isinstance(ev, Fill):
             self._emit("fills", ev)
+            self.orders.on_fill(ev)
             self._risk(self.risk.on_fill(ev))
             self._quote(self.quoter.on_fill, ev)
             legs = fill_legs(ev, self.config.recon)
@@ -339,7 +379,7 @@ class MarketEngine:
         if out.ladder is not None:
             self._emit("ladders", out.ladder)
         if out.intents:
-            self._send(out.intents)
+            self.submit(out.intents)
 
     def _risk(self, transitions: list[Transition]) -> None:
         for t in transitions:
@@ -372,6 +412,7 @@ class MarketEngine:
             since=t.since,
             heartbeat=t.heartbeat,
         )
+        self.gate.on_state(state)
         if write:
             self._emit("risk_states", state)
             if t.alert is not None:
@@ -388,7 +429,7 @@ class MarketEngine:
         if t.cancel_all:
             what = "pause" if t.status == "PAUSED" else "kill switch"
             intents = cancel_all_intents(self.config.risk, t.scope, t.ts, t.reasons, what)
-            self._send(i for i in intents if i.key == self.key)
+            self.submit(i for i in intents if i.key == self.key)
         self._quote(self.quoter.on_risk, state)
 
     def _emit(self, name: str, ev: Any) -> None:

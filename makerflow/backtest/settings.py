@@ -3,8 +3,11 @@ overrides, and the grid of a sweep.
 
 ``[ticks]``, ``[index]``, ``[quoting]``, ``[risk]`` and ``[recon]`` are the services' own tables
 (the same file can configure a live deployment); ``[venue]`` is the simulated venue
-(:class:`~makerflow.backtest.venue.VenueConfig`). Other tables of the file (``[exchange]``,
-``[dex_ingest]``, ...) are not the backtest's and are left alone.
+(:class:`~makerflow.backtest.venue.VenueConfig`). Of ``[execution]`` the backtest reads the
+checks live execution applies before the venue: ``[execution.gate]`` (the risk gate) and
+``[execution.sink]`` (its ``guards``, the fat-finger limits); the rest of that table
+(``private``, ``flatten``, ...) is about the real exchange and is left alone, as are other
+tables of the file (``[exchange]``, ``[dex_ingest]``, ...).
 
 An override names a field by its path: ``quoting.defaults.gamma=0.05``, ``venue.seed=3``,
 ``risk.window_ms=30000``. A quoting parameter may leave out ``defaults``
@@ -25,14 +28,31 @@ from typing import Any
 import msgspec
 
 from makerflow.backtest.venue import VenueConfig
+from makerflow.operators.guards import GuardLimits
 from makerflow.operators.index import IndexConfig
 from makerflow.operators.quoting_config import QuotingConfig, QuotingParams
 from makerflow.operators.recon_logic import ReconConfig
+from makerflow.operators.risk_gate import GateConfig
 from makerflow.operators.risk_limits import RiskConfig
 from makerflow.operators.ticks import TicksConfig
 from makerflow.schemas.config import Config
+from makerflow.sinks.exchange_config import ExchangeSinkConfig
 
-SECTIONS = ("ticks", "index", "quoting", "risk", "recon", "venue")
+SECTIONS = ("ticks", "index", "quoting", "risk", "recon", "venue", "execution")
+_EXECUTION_TABLES = ("gate", "sink")
+"""The parts of ``[execution]`` a backtest applies (the checks in front of the venue)."""
+
+
+class ExecutionChecks(Config, frozen=True, kw_only=True):
+    """What live execution checks before an intent reaches the exchange, from the same
+    ``[execution]`` tables: the risk gate, then the sink's fat-finger guards."""
+
+    gate: GateConfig = GateConfig()
+    sink: ExchangeSinkConfig = ExchangeSinkConfig()
+
+    @property
+    def guards(self) -> GuardLimits:
+        return self.sink.guards
 
 
 class BacktestConfig(Config, frozen=True, kw_only=True):
@@ -44,6 +64,7 @@ class BacktestConfig(Config, frozen=True, kw_only=True):
     risk: RiskConfig = RiskConfig()
     recon: ReconConfig = ReconConfig()
     venue: VenueConfig = VenueConfig()
+    execution: ExecutionChecks = ExecutionChecks()
 
 
 Override = tuple[str, Any]
@@ -140,8 +161,12 @@ def load_backtest_config(
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ValueError(f"cannot read configuration {p}: {exc}") from None
         for section in SECTIONS:
-            if section in raw:
-                data[section] = raw[section]
+            if section not in raw:
+                continue
+            table = raw[section]
+            if section == "execution" and isinstance(table, dict):
+                table = {k: v for k, v in table.items() if k in _EXECUTION_TABLES}
+            data[section] = table
     for key, value in overrides:
         _set(data, key, value)
     try:

@@ -96,3 +96,22 @@ class OpenOrders:
 
     def snapshot(self) -> tuple[str, ...]:
         return tuple(sorted(self._open))
+
+
+def guard_rejected(intent: OrderIntent, problem: str) -> OrderEvent:
+    """The rejected OrderEvent for an intent the guards refused, as the exchange sink
+    reports it: ``reason`` is the problem itself (it starts with ``guard:`` or
+    ``malformed:``, the sink's reject kinds)."""
+    qty = intent.qty if intent.qty is not None and math.isfinite(intent.qty) else 0.0
+    return OrderEvent(
+        ts=intent.ts,
+        venue=intent.venue,
+        symbol=intent.symbol,
+        account=intent.account,
+        client_order_id=intent.client_order_id or "",
+        status="rejected",
+        side=intent.side or "buy",
+        price=intent.price,
+        qty=qty,
+        reason=problem,
+    )
