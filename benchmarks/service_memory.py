@@ -43,8 +43,8 @@ from service_support import (
 
 from makerflow.broker import Broker
 from makerflow.kafka_admin import Sender, ensure_topics, producer
-from makerflow.schemas import topics as t
 from makerflow.operators.ticks import TicksConfig
+from makerflow.schemas import topics as t
 from makerflow.schemas.codec import encode
 from makerflow.schemas.events import Trade
 
@@ -144,9 +144,10 @@ def main() -> int:
                 stop(p)
             for w in (ticks_out, intents, quality):
                 w.close()
-    events = len(recording()) * args.loops
+    per_loop = len(recording())
     print(
-        f"{events} events ({args.loops} loops of {len(recording())}) in {samples['ticks'][-1][0]:.0f} s;"
+        f"{per_loop * args.loops} events ({args.loops} loops of {per_loop})"
+        f" in {samples['ticks'][-1][0]:.0f} s;"
         f" {ticks_out.count} ticks, {intents.count} intents, {quality.count} quality events"
         f" ({dict(kinds)})"
     )

@@ -140,7 +140,7 @@ def rss_kb(pid: int) -> int | None:
         return int(psutil.Process(pid).memory_info().rss // 1024)
     except ImportError:
         pass
-    except Exception:  # noqa: BLE001 (the process is gone)
+    except Exception:
         return None
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -184,7 +184,9 @@ class TopicWatch(threading.Thread):
     def run(self) -> None:
         try:
             while not self._halt.is_set():
-                for m in self._c.consume(1000, 0.05):
+                # poll, not consume: consume(n, timeout) waits for n messages or the timeout.
+                m = self._c.poll(0.05)
+                if m is not None:
                     if m.error() is not None:
                         continue
                     now = time.perf_counter_ns()
