@@ -20,6 +20,24 @@ or ``producer.KEY=VALUE`` on the producer). A variant's settings are applied by 
 launcher that updates the connector defaults and starts the same flow under Bytewax's
 ``cli_main`` (what ``python -m bytewax.run`` calls).
 
+What it found (2026-12-01, 2 shared cores, 20 s at recorded pace, 199 book updates; p50 / p99
+update -> intent): shipped defaults 336 / 532 ms; ``align_ms = 0`` 187 / 343 ms;
+``align_ms = 0`` with ``fetch.wait.max.ms=1`` and the sinks' ``linger.ms=0`` 22 / 37 ms. Where
+the time goes:
+
+* tansu does not answer a waiting fetch when data arrives: a fetch with no data waits the
+  full ``fetch.wait.max.ms`` (librdkafka's default 500 ms; measured producer -> consumer on
+  tansu: p50 31 ms at 100 ms, 2 ms at 1 ms). With three Kafka hops that is most of the
+  default latency, and it is tansu's, not the services': Kafka and Redpanda answer a
+  long poll as soon as data is there. A 1 ms wait would make every idle consumer send
+  a fetch a millisecond, so it is not set in makerflow/sources/kafka.py.
+* the event-time merge (``align_ms = 200``) adds ~110 ms at p50 to the ticks leg: a book
+  update waits for a later trade or 200 ms of its own stream (see align_latency.py).
+* what is left with the tuned settings (~8 ms ticks leg, ~13 ms quoter leg): Bytewax's
+  Kafka partition polls with ``consume(batch, 0.001)``, so an idle worker blocks 1 ms per
+  input partition per round; the quoter reads 8 topics (~8 ms a round), the ticks service 2;
+  plus one produce + flush round trip per output batch and the shared cores.
+
     python benchmarks/service_latency.py                  # ~2 minutes
     python benchmarks/service_latency.py --seconds 10 --configs align0
 """
