@@ -195,3 +195,26 @@ def test_grafana_is_provisioned_with_the_dashboard_and_its_data_source():
         dash = json.loads(path.read_text())
         uids = {t["datasource"]["uid"] for p in dash["panels"] for t in p.get("targets", [])}
         assert uids == {ds["uid"]}, path.name
+
+
+def test_every_alertmanager_receiver_reaches_something_the_deployment_has():
+    # A webhook must name a service of the compose file; a credential file must be a secret
+    # mounted into the alertmanager service (and declared with a file), so that no receiver
+    # points at a host or a file that does not exist.
+    am = yaml.safe_load((DOCKER / "alertmanager" / "alertmanager.yml").read_text())
+    spec = compose()
+    mounted = {f"/run/secrets/{s}" for s in spec["services"]["alertmanager"].get("secrets", [])}
+    declared = {f"/run/secrets/{n}" for n, s in spec.get("secrets", {}).items() if "file" in s}
+    problems = []
+    for receiver in am["receivers"]:
+        configs = [c for k, v in receiver.items() if k.endswith("_configs") for c in v]
+        assert configs, f"receiver {receiver['name']} sends nowhere"
+        for c in configs:
+            for key, value in c.items():
+                if key.endswith("_file") and not (value in mounted and value in declared):
+                    problems.append(f"{receiver['name']}: {key} {value} is not a mounted secret")
+                if key == "url":
+                    host = re.sub(r"^\w+://([^:/]+).*$", r"\1", str(value))
+                    if host not in spec["services"]:
+                        problems.append(f"{receiver['name']}: {value} names no compose service")
+    assert not problems, problems

@@ -1,0 +1,273 @@
+"""Latency through Kafka: a book update produced to ``md.book`` -> its intent on
+``orders.intents``, with the ticks and the quoter services as separate processes.
+
+Per configuration, on a fresh tansu broker on loopback: the ticks service and the quoter
+run under the Bytewax runner (``makerflow run ticks`` / ``quoter``, tailing), a warm-up
+sends the recorded BTC/USDT snapshot and waits for the first intent, then the recording's
+next events are produced to ``md.book`` / ``md.trades`` at recorded pace (``--speed``) for
+``--seconds``. Every book update carries its own event time; the tick it causes and the
+quoter's intents carry that time too, so each update is matched with the first tick and the
+first intent whose ``ts`` equals its own (updates that move nothing make neither). Times are
+taken in this process: just before ``produce`` (the bench's producer sends at once,
+``linger.ms=0``) and when this process's consumers (``fetch.wait.max.ms=1``) receive. Printed
+per configuration: p50 / p99 / max of update -> tick (the ticks service and two Kafka hops),
+tick -> intent (the quoter and one hop) and update -> intent, in ms. Target: p99 <= 5 ms.
+
+Configurations: the shipped defaults (the live event-time merge, ``[ticks] align_ms =
+200``), ``align_ms = 0`` (arrival order), and ``align_ms = 0`` with the Kafka client
+settings that decide a hop's wait set otherwise (``--variant KEY=VALUE`` on the consumer
+or ``producer.KEY=VALUE`` on the producer). A variant's settings are applied by a small
+launcher that updates the connector defaults and starts the same flow under Bytewax's
+``cli_main`` (what ``python -m bytewax.run`` calls).
+
+What it found (2026-12-01, 2 shared cores, 20 s at recorded pace, 199 book updates; p50 / p99
+update -> intent): shipped defaults 336 / 532 ms; ``align_ms = 0`` 187 / 343 ms;
+``align_ms = 0`` with ``fetch.wait.max.ms=1`` and the sinks' ``linger.ms=0`` 22 / 37 ms. Where
+the time goes:
+
+* tansu does not answer a waiting fetch when data arrives: a fetch with no data waits the
+  full ``fetch.wait.max.ms`` (librdkafka's default 500 ms; measured producer -> consumer on
+  tansu: p50 31 ms at 100 ms, 2 ms at 1 ms). With three Kafka hops that is most of the
+  default latency, and it is tansu's, not the services': Kafka and Redpanda answer a
+  long poll as soon as data is there. A 1 ms wait would make every idle consumer send
+  a fetch a millisecond, so it is not set in makerflow/sources/kafka.py.
+* the event-time merge (``align_ms = 200``) adds ~110 ms at p50 to the ticks leg: a book
+  update waits for a later trade or 200 ms of its own stream (see align_latency.py).
+* what is left with the tuned settings (~8 ms ticks leg, ~13 ms quoter leg): Bytewax's
+  Kafka partition polls with ``consume(batch, 0.001)``, so an idle worker blocks 1 ms per
+  input partition per round; the quoter reads 8 topics (~8 ms a round), the ticks service 2;
+  plus one produce + flush round trip per output batch and the shared cores.
+
+    python benchmarks/service_latency.py                  # ~2 minutes
+    python benchmarks/service_latency.py --seconds 10 --configs align0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Message
+from service_support import (
+    QUOTER_TOML,
+    REPO,
+    TopicWatch,
+    pct,
+    recording,
+    service_env,
+    start_service,
+    stop,
+)
+
+from makerflow.broker import Broker
+from makerflow.kafka_admin import Sender, ensure_topics, producer
+from makerflow.schemas import topics as t
+from makerflow.schemas.codec import encode
+from makerflow.schemas.events import BookSnapshot, Trade
+
+TARGET_MS = 5.0
+MS = 1e6
+
+# Starts a service flow with connector settings changed: the consumer's on every Kafka
+# input (merged over the source's add_config) and the producer's (PRODUCER_DEFAULTS).
+LAUNCHER = """
+import json, os, sys
+from datetime import timedelta
+import makerflow.sinks.kafka as sinks
+import makerflow.sources.kafka as sources
+cfg = json.loads(os.environ["BENCH_KAFKA"])
+sinks.PRODUCER_DEFAULTS.update(cfg["producer"])
+_build = sources.LagReportingKafkaSource.build_part
+def build_part(self, step_id, for_part, resume_state):
+    self._add_config = {**self._add_config, **cfg["consumer"]}
+    return _build(self, step_id, for_part, resume_state)
+sources.LagReportingKafkaSource.build_part = build_part
+import importlib
+from bytewax.run import cli_main
+flow = importlib.import_module("makerflow.flows." + sys.argv[1]).flow
+epoch = cfg.get("epoch_ms")
+cli_main(flow, epoch_interval=timedelta(milliseconds=epoch) if epoch else None)
+"""
+
+
+@dataclass
+class Config:
+    name: str
+    align_ms: int | None = None  # None: the shipped default
+    consumer: dict[str, Any] = field(default_factory=dict)
+    producer: dict[str, Any] = field(default_factory=dict)
+    epoch_ms: int | None = None
+
+    @property
+    def launched(self) -> bool:
+        return bool(self.consumer or self.producer or self.epoch_ms)
+
+
+def parse_variant(items: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    consumer: dict[str, Any] = {}
+    prod: dict[str, Any] = {}
+    for item in items:
+        key, value = item.split("=", 1)
+        if key.startswith("producer."):
+            prod[key.removeprefix("producer.")] = value
+        else:
+            consumer[key] = value
+    return consumer, prod
+
+
+@dataclass
+class Run:
+    sent: dict[int, int] = field(default_factory=dict)
+    """Book update event time -> when it was produced (perf_counter_ns)."""
+    tick_at: dict[int, int] = field(default_factory=dict)
+    intent_at: dict[int, int] = field(default_factory=dict)
+
+    def on_tick(self, m: Message, now: int) -> None:
+        ts = json.loads(m.value())["ts"]
+        self.tick_at.setdefault(ts, now)
+
+    def on_intent(self, m: Message, now: int) -> None:
+        ts = json.loads(m.value())["ts"]
+        self.intent_at.setdefault(ts, now)
+
+
+def start(
+    cfg: Config, name: str, brokers: str, config: Path, logs: Path
+) -> Any:  # subprocess.Popen
+    extra = {"MAKERFLOW_TAIL": "1"}
+    if cfg.align_ms is not None:
+        extra["MAKERFLOW__TICKS__ALIGN_MS"] = str(cfg.align_ms)
+    env = service_env(brokers, config, **extra)
+    log = logs / f"{cfg.name}-{name}.log"
+    if not cfg.launched:
+        return start_service(name, env, log)
+    import subprocess
+
+    env["BENCH_KAFKA"] = json.dumps(
+        {"consumer": cfg.consumer, "producer": cfg.producer, "epoch_ms": cfg.epoch_ms}
+    )
+    out = open(log, "ab")  # noqa: SIM115 (the child keeps it)
+    return subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, name],
+        cwd=REPO,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def measure(cfg: Config, seconds: float, speed: float, logs: Path) -> Run:
+    events = recording()
+    config = logs / "makerflow.toml"
+    config.write_text(QUOTER_TOML)
+    run = Run()
+    with Broker() as b:
+        ensure_topics([b.bootstrap], list(t.TOPICS))
+        procs = [start(cfg, n, b.bootstrap, config, logs) for n in ("ticks", "quoter")]
+        ticks = TopicWatch(b.bootstrap, t.TICKS.name, run.on_tick)
+        intents = TopicWatch(b.bootstrap, t.ORDER_INTENTS.name, run.on_intent)
+        ticks.start()
+        intents.start()
+        out = Sender(producer([b.bootstrap], **{"linger.ms": 0}))
+
+        def send(e: Any) -> None:
+            topic = t.MD_TRADES if isinstance(e, Trade) else t.MD_BOOK
+            out.send(topic.name, topic.key_of(e), encode(e))
+            out.producer.poll(0)
+
+        try:
+            # Warm-up: the snapshot and the next seconds of data (read from the beginning of
+            # the fresh topics), until an intent shows both services are serving.
+            snap = next(e for e in events if isinstance(e, BookSnapshot))
+            start_i = events.index(snap)
+            for e in events[start_i : start_i + 200]:
+                send(e)
+            out.flush()
+            deadline = time.monotonic() + 90
+            while not intents.count:
+                if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                    raise RuntimeError(f"{cfg.name}: the services did not serve; see {logs}")
+                time.sleep(0.5)
+            time.sleep(1.0)
+            # The measured stretch continues the warm-up's update ids: the book stays valid.
+            i = start_i + 200
+            base_ts = events[i].ts
+            t0 = time.perf_counter_ns()
+            while i < len(events):
+                e = events[i]
+                due = t0 + (e.ts - base_ts) / speed
+                if due - t0 > seconds * 1e9:
+                    break
+                wait = (due - time.perf_counter_ns()) / 1e9
+                if wait > 0:
+                    time.sleep(wait)
+                if not isinstance(e, Trade):
+                    run.sent.setdefault(e.ts, time.perf_counter_ns())
+                send(e)
+                i += 1
+            out.flush()
+            time.sleep(1.0 + (cfg.align_ms or 200) / 1000)
+        finally:
+            for p in procs:
+                stop(p)
+            ticks.close()
+            intents.close()
+    return run
+
+
+def row(name: str, xs: list[float]) -> str:
+    return (
+        f"{name:<34} {len(xs):>6} {pct(xs, 0.5):8.2f} {pct(xs, 0.99):8.2f}"
+        f" {max(xs, default=float('nan')):8.2f}"
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=20.0, help="measured stretch per config")
+    ap.add_argument("--speed", type=float, default=1.0, help="times recorded pace")
+    ap.add_argument(
+        "--variant",
+        nargs="*",
+        default=["fetch.wait.max.ms=1", "producer.linger.ms=0"],
+        help="the tuned configuration: consumer KEY=VALUE, producer.KEY=VALUE",
+    )
+    ap.add_argument("--configs", nargs="*", default=["default", "align0", "tuned"])
+    ap.add_argument("--keep", type=Path, help="keep the services' logs here")
+    args = ap.parse_args()
+    consumer, prod = parse_variant(args.variant)
+    known = {
+        "default": Config("default (align_ms 200)"),
+        "align0": Config("align_ms 0", align_ms=0),
+        "tuned": Config("align_ms 0 + " + " ".join(args.variant), 0, consumer, prod),
+    }
+    logs = args.keep or Path(tempfile.mkdtemp(prefix="svc-lat-"))
+    logs.mkdir(parents=True, exist_ok=True)
+    print(f"{'configuration / leg':<34} {'n':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    verdict = []
+    for key in args.configs:
+        cfg = known[key]
+        r = measure(cfg, args.seconds, args.speed, logs)
+        to_tick = [(r.tick_at[ts] - at) / MS for ts, at in r.sent.items() if ts in r.tick_at]
+        both = [ts for ts in r.sent if ts in r.tick_at and ts in r.intent_at]
+        tick_intent = [(r.intent_at[ts] - r.tick_at[ts]) / MS for ts in both]
+        total = [(r.intent_at[ts] - r.sent[ts]) / MS for ts in both]
+        print(f"{cfg.name}: {len(r.sent)} book updates sent")
+        print(row("  update -> tick", to_tick))
+        print(row("  tick -> intent", tick_intent))
+        print(row("  update -> intent", total))
+        verdict.append((cfg.name, pct(total, 0.99)))
+    for name, p99 in verdict:
+        ok = "met" if p99 <= TARGET_MS else "NOT met"
+        print(f"target p99 <= {TARGET_MS:g} ms, {name}: {p99:.2f} ms, {ok}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
