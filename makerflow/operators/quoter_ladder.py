@@ -227,6 +227,7 @@ class QuoterLadder(QuoterOrders):
                 quoting.setdefault((o.side, o.level), []).append(o)
         cancels = self._retry_cancels(ts)
         places: list[OrderIntent] = []
+        unresolved: int | None = None  # counted once, and only when a place is due
         deepest = max((lvl for _, lvl in quoting), default=0)
         levels = range(max(self.shape.levels - 1, deepest) + 1)
         for side, level in ((sd, lvl) for sd in _SIDES for lvl in levels):
@@ -257,6 +258,11 @@ class QuoterLadder(QuoterOrders):
                 until = min(until, blocked)
                 continue
             self._blocked.pop(slot, None)
+            if unresolved is None:
+                unresolved = len(self.order_state.open_orders(self.key))
+            if unresolved + len(places) >= self.params.unresolved_limit:
+                self._note_unresolved(ts, unresolved)
+                continue  # nothing answers our orders: cancels only until it does
             places.append(self._place(ts, side, level, want.price, want.qty, ref))
         if not cancels and not places and not self._cancels:
             self._quiet_diff = (inputs, until)

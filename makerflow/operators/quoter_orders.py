@@ -165,6 +165,20 @@ class QuoterOrders:
         self._live_cache = (*key, out)
         return out
 
+    def _note_unresolved(self, ts: int, unresolved: int) -> None:
+        """Say (at most once a minute of event time) that places are held back."""
+        last = getattr(self, "_unresolved_noted", None)
+        if last is not None and ts - last < 60 * 1_000_000_000:
+            return
+        self._unresolved_noted = ts
+        logger.warning(
+            "%s: %d orders not closed by the venue (limit %d): placing nothing until it"
+            " answers (is execution running?)",
+            self.key,
+            unresolved,
+            self.params.unresolved_limit,
+        )
+
     def _retry_cancels(self, ts: int) -> list[OrderIntent]:
         """Cancels the venue has not confirmed, sent again: every ``cancel_retry_s`` up to
         ``max_cancel_retries`` times, then ever more slowly (doubling, capped). The order

@@ -163,7 +163,16 @@ class QuotingParams(Config, frozen=True, kw_only=True):
     """Cancels sent again before an unconfirmed order is no longer tracked."""
     reject_backoff_s: float = 1.0
     """After a reject, a ladder slot waits this long before it places again."""
+    max_unresolved_orders: int = 0
+    """Orders of the market the venue has not closed (pending, unknown, open, cancelling)
+    beyond which no new order is placed, only cancels: when execution or the venue stops
+    answering, the quoter must not keep adding orders (nor grow its order state without
+    bound). 0: four per ladder slot (``8 * levels``)."""
     post_only: bool = True
+
+    @property
+    def unresolved_limit(self) -> int:
+        return self.max_unresolved_orders or 8 * self.levels
 
     def __post_init__(self) -> None:
         _check_params(self)
@@ -246,6 +255,8 @@ def _check_params(p: QuotingParams) -> None:
         )
     if p.max_cancel_retries < 0:
         raise ValueError(f"max_cancel_retries must be >= 0, got {p.max_cancel_retries}")
+    if p.max_unresolved_orders < 0:
+        raise ValueError(f"max_unresolved_orders must be >= 0, got {p.max_unresolved_orders}")
     if not 1 <= p.levels <= 50:
         raise ValueError(f"levels must be between 1 and 50, got {p.levels}")
     if not (math.isfinite(p.size_multiplier) and p.size_multiplier > 0):

@@ -223,6 +223,9 @@ def _confirmed(cancel: OrderIntent, ts: int) -> OrderEvent:
 def test_same_input_gives_the_same_intents_byte_for_byte() -> None:
     ticks = load_ticks(1500)
     market, params = btc_market(levels=3)
+    # No venue answers in this run: lift the bound on unresolved orders, or the quoter
+    # (rightly) stops placing once nothing closes its orders.
+    params = params.replace({"max_unresolved_orders": 100_000})
 
     def run() -> bytes:
         q = Quoter(market, params, id_namespace="paper")
