@@ -106,6 +106,8 @@ class ExchangeServer(RestApi):
         """API requests being served now, per symbol (``""`` for requests without one)."""
         self.max_in_flight: Counter[str] = Counter()
         """The most requests served at once, per symbol, since the start."""
+        self.max_in_flight_total = 0
+        """The most requests served at once, all symbols."""
         self.market_events = 0
         self.expired_by_venue = 0
 
@@ -229,6 +231,7 @@ class ExchangeServer(RestApi):
         symbol = params.get("symbol", "")
         self.in_flight[symbol] += 1
         self.max_in_flight[symbol] = max(self.max_in_flight[symbol], self.in_flight[symbol])
+        self.max_in_flight_total = max(self.max_in_flight_total, self.in_flight.total())
         try:
             return await self.edge.serve(request, handler)
         finally:
