@@ -139,7 +139,6 @@ class MarketEngine:
             config.quoting.params_for(market),
             id_namespace=config.quoting.id_namespace,
             cancel_on_start=config.quoting.cancel_on_start,
-            orphans=config.quoting.orphans,
         )
         venue = config.venue
         if venue.maker_fee is None:

@@ -32,6 +32,7 @@ import contextlib
 import itertools
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict
 from typing import Any
@@ -98,6 +99,15 @@ class ExchangeServer(RestApi):
         self._expiries: set[asyncio.TimerHandle] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.requests = 0
+        self.requests_by_order: Counter[tuple[str, str, str]] = Counter()
+        """API requests per (method, path, client id): how often a client asked about one
+        order (``("DELETE", "/api/v3/order", cid)`` counts its cancel requests)."""
+        self.in_flight: Counter[str] = Counter()
+        """API requests being served now, per symbol (``""`` for requests without one)."""
+        self.max_in_flight: Counter[str] = Counter()
+        """The most requests served at once, per symbol, since the start."""
+        self.max_in_flight_total = 0
+        """The most requests served at once, all symbols."""
         self.market_events = 0
         self.expired_by_venue = 0
 
@@ -213,7 +223,19 @@ class ExchangeServer(RestApi):
         self.requests += 1
         if request.path.startswith("/_admin"):
             return await handler(request)
-        return await self.edge.serve(request, handler)
+        params = dict(parse_qsl(request.query_string, keep_blank_values=True))
+        if request.can_read_body:  # aiohttp keeps the body: the handler reads it again
+            params.update(parse_qsl(await request.text(), keep_blank_values=True))
+        cid = params.get("origClientOrderId") or params.get("newClientOrderId") or ""
+        self.requests_by_order[(request.method, request.path, cid)] += 1
+        symbol = params.get("symbol", "")
+        self.in_flight[symbol] += 1
+        self.max_in_flight[symbol] = max(self.max_in_flight[symbol], self.in_flight[symbol])
+        self.max_in_flight_total = max(self.max_in_flight_total, self.in_flight.total())
+        try:
+            return await self.edge.serve(request, handler)
+        finally:
+            self.in_flight[symbol] -= 1
 
     async def _guarded(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:

@@ -1,5 +1,5 @@
 """The quoter service: ticks, index, risk.state, orders.events, fills, balances and control
-in; orders.intents, quotes, alerts (orphan orders, unconfirmed cancels) and
+in; orders.intents, quotes, alerts (unconfirmed cancels) and
 inventory.corrections out.
 
 Run it with ``python -m bytewax.run makerflow.flows.quoter:flow`` (``-w N`` for N workers,

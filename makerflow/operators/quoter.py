@@ -44,7 +44,6 @@ from makerflow.operators.quoter_params import (
 from makerflow.operators.quoter_types import (
     NOTHING,
     LiveOrder,
-    OrphanPolicy,
     QuoterInputError,
     QuoterOutput,
     QuoterSnapshot,
@@ -108,7 +107,6 @@ class Quoter(QuoterLadder):
         *,
         id_namespace: str = "",
         cancel_on_start: bool = True,
-        orphans: OrphanPolicy = "cancel",
         balance_tolerance: float | None = None,
         snapshot: QuoterSnapshot | None = None,
     ) -> None:
@@ -121,9 +119,6 @@ class Quoter(QuoterLadder):
         )
         self.id_namespace = id_namespace
         self.cancel_on_start = cancel_on_start
-        if orphans not in ("cancel", "adopt"):
-            raise ValueError(f"orphans must be 'cancel' or 'adopt', not {orphans!r}")
-        self.orphan_policy: OrphanPolicy = orphans
         self._base_params = params
         self.overrides: dict[str, Any] = {}
         self.session = ""
@@ -382,9 +377,9 @@ class Quoter(QuoterLadder):
             return NOTHING  # not ours (no prefix), a repeat, or a long-closed order
         order = t.order
         if not order.sent and not order.adopted:
-            if order.cancel_requested or order.terminal:
-                return NOTHING  # an orphan already being cancelled, or closed
-            return output_of(self._orphan(ev.ts, order))
+            # An orphan (our prefix, never placed by this run): kept in the order state but
+            # out of the quotes; execution's sweep cancels or adopts it and alerts, once.
+            return NOTHING
         if not t.changed_state:
             return NOTHING
         if not order.terminal:

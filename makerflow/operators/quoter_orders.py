@@ -1,11 +1,13 @@
 """A quoter's own orders: places and cancels, recorded in the order state; unconfirmed
-cancels sent again; orphans cancelled or adopted; the live view of what is open.
+cancels sent again; the live view of what is open.
 
 Order truth: an order whose answer was lost (``unknown``) keeps its ladder slot, and nothing
 replaces it until the venue says what happened. A cancel stays ``pending_cancel`` until the
 venue closes it; unconfirmed cancels are sent again, ever more slowly, never forgotten.
-An order with the ``mf-`` prefix that this run never placed (an orphan) is cancelled, or
-adopted with ``orphans="adopt"``, with an ``OrphanOrder`` alert either way.
+An order with the ``mf-`` prefix that this run never placed (an orphan) is recorded in the
+order state but never counted as a quote: it takes no ladder slot and is never cancelled from
+here. Execution owns orphans (it sees the venue's own listing in its sweep): it cancels or
+adopts them and sends the one ``OrphanOrder`` alert, so an orphan gets one cancel, not two.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 from makerflow.operators.order_records import Order
 from makerflow.operators.order_state import OrderState
 from makerflow.operators.quoter_ids import client_order_id, order_slot
-from makerflow.operators.quoter_types import LiveOrder, OrphanPolicy
+from makerflow.operators.quoter_types import LiveOrder
 from makerflow.operators.quoting_config import MarketConfig, QuotingParams
 from makerflow.operators.quoting_models import NS
 from makerflow.schemas.events import Alert, OrderIntent, Side
@@ -32,7 +34,6 @@ class QuoterOrders:
 
     market: MarketConfig
     params: QuotingParams
-    orphan_policy: OrphanPolicy
     session: str
     seq: int
     order_state: OrderState
@@ -80,31 +81,6 @@ class QuoterOrders:
         self.order_state.on_intent(intent)  # pending_cancel until the venue closes it
         return intent
 
-    def _orphan(self, ts: int, order: Order) -> list[OrderIntent]:
-        """An open order with our prefix that this run never placed: cancel or adopt it."""
-        cid = order.client_order_id
-        if self.orphan_policy == "adopt":
-            self.order_state.adopt(cid)
-            done, intents = "adopted: managed as one of ours from now on", []
-        else:
-            done, intents = "cancelled", [self._cancel(ts, order, "orphan: not placed by us")]
-        m = self.market
-        self._alerts.append(
-            Alert(
-                ts=ts,
-                name="OrphanOrder",
-                severity="warning",
-                scope=f"market:{m.venue}:{m.symbol}",
-                message=(
-                    f"{order.state} order {cid} ({order.side} {order.qty} @ {order.price}) on "
-                    f"{self.key} has our prefix but this run never placed it; {done}"
-                ),
-                labels={"client_order_id": cid, "action": self.orphan_policy},
-            )
-        )
-        logger.warning("%s: orphan order %s: %s", self.key, cid, done)
-        return intents
-
     def _place(
         self, ts: int, side: Side, level: int, price: float, qty: float, ref: float
     ) -> OrderIntent:
@@ -142,7 +118,7 @@ class QuoterOrders:
         for o in orders:
             timer = cancels.get(o.client_order_id)
             if not (o.sent or o.adopted or timer is not None):
-                continue  # an orphan still to be handled
+                continue  # an orphan: execution cancels or adopts it, it is no quote of ours
             slot = order_slot(o.client_order_id)
             cancel_ts, sent = timer if timer is not None else (None, 0)
             if cancel_ts is None and o.cancel_requested:

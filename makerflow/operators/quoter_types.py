@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
@@ -19,8 +19,6 @@ from makerflow.schemas.events import (
     Side,
     Tick,
 )
-
-OrphanPolicy = Literal["cancel", "adopt"]
 
 
 class QuoterInputError(ValueError):
@@ -77,7 +75,7 @@ class QuoterOutput:
     intents: tuple[OrderIntent, ...] = ()
     ladder: QuoteLadder | None = None
     alerts: tuple[Alert, ...] = ()
-    """Orphan orders found, cancels the venue has not confirmed after the retries."""
+    """Cancels the venue has not confirmed after the retries."""
     corrections: tuple[InventoryCorrection, ...] = ()
     """The position re-anchored to the venue's balance."""
 

@@ -72,7 +72,7 @@ class QuotingOut:
     dead_letters: Stream[DeadLetter]
     """Events the quoter could not use, with the reason."""
     alerts: Stream[Alert]
-    """``OrphanOrder`` and ``CancelNotConfirmed`` (for the ``alerts`` topic)."""
+    """``CancelNotConfirmed`` (for the ``alerts`` topic); orphans are execution's."""
     corrections: Stream[InventoryCorrection]
     """Positions re-anchored to the venue's balances (``inventory.corrections``)."""
 
@@ -150,7 +150,6 @@ class QuotingLogic(StatefulLogic[Routed, Emission, QuoterSnapshot]):
                 self.config.params_for(market),
                 id_namespace=self.config.id_namespace,
                 cancel_on_start=self.config.cancel_on_start,
-                orphans=self.config.orphans,
                 snapshot=self.resume,
             )
         return self.quoter

@@ -322,10 +322,6 @@ class QuotingConfig(Config, frozen=True, kw_only=True):
     cancel_on_start: bool = True
     """A quoter that starts without saved state first cancels every order on its market,
     so orders of an earlier run never rest unmanaged."""
-    orphans: Literal["cancel", "adopt"] = "cancel"
-    """What the quoter does with an open order that has our ``mf-`` prefix but that this
-    run never placed: cancel it, or adopt it (manage it as one of its own); either way an
-    ``OrphanOrder`` alert says so."""
 
     def __post_init__(self) -> None:
         seen: set[str] = set()

@@ -28,9 +28,7 @@ restart) or events still in flight raise no false alarm:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from makerflow.operators.order_records import Order, OrderStateSnapshot
 from makerflow.operators.order_state import OrderState
@@ -45,7 +43,8 @@ MS = 1_000_000
 
 @dataclass(frozen=True)
 class ExchangeOrder:
-    """One open order as the exchange lists it (parsed once from ccxt's order dict)."""
+    """One open order as the exchange lists it (translated from ccxt's order dict by the
+    venue layer, :func:`makerflow.venue.exchange_order_from_ccxt`)."""
 
     symbol: str
     side: Side
@@ -56,28 +55,6 @@ class ExchangeOrder:
     filled: float
     ts: int
     """When the exchange created the order, ns UTC (0 if it did not say)."""
-
-
-def parse_ccxt_order(order: Mapping[str, Any]) -> ExchangeOrder:
-    """An :class:`ExchangeOrder` from a ccxt unified order dict; ValueError if it has no id,
-    symbol, side or amount."""
-    try:
-        side = str(order["side"]).lower()
-        if side not in ("buy", "sell"):
-            raise ValueError(f"side {side!r}")
-        price = order.get("price")
-        return ExchangeOrder(
-            symbol=str(order["symbol"]),
-            side=side,  # type: ignore[arg-type]
-            exchange_order_id=str(order["id"]),
-            client_order_id=order.get("clientOrderId") or None,
-            price=float(price) if price is not None else None,
-            qty=float(order["amount"]),
-            filled=float(order.get("filled") or 0.0),
-            ts=int(order.get("timestamp") or 0) * MS,
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"not a ccxt open order ({exc}): {dict(order)!r}") from None
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition, batch_async
 
-from makerflow.operators.recon_orders import ExchangeOpenOrders, parse_ccxt_order
+from makerflow.operators.recon_orders import ExchangeOpenOrders
+from makerflow.venue import exchange_order_from_ccxt
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ async def poll_open_orders(
                 orders = []
                 for o in raw:
                     try:
-                        orders.append(parse_ccxt_order(o))
+                        orders.append(exchange_order_from_ccxt(o))
                     except ValueError as exc:
                         log.warning("%s:%s open orders: skipped %s", venue, account, exc)
                 yield ExchangeOpenOrders(

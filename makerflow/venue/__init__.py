@@ -16,7 +16,12 @@ from makerflow.venue.errors import (
     may_be_duplicate_id,
     retry_after_s,
 )
-from makerflow.venue.translate import balances_from_ccxt, fill_from_ccxt, order_event_from_ccxt
+from makerflow.venue.translate import (
+    balances_from_ccxt,
+    exchange_order_from_ccxt,
+    fill_from_ccxt,
+    order_event_from_ccxt,
+)
 
 __all__ = [
     "ClientSpec",
@@ -26,6 +31,7 @@ __all__ = [
     "RejectReason",
     "balances_from_ccxt",
     "classify_error",
+    "exchange_order_from_ccxt",
     "fill_from_ccxt",
     "make_client",
     "may_be_duplicate_id",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from makerflow.operators.recon_orders import ExchangeOrder
 from makerflow.schemas.events import BalanceSnapshot, Fill, OrderEvent, OrderStatus, Side
 
 _STATUS: dict[str, OrderStatus] = {
@@ -31,7 +32,7 @@ def order_event_from_ccxt(
     raw_status = order.get("status") or "open"
     status: OrderStatus = _STATUS.get(raw_status, "ack" if filled == 0 else "partial")
     stamp = order.get("lastUpdateTimestamp") or order.get("timestamp")
-    side: Side = "sell" if order.get("side") == "sell" else "buy"
+    side: Side = "sell" if str(order.get("side") or "").lower() == "sell" else "buy"
     price = order.get("price")
     return OrderEvent(
         ts=int(stamp) * 1_000_000 if stamp else fallback_ts,
@@ -46,6 +47,34 @@ def order_event_from_ccxt(
         qty=float(order.get("amount") or 0.0),
         filled_qty=filled,
         reason=reason,
+    )
+
+
+def exchange_order_from_ccxt(order: Mapping[str, Any]) -> ExchangeOrder:
+    """One open order as the venue lists it, for open-order reconciliation: the translation
+    of :func:`order_event_from_ccxt`, strict (``ValueError`` without an id, a symbol, a buy
+    or sell side or an amount: a listing says what is resting, nothing may be guessed) and
+    stamped with the order's creation time (the in-flight grace counts from it)."""
+    side = str(order.get("side") or "").lower()
+    missing = [k for k in ("id", "symbol", "amount") if order.get(k) is None]
+    try:
+        if missing:
+            raise ValueError(f"no {', '.join(missing)}")
+        if side not in ("buy", "sell"):
+            raise ValueError(f"side {side!r}")
+        ev = order_event_from_ccxt(order, venue="", account="")
+        created = int(order.get("timestamp") or 0) * 1_000_000
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"not a ccxt open order ({exc}): {dict(order)!r}") from None
+    return ExchangeOrder(
+        symbol=ev.symbol,
+        side=ev.side,
+        exchange_order_id=ev.exchange_order_id or "",
+        client_order_id=ev.client_order_id or None,
+        price=ev.price,
+        qty=ev.qty,
+        filled=ev.filled_qty,
+        ts=created,
     )
 
 

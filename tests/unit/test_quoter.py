@@ -520,9 +520,12 @@ def test_unconfirmed_cancels_stay_pending_and_are_retried_until_the_venue_answer
     assert cancels(q.on_tick(tick(130))) == []
 
 
-def test_orders_with_our_prefix_that_this_run_never_placed_are_cancelled_with_an_alert() -> None:
+def test_orphans_are_no_quotes_of_the_quoter_and_are_left_to_execution() -> None:
+    """Orphans have one owner, execution (its sweep cancels or adopts them and alerts): the
+    quoter neither cancels nor alerts, and never counts an orphan as one of its quotes."""
     q = Quoter(MARKET, PARAMS)
     _bid_ask(q)
+    before = set(q.orders)
     stray = OrderEvent(
         ts=T0 + NS,
         venue="binance",
@@ -533,34 +536,12 @@ def test_orders_with_our_prefix_that_this_run_never_placed_are_cancelled_with_an
         price=99.0,
         qty=0.1,
     )
-    out = q.on_order_event(stray)
-    assert [(i.action, i.client_order_id) for i in out.intents] == [
-        ("cancel", "mf-0123456789-b0-7")
-    ]
-    assert [a.name for a in out.alerts] == ["OrphanOrder"]
-    assert out.alerts[0].labels["client_order_id"] == "mf-0123456789-b0-7"
-    assert q.on_order_event(stray).intents == ()  # once
+    assert q.on_order_event(stray) == QuoterOutput()
+    assert q.on_order_event(stray) == QuoterOutput()
+    assert set(q.orders) == before and "mf-0123456789-b0-7" not in q.orders
+    assert q.order_state.get("mf-0123456789-b0-7") is not None  # known, not quoted
     manual = msgspec.structs.replace(stray, client_order_id="by-hand-1")
     assert q.on_order_event(manual) == QuoterOutput()  # not ours: left alone
-
-
-def test_orphans_can_be_adopted_instead() -> None:
-    q = Quoter(MARKET, PARAMS, orphans="adopt")
-    _bid_ask(q)
-    stray = OrderEvent(
-        ts=T0 + NS,
-        venue="binance",
-        symbol="ETH/USDT",
-        client_order_id="mf-0123456789-b0-7",
-        status="ack",
-        side="buy",
-        price=99.22,
-        qty=0.1,
-    )
-    out = q.on_order_event(stray)
-    assert out.intents == () and [a.name for a in out.alerts] == ["OrphanOrder"]
-    assert "adopted" in out.alerts[0].message
-    assert "mf-0123456789-b0-7" in q.orders  # managed like our own from now on
 
 
 def test_fees_paid_in_the_base_asset_reduce_inventory() -> None:

@@ -12,10 +12,10 @@ from makerflow.operators.recon_orders import (
     ExchangeOrder,
     OpenOrderView,
     diff_alerts,
-    parse_ccxt_order,
     reconcile_open_orders,
 )
 from makerflow.schemas.events import OrderEvent
+from makerflow.venue import exchange_order_from_ccxt
 
 S = 1_000_000_000
 T = 1_700_000_000 * S
@@ -144,7 +144,7 @@ def test_listing_of_some_symbols_only_judges_those() -> None:
     assert recon(v, other).ok
 
 
-def test_parse_ccxt_order() -> None:
+def test_the_venue_layer_translates_listed_open_orders() -> None:
     raw = {
         "id": "123",
         "clientOrderId": "mf-1",
@@ -155,12 +155,17 @@ def test_parse_ccxt_order() -> None:
         "filled": 0.0,
         "timestamp": 1_700_000_000_123,
     }
-    o = parse_ccxt_order(raw)
+    o = exchange_order_from_ccxt(raw)
     assert o == ExchangeOrder(
         "BTC/USDT", "sell", "123", "mf-1", 30000.5, 0.01, 0.0, raw["timestamp"] * 1_000_000
     )
     with pytest.raises(ValueError, match="not a ccxt open order"):
-        parse_ccxt_order({"id": "1", "symbol": "BTC/USDT", "side": "hold", "amount": 1})
+        exchange_order_from_ccxt({"id": "1", "symbol": "BTC/USDT", "side": "hold", "amount": 1})
+    with pytest.raises(ValueError, match="no amount"):
+        exchange_order_from_ccxt({"id": "1", "symbol": "BTC/USDT", "side": "buy"})
+    # the venue's word, as the private stream and the sink read it: open with fills, upper case
+    partial = exchange_order_from_ccxt({**raw, "side": "SELL", "filled": 0.004})
+    assert (partial.side, partial.filled) == ("sell", 0.004)
 
 
 def test_orders_without_our_prefix_are_orphans_at_once() -> None:
