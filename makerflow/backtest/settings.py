@@ -31,6 +31,7 @@ from makerflow.operators.recon_logic import ReconConfig
 from makerflow.operators.risk_limits import RiskConfig
 from makerflow.operators.ticks import TicksConfig
 from makerflow.schemas.config import Config
+from makerflow.schemas.markets import registry_of, resolve_section
 
 SECTIONS = ("ticks", "index", "quoting", "risk", "recon", "venue")
 
@@ -139,9 +140,14 @@ def load_backtest_config(
             raw = tomllib.loads(p.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ValueError(f"cannot read configuration {p}: {exc}") from None
+        registry = registry_of(raw, str(p))
         for section in SECTIONS:
             if section in raw:
                 data[section] = raw[section]
+            if registry is not None and section in ("quoting", "risk"):
+                # The market rules (tick, lot, minimums, fees, basket) come from the file's
+                # [[markets]] registry, as in a live deployment.
+                data[section] = resolve_section(section, data.get(section, {}), registry, str(p))
     for key, value in overrides:
         _set(data, key, value)
     try:
