@@ -20,7 +20,10 @@ A file (``MAKERFLOW_CONFIG``, TOML) looks like::
     order_size = 0.001
     levels = 3
 
-The same table may also sit under ``[quoting]`` in a file shared by several services.
+The same table may also sit under ``[quoting]`` in a file shared by several services. There
+the market facts (tick and lot size, minimums, fees, basket) belong to the file's top-level
+``[[markets]]`` registry (:mod:`makerflow.schemas.markets`), and a ``[[quoting.markets]]``
+entry names one (``market = "binance:BTC/USDT"``) with only the quoter's own settings.
 
 Units. Prices are in the market's quote currency, time in seconds of event time, inventory and
 order sizes in base units. ``sigma`` is the absolute standard deviation of the mid price per

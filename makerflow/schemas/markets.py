@@ -142,13 +142,16 @@ def resolve_section(
         return resolve_quoting(out, registry, where, "[quoting]")
     if section == "risk":
         return resolve_risk(out, registry, where, "[risk]")
-    if section == "execution":
-        private = dict(out.get("private") or {})
-        if "symbols" not in private:
-            venue = private.get("venue", "binance")
-            account = private.get("account", "main")
-            private["symbols"] = list(registry.symbols(venue, account))
-            out["private"] = private
+    if section in ("execution", "reconcile"):
+        # The private stream's (and the open-order listing's) symbols: the registry's
+        # markets of its venue and account, unless the table names them.
+        name = "private" if section == "execution" else "exchange"
+        stream = dict(out.get(name) or {})
+        if "symbols" not in stream:
+            venue = stream.get("venue", "binance")
+            account = stream.get("account", "main")
+            stream["symbols"] = list(registry.symbols(venue, account))
+            out[name] = stream
         return out
     if section == "all_in_one":
         label = "[all_in_one.{}]"

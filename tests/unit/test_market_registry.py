@@ -11,6 +11,7 @@ import pytest
 from makerflow.backtest.settings import load_backtest_config
 from makerflow.flows.config_file import check_config
 from makerflow.flows.execution import ExecutionConfig
+from makerflow.flows.reconcile import ReconFlowConfig
 from makerflow.operators.quoting_config import QuotingConfig, load_quoting_config
 from makerflow.operators.risk_limits import RiskConfig
 from makerflow.schemas.config import ConfigError, load_section
@@ -84,6 +85,8 @@ def test_registry_alone_drives_quoting_risk_private_stream_and_gate(tmp_path: Pa
     execution = load_section(p, "execution", ExecutionConfig, env={})
     assert execution.private.symbols == ("BTC/USDT", "ETH/USDT")  # binance, account main
     assert execution.gate_config().markets == ("binance:BTC/USDT", "binance:ETH/USDT")
+    recon = load_section(p, "reconcile", ReconFlowConfig, env={})
+    assert recon.exchange.symbols == ("BTC/USDT", "ETH/USDT")
 
 
 def test_service_entries_name_a_registry_market_and_keep_their_own_settings(
