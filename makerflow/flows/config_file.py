@@ -27,6 +27,7 @@ from makerflow.schemas.config import (
     is_shared_file,
     read_toml,
     resolved_table,
+    with_registry_overrides,
 )
 from makerflow.schemas.markets import registry_of
 
@@ -85,7 +86,7 @@ def check_config(
         data: dict[str, Any] = {}
         where = "environment"
     else:
-        data = read_toml(path)
+        data = with_registry_overrides(read_toml(path), e)
         where = str(path)
     shared = is_shared_file(data) or not data
     if shared:

@@ -273,10 +273,22 @@ def load_section(
             return config_type()
         where, data = "environment", {}
     else:
-        where, data = str(path), read_toml(path)
+        where, data = str(path), with_registry_overrides(read_toml(path), e)
     return convert_section(
         resolved_table(data, section, where, overrides), section, config_type, where, overrides
     )
+
+
+def with_registry_overrides(data: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """``data`` with the ``MAKERFLOW__MARKETS__<N>__<KEY>`` overrides of the market registry
+    (the top-level ``[[markets]]`` of a file with service tables) applied."""
+    out = dict(data)
+    overrides = env_overrides("markets", env)
+    if not overrides or not is_shared_file(data):
+        return out
+    prefixed = {("markets", *keys): v for keys, v in overrides.items()}
+    out.update(apply_overrides({"markets": list(data.get("markets") or [])}, prefixed))
+    return out
 
 
 def resolved_table(

@@ -20,7 +20,8 @@ the registry's markets of its venue and account (and the gate's markets follow t
 entry that still states a fact is accepted when it agrees with the registry and is a
 :class:`~makerflow.schemas.config.ConfigError` naming the table and the key when it does not;
 an entry naming a market the registry does not have is one too. A file without a registry
-keeps the older form, every fact stated in the service's own entries.
+keeps the older form, every fact stated in the service's own entries. The environment
+overrides a registry fact as it does a table's key: ``MAKERFLOW__MARKETS__0__TICK_SIZE=0.1``.
 """
 
 from __future__ import annotations

@@ -243,3 +243,16 @@ def test_a_file_without_a_registry_keeps_the_older_form(tmp_path: Path) -> None:
     )
     (btc,) = load_quoting_config(write(tmp_path, text)).markets
     assert btc.tick_size == 0.01
+
+
+def test_the_environment_overrides_a_registry_fact_for_every_service(tmp_path: Path) -> None:
+    p = write(tmp_path, REGISTRY + '[quoting]\nid_namespace = "r"\n')
+    env = {"MAKERFLOW__MARKETS__1__TICK_SIZE": "0.25"}
+    configs = check_config(p, "quoter", env=env)
+    quoting = configs["quoting"]
+    assert isinstance(quoting, QuotingConfig)
+    eth = quoting.market("binance:ETH/USDT")
+    assert eth is not None and eth.tick_size == 0.25
+    assert load_section(p, "quoting", QuotingConfig, env=env) == quoting
+    with pytest.raises(ConfigError, match="MAKERFLOW__MARKETS__7__TICK_SIZE"):
+        load_section(p, "quoting", QuotingConfig, env={"MAKERFLOW__MARKETS__7__TICK_SIZE": "1"})
