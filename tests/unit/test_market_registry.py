@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from makerflow.backtest.settings import load_backtest_config
+from makerflow.flows.all_in_one import load_service_config
 from makerflow.flows.config_file import check_config
 from makerflow.flows.execution import ExecutionConfig
 from makerflow.flows.reconcile import ReconFlowConfig
@@ -256,3 +257,26 @@ def test_the_environment_overrides_a_registry_fact_for_every_service(tmp_path: P
     assert load_section(p, "quoting", QuotingConfig, env=env) == quoting
     with pytest.raises(ConfigError, match="MAKERFLOW__MARKETS__7__TICK_SIZE"):
         load_section(p, "quoting", QuotingConfig, env={"MAKERFLOW__MARKETS__7__TICK_SIZE": "1"})
+
+
+def test_the_all_in_one_pipeline_takes_its_markets_from_the_registry(tmp_path: Path) -> None:
+    text = REGISTRY + (
+        "[all_in_one]\nexecute = true\n[[all_in_one.quoting.markets]]\n"
+        'market = "binance:BTC/USDT"\n[all_in_one.quoting.markets.params]\norder_size = 0.01\n'
+    )
+    cfg = load_service_config(str(write(tmp_path, text)), env={})
+    (btc,) = cfg.quoting.markets
+    assert (btc.tick_size, btc.lot_size, cfg.quoting.params_for(btc).order_size) == (
+        0.5,
+        0.001,
+        0.01,
+    )
+    # The gate's markets default to risk's, which default to the registry's.
+    assert [m.key for m in cfg.risk.markets] == [
+        "binance:BTC/USDT",
+        "binance:ETH/USDT",
+        "kraken:BTC/USD",
+    ]
+    bad = text.replace('market = "binance:BTC/USDT"', 'market = "binance:BTC/EUR"')
+    with pytest.raises(ConfigError, match=r"\[all_in_one.quoting\] markets\[0\]: market"):
+        load_service_config(str(write(tmp_path, bad)), env={})
