@@ -31,7 +31,7 @@ from makerflow.operators.recon_logic import ReconConfig
 from makerflow.operators.risk_limits import RiskConfig
 from makerflow.operators.ticks import TicksConfig
 from makerflow.schemas.config import Config
-from makerflow.schemas.markets import registry_of, resolve_section
+from makerflow.schemas.markets import MarketRegistry, registry_of, resolve_section
 
 SECTIONS = ("ticks", "index", "quoting", "risk", "recon", "venue")
 
@@ -132,6 +132,7 @@ def load_backtest_config(
     """The backtest tables of the TOML file ``path`` (defaults without one, or ``base``),
     with ``overrides`` applied; a ValueError names what is wrong."""
     data: dict[str, Any] = {}
+    registry: MarketRegistry | None = None
     if base is not None:
         data = _asdict(base)
     if path is not None:
@@ -144,12 +145,14 @@ def load_backtest_config(
         for section in SECTIONS:
             if section in raw:
                 data[section] = raw[section]
-            if registry is not None and section in ("quoting", "risk"):
-                # The market rules (tick, lot, minimums, fees, basket) come from the file's
-                # [[markets]] registry, as in a live deployment.
-                data[section] = resolve_section(section, data.get(section, {}), registry, str(p))
     for key, value in overrides:
         _set(data, key, value)
+    if path is not None and registry is not None:
+        for section in ("quoting", "risk"):
+            # The market rules (tick, lot, minimums, fees, basket) come from the file's
+            # [[markets]] registry, as in a live deployment; an override that contradicts
+            # it is an error.
+            data[section] = resolve_section(section, data.get(section, {}), registry, str(path))
     try:
         return msgspec.convert(data, type=BacktestConfig)
     except (msgspec.ValidationError, ValueError) as exc:

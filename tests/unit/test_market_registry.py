@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from makerflow.backtest.engine import MarketEngine
 from makerflow.backtest.settings import load_backtest_config
 from makerflow.flows.all_in_one import load_service_config
 from makerflow.flows.config_file import check_config
@@ -280,3 +281,16 @@ def test_the_all_in_one_pipeline_takes_its_markets_from_the_registry(tmp_path: P
     bad = text.replace('market = "binance:BTC/USDT"', 'market = "binance:BTC/EUR"')
     with pytest.raises(ConfigError, match=r"\[all_in_one.quoting\] markets\[0\]: market"):
         load_service_config(str(write(tmp_path, bad)), env={})
+
+
+def test_the_backtest_venue_charges_the_registry_fees(tmp_path: Path) -> None:
+    p = write(tmp_path, REGISTRY + "[quoting]\n[[quoting.markets]]\nmarket = 'binance:BTC/USDT'\n")
+    engine = MarketEngine("binance:BTC/USDT", load_backtest_config(p))
+    assert engine.venue.config.maker_fee == pytest.approx(2.0 / 1e4)
+    assert engine.venue.config.taker_rate == pytest.approx(4.0 / 1e4)
+    # A venue table that states a fee keeps it; without one and without a registry fee,
+    # the taker pays the simulated venue's default.
+    stated = load_backtest_config(p, overrides=[("venue.taker_fee", 0.001)])
+    assert MarketEngine("binance:BTC/USDT", stated).venue.config.taker_rate == 0.001
+    eth = load_backtest_config(p, overrides=[("quoting.markets", [{"market": "binance:ETH/USDT"}])])
+    assert MarketEngine("binance:ETH/USDT", eth).venue.config.taker_rate == 0.0005
