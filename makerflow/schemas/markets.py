@@ -123,9 +123,14 @@ class MarketRegistry(Config, frozen=True, kw_only=True):
 
 def registry_of(data: Mapping[str, Any], where: str) -> MarketRegistry | None:
     """The registry of a file's data (None when the file has no top-level ``[[markets]]``)."""
-    raw = data.get(REGISTRY_KEY)
-    if not isinstance(raw, list):
+    if REGISTRY_KEY not in data:
         return None
+    raw = data[REGISTRY_KEY]
+    if not isinstance(raw, list):
+        raise ConfigError(
+            f"{where}: [[markets]] (the market registry): expected an array of tables,"
+            f" got {type(raw).__name__}"
+        )
     try:
         return msgspec.convert({"markets": raw}, type=MarketRegistry)
     except (msgspec.ValidationError, ValueError, TypeError) as exc:

@@ -218,6 +218,11 @@ def test_registry_rules_are_validated(tmp_path: Path, entry: str, message: str) 
         load_quoting_config(write(tmp_path, text))
 
 
+def test_a_registry_that_is_not_an_array_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="expected an array of tables"):
+        load_quoting_config(write(tmp_path, 'markets = "BTC/USDT"\n[ticks]\n'))
+
+
 def test_a_symbol_that_is_not_base_quote_is_refused(tmp_path: Path) -> None:
     text = (
         '[[markets]]\nvenue = "binance"\nsymbol = "BTCUSDT"\ntick_size = 1\nlot_size = 1\n[ticks]\n'
