@@ -144,6 +144,9 @@ class MarketEngine:
         if venue.maker_fee is None:
             fee = self.quoter.params.maker_fee_bps / 1e4
             venue = msgspec.structs.replace(venue, maker_fee=fee)
+        if venue.taker_fee is None and market.taker_fee_bps:
+            # The registry's taker fee (``[[markets]] taker_fee_bps``) when it states one.
+            venue = msgspec.structs.replace(venue, taker_fee=market.taker_fee_bps / 1e4)
         self.venue = SimVenue(market.venue, market.symbol, market.account, self.quoter.spec, venue)
         self.ticks: dict[str, MarketTicks] = {}
         self.router = BasketRouter(config.index)

@@ -36,6 +36,7 @@ from makerflow.operators.risk_gate import GateConfig
 from makerflow.operators.risk_limits import RiskConfig
 from makerflow.operators.ticks import TicksConfig
 from makerflow.schemas.config import Config
+from makerflow.schemas.markets import MarketRegistry, registry_of, resolve_section
 from makerflow.sinks.exchange_config import ExchangeSinkConfig
 
 SECTIONS = ("ticks", "index", "quoting", "risk", "recon", "venue", "execution")
@@ -152,6 +153,7 @@ def load_backtest_config(
     """The backtest tables of the TOML file ``path`` (defaults without one, or ``base``),
     with ``overrides`` applied; a ValueError names what is wrong."""
     data: dict[str, Any] = {}
+    registry: MarketRegistry | None = None
     if base is not None:
         data = _asdict(base)
     if path is not None:
@@ -160,6 +162,7 @@ def load_backtest_config(
             raw = tomllib.loads(p.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ValueError(f"cannot read configuration {p}: {exc}") from None
+        registry = registry_of(raw, str(p))
         for section in SECTIONS:
             if section not in raw:
                 continue
@@ -169,6 +172,12 @@ def load_backtest_config(
             data[section] = table
     for key, value in overrides:
         _set(data, key, value)
+    if path is not None and registry is not None:
+        for section in ("quoting", "risk"):
+            # The market rules (tick, lot, minimums, fees, basket) come from the file's
+            # [[markets]] registry, as in a live deployment; an override that contradicts
+            # it is an error.
+            data[section] = resolve_section(section, data.get(section, {}), registry, str(path))
     try:
         return msgspec.convert(data, type=BacktestConfig)
     except (msgspec.ValidationError, ValueError) as exc:

@@ -58,6 +58,9 @@ _GRID_EPS = 1e-6
 QueueModel = Literal["proportional", "risk_averse", "front"]
 
 
+DEFAULT_TAKER_FEE = 0.0005
+
+
 class VenueConfig(Config, frozen=True, kw_only=True):
     """The simulated venue's settings (the ``[venue]`` table of a backtest's TOML)."""
 
@@ -76,12 +79,18 @@ class VenueConfig(Config, frozen=True, kw_only=True):
     maker_fee: float | None = None
     """Fee rate of a maker fill (negative: a rebate), on its notional, in the quote asset;
     ``None``: the quoted market's ``maker_fee_bps`` (the fee the quoter is told it pays)."""
-    taker_fee: float = 0.0005
+    taker_fee: float | None = None
+    """Fee rate of a taker fill; ``None``: the market registry's ``taker_fee_bps`` when it
+    states one, else 5 bps (:attr:`taker_rate`)."""
     initial_base: float = 10.0
     """The account's base-asset balance at the start."""
     initial_quote: float = 1_000_000.0
     check_balances: bool = True
     """Refuse an order the account could not pay for (a spot venue does)."""
+
+    @property
+    def taker_rate(self) -> float:
+        return DEFAULT_TAKER_FEE if self.taker_fee is None else self.taker_fee
 
     def __post_init__(self) -> None:
         for name in ("entry_latency_ms", "cancel_latency_ms", "report_latency_ms"):
@@ -381,7 +390,7 @@ class SimVenue:
             held = sum(o.remaining for o in self.orders.values() if o.side == "sell")
             return self.base - held >= qty * (1 - 1e-12)
         held = sum(o.remaining * o.price for o in self.orders.values() if o.side == "buy")
-        return self.quote - held >= qty * price * (1 + self.config.taker_fee)
+        return self.quote - held >= qty * price * (1 + self.config.taker_rate)
 
     def _take(self, ts: int, o: SimOrder, book: OrderBook) -> list[Report]:
         """Walk the visible opposite side up to the order's limit, as a taker."""
@@ -432,7 +441,7 @@ class SimVenue:
         if qty <= 0:
             return []
         px = o.price if price is None else price
-        rate = (self.config.maker_fee or 0.0) if liquidity == "maker" else self.config.taker_fee
+        rate = (self.config.maker_fee or 0.0) if liquidity == "maker" else self.config.taker_rate
         notional = px * qty
         fee = notional * rate
         o.filled = round(o.filled + qty, spec.qty_decimals + 2)

@@ -22,13 +22,14 @@ from makerflow.schemas.config import (
     SECTIONS,
     Config,
     ConfigError,
-    apply_overrides,
     convert_section,
     env_overrides,
     is_shared_file,
     read_toml,
-    section_table,
+    resolved_table,
+    with_registry_overrides,
 )
+from makerflow.schemas.markets import registry_of
 
 # Where each table's model lives (imported when needed: the flows import this module).
 SECTION_TYPES: dict[str, tuple[str, str]] = {
@@ -85,7 +86,7 @@ def check_config(
         data: dict[str, Any] = {}
         where = "environment"
     else:
-        data = read_toml(path)
+        data = with_registry_overrides(read_toml(path), e)
         where = str(path)
     shared = is_shared_file(data) or not data
     if shared:
@@ -102,11 +103,27 @@ def check_config(
         if section in NEEDS_FILE and section != own and section not in data:
             continue  # only overrides for a service that is not this one and has no table
         overrides = env_overrides(section, e)
-        table = apply_overrides(section_table(data, section, where), overrides)
+        table = resolved_table(data, section, where, overrides)
         configs[section] = convert_section(table, section, section_type(section), where, overrides)
     if shared:
         check_markets(configs, where, present=set(data))
+        check_registry(data, configs, where)
     return configs
+
+
+def check_registry(data: Mapping[str, Any], configs: Mapping[str, Any], where: str) -> None:
+    """The registry's baskets are baskets of the index service (when it has a table)."""
+    registry = registry_of(data, where)
+    if registry is None or "index" not in data:
+        return
+    baskets = {b.name for b in configs["index"].baskets} if "index" in configs else set()
+    for i, m in enumerate(registry.markets):
+        if m.index_basket and m.index_basket not in baskets:
+            raise ConfigError(
+                f"{where}: [[markets]] markets[{i}] ({m.key}): index_basket"
+                f" {m.index_basket!r} is missing from [index] baskets"
+                f" ({', '.join(sorted(baskets))})"
+            )
 
 
 def check_markets(configs: Mapping[str, Any], where: str, present: set[str]) -> None:

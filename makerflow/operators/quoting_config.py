@@ -20,7 +20,10 @@ A file (``MAKERFLOW_CONFIG``, TOML) looks like::
     order_size = 0.001
     levels = 3
 
-The same table may also sit under ``[quoting]`` in a file shared by several services.
+The same table may also sit under ``[quoting]`` in a file shared by several services. There
+the market facts (tick and lot size, minimums, fees, basket) belong to the file's top-level
+``[[markets]]`` registry (:mod:`makerflow.schemas.markets`), and a ``[[quoting.markets]]``
+entry names one (``market = "binance:BTC/USDT"``) with only the quoter's own settings.
 
 Units. Prices are in the market's quote currency, time in seconds of event time, inventory and
 order sizes in base units. ``sigma`` is the absolute standard deviation of the mid price per
@@ -42,8 +45,7 @@ import msgspec
 
 from makerflow.operators.ladder import from_ccxt_market
 from makerflow.schemas.config import Config, load_section
-from makerflow.schemas.events import market_key
-from makerflow.schemas.scopes import symbol_assets
+from makerflow.schemas.markets import Market
 
 ModelKind = Literal["glft", "avellaneda_stoikov", "fixed_spread"]
 FairPrice = Literal["mid", "microprice", "index"]
@@ -268,33 +270,15 @@ def _check_params(p: QuotingParams) -> None:
         )
 
 
-class MarketConfig(Config, frozen=True, kw_only=True):
-    """One market the quoter quotes, with the exchange's trading rules for it."""
+class MarketConfig(Market, frozen=True, kw_only=True):
+    """One market the quoter quotes: the registry's :class:`~makerflow.schemas.markets.Market`
+    (venue rules, fees, basket; filled in from the file's ``[[markets]]`` registry) and the
+    quoter's own settings for it."""
 
-    venue: str
-    symbol: str
-    account: str = "main"
-    tick_size: float
-    lot_size: float
-    min_qty: float = 0.0
-    min_notional: float = 0.0
-    index_basket: str | None = None
-    """The basket of the index price (``IndexPrice.basket``) that concerns this market."""
     initial_inventory: float = 0.0
     """Base-asset position held when the quoter starts (fills move it from there)."""
     params: dict[str, ParamValue] = {}
     """Overrides of the configuration's ``defaults`` for this market."""
-
-    def __post_init__(self) -> None:
-        symbol_assets(self.symbol)  # raises on a symbol that is not BASE/QUOTE
-        for name in ("tick_size", "lot_size"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} of {self.key} must be > 0, got {value!r}")
-
-    @property
-    def key(self) -> str:
-        return market_key(self.venue, self.symbol)
 
 
 def _default_markets() -> tuple[MarketConfig, ...]:
@@ -333,9 +317,12 @@ class QuotingConfig(Config, frozen=True, kw_only=True):
 
     def params_for(self, market: MarketConfig) -> QuotingParams:
         """The effective parameters of ``market``: defaults with its overrides."""
-        if not market.params:
+        changes: dict[str, ParamValue] = dict(market.params)
+        if market.maker_fee_bps and "maker_fee_bps" not in changes:
+            changes["maker_fee_bps"] = market.maker_fee_bps  # the registry's fee tier
+        if not changes:
             return self.defaults
-        return self.defaults.replace(dict(market.params))
+        return self.defaults.replace(changes)
 
     def market(self, key: str) -> MarketConfig | None:
         for m in self.markets:

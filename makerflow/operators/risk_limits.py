@@ -77,7 +77,12 @@ class BasketLimits(Config, frozen=True, kw_only=True):
 
 
 class MarketConfig(Config, frozen=True, kw_only=True):
-    """A market risk watches; halts of a covering scope cancel its orders."""
+    """A market risk watches; halts of a covering scope cancel its orders.
+
+    In a file with a ``[[markets]]`` registry (:mod:`makerflow.schemas.markets`) an entry
+    names a registry market (``market = "binance:BTC/USDT"``) and states only its
+    ``limits``: venue, symbol, account and ``index_basket`` are filled in from the registry
+    (a restated one must agree), and without entries risk watches every registry market."""
 
     venue: str
     symbol: str
@@ -96,7 +101,7 @@ class RiskConfig(Config, frozen=True, kw_only=True):
 
         window_ms = 60000          # judged over the last minute ...
         slide_ms = 5000            # ... in 5 s steps, aligned to the epoch
-        [[markets]]
+        [[markets]]                # under [risk] in a shared file: market = "binance:BTC/USDT"
         venue = "binance"
         symbol = "BTC/USDT"
         index_basket = "BTC"

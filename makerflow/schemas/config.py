@@ -83,7 +83,7 @@ def section_table(data: Mapping[str, Any], section: str, where: str) -> dict[str
     if not is_shared_file(data):
         return dict(data)
     for key in data:
-        if key not in SECTIONS:
+        if key not in SECTIONS and key != "markets":  # the market registry's array
             hint = _did_you_mean(key, SECTIONS)
             raise ConfigError(
                 f"{where}: unknown table [{key}]{hint}; the tables are {', '.join(SECTIONS)}"
@@ -271,10 +271,38 @@ def load_section(
     if path is None:
         if not overrides:
             return config_type()
-        where, table = "environment", {}
+        where, data = "environment", {}
     else:
-        where = str(path)
-        table = section_table(read_toml(path), section, where)
+        where, data = str(path), with_registry_overrides(read_toml(path), e)
     return convert_section(
-        apply_overrides(table, overrides), section, config_type, where, overrides
+        resolved_table(data, section, where, overrides), section, config_type, where, overrides
     )
+
+
+def with_registry_overrides(data: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """``data`` with the ``MAKERFLOW__MARKETS__<N>__<KEY>`` overrides of the market registry
+    (the top-level ``[[markets]]`` of a file with service tables) applied."""
+    out = dict(data)
+    overrides = env_overrides("markets", env)
+    if not overrides or not is_shared_file(data):
+        return out
+    prefixed = {("markets", *keys): v for keys, v in overrides.items()}
+    out.update(apply_overrides({"markets": list(data.get("markets") or [])}, prefixed))
+    return out
+
+
+def resolved_table(
+    data: Mapping[str, Any],
+    section: str,
+    where: str,
+    overrides: Mapping[tuple[str, ...], tuple[Any, str]],
+) -> dict[str, Any]:
+    """``section``'s table of ``data`` with the market registry's facts and ``overrides``
+    applied (:mod:`makerflow.schemas.markets`); resolved again after the overrides, so an
+    override that contradicts the registry is an error too."""
+    from makerflow.schemas.markets import registry_of, resolve_section
+
+    table = section_table(data, section, where)
+    registry = registry_of(data, where) if is_shared_file(data) else None
+    table = resolve_section(section, table, registry, where)
+    return resolve_section(section, apply_overrides(table, overrides), registry, where)

@@ -54,6 +54,8 @@ class PrivateStreamConfig(Config, frozen=True, kw_only=True):
     url: str | None = None
     account: str = "main"
     symbols: tuple[str, ...] = ("BTC/USDT",)
+    """In a file with a ``[[markets]]`` registry, left out: the registry's markets of this
+    venue and account (:mod:`makerflow.schemas.markets`)."""
     mode: Literal["auto", "websocket", "polling"] = "auto"
     poll_interval_s: float = 1.0
     reconnect_backoff_s: float = 0.5

@@ -33,6 +33,27 @@ CASES = {
         {},
         "[quoting] markets[0] (binance:BTC/USDT, account main): missing from [execution]",
     ),
+    "a market restated against the registry": (
+        "risk",
+        (
+            "[ticks]\n",
+            '[[markets]]\nvenue = "binance"\nsymbol = "BTC/USDT"\ntick_size = 0.5\n'
+            'lot_size = 0.00001\nindex_basket = "BTC"\n\n[ticks]\n',
+        ),
+        {},
+        "[quoting] markets[0].tick_size: 0.01 disagrees with the [[markets]] registry's"
+        " binance:BTC/USDT tick_size = 0.5",
+    ),
+    "a market missing from the registry": (
+        "execution",
+        (
+            "[ticks]\n",
+            '[[markets]]\nvenue = "binance"\nsymbol = "ETH/USDT"\ntick_size = 0.01\n'
+            "lot_size = 0.0001\n\n[ticks]\n",
+        ),
+        {},
+        "[quoting] markets[0]: market binance:BTC/USDT is not in the [[markets]] registry",
+    ),
     "wrong type from the environment": (
         "ticks",
         None,
