@@ -83,7 +83,6 @@ from makerflow.schemas.events import (
     OraclePrice,
     OrderEvent,
     OrderIntent,
-    RiskState,
     Tick,
     Trade,
 )
@@ -405,15 +404,7 @@ class MarketEngine:
         """Publish a scope's new state (when this engine writes that scope: a scope wider
         than one market is written by one engine, the others only act on it), cancel this
         market's orders when it says so, and tell the quoter."""
-        state = RiskState(
-            ts=t.ts,
-            scope=t.scope,
-            status=t.status,
-            reasons=t.reasons,
-            metrics=t.metrics,
-            since=t.since,
-            heartbeat=t.heartbeat,
-        )
+        state = t.risk_state()
         self.gate.on_state(state)
         if write:
             self._emit("risk_states", state)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from makerflow.operators.risk_limits import Breach, judged_kind
-from makerflow.schemas.events import ControlCommand
+from makerflow.schemas.events import ControlCommand, RiskState
 
 
 def command_problem(cmd: ControlCommand) -> str | None:
@@ -45,6 +45,18 @@ class Transition:
     cancel_all: bool = False
     since: int = 0
     heartbeat: bool = False
+
+    def risk_state(self) -> RiskState:
+        """The state this transition publishes (the risk service's and the backtest's)."""
+        return RiskState(
+            ts=self.ts,
+            scope=self.scope,
+            status=self.status,
+            reasons=self.reasons,
+            metrics=self.metrics,
+            since=self.since,
+            heartbeat=self.heartbeat,
+        )
 
 
 KILL_SWITCH_ALERT = "KillSwitchEngaged"

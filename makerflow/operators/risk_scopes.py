@@ -21,7 +21,7 @@ from bytewax.operators import KeyedStream, StatefulLogic
 from makerflow import metrics
 from makerflow.operators.kill_switch import ScopeMachine, Transition
 from makerflow.operators.risk_limits import Breach, BreachTracker, RiskConfig
-from makerflow.schemas.events import Alert, ControlCommand, OrderIntent, RiskState
+from makerflow.schemas.events import Alert, ControlCommand, OrderIntent
 
 
 @dataclass(frozen=True)
@@ -119,17 +119,7 @@ class ScopeLogic(StatefulLogic[ScopeIn, Any, tuple[Any, ...]]):
         return out + self._emit(t), StatefulLogic.RETAIN
 
     def _emit(self, t: Transition) -> list[Any]:
-        out: list[Any] = [
-            RiskState(
-                ts=t.ts,
-                scope=t.scope,
-                status=t.status,
-                reasons=t.reasons,
-                metrics=t.metrics,
-                since=t.since,
-                heartbeat=t.heartbeat,
-            )
-        ]
+        out: list[Any] = [t.risk_state()]
         if t.alert is not None:
             name, severity, message = t.alert
             out.append(

@@ -314,7 +314,13 @@ def test_halt_stops_the_quoter_and_resume_restores_quoting(runner):
                 min_notional=5.0,
             ),
         ),
-        defaults=QuotingParams(warmup_s=0.0, sigma_initial=4.0, min_quote_lifetime_s=0.0),
+        # No venue answers in this flow: lift the bound on orders nobody has closed.
+        defaults=QuotingParams(
+            warmup_s=0.0,
+            sigma_initial=4.0,
+            min_quote_lifetime_s=0.0,
+            max_unresolved_orders=100_000,
+        ),
         id_namespace="risktest",
     )
 
@@ -554,7 +560,13 @@ def test_stale_data_pulls_the_quoters_quotes_and_fresh_data_restores_them(runner
                 min_notional=5.0,
             ),
         ),
-        defaults=QuotingParams(warmup_s=0.0, sigma_initial=4.0, min_quote_lifetime_s=0.0),
+        # No venue answers in this flow: lift the bound on orders nobody has closed.
+        defaults=QuotingParams(
+            warmup_s=0.0,
+            sigma_initial=4.0,
+            min_quote_lifetime_s=0.0,
+            max_unresolved_orders=100_000,
+        ),
         id_namespace="pausetest",
     )
     flow = Dataflow("risk_quoting_pause")
