@@ -47,6 +47,8 @@ warmup_s = 0.0
 sigma_initial = 4.0
 min_quote_lifetime_s = 0.0
 levels = 2
+# no execution service answers in this test: lift the bound on orders nobody has closed
+max_unresolved_orders = 100000
 [[quoting.markets]]
 venue = "binance"
 symbol = "BTC/USDT"
