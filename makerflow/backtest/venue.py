@@ -32,7 +32,6 @@ of one order :mod:`~makerflow.backtest.venue_queue`, the checks of an order's pr
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -55,6 +54,7 @@ from makerflow.schemas.events import (
     OrderStatus,
     Side,
     Trade,
+    rejected_event,
 )
 from makerflow.schemas.scopes import symbol_assets
 
@@ -219,19 +219,7 @@ class SimVenue:
         )
 
     def _reject(self, ts: int, intent: OrderIntent, reason: str) -> list[Report]:
-        ev = OrderEvent(
-            ts=ts,
-            venue=self.venue,
-            symbol=self.symbol,
-            account=self.account,
-            client_order_id=intent.client_order_id or "",
-            status="rejected",
-            side=intent.side or "buy",
-            price=intent.price,
-            qty=intent.qty if intent.qty is not None and math.isfinite(intent.qty) else 0.0,
-            reason=reason,
-        )
-        return [Report(self._deliver(ts), ev)]
+        return [Report(self._deliver(ts), rejected_event(intent, reason, ts=ts))]
 
     def _place(self, ts: int, intent: OrderIntent, book: OrderBook) -> list[Report]:
         cid = intent.client_order_id or ""

@@ -29,7 +29,7 @@ from bytewax.dataflow import Stream, operator
 
 from makerflow import metrics
 from makerflow.schemas.config import Config
-from makerflow.schemas.events import OrderEvent, OrderIntent, RiskState
+from makerflow.schemas.events import OrderEvent, OrderIntent, RiskState, rejected_event
 from makerflow.schemas.scopes import covers, scopes_of_market
 
 NS_PER_MS = 1_000_000
@@ -136,18 +136,7 @@ class RiskGate:
 
 def rejected(intent: OrderIntent, refusal: Refusal) -> OrderEvent:
     """The rejected OrderEvent execution reports for a refused intent."""
-    return OrderEvent(
-        ts=intent.ts,
-        venue=intent.venue,
-        symbol=intent.symbol,
-        account=intent.account,
-        client_order_id=intent.client_order_id or "",
-        status="rejected",
-        side=intent.side or "buy",
-        price=intent.price,
-        qty=intent.qty or 0.0,
-        reason=f"risk_gate:{refusal.why}: {refusal.message}",
-    )
+    return rejected_event(intent, f"risk_gate:{refusal.why}: {refusal.message}")
 
 
 def state_targets(state: RiskState, markets: Iterable[str]) -> list[str]:
