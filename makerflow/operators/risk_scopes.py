@@ -120,21 +120,10 @@ class ScopeLogic(StatefulLogic[ScopeIn, Any, tuple[Any, ...]]):
 
     def _emit(self, t: Transition) -> list[Any]:
         out: list[Any] = [t.risk_state()]
-        if t.alert is not None:
-            name, severity, message = t.alert
-            out.append(
-                Alert(
-                    ts=t.ts,
-                    name=name,
-                    severity=severity,
-                    scope=t.scope,
-                    message=message,
-                    labels={"status": t.status},
-                )
-            )
-        if t.cancel_all:
-            what = "pause" if t.status == "PAUSED" else "kill switch"
-            out.extend(cancel_all_intents(self.config, t.scope, t.ts, t.reasons, what))
+        alert = t.alert_event()
+        if alert is not None:
+            out.append(alert)
+        out.extend(transition_cancels(self.config, t))
         return out
 
     def snapshot(self) -> tuple[Any, ...]:
@@ -173,6 +162,14 @@ def cancel_all_intents(
         OrderIntent(ts=ts, venue=v, symbol=s, account=a, action="cancel_all", reason=why)
         for v, s, a in markets
     ]
+
+
+def transition_cancels(config: RiskConfig, t: Transition) -> list[OrderIntent]:
+    """The ``cancel_all`` intents a transition asks for (none unless ``t.cancel_all``)."""
+    if not t.cancel_all:
+        return []
+    what = "pause" if t.status == "PAUSED" else "kill switch"
+    return cancel_all_intents(config, t.scope, t.ts, t.reasons, what)
 
 
 # --- routing helpers ------------------------------------------------------------------------
