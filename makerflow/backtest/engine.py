@@ -85,6 +85,7 @@ from makerflow.schemas.events import (
     OrderIntent,
     Tick,
     Trade,
+    market_key,
 )
 
 logger = logging.getLogger(__name__)
@@ -262,7 +263,7 @@ class MarketEngine:
     # --- market data ------------------------------------------------------------------------
 
     def _ticks(self, venue: str, symbol: str) -> MarketTicks:
-        name = f"{venue}:{symbol}"
+        name = market_key(venue, symbol)
         mt = self.ticks.get(name)
         if mt is None:
             mt = self.ticks[name] = MarketTicks(venue, symbol, self.config.ticks)

@@ -21,7 +21,7 @@ from bytewax.operators import KeyedStream, StatefulLogic
 from makerflow import metrics
 from makerflow.operators.kill_switch import ScopeMachine, Transition
 from makerflow.operators.risk_limits import Breach, BreachTracker, RiskConfig
-from makerflow.schemas.events import Alert, ControlCommand, OrderIntent
+from makerflow.schemas.events import Alert, ControlCommand, OrderIntent, split_market_key
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ def cancel_all_intents(
     markets = [(m.venue, m.symbol, m.account) for m in config.markets_in_scope(scope)]
     kind, _, rest = scope.partition(":")
     if kind == "market" and not markets:
-        venue, _, symbol = rest.partition(":")
+        venue, symbol = split_market_key(rest)
         markets = [(venue, symbol, "main")]
     why = f"{what} {scope}: " + "; ".join(reasons)
     return [
