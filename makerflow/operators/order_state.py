@@ -86,6 +86,7 @@ __all__ = [
     "OrderStateName",
     "OrderStateSnapshot",
     "Transition",
+    "account_order_state",
 ]
 
 
@@ -375,6 +376,21 @@ class OrderState:
             per[o.client_order_id] = missing if o.side == "buy" else -missing
         elif per:
             per.pop(o.client_order_id, None)
+
+
+def account_order_state(
+    *, max_terminal: int, id_memory: int, snapshot: OrderStateSnapshot | None = None
+) -> OrderState:
+    """An order state of every order of an account, whoever placed it (no prefix filter), for
+    the readers that hear order events but not intents (risk, reconciliation). ``id_memory``
+    bounds both the evicted orders' ids and the fills' trade ids it remembers."""
+    return OrderState(
+        prefix="",
+        max_terminal=max_terminal,
+        max_tombstones=id_memory,
+        max_trade_ids=id_memory,
+        snapshot=snapshot,
+    )
 
 
 def _pair(x: object) -> tuple[str, str]:
