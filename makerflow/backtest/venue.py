@@ -46,6 +46,7 @@ from makerflow.backtest.venue_queue import SimOrder, requeue, trade_at_price
 from makerflow.backtest.venue_rules import GRID_EPS, order_problem
 from makerflow.operators.book import OrderBook
 from makerflow.operators.ladder import MarketSpec
+from makerflow.operators.rejections import rejected_event
 from makerflow.schemas.events import (
     BalanceSnapshot,
     Fill,
@@ -54,7 +55,6 @@ from makerflow.schemas.events import (
     OrderStatus,
     Side,
     Trade,
-    rejected_event,
 )
 from makerflow.schemas.scopes import symbol_assets
 

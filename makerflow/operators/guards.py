@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from makerflow.operators.rejections import rejected_event
 from makerflow.schemas.config import Config
-from makerflow.schemas.events import OrderEvent, OrderIntent, rejected_event
+from makerflow.schemas.events import OrderEvent, OrderIntent
 
 _CLOSED = frozenset({"filled", "canceled", "rejected", "expired"})
 

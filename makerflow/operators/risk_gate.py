@@ -28,12 +28,12 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
 
 from makerflow import metrics
+from makerflow.operators.rejections import rejected_event
 from makerflow.schemas.config import Config
 from makerflow.schemas.events import (
     OrderEvent,
     OrderIntent,
     RiskState,
-    rejected_event,
     split_market_key,
 )
 from makerflow.schemas.scopes import covers, market_key_scope, scopes_of_market
