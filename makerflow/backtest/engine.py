@@ -65,7 +65,7 @@ from makerflow.operators.quoter import Quoter
 from makerflow.operators.quoter_types import QuoterInputError, QuoterOutput
 from makerflow.operators.recon_logic import BalanceRecon, check_snapshot, fill_legs
 from makerflow.operators.risk_gate import RiskGate, rejected
-from makerflow.operators.risk_scopes import cancel_all_intents
+from makerflow.operators.risk_scopes import transition_cancels
 from makerflow.operators.ticks import MarketTicks
 from makerflow.schemas.codec import dead_letter, encode
 from makerflow.schemas.events import (
@@ -85,6 +85,7 @@ from makerflow.schemas.events import (
     OrderIntent,
     Tick,
     Trade,
+    market_key,
 )
 
 logger = logging.getLogger(__name__)
@@ -262,7 +263,7 @@ class MarketEngine:
     # --- market data ------------------------------------------------------------------------
 
     def _ticks(self, venue: str, symbol: str) -> MarketTicks:
-        name = f"{venue}:{symbol}"
+        name = market_key(venue, symbol)
         mt = self.ticks.get(name)
         if mt is None:
             mt = self.ticks[name] = MarketTicks(venue, symbol, self.config.ticks)
@@ -408,20 +409,11 @@ class MarketEngine:
         self.gate.on_state(state)
         if write:
             self._emit("risk_states", state)
-            if t.alert is not None:
-                name, severity, message = t.alert
-                alert = Alert(
-                    ts=t.ts,
-                    name=name,
-                    severity=severity,
-                    scope=t.scope,
-                    message=message,
-                    labels={"status": t.status},
-                )
+            alert = t.alert_event()
+            if alert is not None:
                 self._emit("alerts", alert)
         if t.cancel_all:
-            what = "pause" if t.status == "PAUSED" else "kill switch"
-            intents = cancel_all_intents(self.config.risk, t.scope, t.ts, t.reasons, what)
+            intents = transition_cancels(self.config.risk, t)
             self.submit(i for i in intents if i.key == self.key)
         self._quote(self.quoter.on_risk, state)
 

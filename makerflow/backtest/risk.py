@@ -26,8 +26,16 @@ from makerflow.operators.risk_limits import (
 )
 from makerflow.operators.risk_scopes import signal
 from makerflow.operators.risk_windows import MarketRisk, WindowSpec
-from makerflow.schemas.events import Alert, ControlCommand, DataQuality, Fill, OrderEvent, Tick
-from makerflow.schemas.scopes import covers, scopes_of_market, validate_scope
+from makerflow.schemas.events import (
+    Alert,
+    ControlCommand,
+    DataQuality,
+    Fill,
+    OrderEvent,
+    Tick,
+    market_key,
+)
+from makerflow.schemas.scopes import covers, market_scope, scopes_of_market, validate_scope
 
 BOOK_INVALID = frozenset({"gap", "crossed"})
 """Findings that pause the market until a good top of book (as the risk service's)."""
@@ -36,14 +44,14 @@ _LIMIT_FIELDS = frozenset(MarketLimits.__struct_fields__)
 
 class RiskStage:
     def __init__(self, venue: str, symbol: str, account: str, config: RiskConfig) -> None:
-        key = f"{venue}:{symbol}"
+        key = market_key(venue, symbol)
         self.key = key
         self.venue, self.symbol, self.account = venue, symbol, account
         spec = WindowSpec(config.window_ms * 1_000_000, config.slide_ms * 1_000_000)
         self.risk = MarketRisk(key, symbol, spec)
         self.limits = config.market_limits(key)
         self.tracker = BreachTracker()
-        self.scope = f"market:{key}"
+        self.scope = market_scope(venue, symbol)
         self.machines = {s: ScopeMachine(s) for s in scopes_of_market(venue, symbol, account)}
         self.beat_ns = config.state_heartbeat_ms * 1_000_000
         self.beat: int | None = None

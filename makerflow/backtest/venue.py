@@ -11,14 +11,10 @@ What it models:
   ``t + cancel latency`` (the order stays fillable until then); every report reaches us after
   the report latency. Each latency is a constant or drawn from a recorded distribution with
   a seed (:class:`Latency`), one random stream per kind, so runs repeat exactly.
-* **Queue position.** An order joins behind the visible size at its price. A public trade at
-  its price consumes the queue ahead first and only then fills it (partially, as far as the
-  trade reaches); a decrease of the level that trades do not explain is cancels, which move
-  it up: ``risk_averse`` only when the level shrinks below its position (hftbacktest's
-  RiskAdverseQueueModel), ``proportional`` by its share of the queue (cancels spread evenly
-  over the level), ``front`` ignores the queue (first in line, like the local exchange).
-  A trade through its price, or the opposite side of the book moving to or through it,
-  fills what is left.
+* **Queue position.** An order joins behind the visible size at its price; trades at its
+  price and cancels ahead of it move it up, by the chosen queue model (see
+  :mod:`~makerflow.backtest.venue_queue`). A trade through its price, or the opposite side of
+  the book moving to or through it, fills what is left.
 * **Fees** (maker and taker rates, charged in the quote asset), **post-only rejects** (a
   post-only order that would take is refused), **precision and minimum notional** (price on
   the tick grid, quantity on the lot grid, at least ``min_qty`` and ``min_notional``, as in the
@@ -28,18 +24,29 @@ What it models:
 What it does not model: our own orders' impact on the public book (a take does not remove
 the liquidity from the replay, and a resting order adds nothing others see), hidden
 liquidity, and the exchange's matching of the replay's own orders (we only see its results).
+
+The settings and latency draws are :mod:`~makerflow.backtest.venue_config`, the queue position
+of one order :mod:`~makerflow.backtest.venue_queue`, the checks of an order's price and size
+:mod:`~makerflow.backtest.venue_rules`; this module is the venue that uses them.
 """
 
 from __future__ import annotations
 
-import math
-import random
 from dataclasses import dataclass, field
 from typing import Literal
 
+from makerflow.backtest.venue_config import (
+    DEFAULT_TAKER_FEE,
+    NS_PER_MS,
+    Latency,
+    QueueModel,
+    VenueConfig,
+)
+from makerflow.backtest.venue_queue import SimOrder, requeue, trade_at_price
+from makerflow.backtest.venue_rules import GRID_EPS, order_problem
 from makerflow.operators.book import OrderBook
 from makerflow.operators.ladder import MarketSpec
-from makerflow.schemas.config import Config
+from makerflow.operators.rejections import rejected_event
 from makerflow.schemas.events import (
     BalanceSnapshot,
     Fill,
@@ -51,71 +58,18 @@ from makerflow.schemas.events import (
 )
 from makerflow.schemas.scopes import symbol_assets
 
-NS_PER_MS = 1_000_000
-_GRID_EPS = 1e-6
-"""How far off the grid (in grid steps) a float price or quantity may sit and still be on it."""
-
-QueueModel = Literal["proportional", "risk_averse", "front"]
-
-
-DEFAULT_TAKER_FEE = 0.0005
-
-
-class VenueConfig(Config, frozen=True, kw_only=True):
-    """The simulated venue's settings (the ``[venue]`` table of a backtest's TOML)."""
-
-    entry_latency_ms: float = 5.0
-    """Order entry: from our send to the venue."""
-    cancel_latency_ms: float = 5.0
-    """Cancel: from our send to the venue; the order can fill meanwhile."""
-    report_latency_ms: float = 5.0
-    """From the venue's action (ack, fill, cancel) to our private stream."""
-    entry_latency_samples_ms: tuple[float, ...] = ()
-    """A recorded distribution of entry latencies to draw from (seeded); empty: the constant."""
-    cancel_latency_samples_ms: tuple[float, ...] = ()
-    report_latency_samples_ms: tuple[float, ...] = ()
-    seed: int = 0
-    queue_model: QueueModel = "proportional"
-    maker_fee: float | None = None
-    """Fee rate of a maker fill (negative: a rebate), on its notional, in the quote asset;
-    ``None``: the quoted market's ``maker_fee_bps`` (the fee the quoter is told it pays)."""
-    taker_fee: float | None = None
-    """Fee rate of a taker fill; ``None``: the market registry's ``taker_fee_bps`` when it
-    states one, else 5 bps (:attr:`taker_rate`)."""
-    initial_base: float = 10.0
-    """The account's base-asset balance at the start."""
-    initial_quote: float = 1_000_000.0
-    check_balances: bool = True
-    """Refuse an order the account could not pay for (a spot venue does)."""
-
-    @property
-    def taker_rate(self) -> float:
-        return DEFAULT_TAKER_FEE if self.taker_fee is None else self.taker_fee
-
-    def __post_init__(self) -> None:
-        for name in ("entry_latency_ms", "cancel_latency_ms", "report_latency_ms"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-            samples = getattr(self, name.replace("_ms", "_samples_ms"))
-            if any(not (math.isfinite(s) and s >= 0) for s in samples):
-                raise ValueError(f"{name.replace('_ms', '_samples_ms')} must be >= 0 ms")
-
-
-class Latency:
-    """A constant latency, or draws (with replacement) from recorded samples with a seed."""
-
-    def __init__(self, constant_ms: float, samples_ms: tuple[float, ...], seed: str) -> None:
-        self.constant_ns = round(constant_ms * NS_PER_MS)
-        self.samples_ns = tuple(round(s * NS_PER_MS) for s in samples_ms)
-        # A string seed is hashed with SHA-512 by random.Random: the same on every run and
-        # in every process (unlike hash()).
-        self.rng = random.Random(seed)
-
-    def draw(self) -> int:
-        if not self.samples_ns:
-            return self.constant_ns
-        return self.samples_ns[self.rng.randrange(len(self.samples_ns))]
+# Read through this module by the engine, the settings and the tests.
+__all__ = [
+    "DEFAULT_TAKER_FEE",
+    "NS_PER_MS",
+    "Arrival",
+    "Latency",
+    "QueueModel",
+    "Report",
+    "SimOrder",
+    "SimVenue",
+    "VenueConfig",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,29 +79,6 @@ class Report:
 
     deliver_ts: int
     event: OrderEvent | Fill | BalanceSnapshot
-
-
-@dataclass(slots=True)
-class SimOrder:
-    client_order_id: str
-    exchange_order_id: str
-    side: Side
-    price: float
-    qty: float
-    post_only: bool
-    accepted_ts: int
-    filled: float = 0.0
-    ahead: float = 0.0
-    """Visible quantity ahead of us at our price."""
-    level_qty: float = 0.0
-    """The level's visible quantity when we last looked."""
-    traded: float = 0.0
-    """Public quantity traded at our price since we last looked at the level."""
-    status: OrderStatus = "ack"
-
-    @property
-    def remaining(self) -> float:
-        return self.qty - self.filled
 
 
 @dataclass(slots=True)
@@ -241,12 +172,7 @@ class SimVenue:
             if through:
                 out += self._fill(at, o, o.remaining)
             elif tr.price == o.price:
-                o.traded += tr.qty
-                if self.config.queue_model == "front":
-                    reach = tr.qty
-                else:
-                    reach = tr.qty - o.ahead
-                    o.ahead = max(o.ahead - tr.qty, 0.0)
+                reach = trade_at_price(o, tr.qty, self.config.queue_model)
                 if reach > 0:
                     out += self._fill(at, o, min(reach, o.remaining))
         return out
@@ -268,23 +194,8 @@ class SimVenue:
                     out += self._fill(ts, o, o.remaining)
                     continue
                 level = book.asks.qty.get(-o.price, 0.0)
-            self._requeue(o, level)
+            requeue(o, level, self.config.queue_model)
         return out
-
-    def _requeue(self, o: SimOrder, level: float) -> None:
-        model = self.config.queue_model
-        if model != "front":
-            cancelled = o.level_qty - o.traded - level
-            if cancelled > 0 and model == "proportional":
-                # Cancels are spread over the whole level: the part ahead of us goes with
-                # our share of it.
-                behind = max(o.level_qty - o.traded - o.ahead, 0.0)
-                total = o.ahead + behind
-                if total > 0:
-                    o.ahead -= cancelled * o.ahead / total
-            o.ahead = max(min(o.ahead, level), 0.0)
-        o.level_qty = level
-        o.traded = 0.0
 
     # --- internals ------------------------------------------------------------------------
 
@@ -308,42 +219,13 @@ class SimVenue:
         )
 
     def _reject(self, ts: int, intent: OrderIntent, reason: str) -> list[Report]:
-        ev = OrderEvent(
-            ts=ts,
-            venue=self.venue,
-            symbol=self.symbol,
-            account=self.account,
-            client_order_id=intent.client_order_id or "",
-            status="rejected",
-            side=intent.side or "buy",
-            price=intent.price,
-            qty=intent.qty if intent.qty is not None and math.isfinite(intent.qty) else 0.0,
-            reason=reason,
-        )
-        return [Report(self._deliver(ts), ev)]
-
-    def _invalid(self, intent: OrderIntent) -> str | None:
-        spec = self.spec
-        qty, price = intent.qty, intent.price
-        if intent.side is None or qty is None or not (math.isfinite(qty) and qty > 0):
-            return f"invalid_order: side {intent.side} qty {qty}"
-        if not _on_grid(qty, spec.lot_size) or qty < spec.min_qty * (1 - 1e-9):
-            return f"invalid_order: LOT_SIZE (qty {qty}, lot {spec.lot_size}, min {spec.min_qty})"
-        if intent.order_type == "market":
-            return None
-        if price is None or not (math.isfinite(price) and price > 0):
-            return f"invalid_order: price {price}"
-        if not _on_grid(price, spec.tick_size):
-            return f"invalid_order: PRICE_FILTER (price {price}, tick {spec.tick_size})"
-        if price * qty < spec.min_notional * (1 - 1e-9):
-            return f"min_notional: notional {price * qty:.8f} < minimum {spec.min_notional}"
-        return None
+        return [Report(self._deliver(ts), rejected_event(intent, reason, ts=ts))]
 
     def _place(self, ts: int, intent: OrderIntent, book: OrderBook) -> list[Report]:
         cid = intent.client_order_id or ""
         if cid in self.orders or cid in self.closed:
             return self._reject(ts, intent, "duplicate: client order id already used")
-        problem = self._invalid(intent)
+        problem = order_problem(intent, self.spec)
         if problem is not None:
             return self._reject(ts, intent, problem)
         assert intent.side is not None and intent.qty is not None
@@ -437,7 +319,7 @@ class SimVenue:
         liquidity: Literal["maker", "taker"] = "maker",
     ) -> list[Report]:
         spec = self.spec
-        qty = spec.qty_down(min(qty, o.remaining) + spec.lot_size * _GRID_EPS)
+        qty = spec.qty_down(min(qty, o.remaining) + spec.lot_size * GRID_EPS)
         if qty <= 0:
             return []
         px = o.price if price is None else price
@@ -497,8 +379,3 @@ class SimVenue:
             )
             out.append(Report(deliver, snap))
         return out
-
-
-def _on_grid(x: float, step: float) -> bool:
-    n = x / step
-    return abs(n - round(n)) <= _GRID_EPS

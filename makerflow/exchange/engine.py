@@ -15,6 +15,7 @@ maker, which is how market flow hits our quotes.
 from __future__ import annotations
 
 from decimal import ROUND_DOWN, Decimal
+from typing import Literal
 
 from makerflow.exchange.book import Book, BookSide, is_multiple
 from makerflow.exchange.engine_state import EngineState
@@ -120,29 +121,32 @@ class MatchingEngine(EngineState):
     def cancel(
         self, account: str, symbol: str, order_id: int | None, client_order_id: str | None
     ) -> tuple[Order, Outcome]:
-        order = self.get_order(account, symbol, order_id, client_order_id)
-        if not order.is_open:
-            raise EngineError(-2011, "Unknown order sent.")
-        book = self._books[symbol]
-        (book.bids if order.side == "BUY" else book.asks).remove(order)
-        book.touched.add(order.price)
-        self._close(order, "CANCELED")
-        update = OrderUpdate(self._copy(order), "CANCELED", self.time_ms)
-        return order, Outcome((update,), frozenset({account}))
+        return self._end(account, symbol, order_id, client_order_id, "CANCELED")
 
     def expire(
         self, account: str, symbol: str, order_id: int | None, client_order_id: str | None
     ) -> tuple[Order, Outcome]:
         """The venue ends an open order on its own (Binance: status and execution type
         ``EXPIRED``): its rest leaves the book and its hold is released."""
+        return self._end(account, symbol, order_id, client_order_id, "EXPIRED")
+
+    def _end(
+        self,
+        account: str,
+        symbol: str,
+        order_id: int | None,
+        client_order_id: str | None,
+        status: Literal["CANCELED", "EXPIRED"],
+    ) -> tuple[Order, Outcome]:
+        """An open order leaves the book with ``status``; its hold is released."""
         order = self.get_order(account, symbol, order_id, client_order_id)
         if not order.is_open:
             raise EngineError(-2011, "Unknown order sent.")
         book = self._books[symbol]
         (book.bids if order.side == "BUY" else book.asks).remove(order)
         book.touched.add(order.price)
-        self._close(order, "EXPIRED")
-        update = OrderUpdate(self._copy(order), "EXPIRED", self.time_ms)
+        self._close(order, status)
+        update = OrderUpdate(self._copy(order), status, self.time_ms)
         return order, Outcome((update,), frozenset({account}))
 
     def expire_older_than(self, lifetime_ms: int) -> Outcome:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from makerflow.operators.rejections import rejected_event
 from makerflow.schemas.config import Config
 from makerflow.schemas.events import OrderEvent, OrderIntent
 
@@ -102,16 +103,4 @@ def guard_rejected(intent: OrderIntent, problem: str) -> OrderEvent:
     """The rejected OrderEvent for an intent the guards refused, as the exchange sink
     reports it: ``reason`` is the problem itself (it starts with ``guard:`` or
     ``malformed:``, the sink's reject kinds)."""
-    qty = intent.qty if intent.qty is not None and math.isfinite(intent.qty) else 0.0
-    return OrderEvent(
-        ts=intent.ts,
-        venue=intent.venue,
-        symbol=intent.symbol,
-        account=intent.account,
-        client_order_id=intent.client_order_id or "",
-        status="rejected",
-        side=intent.side or "buy",
-        price=intent.price,
-        qty=qty,
-        reason=problem,
-    )
+    return rejected_event(intent, problem)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from makerflow.operators.risk_limits import Breach, judged_kind
-from makerflow.schemas.events import ControlCommand, RiskState
+from makerflow.schemas.events import Alert, ControlCommand, RiskState
 
 
 def command_problem(cmd: ControlCommand) -> str | None:
@@ -56,6 +56,20 @@ class Transition:
             metrics=self.metrics,
             since=self.since,
             heartbeat=self.heartbeat,
+        )
+
+    def alert_event(self) -> Alert | None:
+        """The alert this transition raises, if any (the risk service's and the backtest's)."""
+        if self.alert is None:
+            return None
+        name, severity, message = self.alert
+        return Alert(
+            ts=self.ts,
+            name=name,
+            severity=severity,
+            scope=self.scope,
+            message=message,
+            labels={"status": self.status},
         )
 
 

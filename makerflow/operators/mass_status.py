@@ -22,6 +22,7 @@ from typing import Literal
 
 from makerflow.operators.order_state import Order, OrderState
 from makerflow.schemas.events import Alert, Fill, OrderEvent, OrderIntent
+from makerflow.schemas.scopes import market_key_scope
 
 OrphanPolicy = Literal["cancel", "adopt"]
 _DOING: dict[OrphanPolicy, str] = {"cancel": "canceling", "adopt": "adopting"}
@@ -95,7 +96,7 @@ def plan_sweep(
                 ts=ts,
                 name="OrphanOrder",
                 severity="warning",
-                scope=f"market:{market}",
+                scope=market_key_scope(market),
                 message=(
                     f"order {cid} ({ev.side} {ev.qty} @ {ev.price}) is open at the venue but "
                     f"no intent of ours placed it: {_DOING[policy]} it"

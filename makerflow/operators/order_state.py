@@ -25,22 +25,10 @@ States (:data:`OrderStateName`): ``pending_new`` (intent seen, no word from the 
 ``partially_filled``, ``pending_cancel`` (a cancel was asked and the venue has not closed the
 order), and the terminal ``filled``, ``canceled``, ``rejected``, ``expired``.
 
-Why any order of arrival gives the same state: an order's record keeps only facts that merge
-the same way in any order (a join): the highest venue status seen (pending < unknown <
-open), the set of terminal statuses seen, whether a cancel was asked, the highest cumulative
-filled quantity any order event reported, the set of fills applied (by trade id), and whether
-we rejected it ourselves (see below). Its state
-is a function of those facts, so duplicates change nothing and reordering ends in the same
-record. The order's filled quantity is ``max(cumulative from order events, sum of fills)``: a
-fill and the order update that covers it count once, whichever comes first.
-
-Transitions (:data:`TRANSITIONS`) are only the ones a venue allows: pending and unknown states
-resolve to whatever the venue says, a terminal state stays terminal. One exception, kept because
-quantity is the harder fact: a canceled, expired or rejected order whose fills add up to its
-full quantity becomes ``filled`` (the venue's terminal word was older than its fills), counted
-in :attr:`OrderState.conflicts`. Two different terminal words for one order are a contradiction
-in the input; the state keeps the stronger one (filled > canceled > expired > rejected) and
-counts it.
+How one order's facts merge, and why any order of arrival gives the same state, is
+:mod:`makerflow.operators.order_merge`; this class keeps the orders, their indices and the
+bounded memory. Contradictions in the input (two terminal words for one order, a canceled
+order whose fills add up to its quantity) are counted in :attr:`OrderState.conflicts`.
 
 Orphans: an order event for a client id with our ``prefix`` that no intent of ours placed gets a
 record (``sent=False``), so the owner can cancel it or :meth:`adopt` it. Events for other client
@@ -68,14 +56,18 @@ from collections import deque
 import msgspec
 
 from makerflow.operators.bounded_set import BoundedSet
+from makerflow.operators.order_merge import (
+    claimed_order,
+    derive,
+    fills_sum,
+    has_fill,
+    merge_event,
+    orphan_order,
+    placed_order,
+    with_fill,
+)
 from makerflow.operators.order_records import (
-    OPEN_RANK,
-    PENDING_RANK,
     TERMINAL,
-    TERMINAL_STRENGTH,
-    UNKNOWN_RANK,
-    VENUE_RANK,
-    WIRE_TERMINAL,
     Exposure,
     FillEffect,
     Order,
@@ -84,6 +76,18 @@ from makerflow.operators.order_records import (
     Transition,
 )
 from makerflow.schemas.events import Fill, OrderEvent, OrderIntent
+
+# The records are read through this module too (``from ...order_state import Order``).
+__all__ = [
+    "Exposure",
+    "FillEffect",
+    "Order",
+    "OrderState",
+    "OrderStateName",
+    "OrderStateSnapshot",
+    "Transition",
+    "account_order_state",
+]
 
 
 class OrderState:
@@ -154,31 +158,11 @@ class OrderState:
                 return ()
             old = self._orders.get(cid)
             if old is None:
-                new = Order(
-                    client_order_id=cid,
-                    venue=intent.venue,
-                    symbol=intent.symbol,
-                    account=intent.account,
-                    side=intent.side,
-                    price=intent.price,
-                    qty=intent.qty,
-                    state="pending_new",
-                    sent=True,
-                    placed_ts=intent.ts,
-                    last_ts=intent.ts,
-                )
-                new = self._with_loose(new)
+                new = self._with_loose(placed_order(intent))
             elif old.sent:
                 return ()  # a replayed intent
             else:
-                new = msgspec.structs.replace(
-                    old,
-                    sent=True,
-                    placed_ts=intent.ts,
-                    price=intent.price if intent.price is not None else old.price,
-                    qty=intent.qty if intent.qty is not None else old.qty,
-                    last_ts=max(old.last_ts, intent.ts),
-                )
+                new = claimed_order(old, intent)
             return (self._store(old, new),)
         if intent.action == "cancel":
             old = self._orders.get(intent.client_order_id or "")
@@ -208,66 +192,13 @@ class OrderState:
             if not cid or not cid.startswith(self.prefix):
                 self.ignored += 1
                 return None
-            old_base = Order(
-                client_order_id=cid,
-                venue=ev.venue,
-                symbol=ev.symbol,
-                account=ev.account,
-                side=ev.side,
-                price=ev.price,
-                qty=ev.qty if ev.qty > 0 else None,
-                state="unknown",
-                last_ts=ev.ts,
-            )
-            old_base = self._with_loose(old_base)
+            base = self._with_loose(orphan_order(ev))
         else:
-            old_base = old
-        rank, terminals = old_base.rank, old_base.terminals
-        terminal = WIRE_TERMINAL.get(ev.status)
-        if terminal is not None:
-            if terminal not in terminals:
-                terminals = tuple(sorted((*terminals, terminal)))
-        else:
-            rank = max(rank, VENUE_RANK.get(ev.status, PENDING_RANK))
-        qty = old_base.qty
-        if qty is None and ev.qty > 0:
-            qty = ev.qty
-        xid = _first(old_base.exchange_order_id, ev.exchange_order_id)
-        if (
-            old is not None
-            and rank == old.rank
-            and terminals is old.terminals
-            and qty == old.qty
-            and ev.filled_qty <= old.event_filled
-            and ev.ts <= old.last_ts
-            and xid == old.exchange_order_id
-            and (not ev.reason or ev.reason == old.reason)
-            and (old.price is not None or ev.price is None)
-        ):
+            base = old
+        merged = merge_event(base, ev, known=old is not None)
+        if merged is None:
             return None  # a repeat, or older news: nothing to merge
-        # The reason kept is the one of the strongest word, ties broken by the text, so that
-        # it does not depend on the order events arrive in.
-        word = (
-            10 + TERMINAL_STRENGTH[terminal]
-            if terminal is not None
-            else VENUE_RANK.get(ev.status, 0)
-        )
-        reason, reason_rank = old_base.reason, old_base.reason_rank
-        if ev.reason and (word, ev.reason) > (reason_rank, reason):
-            reason, reason_rank = ev.reason, word
-        new = msgspec.structs.replace(
-            old_base,
-            rank=rank,
-            terminals=terminals,
-            qty=qty,
-            price=old_base.price if old_base.price is not None else ev.price,
-            event_filled=max(old_base.event_filled, ev.filled_qty),
-            exchange_order_id=xid,
-            last_ts=max(old_base.last_ts, ev.ts),
-            reason=reason,
-            reason_rank=reason_rank,
-        )
-        new = self._derive(new)
+        new = self._derive(merged)
         if old is not None and old == new:
             return None
         return self._store(old, new)
@@ -284,17 +215,9 @@ class OrderState:
             if cid and cid not in self._tombstones and cid.startswith(self.prefix):
                 self._keep_loose(cid, fill)
             return FillEffect(fill=fill, order=None, previous=None, order_filled_delta=0.0)
-        if any(tid == fill.trade_id for tid, _ in old.fills):
+        if has_fill(old, fill.trade_id):
             return None  # evicted from the global memory but still on the order
-        fills = tuple(sorted((*old.fills, (fill.trade_id, fill.qty))))
-        new = self._derive(
-            msgspec.structs.replace(
-                old,
-                fills=fills,
-                exchange_order_id=_first(old.exchange_order_id, fill.exchange_order_id),
-                last_ts=max(old.last_ts, fill.ts),
-            )
-        )
+        new = self._derive(with_fill(old, fill))
         t = self._store(old, new)
         return FillEffect(
             fill=fill,
@@ -401,14 +324,8 @@ class OrderState:
     def _with_loose(self, o: Order) -> Order:
         """``o`` with the fills that arrived before it; derived again."""
         for f in self._loose.pop(o.client_order_id, ()):
-            if any(tid == f.trade_id for tid, _ in o.fills):
-                continue
-            o = msgspec.structs.replace(
-                o,
-                fills=tuple(sorted((*o.fills, (f.trade_id, f.qty)))),
-                exchange_order_id=_first(o.exchange_order_id, f.exchange_order_id),
-                last_ts=max(o.last_ts, f.ts),
-            )
+            if not has_fill(o, f.trade_id):
+                o = with_fill(o, f)
         return self._derive(o)
 
     def _cancel_requested(self, old: Order, ts: int) -> Transition:
@@ -418,38 +335,7 @@ class OrderState:
         return self._store(old, new)
 
     def _derive(self, o: Order) -> Order:
-        """The state and filled quantity that follow from the order's merged facts."""
-        fills = o.fills
-        fill_sum = (
-            (fills[0][1] if len(fills) == 1 else math.fsum(q for _, q in fills)) if fills else 0.0
-        )
-        filled = o.event_filled if o.event_filled >= fill_sum else fill_sum
-        qty = o.qty
-        terminals = o.terminals
-        state: OrderStateName
-        if (qty is not None and qty > 0 and filled >= qty - self.tolerance) or (
-            terminals and "filled" in terminals
-        ):
-            state = "filled"
-            if qty is not None and qty > filled:
-                filled = qty
-        elif terminals:
-            state = (
-                terminals[0]
-                if len(terminals) == 1
-                else max(terminals, key=TERMINAL_STRENGTH.__getitem__)
-            )
-        elif o.cancel_requested:
-            state = "pending_cancel"
-        elif o.rank >= OPEN_RANK or filled > 0:
-            state = "partially_filled" if filled > 0 else "open"
-        elif o.rank == UNKNOWN_RANK or not o.sent:
-            state = "unknown"
-        else:
-            state = "pending_new"
-        if state == o.state and filled == o.filled:
-            return o
-        return msgspec.structs.replace(o, state=state, filled=filled)
+        return derive(o, self.tolerance)
 
     def _store(self, old: Order | None, new: Order) -> Transition:
         previous = old.state if old is not None else None
@@ -482,11 +368,7 @@ class OrderState:
         return Transition(previous=previous, order=new)
 
     def _track_unbooked(self, o: Order) -> None:
-        fills = o.fills
-        booked = (
-            (fills[0][1] if len(fills) == 1 else math.fsum(q for _, q in fills)) if fills else 0.0
-        )
-        missing = o.filled - booked
+        missing = o.filled - fills_sum(o)
         per = self._unbooked.get(o.market)
         if missing > self.tolerance:
             if per is None:
@@ -496,11 +378,19 @@ class OrderState:
             per.pop(o.client_order_id, None)
 
 
-def _first(a: str | None, b: str | None) -> str | None:
-    """One of two ids regardless of which came first (they are the same id in practice)."""
-    if a is None or b is None:
-        return a if b is None else b
-    return min(a, b)
+def account_order_state(
+    *, max_terminal: int, id_memory: int, snapshot: OrderStateSnapshot | None = None
+) -> OrderState:
+    """An order state of every order of an account, whoever placed it (no prefix filter), for
+    the readers that hear order events but not intents (risk, reconciliation). ``id_memory``
+    bounds both the evicted orders' ids and the fills' trade ids it remembers."""
+    return OrderState(
+        prefix="",
+        max_terminal=max_terminal,
+        max_tombstones=id_memory,
+        max_trade_ids=id_memory,
+        snapshot=snapshot,
+    )
 
 
 def _pair(x: object) -> tuple[str, str]:

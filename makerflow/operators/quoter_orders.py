@@ -21,6 +21,7 @@ from makerflow.operators.quoter_types import LiveOrder
 from makerflow.operators.quoting_config import MarketConfig, QuotingParams
 from makerflow.operators.quoting_models import NS
 from makerflow.schemas.events import Alert, OrderIntent, Side
+from makerflow.schemas.scopes import market_scope
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +196,7 @@ class QuoterOrders:
             ts=ts,
             name="CancelNotConfirmed",
             severity="warning",
-            scope=f"market:{m.venue}:{m.symbol}",
+            scope=market_scope(m.venue, m.symbol),
             message=(
                 f"the venue has not confirmed the cancel of {cid} after {tries} tries; it "
                 "stays pending_cancel and is retried"

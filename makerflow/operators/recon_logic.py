@@ -29,14 +29,15 @@ unknown asset) and fills that cannot be booked. A window in which a balance has 
 posting nor a snapshot has nothing to reconcile and gives no report; one with postings but no
 snapshot is a BREAK with ``reported = None`` (unconfirmed: the balance feed said nothing), and
 its postings are reconciled with the next window that has a snapshot.
+
+What one window holds and how its verdict is reached is :mod:`makerflow.operators.recon_window`;
+this module moves the windows through event time.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Literal
 
 from makerflow.operators.recon_alerts import report_alert
 from makerflow.operators.recon_config import ReconConfig as ReconConfig
@@ -47,6 +48,16 @@ from makerflow.operators.recon_inputs import (
     dead_event,
     fill_legs,
     transfer_leg,
+)
+from makerflow.operators.recon_window import (
+    Posting,
+    ReconState,
+    Reported,
+    Snap,
+    Window,
+    WindowState,
+    judge,
+    tolerance,
 )
 from makerflow.schemas.events import (
     Alert,
@@ -59,66 +70,16 @@ from makerflow.schemas.events import (
     balance_key,
 )
 
-# --- per-key state ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Posting:
-    ts: int
-    posting_id: str
-    amount: float
-    kind: Literal["fill", "transfer"]
-
-
-@dataclass(frozen=True)
-class Snap:
-    ts: int
-    total: float
-
-
-@dataclass(frozen=True)
-class Reported:
-    """What was last reported for a window: compared to decide whether to amend."""
-
-    version: int
-    opening: float
-    expected: float
-    reported: float | None
-    fills: int
-    status: Literal["OK", "BREAK"]
-
-
-@dataclass
-class _Window:
-    postings: dict[str, Posting] = field(default_factory=dict)
-    first: Snap | None = None
-    last: Snap | None = None
-    duplicates: int = 0
-    reported: Reported | None = None
-
-
-@dataclass(frozen=True)
-class WindowState:
-    start: int
-    postings: tuple[Posting, ...]
-    first: Snap | None
-    last: Snap | None
-    duplicates: int
-    reported: Reported | None
-
-
-@dataclass(frozen=True)
-class ReconState:
-    """An immutable, picklable copy of one key's state (for Bytewax snapshots)."""
-
-    account: str
-    asset: str
-    watermark: int | None
-    horizon: int | None
-    anchor: Snap | None
-    carry: tuple[Posting, ...]
-    windows: tuple[WindowState, ...]
-
+# Read through this module by the operator and the backtest.
+__all__ = [
+    "BalanceRecon",
+    "ReconConfig",
+    "ReconOutput",
+    "ReconState",
+    "check_snapshot",
+    "fill_legs",
+    "reconcile_all",
+]
 
 ReconOutput = ReconReport | Alert | DeadLetter
 
@@ -144,7 +105,7 @@ class BalanceRecon:
         """Last snapshot of the windows already let go."""
         self._carry: tuple[Posting, ...] = ()
         """Postings of windows let go that came after ``_anchor``."""
-        self._windows: dict[int, _Window] = {}
+        self._windows: dict[int, Window] = {}
         # Indexes rebuilt from the state above (never snapshotted): where each posting id is
         # held (-1: in the carry), and the newest reported window.
         self._ids: dict[str, int] = {}
@@ -176,7 +137,7 @@ class BalanceRecon:
         r._anchor = state.anchor
         r._carry = state.carry
         for ws in state.windows:
-            r._windows[ws.start] = _Window(
+            r._windows[ws.start] = Window(
                 {p.posting_id: p for p in ws.postings},
                 ws.first,
                 ws.last,
@@ -272,10 +233,10 @@ class BalanceRecon:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _window(self, start: int) -> _Window:
+    def _window(self, start: int) -> Window:
         w = self._windows.get(start)
         if w is None:
-            w = self._windows[start] = _Window()
+            w = self._windows[start] = Window()
         return w
 
     def _too_late(self, ts: int, origin: Event, what: str) -> DeadLetter | None:
@@ -372,67 +333,32 @@ class BalanceRecon:
         return opening, pending + mine, False
 
     def tolerance(self, expected: float, reported: float, postings: int) -> float:
-        """The largest difference that is not a break.
+        """The largest difference that is not a break (see :func:`recon_window.tolerance`)."""
+        return tolerance(self.cfg, self._precision, expected, reported, postings)
 
-        Never finer than the asset's precision: the exchange rounds every amount it books to
-        it, by up to half a unit, and the two snapshots are rounded too.
-        """
-        rounding = 0.5 * self._precision * (postings + 2)
-        relative = self.cfg.rel_tolerance * max(abs(expected), abs(reported))
-        return max(self.cfg.abs_tolerance, rounding, relative)
-
-    def _emit(self, start: int, w: _Window, amended: str | None) -> list[ReconOutput]:
+    def _emit(self, start: int, w: Window, amended: str | None) -> list[ReconOutput]:
         opening_snap, postings, baseline = self._interval(start)
-        opening = opening_snap.total if opening_snap is not None else 0.0
-        expected = opening + math.fsum(p.amount for p in postings)
-        fills = sum(1 for p in postings if p.kind == "fill")
-        transfers = len(postings) - fills
-        reported = w.last.total if w.last is not None else None
-        status: Literal["OK", "BREAK"]
-        if reported is None:
-            difference = None
-            tol = self.tolerance(expected, expected, len(postings))
-            status = "BREAK"
-            reason = (
-                f"no exchange balance snapshot in the window: {len(postings)} posting(s)"
-                " unconfirmed, carried into the next window"
-            )
-            if opening_snap is None:
-                reason += "; no earlier snapshot either, so the opening is unknown (0)"
-        else:
-            difference = reported - expected
-            tol = self.tolerance(expected, reported, len(postings))
-            status = "OK" if abs(difference) <= tol else "BREAK"
-            if status == "BREAK":
-                reason = (
-                    f"exchange reports {reported:.12g} {self.asset}, fills and transfers since"
-                    f" the last snapshot give {expected:.12g}: difference {difference:+.12g}"
-                    f" exceeds tolerance {tol:.3g}"
-                )
-            else:
-                reason = ""
-            if baseline:
-                reason = "baseline: first exchange snapshot of this balance" + (
-                    f"; {reason}" if reason else ""
-                )
-        notes = []
-        if transfers:
-            notes.append(f"{transfers} transfer(s)")
-        if w.duplicates:
-            notes.append(f"{w.duplicates} duplicate posting(s) ignored")
-        if notes:
-            reason = "; ".join([r for r in (reason,) if r] + notes)
-
+        v = judge(
+            self.cfg,
+            self.asset,
+            self._precision,
+            opening_snap,
+            postings,
+            baseline,
+            w.last,
+            w.duplicates,
+        )
+        reason = v.reason
         prev = w.reported
         now = Reported(
             version=1 if prev is None else prev.version + 1,
-            opening=opening,
-            expected=expected,
-            reported=reported,
-            fills=fills,
-            status=status,
+            opening=v.opening,
+            expected=v.expected,
+            reported=v.reported,
+            fills=v.fills,
+            status=v.status,
         )
-        if prev is not None and _same(prev, now):
+        if prev is not None and prev.same_as(now):
             return []
         if prev is not None:
             reason = f"amended (v{now.version}, after {amended}); {reason}".rstrip("; ")
@@ -446,13 +372,13 @@ class BalanceRecon:
             window_start=start,
             window_end=start + self._length,
             version=now.version,
-            opening=opening,
-            expected=expected,
-            reported=reported,
-            difference=difference,
-            tolerance=tol,
-            fills_matched=fills,
-            status=status,
+            opening=v.opening,
+            expected=v.expected,
+            reported=v.reported,
+            difference=v.difference,
+            tolerance=v.tolerance,
+            fills_matched=v.fills,
+            status=v.status,
             reason=reason,
         )
         out: list[ReconOutput] = [report]
@@ -460,21 +386,6 @@ class BalanceRecon:
         if alert is not None:
             out.append(alert)
         return out
-
-
-def _same(a: Reported, b: Reported) -> bool:
-    def close(x: float | None, y: float | None) -> bool:
-        if x is None or y is None:
-            return x is y
-        return x == y or abs(x - y) <= 1e-12 * max(abs(x), abs(y))
-
-    return (
-        a.status == b.status
-        and a.fills == b.fills
-        and close(a.opening, b.opening)
-        and close(a.expected, b.expected)
-        and close(a.reported, b.reported)
-    )
 
 
 def reconcile_all(

@@ -31,7 +31,7 @@ import math
 from dataclasses import dataclass
 
 from makerflow.operators.order_records import Order, OrderStateSnapshot
-from makerflow.operators.order_state import OrderState
+from makerflow.operators.order_state import OrderState, account_order_state
 from makerflow.schemas.events import Alert, Fill, OrderEvent, Side
 from makerflow.schemas.scopes import account_scope
 
@@ -143,13 +143,7 @@ class OpenOrderView:
 
 def _order_state(snapshot: OrderStateSnapshot | None = None) -> OrderState:
     # Reconciliation hears order events for every order of the account: no prefix filter.
-    return OrderState(
-        prefix="",
-        max_terminal=_MAX_TERMINAL,
-        max_tombstones=_ID_MEMORY,
-        max_trade_ids=_ID_MEMORY,
-        snapshot=snapshot,
-    )
+    return account_order_state(max_terminal=_MAX_TERMINAL, id_memory=_ID_MEMORY, snapshot=snapshot)
 
 
 def _differs(a: float | None, b: float | None) -> bool:

@@ -28,9 +28,15 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
 
 from makerflow import metrics
+from makerflow.operators.rejections import rejected_event
 from makerflow.schemas.config import Config
-from makerflow.schemas.events import OrderEvent, OrderIntent, RiskState
-from makerflow.schemas.scopes import covers, scopes_of_market
+from makerflow.schemas.events import (
+    OrderEvent,
+    OrderIntent,
+    RiskState,
+    split_market_key,
+)
+from makerflow.schemas.scopes import covers, market_key_scope, scopes_of_market
 
 NS_PER_MS = 1_000_000
 
@@ -101,7 +107,7 @@ class RiskGate:
         try:
             scopes = scopes_of_market(intent.venue, intent.symbol, intent.account)
         except ValueError as exc:
-            return Refusal(f"market:{intent.key}", "unknown", str(exc))
+            return Refusal(market_key_scope(intent.key), "unknown", str(exc))
         # Most restrictive first: a halt is what a person must hear about, not staleness.
         found: list[Refusal] = []
         for scope in scopes:
@@ -136,18 +142,7 @@ class RiskGate:
 
 def rejected(intent: OrderIntent, refusal: Refusal) -> OrderEvent:
     """The rejected OrderEvent execution reports for a refused intent."""
-    return OrderEvent(
-        ts=intent.ts,
-        venue=intent.venue,
-        symbol=intent.symbol,
-        account=intent.account,
-        client_order_id=intent.client_order_id or "",
-        status="rejected",
-        side=intent.side or "buy",
-        price=intent.price,
-        qty=intent.qty or 0.0,
-        reason=f"risk_gate:{refusal.why}: {refusal.message}",
-    )
+    return rejected_event(intent, f"risk_gate:{refusal.why}: {refusal.message}")
 
 
 def state_targets(state: RiskState, markets: Iterable[str]) -> list[str]:
@@ -157,7 +152,7 @@ def state_targets(state: RiskState, markets: Iterable[str]) -> list[str]:
         return [rest]
     out = []
     for key in markets:
-        venue, _, symbol = key.partition(":")
+        venue, symbol = split_market_key(key)
         if kind == "account" or covers(state.scope, venue, symbol):
             out.append(key)
     return out

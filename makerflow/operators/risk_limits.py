@@ -23,6 +23,7 @@ import msgspec
 from makerflow.operators.risk_portfolio import PortfolioMeasures
 from makerflow.operators.risk_windows import MarketMeasures
 from makerflow.schemas.config import Config
+from makerflow.schemas.events import market_key
 from makerflow.schemas.scopes import GLOBAL, covers, validate_scope
 
 # --- configuration ------------------------------------------------------------------------------
@@ -93,7 +94,7 @@ class MarketConfig(Config, frozen=True, kw_only=True):
 
     @property
     def key(self) -> str:
-        return f"{self.venue}:{self.symbol}"
+        return market_key(self.venue, self.symbol)
 
 
 class RiskConfig(Config, frozen=True, kw_only=True):

@@ -21,7 +21,7 @@ from bytewax.operators import KeyedStream, StatefulLogic
 from makerflow import metrics
 from makerflow.operators.kill_switch import ScopeMachine, Transition
 from makerflow.operators.risk_limits import Breach, BreachTracker, RiskConfig
-from makerflow.schemas.events import Alert, ControlCommand, OrderIntent
+from makerflow.schemas.events import Alert, ControlCommand, OrderIntent, split_market_key
 
 
 @dataclass(frozen=True)
@@ -120,21 +120,10 @@ class ScopeLogic(StatefulLogic[ScopeIn, Any, tuple[Any, ...]]):
 
     def _emit(self, t: Transition) -> list[Any]:
         out: list[Any] = [t.risk_state()]
-        if t.alert is not None:
-            name, severity, message = t.alert
-            out.append(
-                Alert(
-                    ts=t.ts,
-                    name=name,
-                    severity=severity,
-                    scope=t.scope,
-                    message=message,
-                    labels={"status": t.status},
-                )
-            )
-        if t.cancel_all:
-            what = "pause" if t.status == "PAUSED" else "kill switch"
-            out.extend(cancel_all_intents(self.config, t.scope, t.ts, t.reasons, what))
+        alert = t.alert_event()
+        if alert is not None:
+            out.append(alert)
+        out.extend(transition_cancels(self.config, t))
         return out
 
     def snapshot(self) -> tuple[Any, ...]:
@@ -166,13 +155,21 @@ def cancel_all_intents(
     markets = [(m.venue, m.symbol, m.account) for m in config.markets_in_scope(scope)]
     kind, _, rest = scope.partition(":")
     if kind == "market" and not markets:
-        venue, _, symbol = rest.partition(":")
+        venue, symbol = split_market_key(rest)
         markets = [(venue, symbol, "main")]
     why = f"{what} {scope}: " + "; ".join(reasons)
     return [
         OrderIntent(ts=ts, venue=v, symbol=s, account=a, action="cancel_all", reason=why)
         for v, s, a in markets
     ]
+
+
+def transition_cancels(config: RiskConfig, t: Transition) -> list[OrderIntent]:
+    """The ``cancel_all`` intents a transition asks for (none unless ``t.cancel_all``)."""
+    if not t.cancel_all:
+        return []
+    what = "pause" if t.status == "PAUSED" else "kill switch"
+    return cancel_all_intents(config, t.scope, t.ts, t.reasons, what)
 
 
 # --- routing helpers ------------------------------------------------------------------------

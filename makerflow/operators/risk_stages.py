@@ -44,8 +44,9 @@ from makerflow.schemas.events import (
     IndexPrice,
     OrderEvent,
     Tick,
+    split_market_key,
 )
-from makerflow.schemas.scopes import asset_scope, scopes_of_market
+from makerflow.schemas.scopes import asset_scope, market_key_scope, scopes_of_market
 
 
 @dataclass(frozen=True)
@@ -84,17 +85,16 @@ class _MarketLogic(StatefulLogic[MarketIn, Any, tuple[Any, ...]]):
     def __init__(
         self, step: str, key: str, config: RiskConfig, spec: WindowSpec, resume: Any
     ) -> None:
-        symbol = key.partition(":")[2]
+        venue, symbol = split_market_key(key)
         m = config.market(key)
         self.step = step
         self.account = m.account if m is not None else "main"
-        self.scope = f"market:{key}"
+        self.scope = market_key_scope(key)
         self.risk = MarketRisk(key, symbol, spec)
         self.limits: MarketLimits = config.market_limits(key)
         self.tracker = BreachTracker()
         self.stale = StalenessMonitor()
         self.summarized_bucket: int | None = None
-        venue, _, symbol = key.partition(":")
         self.scopes = scopes_of_market(venue, symbol, self.account)
         self.beat_ns = config.state_heartbeat_ms * 1_000_000
         self.beat: int | None = None

@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass
 
 from makerflow.operators.order_records import Order, OrderStateSnapshot
-from makerflow.operators.order_state import OrderState
+from makerflow.operators.order_state import OrderState, account_order_state
 from makerflow.operators.risk_buckets import BucketedWindow, OrderStats, PriceStats, WindowSpec
 from makerflow.schemas.events import Fill, OrderEvent, Tick
 from makerflow.schemas.scopes import symbol_assets
@@ -294,10 +294,4 @@ class MarketRisk:
 
 def market_order_state(snapshot: OrderStateSnapshot | None = None) -> OrderState:
     # Risk hears order events, not intents: every order of the account is tracked (no prefix).
-    return OrderState(
-        prefix="",
-        max_terminal=_MAX_TERMINAL,
-        max_tombstones=_ID_MEMORY,
-        max_trade_ids=_ID_MEMORY,
-        snapshot=snapshot,
-    )
+    return account_order_state(max_terminal=_MAX_TERMINAL, id_memory=_ID_MEMORY, snapshot=snapshot)

@@ -187,7 +187,7 @@ class TicksOut:
 
 
 def _key(ev: BookSnapshot | BookDelta | Trade) -> str:
-    return f"{ev.venue}:{ev.symbol}"
+    return ev.key
 
 
 @operator

@@ -52,6 +52,13 @@ def market_key(venue: str, symbol: str) -> str:
     return f"{venue}:{symbol}"
 
 
+def split_market_key(key: str) -> tuple[str, str]:
+    """``venue:symbol`` -> ``(venue, symbol)``; the symbol keeps its own colons
+    (``binance:BTC/USDT:USDT`` -> ``("binance", "BTC/USDT:USDT")``)."""
+    venue, _, symbol = key.partition(":")
+    return venue, symbol
+
+
 def balance_key(account: str, asset: str) -> str:
     """The key of a balance, ``account:asset`` (``main:BTC``)."""
     return f"{account}:{asset}"

@@ -144,10 +144,8 @@ def resolve_section(
     out = dict(table)
     if registry is None:
         return out
-    if section == "quoting":
-        return resolve_quoting(out, registry, where, "[quoting]")
-    if section == "risk":
-        return resolve_risk(out, registry, where, "[risk]")
+    if section in RESOLVED_FACTS:
+        return resolve_markets(section, out, registry, where, f"[{section}]")
     if section in ("execution", "reconcile"):
         # The private stream's (and the open-order listing's) symbols: the registry's
         # markets of its venue and account, unless the table names them.
@@ -160,19 +158,27 @@ def resolve_section(
             out[name] = stream
         return out
     if section == "all_in_one":
-        label = "[all_in_one.{}]"
-        out["quoting"] = resolve_quoting(
-            dict(out.get("quoting") or {}), registry, where, label.format("quoting")
-        )
-        out["risk"] = resolve_risk(
-            dict(out.get("risk") or {}), registry, where, label.format("risk")
-        )
+        for inner in RESOLVED_FACTS:
+            out[inner] = resolve_markets(
+                inner, dict(out.get(inner) or {}), registry, where, f"[all_in_one.{inner}]"
+            )
     return out
 
 
-def resolve_quoting(
-    table: dict[str, Any], registry: MarketRegistry, where: str, label: str
+RESOLVED_FACTS: dict[str, tuple[str, ...]] = {
+    "quoting": FACTS,
+    "risk": (*IDENTITY, "index_basket"),
+}
+"""Per section with ``[[<section>.markets]]``: the registry's facts each entry takes (and must
+agree with where it states them itself)."""
+
+
+def resolve_markets(
+    section: str, table: dict[str, Any], registry: MarketRegistry, where: str, label: str
 ) -> dict[str, Any]:
+    """``table``'s ``markets`` entries (default: every market of the registry), each with the
+    registry's facts of its market for ``section``."""
+    facts = RESOLVED_FACTS[section]
     entries = table.get("markets")
     if entries is None:
         entries = [{"market": k} for k in registry.market_keys()]
@@ -180,25 +186,8 @@ def resolve_quoting(
     for i, entry in enumerate(_entries(entries, where, label)):
         at = f"{where}: {label} markets[{i}]"
         m, own = _lookup(entry, registry, at)
-        _agree(own, m, FACTS, at)
-        own.update({k: getattr(m, k) for k in FACTS})
-        resolved.append(own)
-    table["markets"] = resolved
-    return table
-
-
-def resolve_risk(
-    table: dict[str, Any], registry: MarketRegistry, where: str, label: str
-) -> dict[str, Any]:
-    entries = table.get("markets")
-    if entries is None:
-        entries = [{"market": k} for k in registry.market_keys()]
-    resolved = []
-    for i, entry in enumerate(_entries(entries, where, label)):
-        at = f"{where}: {label} markets[{i}]"
-        m, own = _lookup(entry, registry, at)
-        _agree(own, m, (*IDENTITY, "index_basket"), at)
-        own.update({k: getattr(m, k) for k in (*IDENTITY, "index_basket")})
+        _agree(own, m, facts, at)
+        own.update({k: getattr(m, k) for k in facts})
         resolved.append(own)
     table["markets"] = resolved
     return table

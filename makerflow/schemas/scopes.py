@@ -7,11 +7,18 @@ no scope that covers it is HALTED.
 
 from __future__ import annotations
 
+from makerflow.schemas.events import market_key
+
 GLOBAL = "global"
 
 
 def market_scope(venue: str, symbol: str) -> str:
-    return f"market:{venue}:{symbol}"
+    return market_key_scope(market_key(venue, symbol))
+
+
+def market_key_scope(key: str) -> str:
+    """The scope of the market with key ``venue:symbol``."""
+    return f"market:{key}"
 
 
 def asset_scope(asset: str) -> str:

@@ -39,7 +39,7 @@ from bytewax.operators import StatefulLogic
 from makerflow import metrics
 from makerflow.operators.risk_gate import state_targets
 from makerflow.schemas.config import Config
-from makerflow.schemas.events import Alert, RiskState
+from makerflow.schemas.events import Alert, RiskState, split_market_key
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +268,7 @@ class _FlattenLogic(StatefulLogic[RiskState, Alert, tuple[tuple[str, int], ...]]
         resume: tuple[tuple[str, int], ...] | None,
     ) -> None:
         self.key = key
-        self.symbol = key.partition(":")[2]
+        self.symbol = split_market_key(key)[1]
         self.config = config
         self.runner = runner
         self.done: dict[str, int] = dict(resume or ())

@@ -30,7 +30,14 @@ from bytewax.dataflow import Dataflow, Stream, operator
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition, batch_async
 
 from makerflow import metrics
-from makerflow.schemas.events import BookDelta, BookSnapshot, Level, Trade, market_key
+from makerflow.schemas.events import (
+    BookDelta,
+    BookSnapshot,
+    Level,
+    Trade,
+    market_key,
+    split_market_key,
+)
 from makerflow.sources.formats import MarketData
 
 log = logging.getLogger(__name__)
@@ -62,8 +69,8 @@ class CcxtMarketsConfig:
 
 def split_market(key: str) -> tuple[str, str]:
     """``binance:BTC/USDT:USDT`` -> ``("binance", "BTC/USDT:USDT")``."""
-    venue, sep, symbol = key.partition(":")
-    if not sep or not venue or not symbol:
+    venue, symbol = split_market_key(key)
+    if not venue or not symbol:
         raise ValueError(f"market {key!r} is not 'venue:symbol' (e.g. binance:BTC/USDT)")
     return venue, symbol
 
