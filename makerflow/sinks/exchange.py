@@ -32,6 +32,7 @@ from bytewax.dataflow import Stream, operator
 from makerflow import metrics
 from makerflow.operators.mass_status import plan_sweep
 from makerflow.operators.order_state import Order, OrderState, OrderStateSnapshot
+from makerflow.operators.replayed_intents import triage
 from makerflow.schemas.events import (
     Alert,
     BalanceSnapshot,
@@ -146,6 +147,9 @@ class _ExecuteLogic:
         # sweep re-learns the venue's open orders.
         snap = resume if isinstance(resume, OrderStateSnapshot) else None
         self.state = OrderState(prefix=config.client_id_prefix, snapshot=snap)
+        self.restored = snap is not None
+        """Resumed from a recovery snapshot: the intents from before this run that follow
+        are the replayed epoch's (and those made while the service was down)."""
         self.key = ""
         self.symbol = ""
         self.in_flight: dict[str, int] = {}
@@ -156,6 +160,16 @@ class _ExecuteLogic:
         """Client ids whose intents were answered while a sweep was out: its listing may
         predate those answers."""
         self.runner: ExchangeRunner | None = None
+        # Until the first mass status is in, nothing is sent: the intents are held, so the
+        # step knows what the venue holds (what the run before sent) before it sends.
+        self.syncing = self.next_sweep_ns is not None and not config.dry_run
+        self.held: list[OrderIntent] = []
+        self.start_status: VenueStatus | None = None
+        self.start_failed = False
+        self.last_intent_ns = clock()
+        self.saw_fresh = False
+        self.listed_open: frozenset[str] = frozenset()
+        self.listed_traded: frozenset[str] = frozenset()
 
     def _runner(self) -> ExchangeRunner:
         if self.runner is None:
@@ -185,12 +199,70 @@ class _ExecuteLogic:
                 self.state.on_order_event(v)
             else:
                 self.state.on_fill(v)
-        if intents:
-            for i in intents:
+        if intents and self.syncing:
+            self.held += intents
+            self.last_intent_ns = self.clock()
+            self.saw_fresh = self.saw_fresh or any(i.ts >= self.started_ns for i in intents)
+        elif intents:
+            out += self._submit(intents, n_open)
+        out += self._harvest()
+        out += self._end_sync()
+        return out
+
+    def _submit(self, intents: list[OrderIntent], n_open: int) -> list[_Out]:
+        """Send intents on, those from before this run sorted first (see
+        :mod:`makerflow.operators.replayed_intents`): answers for those not sent."""
+        t = triage(
+            intents,
+            self.state,
+            started_ns=self.started_ns,
+            now_ns=self.clock(),
+            ttl_ms=self.config.intent_ttl_ms,
+            restored=self.restored,
+            listed_open=self.listed_open,
+            listed_traded=self.listed_traded,
+        )
+        for ev in t.expired:
+            metrics.ORDER_REJECTS.labels(venue=ev.venue, reason="expired_intent").inc()
+        if t.moot:
+            log.info(
+                "%s: %d intent(s) from before this run not sent (the venue lists the place, "
+                "or the order is closed already)",
+                self.key,
+                len(t.moot),
+            )
+        if t.send:
+            for i in t.send:
                 if i.client_order_id:
                     self.in_flight[i.client_order_id] = self.in_flight.get(i.client_order_id, 0) + 1
-            self._runner().submit(self.key, intents, n_open)
-        out += self._harvest()
+            self._runner().submit(self.key, list(t.send), n_open)
+        return list(t.expired)
+
+    def _end_sync(self, force: bool = False) -> list[_Out]:
+        """Once the start's mass status is in and the intents from before this run have all
+        arrived (one of this run came, or none came for ``start_settle_ms``; at the end of
+        the input in any case), apply the listing and release the held intents."""
+        if not self.syncing or (self.start_status is None and not self.start_failed):
+            return []
+        settled = self.clock() - self.last_intent_ns >= self.config.start_settle_ms * 1_000_000
+        if not (force or self.saw_fresh or settled):
+            return []
+        self.syncing = False
+        out: list[_Out] = []
+        status = self.start_status
+        if status is not None:
+            self.listed_open = frozenset(e.client_order_id for e in status.open_orders)
+            self.listed_traded = frozenset(
+                f.client_order_id for f in status.fills if f.client_order_id
+            )
+            held_ids = frozenset(i.client_order_id for i in self.held if i.client_order_id)
+            out += self._reconcile(status, held_ids)
+        held, self.held = self.held, []
+        if held:
+            # The guard counts the orders open before the held ones, as if sent on arrival.
+            mine = {i.client_order_id for i in held if i.action == "place"}
+            n_open = sum(o.client_order_id not in mine for o in self.state.open_orders(self.key))
+            out += self._submit(held, n_open)
         return out
 
     def _redelivered(self, intent: OrderIntent) -> bool:
@@ -208,6 +280,7 @@ class _ExecuteLogic:
 
     def on_notify(self) -> list[_Out]:
         out = self._harvest()
+        out += self._end_sync()
         now = self.clock()
         if self.next_sweep_ns is not None and now >= self.next_sweep_ns and not self.sweeping:
             self._sweep()
@@ -225,7 +298,7 @@ class _ExecuteLogic:
     def notify_at(self) -> datetime | None:
         runner = self.runner
         now = self.clock()
-        if runner is not None and (runner.busy(self.key) or self.in_flight):
+        if self.syncing or (runner is not None and (runner.busy(self.key) or self.in_flight)):
             wake = now + self.config.harvest_interval_ms * 1_000_000
         elif runner is not None and runner.resolving(self.key):
             wake = now + int(self.config.resolve_interval_s / 2 * 1e9)
@@ -245,6 +318,7 @@ class _ExecuteLogic:
         while True:
             runner.drain(self.key, max(deadline - time.monotonic(), 0.0))
             out += self._harvest()
+            out += self._end_sync(force=True)
             idle = not runner.busy(self.key) and not runner.resolving(self.key)
             if idle or time.monotonic() >= deadline:
                 break
@@ -277,9 +351,13 @@ class _ExecuteLogic:
                 out += self._events(done.events)
             elif isinstance(done, Swept):
                 self.sweeping = False
-                out += self._reconcile(done.status)
+                if self.syncing:
+                    self.start_status = done.status  # applied with the held intents
+                else:
+                    out += self._reconcile(done.status)
             elif isinstance(done, SweepFailed):
                 self.sweeping = False
+                self.start_failed = self.start_failed or self.syncing
                 metrics.VENUE_SWEEPS.labels(venue=self.config.venue, outcome="failed").inc()
                 log.warning("reconciliation of %s with the venue failed: %s", self.key, done.error)
         metrics.EVENTS_OUT.labels(step=self.step).inc(len(out))
@@ -292,9 +370,11 @@ class _ExecuteLogic:
             out.append(ev)
         return out
 
-    def _reconcile(self, status: VenueStatus) -> list[_Out]:
+    def _reconcile(self, status: VenueStatus, held: frozenset[str] = frozenset()) -> list[_Out]:
         # Orders with an intent in flight, or answered since the listing was asked for,
-        # hear from their intents: the listing may be older than those answers.
+        # hear from their intents: the listing may be older than those answers. The held
+        # intents' orders are not looked up here (their places are, or are sent, next), but
+        # the listing is their news: nothing of theirs was sent since it was taken.
         busy = frozenset(self.in_flight) | frozenset(self.answered)
         plan = plan_sweep(
             self.state,
@@ -303,7 +383,7 @@ class _ExecuteLogic:
             fills=status.fills,
             ts=status.ts,
             started_ts=self.started_ns,
-            in_flight=busy,
+            in_flight=busy | held,
             policy=self.config.orphans,
         )
         out: list[_Out] = []

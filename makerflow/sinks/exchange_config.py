@@ -76,6 +76,9 @@ class ExchangeSinkConfig(Config, frozen=True, kw_only=True):
     restart, an epoch replayed after a crash) is looked up by client id before it is sent:
     the run before may have placed it and seen it close, and Binance frees a closed order's
     id, so sending it again would place it twice."""
+    start_settle_ms: int = 300
+    """At start nothing is sent until the venue's mass status is in and the intents from
+    before this run have arrived: an intent of this run came, or none came for this long."""
     drain_timeout_s: float = 30.0
     """At the end of the input: how long to wait for requests still in flight."""
     guards: GuardLimits = GuardLimits()

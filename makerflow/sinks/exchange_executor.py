@@ -223,6 +223,12 @@ class ExchangeExecutor:
             if problem is not None:
                 return [self._guard_reject(intent, problem)]
         if intent.action == "place":
+            if self.from_before(intent) and not self.config.dry_run:
+                # The run before may have placed it and seen it close: the venue's word
+                # first, then the time-to-live, then (never seen, still young) the send.
+                answer = await self._look_up_replayed(intent)
+                if answer is not None:
+                    return answer
             expired = self._expired(intent)
             if expired is not None:
                 return [expired]
@@ -233,6 +239,27 @@ class ExchangeExecutor:
         if intent.action == "cancel":
             return await self.cancel(intent)
         return await self._cancel_all(intent)
+
+    def from_before(self, intent: OrderIntent) -> bool:
+        """A place made before this run started (an intents topic re-read after a restart,
+        an epoch replayed after a crash): the run before may have sent it."""
+        return self.config.look_up_replays and intent.ts < self.started_ns
+
+    async def _look_up_replayed(self, intent: OrderIntent) -> list[OrderEvent] | None:
+        """The venue's word on a place from before this run, ``None`` when it never saw it.
+        When the venue cannot say, sending could place it twice: it is resolved instead."""
+        cid = intent.client_order_id or ""
+        if cid in self._placed or cid in self.unknown:
+            return None  # sent by this run: _place answers from the venue
+        found, err = await self.lookup(intent.key, intent.symbol, cid)
+        if found is not None:
+            log.info("place %s from before this run is on the venue; not re-sending", cid)
+            return [self.from_order(intent, found)]
+        if err is None:
+            return None
+        u = Unknown(intent, intent.price, intent.qty or 0.0, self.now(), next_ns=self.now())
+        self.lost.orders[cid] = u
+        return [unknown_event(u, "a place from before this run; the venue cannot say")]
 
     def _expired(self, intent: OrderIntent) -> OrderEvent | None:
         ttl = self.config.intent_ttl_ms
@@ -336,18 +363,6 @@ class ExchangeExecutor:
             # Sent before (a redelivered intent): what the venue holds is the answer. A venue
             # that frees an id once its order is closed (Binance) would place it again.
             return await self._already_sent(intent, cid)
-        if self.config.look_up_replays and intent.ts < self.started_ns:
-            # From before this run (a topic re-read after a restart, an epoch replayed after
-            # a crash): the run before may have placed it, and closed it since.
-            found, err = await self.lookup(intent.key, intent.symbol, cid)
-            if found is not None:
-                log.info("place %s from before this run is on the venue; not re-sending", cid)
-                return [self.from_order(intent, found)]
-            if err is not None:
-                # The venue cannot say: sending could place it twice. Resolve it instead.
-                u = Unknown(intent, price, amount, self.now(), next_ns=self.now())
-                self.lost.orders[cid] = u
-                return [unknown_event(u, "a place from before this run; the venue cannot say")]
         self._remember(cid, intent.side, price, amount)
         params: dict[str, Any] = {"clientOrderId": cid}
         if intent.order_type == "limit" and intent.post_only:

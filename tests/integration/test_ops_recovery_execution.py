@@ -97,8 +97,8 @@ def snapshot_cids(rec: Path) -> set[str]:
 def wait_for(pred: Any, what: str, log: Path, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not pred():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}\n" + (
-            log.read_text()[-3000:]
+        assert time.monotonic() < deadline, (
+            f"timed out waiting for {what}\n" + (log.read_text()[-3000:])
         )
         time.sleep(0.02)
 
