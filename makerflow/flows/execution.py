@@ -108,6 +108,7 @@ def build_flow(
             updates=priv.orders,
             fill_updates=priv.fills,
             credentials=credentials,
+            markets=gate_cfg.markets,
         )
         io.write(op.merge("order_events", ex.orders, priv.orders, gate.rejected), tp.order_events)
         # The sweep's fills and balances beside the private stream's: each trade once on
@@ -117,7 +118,9 @@ def build_flow(
         )
         io.write(op.merge("all_balances", priv.balances, ex.balances), tp.balances)
     else:
-        ex = execute_intents("execute", intents, config.sink, credentials=credentials)
+        ex = execute_intents(
+            "execute", intents, config.sink, credentials=credentials, markets=gate_cfg.markets
+        )
         io.write(op.merge("order_events", ex.orders, gate.rejected), tp.order_events)
         io.write(unique_fills("unique_fills", ex.fills), tp.fills)
         io.write(ex.balances, tp.balances)

@@ -43,6 +43,7 @@ from makerflow.schemas.events import (
 from makerflow.sinks.exchange_config import ExchangeSinkConfig
 from makerflow.sinks.exchange_executor import ExchangeExecutor, Flatten
 from makerflow.sinks.exchange_lost import Unknown
+from makerflow.sinks.exchange_start import MarketStart, MarketStarts
 from makerflow.sinks.exchange_runner import (
     ExchangeRunner,
     JobDone,
@@ -124,7 +125,7 @@ class _LazyRunner:
             runner.close()
 
 
-_Item = OrderIntent | OrderEvent | Fill
+_Item = OrderIntent | OrderEvent | Fill | MarketStart
 _Out = OrderEvent | Fill | BalanceSnapshot | Alert
 
 
@@ -197,7 +198,7 @@ class _ExecuteLogic:
                 intents.append(v)
             elif isinstance(v, OrderEvent):
                 self.state.on_order_event(v)
-            else:
+            elif isinstance(v, Fill):
                 self.state.on_fill(v)
         if intents and self.syncing:
             self.held += intents
@@ -483,6 +484,7 @@ def execute_intents(
     credentials: Credentials | None = None,
     clock: Callable[[], int] = time.time_ns,
     flatten: Flatten | None = None,
+    markets: tuple[str, ...] = (),
 ) -> Executions:
     """Execute order intents on the exchange; see the module docstring and
     :class:`Executions`.
@@ -493,7 +495,8 @@ def execute_intents(
     events and the sweeps. ``clock`` (the wall clock, ns; Bytewax wakes the step on the real
     one) is read for intents' time-to-live, sweeps and harvest timers. ``flatten`` replaces
     the confirmed cancel-all used for ``cancel_all`` intents (the kill switch's
-    :func:`~makerflow.sinks.flatten.flatten`, by default).
+    :func:`~makerflow.sinks.flatten.flatten`, by default). ``markets`` (``venue:symbol``)
+    start at once, with their mass status, whether or not an item of theirs arrives.
     """
     lazy = _LazyRunner(config, credentials, clock, flatten)
     merged: Stream[Any] = intents
@@ -501,6 +504,9 @@ def execute_intents(
         merged = op.merge("merge_updates", merged, updates)
     if fill_updates is not None:
         merged = op.merge("merge_fills", merged, fill_updates)
+    if markets:
+        starts = op.input("market_starts", intents.flow(), MarketStarts(markets))
+        merged = op.merge("merge_starts", merged, starts)
     keyed = op.key_on("key_market", merged, lambda x: x.key)
     out = op.stateful_batch(
         "execute",
