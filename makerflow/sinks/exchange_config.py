@@ -78,7 +78,11 @@ class ExchangeSinkConfig(Config, frozen=True, kw_only=True):
     id, so sending it again would place it twice."""
     start_settle_ms: int = 300
     """At start nothing is sent until the venue's mass status is in and the intents from
-    before this run have arrived: an intent of this run came, or none came for this long."""
+    before this run have arrived: an intent of this run came, or none came for this long
+    after the first ones (an order of ours the venue lists that no intent read so far
+    placed is an orphan, so the listing waits for the intents that may have placed it)."""
+    start_wait_ms: int = 3_000
+    """How long the start waits for the intents topic's first batch when none came yet."""
     drain_timeout_s: float = 30.0
     """At the end of the input: how long to wait for requests still in flight."""
     guards: GuardLimits = GuardLimits()

@@ -19,10 +19,10 @@ from makerflow.exchange import DEFAULT_API_KEY, DEFAULT_SECRET, LocalExchange
 from makerflow.flows.common import FlowSettings
 from makerflow.flows.execution import ExecutionConfig, build_flow
 from makerflow.kafka_admin import ensure_topics, produce_events, read_topic
+from makerflow.operators.risk_gate import GateConfig
 from makerflow.schemas import topics as reg
 from makerflow.schemas.events import OrderEvent, OrderIntent
 from makerflow.sinks.exchange import Credentials, ExchangeSinkConfig
-from makerflow.operators.risk_gate import GateConfig
 from tests.conftest import FIXTURES
 from tests.integration.execution_topics_flow import topics_for
 
@@ -92,9 +92,7 @@ def test_restart_from_the_beginning_never_executes_old_intents_again(
         svc = Service(broker, unique, ex)
         btc = svc.btc()
         buy = intent("mf-m", side="buy", qty=0.002, order_type="market", reference=61837.0)
-        produce_events(
-            svc.brokers, svc.topics.intents, [rest("mf-r1"), rest("mf-r2"), buy]
-        )
+        produce_events(svc.brokers, svc.topics.intents, [rest("mf-r1"), rest("mf-r2"), buy])
         produce_events(svc.brokers, svc.topics.intents, [intent("mf-r1", "cancel")])
         svc.run(from_beginning=True, ttl_ms=None)
         first = svc.orders()
@@ -112,9 +110,7 @@ def test_restart_from_the_beginning_never_executes_old_intents_again(
     assert not {("mf-r2", "rejected"), ("mf-m", "rejected"), ("mf-r2", "canceled")} & said, said
 
 
-def test_restart_from_the_end_honours_the_cancels_made_while_down(
-    broker: Any, unique: Any
-) -> None:
+def test_restart_from_the_end_honours_the_cancels_made_while_down(broker: Any, unique: Any) -> None:
     with LocalExchange(speed=0, replay=REPLAY) as ex:
         ex.advance(1)
         svc = Service(broker, unique, ex)
