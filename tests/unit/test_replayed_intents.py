@@ -104,7 +104,7 @@ INTENT = st.builds(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     st.lists(INTENT, max_size=12),
     st.frozensets(CIDS),
