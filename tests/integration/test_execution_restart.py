@@ -84,41 +84,27 @@ class Service:
         return float(self.ex.call(lambda s: s.engine.balances("main")["BTC"].free))
 
 
-def test_restart_from_the_beginning_never_executes_old_intents_again(
+def test_restarts_never_execute_old_places_and_honour_the_cancels_made_while_down(
     broker: Any, unique: Any
 ) -> None:
+    batch = [f"mf-p{i}" for i in range(5)]
+    single = [f"mf-q{i}" for i in range(3)]
     with LocalExchange(speed=0, replay=REPLAY) as ex:
         ex.advance(1)
         svc = Service(broker, unique, ex)
         btc = svc.btc()
         buy = intent("mf-m", side="buy", qty=0.002, order_type="market", reference=61837.0)
-        produce_events(svc.brokers, svc.topics.intents, [rest("mf-r1"), rest("mf-r2"), buy])
+        places = [rest("mf-r1"), rest("mf-r2"), buy] + [rest(c) for c in batch + single]
+        produce_events(svc.brokers, svc.topics.intents, places)
         produce_events(svc.brokers, svc.topics.intents, [intent("mf-r1", "cancel")])
         svc.run(from_beginning=True, ttl_ms=None)
         first = svc.orders()
-        # The restart reads every intent again; they are all older than their time-to-live.
+
+        # From the beginning: every intent is read again, all older than their time-to-live.
         again = svc.run(from_beginning=True, ttl_ms=1)
-        on_venue = svc.orders()
+        assert svc.orders() == first, "the restart sent something"
         moved = svc.btc() - btc
-    assert first == on_venue, "the restart sent something"
-    assert Counter(c for c, _ in on_venue) == Counter(["mf-r1", "mf-r2", "mf-m"])
-    assert dict(on_venue) == {"mf-r1": "CANCELED", "mf-r2": "NEW", "mf-m": "FILLED"}
-    assert moved == pytest.approx(0.002 * 0.999), "the market buy executed twice"
-    # What the restart says of orders the venue holds is the venue's word: the open one is
-    # not "rejected" (nor canceled as an orphan), the filled one not "expired".
-    said = {(e.client_order_id, e.status) for e in again}
-    assert not {("mf-r2", "rejected"), ("mf-m", "rejected"), ("mf-r2", "canceled")} & said, said
 
-
-def test_restart_from_the_end_honours_the_cancels_made_while_down(broker: Any, unique: Any) -> None:
-    with LocalExchange(speed=0, replay=REPLAY) as ex:
-        ex.advance(1)
-        svc = Service(broker, unique, ex)
-        batch = [f"mf-p{i}" for i in range(5)]
-        single = [f"mf-q{i}" for i in range(3)]
-        produce_events(svc.brokers, svc.topics.intents, [rest(c) for c in batch + single])
-        svc.run(from_beginning=True, ttl_ms=None)
-        assert {s for _, s in svc.orders()} == {"NEW"}
         # While execution is down: five cancels in one batch (tansu's high watermark then
         # reads four short, so a start "at the end" reads four of them), three one by one
         # (the end is exact: a start at the end reads none of them).
@@ -127,5 +113,22 @@ def test_restart_from_the_end_honours_the_cancels_made_while_down(broker: Any, u
             produce_events(svc.brokers, svc.topics.intents, [intent(c, "cancel")])
         svc.run(from_beginning=False, ttl_ms=5_000)
         on_venue = svc.orders()
-    assert dict(on_venue) == {c: "CANCELED" for c in batch + single}, on_venue
-    assert len(on_venue) == len(batch + single)
+
+    # Nothing was placed twice, the market buy executed once.
+    assert Counter(c for c, _ in first) == Counter(["mf-r1", "mf-r2", "mf-m", *batch, *single]), (
+        first
+    )
+    assert dict(first) == {"mf-r1": "CANCELED", "mf-m": "FILLED"} | {
+        c: "NEW" for c in ["mf-r2", *batch, *single]
+    }
+    assert moved == pytest.approx(0.002 * 0.999), "the market buy executed twice"
+    # What the restart from the beginning says of orders the venue holds is the venue's word:
+    # an open one is not "rejected" (nor canceled as an orphan), the filled one not "expired".
+    said = {(e.client_order_id, e.status) for e in again}
+    assert not {("mf-r2", "rejected"), ("mf-m", "rejected"), ("mf-r2", "canceled")} & said, said
+    # From the end: every cancel made while down was honoured (and the one order nobody
+    # asked to cancel, unknown to an order state that starts empty, went as an orphan).
+    assert len(on_venue) == len(first)
+    assert dict(on_venue) == {"mf-m": "FILLED"} | {
+        c: "CANCELED" for c in ["mf-r1", "mf-r2", *batch, *single]
+    }, on_venue
