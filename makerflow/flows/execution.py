@@ -85,6 +85,8 @@ def build_flow(
     flow = Dataflow(flow_id)
     io = TopicIO(flow, settings)
     gate_cfg = config.gate_config()
+    # The markets this sink executes start (and reconcile) at once, intents or not.
+    executed = tuple(m for m in gate_cfg.markets if m.split(":", 1)[0] == config.sink.venue)
     states = io.read(tp.risk_states)
     gate = risk_gate("gate", io.read(tp.intents), states, gate_cfg)
     intents = gate.passed
@@ -108,7 +110,7 @@ def build_flow(
             updates=priv.orders,
             fill_updates=priv.fills,
             credentials=credentials,
-            markets=gate_cfg.markets,
+            markets=executed,
         )
         io.write(op.merge("order_events", ex.orders, priv.orders, gate.rejected), tp.order_events)
         # The sweep's fills and balances beside the private stream's: each trade once on
@@ -119,7 +121,7 @@ def build_flow(
         io.write(op.merge("all_balances", priv.balances, ex.balances), tp.balances)
     else:
         ex = execute_intents(
-            "execute", intents, config.sink, credentials=credentials, markets=gate_cfg.markets
+            "execute", intents, config.sink, credentials=credentials, markets=executed
         )
         io.write(op.merge("order_events", ex.orders, gate.rejected), tp.order_events)
         io.write(unique_fills("unique_fills", ex.fills), tp.fills)
