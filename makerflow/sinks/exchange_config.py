@@ -83,7 +83,7 @@ class ExchangeSinkConfig(Config, frozen=True, kw_only=True):
     before this run have arrived: an intent of this run came, or none came for this long
     after the first ones (an order of ours the venue lists that no intent read so far
     placed is an orphan, so the listing waits for the intents that may have placed it)."""
-    start_wait_ms: int = 3_000
+    start_wait_ms: int = 10_000
     """The longest the start holds intents (the intents topic's first batch may be slow to
     come; intents stamped with recorded event times never look "of this run")."""
     drain_timeout_s: float = 30.0

@@ -41,7 +41,7 @@ pytestmark = pytest.mark.slow
 
 REPLAY = FIXTURES / "exchange" / "btcusdt_spot_top_trades_60s.gz"
 TTL_MS = 1500
-SNAPSHOT_S = 3
+SNAPSHOT_S = 4
 
 CONFIG = """
 [execution]
