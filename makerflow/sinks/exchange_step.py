@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
@@ -45,6 +46,9 @@ from makerflow.venue import Credentials
 
 log = logging.getLogger(__name__)
 
+LIVE: weakref.WeakSet[LazyRunner] = weakref.WeakSet()
+"""Every exchange sink of this process, for :mod:`makerflow.sinks.exchange_shutdown`."""
+
 
 class LazyRunner:
     """One runner per worker thread, created on first use so building the flow opens
@@ -67,6 +71,7 @@ class LazyRunner:
         self._runners: dict[int, ExchangeRunner] = {}
         self._users: dict[int, set[int]] = {}
         self._lock = threading.Lock()
+        LIVE.add(self)
 
     def get(self, user: object) -> ExchangeRunner:
         me = threading.get_ident()
@@ -86,6 +91,24 @@ class LazyRunner:
                 )
                 runner = self._runners[me] = ExchangeRunner(executor)
             return runner
+
+    def close_all(self, timeout_s: float) -> int:
+        """Close every worker's runner now (a shutdown); returns how many were open."""
+        # A signal handler runs on the worker's thread, which may hold the lock right now.
+        locked = self._lock.acquire(timeout=timeout_s)
+        try:
+            runners = list(self._runners.values())
+            self._runners.clear()
+            self._users.clear()
+        finally:
+            if locked:
+                self._lock.release()
+        for runner in runners:
+            try:
+                runner.close(timeout_s)
+            except Exception:  # a shutdown goes on whatever one client does
+                log.exception("closing an exchange client failed")
+        return len(runners)
 
     def release(self, user: object) -> None:
         me = threading.get_ident()
