@@ -10,6 +10,10 @@ secret files the config names; ``MAKERFLOW_EXCHANGE_URL`` points both at a local
 Every intent passes the risk gate (:mod:`makerflow.operators.risk_gate`) first: execution
 reads ``risk.state`` and refuses places in halted, paused or unheard scopes (rejected
 OrderEvents on ``orders.events``); cancels always pass.
+
+After a restart (kill -9 with a recovery store, or none) nothing is placed twice and no stale
+place is sent: see :mod:`makerflow.sinks.exchange_step`. SIGINT and SIGTERM close the
+exchange clients and exit at once (:mod:`makerflow.sinks.exchange_shutdown`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from makerflow.operators.risk_gate import GateConfig, risk_gate
 from makerflow.schemas import topics as t
 from makerflow.schemas.config import Config, load_section
 from makerflow.schemas.topics import Topic
+from makerflow.sinks import exchange_shutdown
 from makerflow.sinks.exchange import (
     Credentials,
     ExchangeSinkConfig,
@@ -85,6 +90,8 @@ def build_flow(
     flow = Dataflow(flow_id)
     io = TopicIO(flow, settings)
     gate_cfg = config.gate_config()
+    # The markets this sink executes start (and reconcile) at once, intents or not.
+    executed = tuple(m for m in gate_cfg.markets if m.split(":", 1)[0] == config.sink.venue)
     states = io.read(tp.risk_states)
     gate = risk_gate("gate", io.read(tp.intents), states, gate_cfg)
     intents = gate.passed
@@ -108,6 +115,7 @@ def build_flow(
             updates=priv.orders,
             fill_updates=priv.fills,
             credentials=credentials,
+            markets=executed,
         )
         io.write(op.merge("order_events", ex.orders, priv.orders, gate.rejected), tp.order_events)
         # The sweep's fills and balances beside the private stream's: each trade once on
@@ -117,7 +125,9 @@ def build_flow(
         )
         io.write(op.merge("all_balances", priv.balances, ex.balances), tp.balances)
     else:
-        ex = execute_intents("execute", intents, config.sink, credentials=credentials)
+        ex = execute_intents(
+            "execute", intents, config.sink, credentials=credentials, markets=executed
+        )
         io.write(op.merge("order_events", ex.orders, gate.rejected), tp.order_events)
         io.write(unique_fills("unique_fills", ex.fills), tp.fills)
         io.write(ex.balances, tp.balances)
@@ -140,7 +150,11 @@ def config_from_env(settings: FlowSettings) -> ExecutionConfig:
 
 def _flow_from_env() -> Dataflow:
     settings = FlowSettings.from_env()
-    return build_flow(settings, config_from_env(settings))
+    flow = build_flow(settings, config_from_env(settings))
+    # Ctrl-C and SIGTERM close the venue clients and exit at once (the service only: a
+    # flow built in a test or the demo leaves its process's signals alone).
+    exchange_shutdown.install()
+    return flow
 
 
 __getattr__ = lazy_flow(_flow_from_env)

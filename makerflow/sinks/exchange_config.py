@@ -73,9 +73,19 @@ class ExchangeSinkConfig(Config, frozen=True, kw_only=True):
     """How long one cancel-all keeps confirming before it leaves the rest to the sweep."""
     look_up_replays: bool = True
     """A place whose event time is before this run started (an intents topic re-read after a
-    restart, an epoch replayed after a crash) is looked up by client id before it is sent:
-    the run before may have placed it and seen it close, and Binance frees a closed order's
-    id, so sending it again would place it twice."""
+    restart, an epoch replayed after a crash) that the start's mass status does not settle
+    is looked up by client id before it is sent (see
+    :mod:`makerflow.operators.replayed_intents`): the run before may have placed it and seen
+    it close, and Binance frees a closed order's id, so sending it again would place it
+    twice."""
+    start_settle_ms: int = 300
+    """At start nothing is sent until the venue's mass status is in and the intents from
+    before this run have arrived: an intent of this run came, or none came for this long
+    after the first ones (an order of ours the venue lists that no intent read so far
+    placed is an orphan, so the listing waits for the intents that may have placed it)."""
+    start_wait_ms: int = 10_000
+    """The longest the start holds intents (the intents topic's first batch may be slow to
+    come; intents stamped with recorded event times never look "of this run")."""
     drain_timeout_s: float = 30.0
     """At the end of the input: how long to wait for requests still in flight."""
     guards: GuardLimits = GuardLimits()

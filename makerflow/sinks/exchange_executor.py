@@ -2,7 +2,8 @@
 an order twice.
 
 Each intent passes the pure fat-finger guards (:mod:`makerflow.operators.guards`) first; a
-place older than its time-to-live is dropped (``expired_intent``); a place is rounded with
+place from before this run is looked up by client id first (the run before may have sent
+it); a place older than its time-to-live is dropped (``expired_intent``); a place is rounded with
 ccxt's ``price_to_precision`` / ``amount_to_precision`` and checked against the market's
 minimum notional; then it is sent with its client order id.
 
@@ -18,9 +19,10 @@ What a failure means comes from ccxt's exception class (:mod:`makerflow.venue.er
   longer land, and it is reported ``rejected`` (``not_placed``).
 
 Every venue call is bounded: a per-market and a global limit on requests in flight, and
-ccxt's per-request timeout. Cancels and cancel-alls are :mod:`makerflow.sinks.exchange_cancel`;
-lost places :mod:`makerflow.sinks.exchange_lost`; mass status
-:mod:`makerflow.sinks.venue_status`.
+ccxt's per-request timeout. Places (and the look-up of one from before this run) are
+:mod:`makerflow.sinks.exchange_place`; cancels and cancel-alls
+:mod:`makerflow.sinks.exchange_cancel`; lost places :mod:`makerflow.sinks.exchange_lost`;
+mass status :mod:`makerflow.sinks.venue_status`.
 """
 
 from __future__ import annotations
@@ -48,16 +50,15 @@ from makerflow.schemas.events import (
 )
 from makerflow.sinks.exchange_cancel import Flatten, cancel_all, cancel_order
 from makerflow.sinks.exchange_config import ExchangeSinkConfig
-from makerflow.sinks.exchange_lost import LostPlaces, Unknown, unknown_event
+from makerflow.sinks.exchange_lost import LostPlaces, Unknown
+from makerflow.sinks.exchange_place import look_up_replayed, place_order
 from makerflow.sinks.venue_status import VenueStatus, fetch_venue_status
 from makerflow.venue import (
     Credentials,
     RejectReason,
     classify_error,
     make_client,
-    may_be_duplicate_id,
     order_event_from_ccxt,
-    retry_after_s,
 )
 
 log = logging.getLogger(__name__)
@@ -223,6 +224,12 @@ class ExchangeExecutor:
             if problem is not None:
                 return [self._guard_reject(intent, problem)]
         if intent.action == "place":
+            if self.from_before(intent) and not self.config.dry_run:
+                # The run before may have placed it and seen it close: the venue's word
+                # first, then the time-to-live, then (never seen, still young) the send.
+                answer = await self._look_up_replayed(intent)
+                if answer is not None:
+                    return answer
             expired = self._expired(intent)
             if expired is not None:
                 return [expired]
@@ -233,6 +240,11 @@ class ExchangeExecutor:
         if intent.action == "cancel":
             return await self.cancel(intent)
         return await self._cancel_all(intent)
+
+    def from_before(self, intent: OrderIntent) -> bool:
+        """A place made before this run started (an intents topic re-read after a restart,
+        an epoch replayed after a crash): the run before may have sent it."""
+        return self.config.look_up_replays and intent.ts < self.started_ns
 
     def _expired(self, intent: OrderIntent) -> OrderEvent | None:
         ttl = self.config.intent_ttl_ms
@@ -305,131 +317,19 @@ class ExchangeExecutor:
             return None, exc
         return order, None
 
+    async def _look_up_replayed(self, intent: OrderIntent) -> list[OrderEvent] | None:
+        return await look_up_replayed(self, intent)
+
     async def _place(self, intent: OrderIntent) -> list[OrderEvent]:
-        client = await self.client()
-        cid = intent.client_order_id or ""
-        key = intent.key
-        assert intent.side is not None and intent.qty is not None
-        try:
-            market = client.market(intent.symbol)
-            amount = float(client.amount_to_precision(intent.symbol, intent.qty))
-            price = (
-                float(client.price_to_precision(intent.symbol, intent.price))
-                if intent.order_type == "limit" and intent.price is not None
-                else None
-            )
-        except ccxt.BaseError as exc:
-            return [self.reject(intent, "invalid_order", f"{type(exc).__name__}: {exc}")]
-        if amount <= 0:
-            return [self.reject(intent, "min_notional", f"quantity {intent.qty} rounds to 0")]
-        min_cost = ((market.get("limits") or {}).get("cost") or {}).get("min")
-        valuation = price if price is not None else intent.reference
-        if min_cost and valuation is not None and amount * valuation < float(min_cost):
-            return [
-                self.reject(
-                    intent,
-                    "min_notional",
-                    f"notional {amount * valuation:.8f} < minimum {min_cost}",
-                )
-            ]
-        if cid in self._placed or cid in self.unknown:
-            # Sent before (a redelivered intent): what the venue holds is the answer. A venue
-            # that frees an id once its order is closed (Binance) would place it again.
-            return await self._already_sent(intent, cid)
-        if self.config.look_up_replays and intent.ts < self.started_ns:
-            # From before this run (a topic re-read after a restart, an epoch replayed after
-            # a crash): the run before may have placed it, and closed it since.
-            found, err = await self.lookup(intent.key, intent.symbol, cid)
-            if found is not None:
-                log.info("place %s from before this run is on the venue; not re-sending", cid)
-                return [self.from_order(intent, found)]
-            if err is not None:
-                # The venue cannot say: sending could place it twice. Resolve it instead.
-                u = Unknown(intent, price, amount, self.now(), next_ns=self.now())
-                self.lost.orders[cid] = u
-                return [unknown_event(u, "a place from before this run; the venue cannot say")]
-        self._remember(cid, intent.side, price, amount)
-        params: dict[str, Any] = {"clientOrderId": cid}
-        if intent.order_type == "limit" and intent.post_only:
-            params["postOnly"] = True
-        last: BaseException | None = None
-        retry_after: float | None = None
-        for attempt in range(self.config.max_attempts):
-            if attempt:
-                await self._sleep(self._delay(attempt, retry_after))
-            try:
-                metrics.ORDERS_SENT.labels(venue=intent.venue, action="place").inc()
-                self.sent += 1
-                sent_ns = self._clock()
-                order = await self.call(
-                    key,
-                    client.create_order,
-                    intent.symbol,
-                    intent.order_type,
-                    intent.side,
-                    amount,
-                    price,
-                    params,
-                )
-                return [self.from_order(intent, order)]
-            except ccxt.BaseError as exc:
-                last = exc
-                kind = classify_error(exc)
-                retry_after = retry_after_s(client, exc)
-                if kind.outcome == "maybe_processed":
-                    return await self._lost(intent, price, amount, sent_ns, exc)
-                if may_be_duplicate_id(exc):
-                    # Binance refuses a client id while an order with it is open: ours,
-                    # from an earlier send. Ask the venue rather than reading the message.
-                    found, _ = await self.lookup(key, intent.symbol, cid)
-                    if found is not None and _same_order(found, intent.side, price, amount):
-                        log.info("order %s was on the venue already; not re-sending", cid)
-                        return [self.from_order(intent, found)]
-                if not kind.retryable:
-                    break
-                if retry_after is not None and retry_after > self.config.max_retry_after_s:
-                    break
-                log.warning("place %s attempt %d failed: %s", cid, attempt + 1, type(exc).__name__)
-        assert last is not None
-        # Every attempt was refused or never left: the venue certainly has no such order.
-        self._placed.pop(cid, None)
-        return [self.reject(intent, classify_error(last).reason, f"{type(last).__name__}: {last}")]
+        return await place_order(self, intent)
 
-    async def _already_sent(self, intent: OrderIntent, cid: str) -> list[OrderEvent]:
-        found, err = await self.lookup(intent.key, intent.symbol, cid)
-        if found is not None:
-            return [self.from_order(intent, found)]
-        if cid in self.unknown:
-            return [unknown_event(self.unknown[cid], "still resolving by client id")]
-        log.warning(
-            "place %s was sent before and the venue does not show it (%s); not re-sending",
-            cid,
-            err,
-        )
-        metrics.ORDER_REJECTS.labels(venue=intent.venue, reason="duplicate_intent").inc()
-        return []
+    def remember(self, cid: str, side: Side, price: float | None, qty: float) -> None:
+        """A place this executor is sending (its side, price and quantity)."""
+        self._remember(cid, side, price, qty)
 
-    async def _lost(
-        self,
-        intent: OrderIntent,
-        price: float | None,
-        amount: float,
-        sent_ns: int,
-        exc: BaseException,
-    ) -> list[OrderEvent]:
-        """The answer to a place was lost: never re-send; look it up; else it is unknown."""
-        cid = intent.client_order_id or ""
-        found, _ = await self.lookup(intent.key, intent.symbol, cid)
-        if found is not None:
-            log.info("order %s landed though its answer was lost (%s)", cid, type(exc).__name__)
-            metrics.ORDERS_UNKNOWN.labels(venue=intent.venue, resolution="found_at_once").inc()
-            return [self.from_order(intent, found)]
-        u = Unknown(intent, price, amount, sent_ns, next_ns=self._clock())
-        self.lost.orders[cid] = u
-        metrics.ORDERS_UNKNOWN.labels(venue=intent.venue, resolution="pending").inc()
-        log.warning("place %s: answer lost (%s); outcome unknown", cid, type(exc).__name__)
-        reason = classify_error(exc).reason
-        return [unknown_event(u, f"{reason}: {type(exc).__name__}: answer lost")]
+    def sent_before(self, cid: str) -> bool:
+        """Sent by this executor (and not known to have failed), or its answer lost."""
+        return cid in self._placed or cid in self.unknown
 
     async def resolve_unknown(self) -> list[OrderEvent]:
         """Look up every unknown order that is due (see :class:`LostPlaces`)."""
@@ -524,17 +424,6 @@ class ExchangeExecutor:
             qty=intent.qty if intent.qty is not None and math.isfinite(intent.qty) else 0.0,
             reason=f"{kind}: {detail}" if not detail.startswith(kind) else detail,
         )
-
-
-def _same_order(order: Mapping[str, Any], side: Side, price: float | None, amount: float) -> bool:
-    """Whether the venue's order is the one this place describes (a client id reused for a
-    different order is a bug upstream, not ours to report as placed)."""
-    if order.get("side") != side:
-        return False
-    if not math.isclose(float(order.get("amount") or 0.0), amount, rel_tol=1e-9):
-        return False
-    p = order.get("price")
-    return price is None or p is None or math.isclose(float(p), price, rel_tol=1e-9)
 
 
 def _replace(ev: OrderEvent, **changes: Any) -> OrderEvent:

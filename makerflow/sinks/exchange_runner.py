@@ -171,15 +171,19 @@ class ExchangeRunner:
             time.sleep(0.01)
         log.warning("execution of %s still had work in flight after %.1fs", key, timeout_s)
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Close the ccxt client (requests in flight are abandoned) and stop the loop."""
+
         async def stop() -> None:
             if self._resolver is not None:
                 self._resolver.cancel()
             await self.executor.close()
 
-        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
+        try:
+            asyncio.run_coroutine_threadsafe(stop(), self._loop).result(timeout=timeout_s)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=timeout_s)
 
     # --- the loop's side ---------------------------------------------------------------------
 
