@@ -43,6 +43,10 @@ class EventTimeMerger(Generic[T]):
             raise ValueError(f"max_lag_ns must be > 0 (or None: no bound), got {max_lag_ns}")
         self.inputs = tuple(inputs)
         self.rank = {name: i for i, name in enumerate(self.inputs)}
+        self.groups: dict[str, list[int]] = {}
+        """``"risk"`` -> the indexes of ``"risk"`` and of its parts ``"risk|<part>"``."""
+        for i, name in enumerate(self.inputs):
+            self.groups.setdefault(name.split("|", 1)[0], []).append(i)
         self.max_lag = max_lag_ns
         n = len(self.inputs)
         self.queues: list[deque[tuple[int, T]]] = [deque() for _ in range(n)]
@@ -71,12 +75,18 @@ class EventTimeMerger(Generic[T]):
 
     def end(self, input: str, partition: int = 0, partitions: int = 1) -> list[T]:
         """Partition ``partition`` of ``partitions`` of ``input`` has ended (repeats are
-        harmless); once all have, ``input`` holds no one up. Returns what is now safe."""
-        i = self.rank[input]
-        parts = self.ended_parts[i] | {partition}
-        self.ended_parts[i] = parts
-        if len(parts) >= partitions:
-            self.done[i] = True
+        harmless); once all have, ``input`` (and every part ``input|...`` of it) holds no
+        one up. Returns what is now safe.
+
+        Parts: one topic may feed a key from several of its partitions (the quoter gets
+        ``risk.state`` of five scopes, each scope on its own partition); only each part is
+        in order, so each is its own input (``"risk|global"``), all ended by the topic's
+        markers."""
+        for i in self.groups.get(input, ()):
+            parts = self.ended_parts[i] | {partition}
+            self.ended_parts[i] = parts
+            if len(parts) >= partitions:
+                self.done[i] = True
         return self._release(final=False)
 
     def flush(self) -> list[T]:

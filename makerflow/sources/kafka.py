@@ -25,6 +25,7 @@ from makerflow import metrics
 from makerflow.kafka_admin import LibrdkafkaLog, list_partitions
 from makerflow.schemas.codec import EventCodec, EventDecodeError, dead_letter
 from makerflow.schemas.events import DeadLetter
+from makerflow.schemas.markers import InputEnded
 from makerflow.schemas.topics import Topic
 
 E = TypeVar("E")
@@ -78,8 +79,15 @@ class MessageDecoder(Generic[E]):
         append = out.append
         decode = self.codec.decode
         dead = 0
+        markers = 0
         for msg in msgs:
-            if isinstance(msg, KafkaError):
+            if type(msg) is not KafkaSourceMessage:
+                if type(msg) is InputEnded:
+                    # Not a message: it passes on as it is, neither an event nor a letter.
+                    append(msg)
+                    markers += 1
+                    continue
+                assert isinstance(msg, KafkaError)
                 reason = f"kafka consumer error: {msg.err}"
                 src = msg.msg
             else:
@@ -101,7 +109,7 @@ class MessageDecoder(Generic[E]):
             )
             append(Rejected(letter))
             dead += 1
-        self._in.inc(len(msgs))
+        self._in.inc(len(msgs) - markers)
         if dead:
             self._dead.inc(dead)
         self._observe_lag(msgs, out)
@@ -178,7 +186,24 @@ class _LagReportingPartition(_KafkaSourcePartition):
 
     The connector already receives librdkafka's statistics every second for its own gauge; this
     reuses that callback (no extra broker calls) for the metric the ConsumerLagHigh alert reads.
+
+    With ``end_markers`` (bounded reads only), the batch after the partition's last one is a
+    single :class:`~makerflow.schemas.markers.InputEnded`, so the steps downstream learn, in
+    order with the messages, that nothing more comes from this partition.
     """
+
+    end_markers = False
+
+    def next_batch(self) -> list[Any]:
+        if self._eof and self.end_markers:
+            self.end_markers = False
+            return [InputEnded(self._topic, self._part_idx, self._partition_count())]
+        return super().next_batch()
+
+    def _partition_count(self) -> int:
+        # Asked once per partition, at its end, of the consumer's own connection.
+        meta = self._consumer.list_topics(self._topic, timeout=10.0)
+        return len(meta.topics[self._topic].partitions)
 
     def _process_stats(self, json_stats: str) -> None:
         super()._process_stats(json_stats)
@@ -198,6 +223,9 @@ class LagReportingKafkaSource(KafkaSource):
     and the consumers' librdkafka lines go through logging with repeats held back.
     """
 
+    end_markers = False
+    """Send an :class:`InputEnded` after each partition's last message (``tail=False``)."""
+
     def list_parts(self) -> list[str]:
         return list_partitions(list(self._brokers), list(self._topics), add_config=self._add_config)
 
@@ -216,7 +244,7 @@ class LagReportingKafkaSource(KafkaSource):
             "logger": LibrdkafkaLog(),
         }
         config.update(self._add_config)
-        return _LagReportingPartition(
+        part = _LagReportingPartition(
             step_id,
             config,
             topic,
@@ -226,6 +254,8 @@ class LagReportingKafkaSource(KafkaSource):
             self._batch_size,
             self._raise_on_errors,
         )
+        part.end_markers = self.end_markers and not self._tail
+        return part
 
 
 @operator
@@ -239,10 +269,13 @@ def kafka_input(
     starting_offset: int = OFFSET_BEGINNING,
     add_config: dict[str, str] | None = None,
     batch_size: int = 1000,
+    end_markers: bool = False,
 ) -> EventStreams[E]:
     """Read ``topic`` (one Bytewax partition per Kafka partition) as typed events.
 
-    With ``tail=False`` the input ends at the end of every partition. On the tansu broker the
+    With ``tail=False`` the input ends at the end of every partition; with ``end_markers``
+    too, ``oks`` then carries one :class:`~makerflow.schemas.markers.InputEnded` per
+    partition after its last event (for operators that merge inputs in event time). On the tansu broker the
     reported end (high watermark) can fall short of the real one (see ``makerflow.broker``);
     the consumer still reads whole batches, so records past the reported end that arrived in
     the same batch are kept.
@@ -258,5 +291,6 @@ def kafka_input(
         batch_size=batch_size,
         raise_on_errors=False,
     )
+    source.end_markers = end_markers
     raw = op.input("kafka", flow, source)
     return decode_events("decode", raw, topic.codec, step=step_id)
