@@ -120,7 +120,12 @@ class MergingLogic(StatefulLogic[Any, Any, Any]):
         if type(ev) is Ended:
             released = m.end(ev.input, ev.partition, ev.partitions)
         else:
-            released = m.push(self.input_of(ev), ev.ts, value)
+            name = self.input_of(ev)
+            if name not in m.rank:
+                # A part the configuration does not name (a fill of a market nobody
+                # configured): its topic's catch-all input, in arrival order.
+                name = name.split("|", 1)[0]
+            released = m.push(name, ev.ts, value)
         return self._feed(released), StatefulLogic.RETAIN
 
     def on_notify(self) -> tuple[Iterable[Any], bool]:

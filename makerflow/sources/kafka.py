@@ -275,10 +275,10 @@ def kafka_input(
 
     With ``tail=False`` the input ends at the end of every partition; with ``end_markers``
     too, ``oks`` then carries one :class:`~makerflow.schemas.markers.InputEnded` per
-    partition after its last event (for operators that merge inputs in event time). On the tansu broker the
-    reported end (high watermark) can fall short of the real one (see ``makerflow.broker``);
-    the consumer still reads whole batches, so records past the reported end that arrived in
-    the same batch are kept.
+    partition after its last event (for operators that merge inputs in event time). On the
+    tansu broker the reported end (high watermark) can fall short of the real one (see
+    ``makerflow.broker``); the consumer still reads whole batches, so records past the
+    reported end that arrived in the same batch are kept.
     """
     # The connector's source directly, not ``kop.input``: that one splits consumer errors off
     # and this step would merge them straight back, two extra Python calls per message.

@@ -12,6 +12,7 @@ the pure quoter fed the events in event time).
 from __future__ import annotations
 
 import contextlib
+import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,14 +23,10 @@ from bytewax.dataflow import Dataflow
 from makerflow.broker import Broker
 from makerflow.flows import quoter as quoter_flow
 from makerflow.flows import reconcile as reconcile_flow
-from makerflow.flows import risk as risk_flow
 from makerflow.flows.common import FlowSettings
 from makerflow.kafka_admin import ensure_topics, produce_events, read_topic
 from makerflow.operators.quoter import Quoter
 from makerflow.operators.quoting import MERGE_INPUTS, merge_inputs
-from makerflow.operators.recon_config import ReconConfig
-from makerflow.operators.risk_limits import MarketConfig as RiskMarket
-from makerflow.operators.risk_limits import RiskConfig
 from makerflow.schemas import topics as t
 from makerflow.schemas.codec import encode
 from makerflow.schemas.events import (
@@ -40,13 +37,14 @@ from makerflow.schemas.events import (
     OrderEvent,
     RiskState,
     Tick,
+    Transfer,
 )
 from makerflow.schemas.topics import Topic
+from makerflow.sources.private_stream import PrivateStreamConfig
 from tests.conftest import RUNNERS
 from tests.flow.test_quoter_flow import CONFIG as QUOTING
 from tests.flow.test_quoter_flow import scenario
-from tests.recon_sessions import random_session
-from tests.risk_support import recorded_ticks, with_jump
+from tests.recon_sessions import NS, T0, W, deposit, exchange_session, fill
 
 pytestmark = pytest.mark.slow
 
@@ -135,7 +133,7 @@ def event_time_intents(inputs: dict[Topic[Any], list[Any]]) -> dict[bytes, list[
         names = merge_inputs(m, MERGE_INPUTS)
         q = Quoter(m, QUOTING.params_for(m), id_namespace=QUOTING.id_namespace)
         mine = []
-        for tp, evs in inputs.items():
+        for evs in inputs.values():
             for pos, ev in enumerate(evs):
                 if isinstance(ev, Tick | Fill | OrderEvent) and ev.key == m.key:
                     name = {Tick: "ticks", Fill: "fills", OrderEvent: "orders"}[type(ev)]
@@ -169,3 +167,48 @@ def test_quoter_replay_does_not_depend_on_topic_order_or_workers(tmp_path: Path)
     assert sorted(intents) == [b"binance:BTC/USDT", b"binance:ETH/USDT"]
     assert a == b
     assert intents == event_time_intents(inputs)
+
+
+# --- reconciliation -----------------------------------------------------------------------
+
+
+def recon_inputs() -> dict[Topic[Any], list[Any]]:
+    """Six windows of one account trading BTC/USDT and ETH/USDT (fees in base, quote and
+    BNB), a deposit and a withdrawal, and the exchange's snapshots before each window ends."""
+    rng = random.Random(3)
+    events: list[Fill | Transfer] = []
+    for k in range(6):
+        for n in range(12):
+            symbol, px = rng.choice((("BTC/USDT", 30_000.0), ("ETH/USDT", 2_000.0)))
+            price = round(px * (1 + rng.uniform(-0.01, 0.01)), 2)
+            qty = round(rng.uniform(0.001, 0.05), 5)
+            fee_asset = rng.choice((symbol.split("/")[0], "USDT", "BNB"))
+            fee = round({"USDT": price * qty * 0.001, "BNB": 0.0001}.get(fee_asset, qty / 1e3), 8)
+            ts = T0 + k * W + rng.randrange(1, 59_000) * 1_000_000
+            side = rng.choice(("buy", "sell"))
+            events.append(fill(f"x{k}-{n}", ts, side, price, qty, fee, fee_asset, symbol=symbol))
+    events += [deposit(T0 + 90 * NS, "USDT", 1_000.0, "d1"), deposit(T0 + 200 * NS, "BTC", -0.1)]
+    opening = {"BTC": 5.0, "ETH": 50.0, "USDT": 500_000.0, "BNB": 10.0}
+    by_topic: dict[Topic[Any], list[Any]] = {t.FILLS: [], t.BALANCES: [], t.TRANSFERS: []}
+    kinds = {Fill: t.FILLS, BalanceSnapshot: t.BALANCES, Transfer: t.TRANSFERS}
+    for ev in exchange_session(events, opening, windows=6):
+        by_topic[kinds[type(ev)]].append(ev)
+    return by_topic
+
+
+def test_reconcile_replay_does_not_depend_on_topic_order_or_workers(tmp_path: Path) -> None:
+    config = reconcile_flow.ReconFlowConfig(
+        exchange=PrivateStreamConfig(venue="local", symbols=("BTC/USDT", "ETH/USDT"))
+    )
+    a, b = twice(
+        tmp_path,
+        "reconcile",
+        recon_inputs(),
+        t.BALANCES,
+        lambda s: reconcile_flow.build_flow(s, config),
+        [t.RECON_REPORTS],
+    )
+    reports = a[t.RECON_REPORTS.name]
+    assert sorted(reports) == [b"main:BNB", b"main:BTC", b"main:ETH", b"main:USDT"]
+    assert all(len(r) >= 6 for r in reports.values())
+    assert a == b
