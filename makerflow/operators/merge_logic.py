@@ -78,8 +78,9 @@ class MergingLogic(StatefulLogic[Any, Any, Any]):
     """Feeds ``build(resume)``'s logic one key's items in event-time order.
 
     ``unwrap(item)`` is the event (or :class:`Ended`) in an item as the step receives it,
-    ``input_of(event)`` the merge input it belongs to; ``inputs(item)`` (asked at the key's
-    first item) names every input of the key, in tie order.
+    ``input_of(item)`` the merge input it belongs to; ``inputs(item)`` (asked at the key's
+    first item) names every input of the key, in tie order; ``strip(item)`` is what the
+    inner logic gets (the item itself by default).
     """
 
     def __init__(
@@ -89,8 +90,10 @@ class MergingLogic(StatefulLogic[Any, Any, Any]):
         build: Callable[[Any], StatefulLogic[Any, Any, Any]],
         resume: MergedState | None,
         unwrap: Callable[[Any], Any] | None = None,
+        strip: Callable[[Any], Any] | None = None,
     ) -> None:
         self.inputs = inputs
+        self.strip = strip
         self.merger: EventTimeMerger[Any] | None = None
         self.input_of = input_of
         self.unwrap = unwrap
@@ -107,9 +110,9 @@ class MergingLogic(StatefulLogic[Any, Any, Any]):
         out: list[Any] = []
         if items:
             self.fed = True
-            on_item = self.inner.on_item
+            on_item, strip = self.inner.on_item, self.strip
             for item in items:
-                out.extend(on_item(item)[0])
+                out.extend(on_item(item if strip is None else strip(item))[0])
         return out
 
     def on_item(self, value: Any) -> tuple[Iterable[Any], bool]:
@@ -120,7 +123,7 @@ class MergingLogic(StatefulLogic[Any, Any, Any]):
         if type(ev) is Ended:
             released = m.end(ev.input, ev.partition, ev.partitions)
         else:
-            name = self.input_of(ev)
+            name = self.input_of(value)
             if name not in m.rank:
                 # A part the configuration does not name (a fill of a market nobody
                 # configured): its topic's catch-all input, in arrival order.

@@ -271,6 +271,10 @@ def _event(value: Routed) -> Any:
     return value[1]
 
 
+def _input_of(value: Routed) -> str:
+    return _INPUT_OF(value[1])
+
+
 def _routed(key: str, e: Any) -> Keyed:
     return (key, (key, e))
 
@@ -376,7 +380,7 @@ def _quoting_op(
     def build(resume: Any) -> Any:
         if inputs is None:  # live: arrival order (see the README's Operations)
             return quoting_logic(resume)
-        return MergingLogic(key_inputs, _INPUT_OF, quoting_logic, resume, unwrap=_event)
+        return MergingLogic(key_inputs, _input_of, quoting_logic, resume, unwrap=_event)
 
     emitted = op.map("unkey", op.stateful("quote", keyed, build), _value)
     return QuotingOut(

@@ -193,6 +193,8 @@ class _LagReportingPartition(_KafkaSourcePartition):
     """
 
     end_markers = False
+    partitions: int | None = None
+    """The topic's partition count, as listed at the start."""
 
     def next_batch(self) -> list[Any]:
         if self._eof and self.end_markers:
@@ -201,9 +203,11 @@ class _LagReportingPartition(_KafkaSourcePartition):
         return super().next_batch()
 
     def _partition_count(self) -> int:
-        # Asked once per partition, at its end, of the consumer's own connection.
-        meta = self._consumer.list_topics(self._topic, timeout=10.0)
-        return len(meta.topics[self._topic].partitions)
+        if self.partitions is None:
+            # Not listed in this process: ask once, of the consumer's own connection.
+            meta = self._consumer.list_topics(self._topic, timeout=10.0)
+            self.partitions = len(meta.topics[self._topic].partitions)
+        return self.partitions
 
     def _process_stats(self, json_stats: str) -> None:
         super()._process_stats(json_stats)
@@ -225,9 +229,22 @@ class LagReportingKafkaSource(KafkaSource):
 
     end_markers = False
     """Send an :class:`InputEnded` after each partition's last message (``tail=False``)."""
+    partition_counts: dict[str, int] | None = None
 
     def list_parts(self) -> list[str]:
-        return list_partitions(list(self._brokers), list(self._topics), add_config=self._add_config)
+        brokers, topics = list(self._brokers), list(self._topics)
+        parts = list_partitions(brokers, topics, add_config=self._add_config)
+        self._note_partition_counts(parts)
+        return parts
+
+    def _note_partition_counts(self, parts: list[str]) -> None:
+        # Every worker lists the partitions before building its own: the end markers
+        # take the topic's partition count from here, without a broker call at the end.
+        counts: dict[str, int] = {}
+        for p in parts:
+            topic = p.split("-", 1)[1]
+            counts[topic] = counts.get(topic, 0) + 1
+        self.partition_counts = counts
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: int | None
@@ -255,6 +272,8 @@ class LagReportingKafkaSource(KafkaSource):
             self._raise_on_errors,
         )
         part.end_markers = self.end_markers and not self._tail
+        if self.partition_counts is not None:
+            part.partitions = self.partition_counts.get(topic)
         return part
 
 

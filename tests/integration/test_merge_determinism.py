@@ -23,10 +23,13 @@ from bytewax.dataflow import Dataflow
 from makerflow.broker import Broker
 from makerflow.flows import quoter as quoter_flow
 from makerflow.flows import reconcile as reconcile_flow
+from makerflow.flows import risk as risk_flow
 from makerflow.flows.common import FlowSettings
 from makerflow.kafka_admin import ensure_topics, produce_events, read_topic
 from makerflow.operators.quoter import Quoter
 from makerflow.operators.quoting import MERGE_INPUTS, merge_inputs
+from makerflow.operators.risk_limits import MarketConfig as RiskMarket
+from makerflow.operators.risk_limits import MarketLimits, RiskConfig
 from makerflow.schemas import topics as t
 from makerflow.schemas.codec import encode
 from makerflow.schemas.events import (
@@ -45,6 +48,7 @@ from tests.conftest import RUNNERS
 from tests.flow.test_quoter_flow import CONFIG as QUOTING
 from tests.flow.test_quoter_flow import scenario
 from tests.recon_sessions import NS, T0, W, deposit, exchange_session, fill
+from tests.risk_support import recorded_ticks, with_jump
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +79,7 @@ def replay(
         out: Outputs = {}
         for tp in outputs:
             by_key = out.setdefault(tp.name, {})
-            for m in read_topic(brokers, tp.name, idle=1.0):
+            for m in read_topic(brokers, tp.name, idle=0.5):
                 by_key.setdefault(bytes(m.key() or b""), []).append(bytes(m.value()))
         return out
 
@@ -212,3 +216,57 @@ def test_reconcile_replay_does_not_depend_on_topic_order_or_workers(tmp_path: Pa
     assert sorted(reports) == [b"main:BNB", b"main:BTC", b"main:ETH", b"main:USDT"]
     assert all(len(r) >= 6 for r in reports.values())
     assert a == b
+
+
+# --- risk ---------------------------------------------------------------------------------
+
+
+def risk_inputs() -> dict[Topic[Any], list[Any]]:
+    """A thousand recorded BTC/USDT ticks with a 10 % jump (the market halts), a fill
+    every 150 ticks and an index price every 100 to mark them."""
+    ticks = with_jump(recorded_ticks(1000), at=600)
+    fills = [
+        Fill(
+            ts=tk.ts,
+            venue="binance",
+            symbol="BTC/USDT",
+            trade_id=f"r{i}",
+            side="buy" if i % 300 else "sell",
+            price=tk.bid,
+            qty=0.002,
+        )
+        for i, tk in enumerate(ticks)
+        if i % 150 == 0
+    ]
+    index = [
+        IndexPrice(ts=tk.ts, basket="BTC", quote="USD", price=tk.mid, constituents=())
+        for i, tk in enumerate(ticks)
+        if i % 100 == 50
+    ]
+    return {t.TICKS: ticks, t.FILLS: fills, t.INDEX: index}
+
+
+def test_risk_replay_does_not_depend_on_topic_order_or_workers(tmp_path: Path) -> None:
+    config = RiskConfig(
+        window_ms=2_000,
+        slide_ms=200,
+        markets=(
+            RiskMarket(
+                venue="binance",
+                symbol="BTC/USDT",
+                index_basket="BTC",
+                limits=MarketLimits(max_move_bps=500.0),
+            ),
+        ),
+    )
+    a, b = twice(
+        tmp_path,
+        "risk",
+        risk_inputs(),
+        t.TICKS,
+        lambda s: risk_flow.build_flow(s, config, wall_clock=False),
+        [t.RISK_STATE, t.ALERTS, t.ORDER_INTENTS],
+    )
+    assert a == b
+    states = a[t.RISK_STATE.name]
+    assert any(b"HALTED" in v for v in states[b"market:binance:BTC/USDT"])
