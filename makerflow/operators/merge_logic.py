@@ -44,7 +44,8 @@ class MergedState:
     item) and the merger's held events and times."""
 
     inner: Any
-    merge: tuple[Any, ...]
+    merge: tuple[Any, ...] | None
+    """``None`` when nothing was ever merged (live)."""
 
 
 def fan_out_ends(
@@ -81,6 +82,12 @@ class MergingLogic(StatefulLogic[Any, Any, Any]):
     ``input_of(item)`` the merge input it belongs to; ``inputs(item)`` (asked at the key's
     first item) names every input of the key, in tie order; ``strip(item)`` is what the
     inner logic gets (the item itself by default).
+
+    With ``merge=False`` (live) items go straight through, in arrival order. The service may
+    switch between the two on the same recovery store: a live snapshot resumes a replay
+    with an empty merge, and a replay's held events resume a live run, which feeds them
+    first, in their merged order. A snapshot of the inner logic alone (before merges
+    existed) resumes as one with nothing held.
     """
 
     def __init__(
@@ -91,16 +98,20 @@ class MergingLogic(StatefulLogic[Any, Any, Any]):
         resume: MergedState | None,
         unwrap: Callable[[Any], Any] | None = None,
         strip: Callable[[Any], Any] | None = None,
+        *,
+        merge: bool = True,
     ) -> None:
         self.inputs = inputs
         self.strip = strip
+        self.merge = merge
         self.merger: EventTimeMerger[Any] | None = None
         self.input_of = input_of
         self.unwrap = unwrap
-        inner_resume = None
-        if resume is not None:
-            self.merger = EventTimeMerger(resume.merge[0])
-            self.merger.restore(resume.merge)
+        inner_resume = resume
+        if isinstance(resume, MergedState):
+            if resume.merge is not None:
+                self.merger = EventTimeMerger(resume.merge[0])
+                self.merger.restore(resume.merge)
             inner_resume = resume.inner
         self.inner = build(inner_resume)
         self.fed = inner_resume is not None
@@ -116,6 +127,8 @@ class MergingLogic(StatefulLogic[Any, Any, Any]):
         return out
 
     def on_item(self, value: Any) -> tuple[Iterable[Any], bool]:
+        if not self.merge:
+            return self._pass(value), StatefulLogic.RETAIN
         m = self.merger
         if m is None:
             m = self.merger = EventTimeMerger(self.inputs(value))
@@ -130,6 +143,16 @@ class MergingLogic(StatefulLogic[Any, Any, Any]):
                 name = name.split("|", 1)[0]
             released = m.push(name, ev.ts, value)
         return self._feed(released), StatefulLogic.RETAIN
+
+    def _pass(self, value: Any) -> list[Any]:
+        out: list[Any] = []
+        if self.merger is not None:  # held by a replay before the switch to live
+            out = self._feed(self.merger.flush())
+            self.merger = None
+        ev = value if self.unwrap is None else self.unwrap(value)
+        if type(ev) is not Ended:
+            out.extend(self._feed([value]))
+        return out
 
     def on_notify(self) -> tuple[Iterable[Any], bool]:
         if not self.fed:
@@ -146,9 +169,8 @@ class MergingLogic(StatefulLogic[Any, Any, Any]):
         return out, StatefulLogic.RETAIN
 
     def snapshot(self) -> MergedState:
-        assert self.merger is not None, "a key's logic snapshots only after its first item"
         inner = self.inner.snapshot() if self.fed else None
-        return MergedState(inner, self.merger.state())
+        return MergedState(inner, None if self.merger is None else self.merger.state())
 
 
 def input_by_type(

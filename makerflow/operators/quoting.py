@@ -378,9 +378,10 @@ def _quoting_op(
     inputs = merge_inputs_of
 
     def build(resume: Any) -> Any:
-        if inputs is None:  # live: arrival order (see the README's Operations)
-            return quoting_logic(resume)
-        return MergingLogic(key_inputs, _input_of, quoting_logic, resume, unwrap=_event)
+        # Live (no merge inputs): arrival order, see the README's Operations.
+        return MergingLogic(
+            key_inputs, _input_of, quoting_logic, resume, unwrap=_event, merge=inputs is not None
+        )
 
     emitted = op.map("unkey", op.stateful("quote", keyed, build), _value)
     return QuotingOut(

@@ -226,9 +226,8 @@ def reconcile_op(
         return ReconWindowLogic(cfg, state, now)
 
     def build(state: Any) -> Any:
-        if not bounded:  # live: arrival order (see the README's Operations)
-            return windows(state)
-        return MergingLogic(lambda _v: inputs, _merge_input, windows, state)
+        # Live: arrival order (see the README's Operations).
+        return MergingLogic(lambda _v: inputs, _merge_input, windows, state, merge=bounded)
 
     out = op.stateful("windows", keyed, build)
     results: Stream[ReconOutput] = op.merge("results", op.key_rm("unkey", out), invalid)

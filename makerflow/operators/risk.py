@@ -285,9 +285,10 @@ def risk_op(
         def build(r: Any) -> Any:
             return _MarketLogic(market_step, key, config, spec, r)
 
-        if not bounded:  # live: arrival order (see the README's Operations)
-            return build(resume)
-        return MergingLogic(lambda _v: market_inputs, _MARKET_INPUT_OF, build, resume)
+        # Live: arrival order (see the README's Operations).
+        return MergingLogic(
+            lambda _v: market_inputs, _MARKET_INPUT_OF, build, resume, merge=bounded
+        )
 
     market_out = keyed_stateful("market_state", op.merge("market_in", *market_in), market_logic)
 
@@ -322,8 +323,6 @@ def risk_op(
         def build(r: Any) -> Any:
             return _ExposureLogic(exposure_step, key, config, r)
 
-        if not bounded:
-            return build(resume)
         return MergingLogic(
             lambda _v: exposure_inputs,
             _tagged_input,
@@ -331,6 +330,7 @@ def risk_op(
             resume,
             unwrap=_tagged_event,
             strip=_tagged_event,
+            merge=bounded,
         )
 
     exposure_in = op.merge(
@@ -347,8 +347,6 @@ def risk_op(
             tagged("control", lambda c: c.scope.split(":", 1)[1], lambda _c: "control"),
         ),
     )
-    if not bounded:
-        exposure_in = op.map("untag", exposure_in, lambda kv: (kv[0], kv[1][1]))
     exposure_out = keyed_stateful("exposure", exposure_in, exposure_logic)
 
     # Per basket: one input, in order already.
