@@ -81,13 +81,12 @@ class MessageDecoder(Generic[E]):
         dead = 0
         markers = 0
         for msg in msgs:
-            if type(msg) is not KafkaSourceMessage:
-                if type(msg) is InputEnded:
-                    # Not a message: it passes on as it is, neither an event nor a letter.
-                    append(msg)
-                    markers += 1
-                    continue
-                assert isinstance(msg, KafkaError)
+            if type(msg) is InputEnded:
+                # Not a message: it passes on as it is, neither an event nor a letter.
+                append(msg)
+                markers += 1
+                continue
+            if isinstance(msg, KafkaError):
                 reason = f"kafka consumer error: {msg.err}"
                 src = msg.msg
             else:
