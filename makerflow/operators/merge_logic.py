@@ -144,15 +144,19 @@ class MergingLogic(StatefulLogic[Any, Any, Any]):
             released = m.push(name, ev.ts, value)
         return self._feed(released), StatefulLogic.RETAIN
 
-    def _pass(self, value: Any) -> list[Any]:
-        out: list[Any] = []
+    def _pass(self, value: Any) -> Iterable[Any]:
+        # Live: the hot path of the quoter and risk, so one call into the inner logic.
+        ev = value if self.unwrap is None else self.unwrap(value)
         if self.merger is not None:  # held by a replay before the switch to live
             out = self._feed(self.merger.flush())
             self.merger = None
-        ev = value if self.unwrap is None else self.unwrap(value)
-        if type(ev) is not Ended:
-            out.extend(self._feed([value]))
-        return out
+            if type(ev) is not Ended:
+                out.extend(self._feed([value]))
+            return out
+        if type(ev) is Ended:
+            return ()
+        self.fed = True
+        return self.inner.on_item(value if self.strip is None else self.strip(value))[0]
 
     def on_notify(self) -> tuple[Iterable[Any], bool]:
         if not self.fed:

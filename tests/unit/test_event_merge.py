@@ -174,3 +174,18 @@ def test_the_step_releases_on_end_markers_before_the_end_of_input_and_resumes() 
     assert list(resumed.on_item(Ev("a", 1, 9))[0]) == [1]
     assert list(resumed.on_eof()[0]) == []
     assert resumed.snapshot().inner == (0, 1)
+
+
+def test_a_live_step_resumes_a_replays_held_events_first_then_passes_items_through() -> None:
+    replay = MergingLogic(lambda _v: ("a", "b"), lambda e: e.input, Collect, None)
+    assert list(replay.on_item(Ev("a", 0, 5))[0]) == []  # held: b has not ended
+    live = MergingLogic(
+        lambda _v: ("a", "b"), lambda e: e.input, Collect, replay.snapshot(), merge=False
+    )
+    assert list(live.on_item(Ev("b", 7, 1))[0]) == [0, 7]  # the held event first
+    assert list(live.on_item(Ev("a", 1, 0))[0]) == [1]  # then arrival order, no waiting
+    assert list(live.on_item(Ended("b", 0, 1))[0]) == []
+    assert live.snapshot() == MergedState((0, 7, 1), None)
+    # A snapshot of the inner logic alone (written before the merge existed) resumes too.
+    old = MergingLogic(lambda _v: ("a",), lambda e: e.input, Collect, (3, 4))  # type: ignore[arg-type]
+    assert list(old.on_item(Ev("a", 5, 1))[0]) == [5] and old.snapshot().inner == (3, 4, 5)
