@@ -78,7 +78,8 @@ def config_from_env(settings: FlowSettings) -> ReconFlowConfig:
 def merge_scope(config: ReconFlowConfig) -> tuple[list[str], list[str]]:
     """What a replay's event-time merge knows from the configuration: the markets whose
     fills it reconciles (``venue:symbol``) and the balances (``account:asset``) the inputs'
-    end markers go to: the account's assets of those markets and of ``[recon] assets``."""
+    end markers go to: the account's assets of those markets and of
+    ``[reconcile.recon] assets``."""
     ex = config.exchange
     markets = [f"{ex.venue}:{s}" for s in ex.symbols]
     assets = set(config.recon.assets)
