@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -177,10 +178,15 @@ class Broker:
     def stop(self) -> None:
         """Stop the broker (its memory storage goes with it)."""
         if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
+            # tansu exits at once on SIGINT; on SIGTERM it lingers for seconds.
+            for stop in (lambda p: p.send_signal(signal.SIGINT), subprocess.Popen.terminate):
+                stop(self._proc)
+                try:
+                    self._proc.wait(timeout=2)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+            else:
                 self._proc.kill()
                 self._proc.wait(timeout=5)
             self._proc = None

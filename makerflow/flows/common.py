@@ -67,7 +67,10 @@ class TopicIO:
         self.settings = settings
         self._dead: list[Stream[DeadLetter]] = []
 
-    def read(self, topic: Topic[Any]) -> Stream[Any]:
+    def read(self, topic: Topic[Any], *, end_markers: bool = False) -> Stream[Any]:
+        """``topic``'s events; with ``end_markers`` and a bounded replay, also an
+        :class:`~makerflow.schemas.markers.InputEnded` after each partition's last event
+        (for an operator that merges its inputs in event time and knows the marker)."""
         s: EventStreams[Any] = kafka_input(
             f"in_{topic.name.replace('.', '_')}",
             self.flow,
@@ -75,6 +78,7 @@ class TopicIO:
             topic=topic,
             tail=self.settings.tail,
             starting_offset=self.settings.starting_offset,
+            end_markers=end_markers,
         )
         self._dead.append(s.errs)
         return s.oks

@@ -7,6 +7,10 @@ one per partition of the market topics). Settings come from the environment (see
 :class:`~makerflow.flows.common.FlowSettings`); the markets and model parameters from the
 TOML file named by ``MAKERFLOW_CONFIG`` (see :mod:`makerflow.operators.quoting_config`),
 defaults when unset.
+
+Ordering: tailing, each market's events are quoted in arrival order (latency first; see the
+README's *Operations*). With ``MAKERFLOW_TAIL=0`` (a replay) they are merged in event time
+first (:mod:`makerflow.operators.merge_logic`), so a rerun gives the same intents.
 """
 
 from __future__ import annotations
@@ -51,17 +55,25 @@ def build_flow(
     tp = topics or QuoterTopics()
     flow = Dataflow(flow_id)
     io = TopicIO(flow, settings)
-    control = verified_control("control_auth", io.read(tp.control), ControlKey.load())
+    bounded = not settings.tail
+
+    def read(topic: Topic[Any]) -> Any:
+        # A replay merges the inputs in event time; their end markers let it go on
+        # without waiting for the end of the whole input.
+        return io.read(topic, end_markers=bounded)
+
+    control = verified_control("control_auth", read(tp.control), ControlKey.load())
     out = quoting_op(
         "quoting",
-        io.read(tp.ticks),
-        io.read(tp.index),
-        io.read(tp.risk),
-        io.read(tp.order_events),
-        io.read(tp.fills),
+        read(tp.ticks),
+        read(tp.index),
+        read(tp.risk),
+        read(tp.order_events),
+        read(tp.fills),
         control.oks,
         config,
-        balances=io.read(tp.balances),
+        balances=read(tp.balances),
+        bounded=bounded,
     )
     io.write(out.intents, tp.intents)
     io.write(out.ladders, tp.quotes)

@@ -6,10 +6,15 @@ balances are keyed ``account:asset``). ``MAKERFLOW_CONFIG`` may name a TOML file
 :class:`ReconFlowConfig` (``[recon]``: windows and tolerances; ``[exchange]``: whose open
 orders to list). Credentials: ``MAKERFLOW_EXCHANGE_API_KEY`` / ``MAKERFLOW_EXCHANGE_SECRET``
 (or the secret files ``[exchange]`` names), as for the execution service.
+
+Ordering: tailing, a balance's fills, transfers and snapshots are taken in arrival order;
+with ``MAKERFLOW_TAIL=0`` (a replay) in event time (:func:`merge_scope` says what the
+merge knows from the configuration), so a rerun writes the same reports.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -22,6 +27,7 @@ from makerflow.operators.recon_config import ReconConfig
 from makerflow.operators.reconcile import reconcile_op, reconcile_orders_op
 from makerflow.schemas.config import Config, load_section
 from makerflow.schemas.events import Alert
+from makerflow.schemas.scopes import symbol_assets
 from makerflow.schemas.topics import (
     ALERTS,
     BALANCES,
@@ -69,6 +75,20 @@ def config_from_env(settings: FlowSettings) -> ReconFlowConfig:
     return config
 
 
+def merge_scope(config: ReconFlowConfig) -> tuple[list[str], list[str]]:
+    """What a replay's event-time merge knows from the configuration: the markets whose
+    fills it reconciles (``venue:symbol``) and the balances (``account:asset``) the inputs'
+    end markers go to: the account's assets of those markets and of
+    ``[reconcile.recon] assets``."""
+    ex = config.exchange
+    markets = [f"{ex.venue}:{s}" for s in ex.symbols]
+    assets = set(config.recon.assets)
+    for s in ex.symbols:
+        with contextlib.suppress(ValueError):
+            assets.update(symbol_assets(s))
+    return markets, [f"{ex.account}:{a}" for a in sorted(assets)]
+
+
 def build_flow(
     settings: FlowSettings | None = None, config: ReconFlowConfig | None = None
 ) -> Dataflow:
@@ -78,8 +98,17 @@ def build_flow(
         config = config_from_env(settings)
     flow = Dataflow("reconcile")
     io = TopicIO(flow, settings)
+    bounded = not settings.tail
+    markets, keys = merge_scope(config)
     out = reconcile_op(
-        "reconcile", io.read(FILLS), io.read(BALANCES), io.read(TRANSFERS), config.recon
+        "reconcile",
+        io.read(FILLS, end_markers=bounded),
+        io.read(BALANCES, end_markers=bounded),
+        io.read(TRANSFERS, end_markers=bounded),
+        config.recon,
+        bounded=bounded,
+        markets=markets,
+        keys=keys,
     )
     io.write(out.reports, RECON_REPORTS)
     alerts: list[Stream[Alert]] = [out.alerts]

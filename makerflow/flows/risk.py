@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
@@ -36,6 +37,7 @@ from makerflow.schemas.topics import (
     ORDER_INTENTS,
     RISK_STATE,
     TICKS,
+    Topic,
 )
 from makerflow.sources.clock import WallClock
 
@@ -44,21 +46,30 @@ def build_flow(settings: FlowSettings, config: RiskConfig, *, wall_clock: bool =
     flow = Dataflow("risk")
     io = TopicIO(flow, settings)
     clock = None
-    if wall_clock:
+    # A replay that ends has old data and must end: no wall clock then.
+    if wall_clock and settings.tail:
         interval = timedelta(milliseconds=config.heartbeat_ms)
         clock = op.input("wall_clock", flow, WallClock(interval))
-    control = verified_control("control_auth", io.read(CONTROL), ControlKey.load())
+    bounded = not settings.tail
+
+    def read(topic: Topic[Any]) -> Any:
+        # A replay merges the inputs in event time; their end markers let it go on
+        # without waiting for the end of the whole input.
+        return io.read(topic, end_markers=bounded)
+
+    control = verified_control("control_auth", read(CONTROL), ControlKey.load())
     out = risk_op(
         "risk",
-        io.read(TICKS),
-        io.read(INDEX),
-        io.read(FILLS),
-        io.read(ORDER_EVENTS),
-        io.read(BALANCES),
+        read(TICKS),
+        read(INDEX),
+        read(FILLS),
+        read(ORDER_EVENTS),
+        read(BALANCES),
         control.oks,
         config,
         clock=clock,
-        quality=io.read(MD_QUALITY),
+        quality=read(MD_QUALITY),
+        bounded=bounded,
     )
     io.write(out.states, RISK_STATE)
     io.write(op.merge("all_alerts", out.alerts, out.audit, control.alerts), ALERTS)

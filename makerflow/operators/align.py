@@ -1,7 +1,8 @@
 """Event-time merge of one market's book updates and trades arriving on two streams (pure).
 
 Two Kafka topics are consumed independently, so the order in which a market's book updates
-and trades meet depends on timing. :class:`TwoStreamMerger` restores event-time order: it
+and trades meet depends on timing. :class:`TwoStreamMerger` (the two-input case of
+:class:`~makerflow.operators.event_merge.EventTimeMerger`) restores event-time order: it
 holds each stream's events in arrival order and releases the earlier head (ties: the book
 first). When only one stream has events waiting, its head goes once the other stream has
 shown a later time, or at the end of the input, and:
@@ -24,93 +25,58 @@ venue sends and a recording keeps); the late finding reports where that is broke
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
+from makerflow.operators.event_merge import EventTimeMerger
 from makerflow.schemas.events import BookDelta, BookSnapshot, DataQuality, Trade
 
 MarketData = BookSnapshot | BookDelta | Trade
 
+_BOOK, _TRADES = 0, 1
+
 
 class TwoStreamMerger:
+    """A market's book updates (first on ties) and trades, by event time."""
+
     def __init__(self, max_lag_ns: int | None) -> None:
-        if max_lag_ns is not None and max_lag_ns <= 0:
-            raise ValueError(f"max_lag_ns must be > 0 (or None: no bound), got {max_lag_ns}")
+        self.merger: EventTimeMerger[MarketData] = EventTimeMerger(("book", "trades"), max_lag_ns)
         self.max_lag = max_lag_ns
-        self.book: deque[MarketData] = deque()
-        self.trades: deque[MarketData] = deque()
-        self.book_seen = -1
-        """Latest event time seen on the book stream."""
-        self.trades_seen = -1
-        self.released = -1
-        """Latest event time released."""
-        self._late: list[DataQuality] = []
 
     def push(self, ev: MarketData) -> list[MarketData]:
         """Take one event; return the events now safe to process, in event-time order."""
-        if ev.ts < self.released:
-            self._late.append(_late_finding(ev, self.released))
-        if isinstance(ev, Trade):
-            self.trades.append(ev)
-            if ev.ts > self.trades_seen:
-                self.trades_seen = ev.ts
-        else:
-            self.book.append(ev)
-            if ev.ts > self.book_seen:
-                self.book_seen = ev.ts
-        return self._release(final=False)
+        return self.merger.push(_TRADES if type(ev) is Trade else _BOOK, ev.ts, ev)
 
     def flush(self) -> list[MarketData]:
         """Everything still held, in order (end of input)."""
-        return self._release(final=True)
+        return self.merger.flush()
 
     def take_late(self) -> list[DataQuality]:
         """The findings for late events pushed since the last call."""
-        late, self._late = self._late, []
-        return late
-
-    def _release(self, final: bool) -> list[MarketData]:
-        out: list[MarketData] = []
-        book, trades = self.book, self.trades
-        # Without a bound the own-stream condition never holds (ts <= -1 is no event time).
-        lag = self.max_lag
-        book_floor = -1 if lag is None else self.book_seen - lag
-        trades_floor = -1 if lag is None else self.trades_seen - lag
-        while book or trades:
-            if book and trades:
-                q = book if book[0].ts <= trades[0].ts else trades
-            elif book:
-                ts = book[0].ts
-                if not (final or ts <= self.trades_seen or ts <= book_floor):
-                    break
-                q = book
-            else:
-                ts = trades[0].ts
-                if not (final or ts < self.book_seen or ts <= trades_floor):
-                    break
-                q = trades
-            ev = q.popleft()
-            if ev.ts > self.released:
-                self.released = ev.ts
-            out.append(ev)
-        return out
+        return [_late_finding(ev, released) for _, ev, released in self.merger.take_late()]
 
     def state(self) -> tuple[Any, ...]:
-        return (
-            tuple(self.book),
-            tuple(self.trades),
-            self.book_seen,
-            self.trades_seen,
-            self.released,
-        )
+        return self.merger.state()
 
     def restore(self, state: Any) -> None:
-        book, trades, self.book_seen, self.trades_seen, *rest = state
-        # A snapshot from before ``released`` was kept: nothing later than what either
-        # stream had shown can have been released.
-        self.released = rest[0] if rest else -1
-        self.book = deque(book)
-        self.trades = deque(trades)
+        if len(state) == 5 and state[0] != self.merger.inputs:
+            # A snapshot of the two-queue merger this one replaced: (book, trades, book
+            # seen, trades seen, released); its queues held events without merge times.
+            book, trades, book_seen, trades_seen, released = state
+            m = self.merger
+            m.queues[_BOOK].extend(_timed(book))
+            m.queues[_TRADES].extend(_timed(trades))
+            m.seen = [book_seen, trades_seen]
+            m.released = released
+            return
+        self.merger.restore(state)
+
+
+def _timed(events: tuple[MarketData, ...]) -> list[tuple[int, MarketData]]:
+    out, mts = [], -1
+    for ev in events:
+        mts = max(mts, ev.ts)
+        out.append((mts, ev))
+    return out
 
 
 def _late_finding(ev: MarketData, released: int) -> DataQuality:

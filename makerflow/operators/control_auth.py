@@ -34,6 +34,7 @@ from bytewax.dataflow import Stream, operator
 from makerflow import metrics
 from makerflow.schemas.codec import dead_letter, encode
 from makerflow.schemas.events import Alert, ControlCommand, DeadLetter
+from makerflow.schemas.markers import InputEnded
 
 KEY_ENV = "MAKERFLOW_CONTROL_KEY"
 KEY_FILE_ENV = "MAKERFLOW_CONTROL_KEY_FILE"
@@ -142,6 +143,8 @@ class _VerifyLogic(op.StatefulLogic[ControlCommand, Any, tuple[tuple[str, int], 
         self.verifier = ControlVerifier(key, max_age_s, seen=OrderedDict(resume or ()))
 
     def on_item(self, value: ControlCommand) -> tuple[Iterable[Any], bool]:
+        if type(value) is InputEnded:  # a bounded replay's end of a partition: pass it on
+            return (value,), op.StatefulLogic.RETAIN
         problem = self.verifier.check(value, self.clock())
         if problem is None:
             return (value,), op.StatefulLogic.RETAIN
@@ -166,6 +169,10 @@ class _VerifyLogic(op.StatefulLogic[ControlCommand, Any, tuple[tuple[str, int], 
         return tuple(self.verifier.seen.items())
 
 
+def _command_or_end(x: Any) -> Any:
+    return x if isinstance(x, ControlCommand | InputEnded) else None
+
+
 @operator
 def verified_control(
     step_id: str,
@@ -186,7 +193,8 @@ def verified_control(
         ),
     )
     return VerifiedControl(
-        oks=op.filter_map("oks", out, lambda x: x if isinstance(x, ControlCommand) else None),
+        # A bounded replay's end markers go on with the commands (see operators/merge_logic).
+        oks=op.filter_map("oks", out, _command_or_end),
         errs=op.filter_map("errs", out, lambda x: x if isinstance(x, DeadLetter) else None),
         alerts=op.filter_map("alerts", out, lambda x: x if isinstance(x, Alert) else None),
     )

@@ -16,6 +16,7 @@ from bytewax.operators import StatefulLogic
 
 from makerflow import metrics
 from makerflow.operators.inventory import base_asset
+from makerflow.operators.merge_logic import MergingLogic, fan_out_ends, input_by_type
 from makerflow.operators.quoter import Quoter
 from makerflow.operators.quoter_types import QuoterInputError, QuoterSnapshot
 
@@ -38,7 +39,7 @@ from makerflow.schemas.events import (
     RiskState,
     Tick,
 )
-from makerflow.schemas.scopes import covers, validate_scope
+from makerflow.schemas.scopes import covers, scopes_of_market, validate_scope
 
 # --- the Bytewax operator ----------------------------------------------------------------------
 
@@ -235,6 +236,49 @@ def _never(_: object) -> bool:
     return False
 
 
+MERGE_INPUTS = ("orders", "fills", "balances", "control", "risk", "index", "ticks")
+"""The quoter's inputs in a bounded replay's event-time merge; on equal times the order
+state comes first, a tick last (it quotes on everything at its time). Risk states and
+commands come per scope (each scope is its own Kafka key, so only each scope is in order):
+one input per scope covering the market, ``"risk|global"``, ..."""
+_INPUT_OF = input_by_type(
+    {
+        OrderEvent: "orders",
+        Fill: "fills",
+        BalanceSnapshot: "balances",
+        ControlCommand: "control",
+        RiskState: "risk",
+        IndexPrice: "index",
+        Tick: "ticks",
+    },
+    parts={RiskState: lambda ev: ev.scope, ControlCommand: lambda ev: ev.scope},
+)
+
+
+def merge_inputs(market: MarketConfig, inputs: tuple[str, ...]) -> tuple[str, ...]:
+    """Every merge input of ``market``'s key, in tie order."""
+    scopes = scopes_of_market(market.venue, market.symbol, market.account)
+    out: list[str] = []
+    for name in inputs:
+        if name in ("risk", "control"):
+            out.extend(f"{name}|{s}" for s in scopes)
+        else:
+            out.append(name)
+    return tuple(out)
+
+
+def _event(value: Routed) -> Any:
+    return value[1]
+
+
+def _input_of(value: Routed) -> str:
+    return _INPUT_OF(value[1])
+
+
+def _routed(key: str, e: Any) -> Keyed:
+    return (key, (key, e))
+
+
 def quoting_op(
     step_id: str,
     ticks: Stream[Tick],
@@ -246,6 +290,8 @@ def quoting_op(
     config: QuotingConfig,
     on_latency: Callable[[int], None] | None = None,
     balances: Stream[BalanceSnapshot] | None = None,
+    *,
+    bounded: bool = False,
 ) -> QuotingOut:
     """Quote every market of ``config``, keyed by ``venue:symbol``.
 
@@ -256,13 +302,30 @@ def quoting_op(
     inventory. ``balances`` is optional so callers without a balance feed keep working.
     ``on_latency`` (ns per tick, optional) lets a benchmark see each tick's handling time,
     which also goes to ``makerflow_tick_to_quote_latency_seconds``.
+
+    ``bounded`` (a replay whose inputs end): each market's events reach its quoter in event
+    time (:class:`~makerflow.operators.merge_logic.MergingLogic`), not in arrival order;
+    the inputs' :class:`~makerflow.schemas.markers.InputEnded` markers, if they carry
+    any, go to every configured market.
     """
+    inputs: tuple[str, ...] = MERGE_INPUTS
     if balances is None:
         none: Any = op.filter(f"{step_id}_no_balances", ticks, _never)
         balances = none
+        inputs = tuple(i for i in MERGE_INPUTS if i != "balances")
     assert balances is not None
     return _quoting_op(
-        step_id, ticks, index, risk, order_events, fills, control, balances, config, on_latency
+        step_id,
+        ticks,
+        index,
+        risk,
+        order_events,
+        fills,
+        control,
+        balances,
+        config,
+        on_latency,
+        inputs if bounded else None,
     )
 
 
@@ -278,27 +341,47 @@ def _quoting_op(
     balances: Stream[BalanceSnapshot],
     config: QuotingConfig,
     on_latency: Callable[[int], None] | None,
+    merge_inputs_of: tuple[str, ...] | None,
 ) -> QuotingOut:
-    """:func:`quoting_op` with every input given."""
+    """:func:`quoting_op` with every input given; ``merge_inputs_of`` when bounded."""
     router = MarketRouter(config, step_id)
+    keys = [m.key for m in config.markets]
+
+    def route(name: str, fn: Callable[[Any], list[Any]]) -> Callable[[Any], list[Any]]:
+        # End markers (bounded replays) go to every configured market.
+        return fan_out_ends(name, fn, lambda: keys, _routed)
+
     scoped = op.merge(
         "scoped",
-        op.flat_map("route_risk", risk, router.by_scope),
-        op.flat_map("route_control", control, router.by_scope),
+        op.flat_map("route_risk", risk, route("risk", router.by_scope)),
+        op.flat_map("route_control", control, route("control", router.by_scope)),
     )
     scope_split = op.branch("scope_errors", scoped, _is_dead)
     keyed: Stream[Keyed] = op.merge(
         "merge",
-        op.flat_map("route_ticks", ticks, router.by_market),
-        op.flat_map("route_index", index, router.by_index),
-        op.flat_map("route_orders", order_events, router.by_market),
-        op.flat_map("route_fills", fills, router.by_market),
-        op.flat_map("route_balances", balances, router.by_balance),
+        op.flat_map("route_ticks", ticks, route("ticks", router.by_market)),
+        op.flat_map("route_index", index, route("index", router.by_index)),
+        op.flat_map("route_orders", order_events, route("orders", router.by_market)),
+        op.flat_map("route_fills", fills, route("fills", router.by_market)),
+        op.flat_map("route_balances", balances, route("balances", router.by_balance)),
         scope_split.falses,
     )
 
-    def build(resume: QuoterSnapshot | None) -> QuotingLogic:
+    def quoting_logic(resume: QuoterSnapshot | None) -> QuotingLogic:
         return QuotingLogic(config, step_id, resume, on_latency)
+
+    def key_inputs(value: Routed) -> tuple[str, ...]:
+        market = config.market(value[0])
+        assert market is not None and inputs is not None
+        return merge_inputs(market, inputs)
+
+    inputs = merge_inputs_of
+
+    def build(resume: Any) -> Any:
+        # Live (no merge inputs): arrival order, see the README's Operations.
+        return MergingLogic(
+            key_inputs, _input_of, quoting_logic, resume, unwrap=_event, merge=inputs is not None
+        )
 
     emitted = op.map("unkey", op.stateful("quote", keyed, build), _value)
     return QuotingOut(

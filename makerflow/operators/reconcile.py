@@ -8,10 +8,10 @@ by :mod:`makerflow.operators.recon_logic` and :mod:`makerflow.operators.recon_or
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TypeGuard, cast
+from typing import Any, TypeGuard, cast
 
 import bytewax.operators as op
 import msgspec
@@ -19,6 +19,7 @@ from bytewax.dataflow import Stream, operator
 from bytewax.operators import StatefulLogic
 
 from makerflow import metrics
+from makerflow.operators.merge_logic import MergingLogic, fan_out_ends
 from makerflow.operators.recon_alerts import is_new_break
 from makerflow.operators.recon_config import ReconConfig
 from makerflow.operators.recon_inputs import Leg, check_snapshot, fill_legs, transfer_leg
@@ -153,8 +154,25 @@ def _is_valid(x: Leg | BalanceSnapshot | DeadLetter) -> TypeGuard[Leg | BalanceS
     return not isinstance(x, DeadLetter)
 
 
-def _balance_key(x: Leg | BalanceSnapshot) -> str:
-    return x.key
+def _keyed(x: Any) -> tuple[str, Any]:
+    # An end marker comes already keyed (fanned out to every configured balance).
+    return x if type(x) is tuple else (x.key, x)
+
+
+def _merge_input(x: Leg | BalanceSnapshot) -> str:
+    if isinstance(x, BalanceSnapshot):
+        return "balances"
+    if x.kind == "transfer":
+        return "transfers"
+    # Each market's fills are in order (one Kafka key); fills of several markets are not.
+    return f"fills|{x.origin.key}"
+
+
+def merge_inputs(markets: Sequence[str]) -> tuple[str, ...]:
+    """A balance's merge inputs in a bounded replay, in tie order: transfers, then fills
+    (one input per configured ``venue:symbol``, and one for any other market), then the
+    snapshots (a snapshot at the same time as a fill counts it)."""
+    return ("transfers", *(f"fills|{m}" for m in markets), "fills", "balances")
 
 
 @operator
@@ -166,29 +184,52 @@ def reconcile_op(
     config: ReconConfig,
     *,
     now: Callable[[], datetime] = _utc_now,
+    bounded: bool = False,
+    markets: Sequence[str] = (),
+    keys: Sequence[str] = (),
 ) -> ReconOut:
     """Reconcile balances per ``account:asset`` in epoch-aligned event-time windows.
 
     A fill touches two balances (three with a fee in another asset): it is split into legs
     before keying. Every worker holds the keys routed to it, so 1 or N workers give the same
     reports. ``now`` is read only when ``config.idle_close_s`` is set.
+
+    ``bounded`` (a replay whose inputs end): each balance's fills, transfers and snapshots
+    reach its windows in event time (:class:`~makerflow.operators.merge_logic.MergingLogic`;
+    ``markets``, the configured ``venue:symbol``, each get their own fills input). The
+    inputs' end markers go to every balance in ``keys``; another balance waits for the end
+    of the whole input (the same order, more memory).
     """
     # Dead letters name the step that refused them: this operator's own id.
     cfg = msgspec.structs.replace(config.validate(), step=step_id)
+    every = tuple(keys)
+
+    def route(name: str, fn: Callable[[Any], list[Any]]) -> Callable[[Any], list[Any]]:
+        return fan_out_ends(name, fn, lambda: every)
+
     legs: Stream[Leg | DeadLetter] = op.flat_map(
-        "fill_legs", fills, lambda f: _as_list(fill_legs(f, cfg))
+        "fill_legs", fills, route("fills", lambda f: _as_list(fill_legs(f, cfg)))
     )
-    moves: Stream[Leg | DeadLetter] = op.map(
-        "transfer_legs", transfers, lambda t: transfer_leg(t, cfg)
+    moves: Stream[Leg | DeadLetter] = op.flat_map(
+        "transfer_legs", transfers, route("transfers", lambda t: [transfer_leg(t, cfg)])
     )
-    snaps: Stream[BalanceSnapshot | DeadLetter] = op.map(
-        "check_snapshots", balances, lambda s: check_snapshot(s, cfg)
+    snaps: Stream[BalanceSnapshot | DeadLetter] = op.flat_map(
+        "check_snapshots", balances, route("balances", lambda s: [check_snapshot(s, cfg)])
     )
     items: Stream[Leg | BalanceSnapshot | DeadLetter] = op.merge("items", legs, moves, snaps)
     valid = op.branch("valid", items, _is_valid)
     invalid = cast(Stream[DeadLetter], valid.falses)
-    keyed = op.key_on("key", valid.trues, _balance_key)
-    out = op.stateful("windows", keyed, lambda state: ReconWindowLogic(cfg, state, now))
+    keyed: Any = op.map("key", valid.trues, _keyed)
+    inputs = merge_inputs(markets)
+
+    def windows(state: Any) -> ReconWindowLogic:
+        return ReconWindowLogic(cfg, state, now)
+
+    def build(state: Any) -> Any:
+        # Live: arrival order (see the README's Operations).
+        return MergingLogic(lambda _v: inputs, _merge_input, windows, state, merge=bounded)
+
+    out = op.stateful("windows", keyed, build)
     results: Stream[ReconOutput] = op.merge("results", op.key_rm("unkey", out), invalid)
     counted = op.inspect("count", results, _Counter(step_id))
     by_report = op.branch("reports", counted, _is_report)

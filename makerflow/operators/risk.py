@@ -27,9 +27,14 @@ from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
-from bytewax.operators import KeyedStream
 
 from makerflow.operators.kill_switch import command_problem
+from makerflow.operators.merge_logic import (
+    MergingLogic,
+    fan_out_ends,
+    input_by_type,
+    passes_ends,
+)
 from makerflow.operators.risk_buckets import WindowSpec
 from makerflow.operators.risk_exposure import fill_legs
 from makerflow.operators.risk_limits import RiskConfig
@@ -65,6 +70,7 @@ from makerflow.schemas.events import (
     RiskState,
     Tick,
 )
+from makerflow.schemas.markers import InputEnded
 from makerflow.schemas.scopes import (
     GLOBAL,
     account_scope,
@@ -128,6 +134,37 @@ def _not_dead(x: Any) -> bool:
     return not isinstance(x, DeadLetter)
 
 
+def _is_end(x: Any) -> bool:
+    return type(x) is InputEnded
+
+
+def _not_end(x: Any) -> bool:
+    return type(x) is not InputEnded
+
+
+MARKET_INPUTS = ("orders", "fills", "control", "quality", "index", "ticks")
+"""A market's merge inputs in a bounded replay, in tie order (ticks last: the market's
+state at a tick's time includes its orders, fills and index mark at that time)."""
+_MARKET_INPUT_OF = input_by_type(
+    {
+        OrderEvent: "orders",
+        Fill: "fills",
+        ControlCommand: "control",
+        DataQuality: "quality",
+        IndexMark: "index",
+        Tick: "ticks",
+    }
+)
+
+
+def _tagged_input(x: tuple[str, Any]) -> str:
+    return x[0]
+
+
+def _tagged_event(x: tuple[str, Any]) -> Any:
+    return x[1]
+
+
 @operator
 def risk_op(
     step_id: str,
@@ -140,6 +177,8 @@ def risk_op(
     config: RiskConfig,
     clock: Stream[Heartbeat] | None = None,
     quality: Stream[DataQuality] | None = None,
+    *,
+    bounded: bool = False,
 ) -> RiskOut:
     """Risk windows, limits and the kill switch.
 
@@ -147,52 +186,85 @@ def risk_op(
     (:class:`makerflow.sources.clock.WallClock`); without it market-data staleness is not
     judged (a backtest has no wall clock to be stale against). ``quality`` (the ticks
     stage's findings): a gap or a crossed book pauses the market until a good tick comes.
+
+    ``bounded`` (a replay whose inputs end): each market's ticks, orders, fills, index
+    marks, findings and commands, and each asset's fill legs, balances and commands, reach
+    their stage in event time (:class:`~makerflow.operators.merge_logic.MergingLogic`);
+    the inputs' end markers go to every configured market and asset. The later stages
+    (accounts, global, the scopes' machines) take what those stages say in arrival order.
     """
+    if bounded and clock is not None:
+        raise ValueError("a bounded replay judges no wall-clock staleness: pass clock=None")
     spec = WindowSpec(config.window_ms * 1_000_000, config.slide_ms * 1_000_000)
     errs: list[Stream[DeadLetter]] = []
+    market_keys = [m.key for m in config.markets]
+    asset_keys = sorted({a for m in config.markets for a in symbol_assets(m.symbol)})
+    accounts = sorted({m.account for m in config.markets})
+
+    def markets() -> list[str]:
+        return market_keys
+
+    def assets() -> list[str]:
+        return asset_keys
 
     def checked(name: str, s: Stream[Any], check: Any) -> Stream[Any]:
-        b = op.branch(f"{name}_ok", op.map(f"{name}_check", s, check), _not_dead)
+        b = op.branch(f"{name}_ok", op.map(f"{name}_check", s, passes_ends(check)), _not_dead)
         errs.append(b.falses)
         return b.trues
+
+    def to_markets(name: str, key: Any) -> Any:
+        return fan_out_ends(name, lambda e: [(key(e), e)], markets)
 
     ticks = checked("ticks", ticks, _check_symbol(f"{step_id}.ticks"))
     fills = checked("fills", fills, _check_symbol(f"{step_id}.fills"))
     order_events = checked("orders", order_events, _check_symbol(f"{step_id}.orders"))
     control = checked("control", control, _check_command(f"{step_id}.control"))
 
-    cmds = op.branch("cmd_kind", control, lambda c: c.command == "set_params")
+    # End markers go with the parameter changes, to the market and asset stages.
+    cmds = op.branch("cmd_kind", control, lambda c: _is_end(c) or c.command == "set_params")
     params = cmds.trues
     switch_cmds = cmds.falses
 
     def param_target(prefix: str) -> Any:
-        return lambda c: c.scope.startswith(prefix)
+        return lambda c: _is_end(c) or c.scope.startswith(prefix)
 
     p_market = op.filter("p_market", params, param_target("market:"))
     p_asset = op.filter("p_asset", params, param_target("asset:"))
     p_portfolio = op.filter(
-        "p_portfolio", params, lambda c: c.scope == GLOBAL or c.scope.startswith("account:")
+        "p_portfolio",
+        params,
+        lambda c: not _is_end(c) and (c.scope == GLOBAL or c.scope.startswith("account:")),
     )
 
     # Per market.
     marks = op.flat_map(
         "index_marks",
         index,
-        lambda ip: [
-            (m.key, IndexMark(ip.ts, ip.price))
-            for m in config.markets
-            if m.index_basket == ip.basket
-        ],
+        fan_out_ends(
+            "index",
+            lambda ip: [
+                (m.key, IndexMark(ip.ts, ip.price))
+                for m in config.markets
+                if m.index_basket == ip.basket
+            ],
+            markets,
+        ),
     )
-    market_in: list[KeyedStream[Any]] = [
-        op.key_on("k_ticks", ticks, lambda e: e.key),
-        op.key_on("k_orders", order_events, lambda e: e.key),
-        op.key_on("k_fills", fills, lambda e: e.key),
-        op.key_on("k_pmarket", p_market, lambda c: c.scope.split(":", 1)[1]),
+
+    def key_of(e: Any) -> str:
+        return str(e.key)
+
+    market_in: list[Any] = [
+        op.flat_map("k_ticks", ticks, to_markets("ticks", key_of)),
+        op.flat_map("k_orders", order_events, to_markets("orders", key_of)),
+        op.flat_map("k_fills", fills, to_markets("fills", key_of)),
+        op.flat_map(
+            "k_pmarket", p_market, to_markets("control", lambda c: c.scope.split(":", 1)[1])
+        ),
         marks,
     ]
     if quality is not None:
-        market_in.append(op.key_on("k_quality", quality, lambda e: e.key))
+        market_in.append(op.flat_map("k_quality", quality, to_markets("quality", key_of)))
     clock_beats: list[Stream[Any]] = []
     if clock is not None:
         market_in.append(
@@ -207,29 +279,81 @@ def risk_op(
             op.flat_map("clock_beats", clock, lambda hb: [(s, Beat(s, hb.now)) for s in configured])
         )
     market_step = f"{step_id}.markets"
-    market_out = keyed_stateful(
-        "market_state",
-        op.merge("market_in", *market_in),
-        lambda key, resume: _MarketLogic(market_step, key, config, spec, resume),
-    )
+    market_inputs = MARKET_INPUTS if quality is not None else MARKET_INPUTS[:3] + MARKET_INPUTS[4:]
 
-    # Per asset.
-    legs = op.flat_map("legs", fills, lambda f: [(leg.asset, leg) for leg in fill_legs(f)])
-    exposure_step = f"{step_id}.exposure"
-    exposure_out = keyed_stateful(
-        "exposure",
-        op.merge(
-            "exposure_in",
-            legs,
-            op.key_on("k_balances", balances, lambda b: b.asset),
-            op.key_on("k_passet", p_asset, lambda c: c.scope.split(":", 1)[1]),
+    def market_logic(key: str, resume: Any) -> Any:
+        def build(r: Any) -> Any:
+            return _MarketLogic(market_step, key, config, spec, r)
+
+        # Live: arrival order (see the README's Operations).
+        return MergingLogic(
+            lambda _v: market_inputs, _MARKET_INPUT_OF, build, resume, merge=bounded
+        )
+
+    market_out = keyed_stateful("market_state", op.merge("market_in", *market_in), market_logic)
+
+    # Per asset. Each input item is (merge input, event): fills and balances come from
+    # several Kafka keys (markets, accounts), each in order, so each is its own input.
+    legs = op.flat_map(
+        "legs",
+        fills,
+        fan_out_ends(
+            "fills",
+            lambda f: [(leg.asset, (f"fills|{f.key}", leg)) for leg in fill_legs(f)],
+            assets,
+            lambda k, e: (k, ("", e)),
         ),
-        lambda key, resume: _ExposureLogic(exposure_step, key, config, resume),
+    )
+    exposure_inputs = (
+        *(f"fills|{k}" for k in market_keys),
+        "fills",
+        *(f"balances|{a}" for a in accounts),
+        "balances",
+        "control",
     )
 
-    # Per basket.
+    def tagged(name: str, key: Any, part: Any) -> Any:
+        return fan_out_ends(
+            name, lambda e: [(key(e), (part(e), e))], assets, lambda k, e: (k, ("", e))
+        )
+
+    exposure_step = f"{step_id}.exposure"
+
+    def exposure_logic(key: str, resume: Any) -> Any:
+        def build(r: Any) -> Any:
+            return _ExposureLogic(exposure_step, key, config, r)
+
+        return MergingLogic(
+            lambda _v: exposure_inputs,
+            _tagged_input,
+            build,
+            resume,
+            unwrap=_tagged_event,
+            strip=_tagged_event,
+            merge=bounded,
+        )
+
+    exposure_in = op.merge(
+        "exposure_in",
+        legs,
+        op.flat_map(
+            "k_balances",
+            balances,
+            tagged("balances", lambda b: b.asset, lambda b: f"balances|{b.account}"),
+        ),
+        op.flat_map(
+            "k_passet",
+            p_asset,
+            tagged("control", lambda c: c.scope.split(":", 1)[1], lambda _c: "control"),
+        ),
+    )
+    exposure_out = keyed_stateful("exposure", exposure_in, exposure_logic)
+
+    # Per basket: one input, in order already.
     index_out = op.stateful_flat_map(
-        "index", op.key_on("k_index", index, lambda ip: ip.basket), _index_mapper(config)
+        "index",
+        op.key_on("k_index", op.filter("index_events", index, _not_end), lambda ip: ip.basket),
+        _index_mapper(config),
     )
 
     # Per account and globally.
@@ -282,5 +406,5 @@ def risk_op(
         ),
         intents=op.filter("intents", emitted, lambda x: isinstance(x, OrderIntent)),
         errs=op.merge("errs", *errs),
-        audit=op.map("audit", control, audit),
+        audit=op.map("audit", op.filter("commands", control, _not_end), audit),
     )

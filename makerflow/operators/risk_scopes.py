@@ -193,6 +193,20 @@ class WithKey(StatefulLogic[tuple[str, Any], Any, tuple[str, Any]]):
             self.inner = self.build(value[0], None)
         return self.inner.on_item(value[1])
 
+    def on_notify(self) -> tuple[Iterable[Any], bool]:
+        if self.inner is None:
+            return (), StatefulLogic.RETAIN
+        return self.inner.on_notify()
+
+    def notify_at(self) -> Any:
+        return None if self.inner is None else self.inner.notify_at()
+
+    def on_eof(self) -> tuple[Iterable[Any], bool]:
+        # A bounded replay's merge releases what it still holds here.
+        if self.inner is None:
+            return (), StatefulLogic.RETAIN
+        return self.inner.on_eof()
+
     def snapshot(self) -> tuple[str, Any]:
         assert self.inner is not None and self.key is not None
         return self.key, self.inner.snapshot()

@@ -25,6 +25,7 @@ from makerflow import metrics
 from makerflow.kafka_admin import LibrdkafkaLog, list_partitions
 from makerflow.schemas.codec import EventCodec, EventDecodeError, dead_letter
 from makerflow.schemas.events import DeadLetter
+from makerflow.schemas.markers import InputEnded
 from makerflow.schemas.topics import Topic
 
 E = TypeVar("E")
@@ -78,7 +79,13 @@ class MessageDecoder(Generic[E]):
         append = out.append
         decode = self.codec.decode
         dead = 0
+        markers = 0
         for msg in msgs:
+            if type(msg) is InputEnded:
+                # Not a message: it passes on as it is, neither an event nor a letter.
+                append(msg)
+                markers += 1
+                continue
             if isinstance(msg, KafkaError):
                 reason = f"kafka consumer error: {msg.err}"
                 src = msg.msg
@@ -101,7 +108,7 @@ class MessageDecoder(Generic[E]):
             )
             append(Rejected(letter))
             dead += 1
-        self._in.inc(len(msgs))
+        self._in.inc(len(msgs) - markers)
         if dead:
             self._dead.inc(dead)
         self._observe_lag(msgs, out)
@@ -178,7 +185,28 @@ class _LagReportingPartition(_KafkaSourcePartition):
 
     The connector already receives librdkafka's statistics every second for its own gauge; this
     reuses that callback (no extra broker calls) for the metric the ConsumerLagHigh alert reads.
+
+    With ``end_markers`` (bounded reads only), the batch after the partition's last one is a
+    single :class:`~makerflow.schemas.markers.InputEnded`, so the steps downstream learn, in
+    order with the messages, that nothing more comes from this partition.
     """
+
+    end_markers = False
+    partitions: int | None = None
+    """The topic's partition count, as listed at the start."""
+
+    def next_batch(self) -> list[Any]:
+        if self._eof and self.end_markers:
+            self.end_markers = False
+            return [InputEnded(self._topic, self._part_idx, self._partition_count())]
+        return super().next_batch()
+
+    def _partition_count(self) -> int:
+        if self.partitions is None:
+            # Not listed in this process: ask once, of the consumer's own connection.
+            meta = self._consumer.list_topics(self._topic, timeout=10.0)
+            self.partitions = len(meta.topics[self._topic].partitions)
+        return self.partitions
 
     def _process_stats(self, json_stats: str) -> None:
         super()._process_stats(json_stats)
@@ -198,8 +226,24 @@ class LagReportingKafkaSource(KafkaSource):
     and the consumers' librdkafka lines go through logging with repeats held back.
     """
 
+    end_markers = False
+    """Send an :class:`InputEnded` after each partition's last message (``tail=False``)."""
+    partition_counts: dict[str, int] | None = None
+
     def list_parts(self) -> list[str]:
-        return list_partitions(list(self._brokers), list(self._topics), add_config=self._add_config)
+        brokers, topics = list(self._brokers), list(self._topics)
+        parts = list_partitions(brokers, topics, add_config=self._add_config)
+        self._note_partition_counts(parts)
+        return parts
+
+    def _note_partition_counts(self, parts: list[str]) -> None:
+        # Every worker lists the partitions before building its own: the end markers
+        # take the topic's partition count from here, without a broker call at the end.
+        counts: dict[str, int] = {}
+        for p in parts:
+            topic = p.split("-", 1)[1]
+            counts[topic] = counts.get(topic, 0) + 1
+        self.partition_counts = counts
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: int | None
@@ -216,7 +260,7 @@ class LagReportingKafkaSource(KafkaSource):
             "logger": LibrdkafkaLog(),
         }
         config.update(self._add_config)
-        return _LagReportingPartition(
+        part = _LagReportingPartition(
             step_id,
             config,
             topic,
@@ -226,6 +270,10 @@ class LagReportingKafkaSource(KafkaSource):
             self._batch_size,
             self._raise_on_errors,
         )
+        part.end_markers = self.end_markers and not self._tail
+        if self.partition_counts is not None:
+            part.partitions = self.partition_counts.get(topic)
+        return part
 
 
 @operator
@@ -239,13 +287,16 @@ def kafka_input(
     starting_offset: int = OFFSET_BEGINNING,
     add_config: dict[str, str] | None = None,
     batch_size: int = 1000,
+    end_markers: bool = False,
 ) -> EventStreams[E]:
     """Read ``topic`` (one Bytewax partition per Kafka partition) as typed events.
 
-    With ``tail=False`` the input ends at the end of every partition. On the tansu broker the
-    reported end (high watermark) can fall short of the real one (see ``makerflow.broker``);
-    the consumer still reads whole batches, so records past the reported end that arrived in
-    the same batch are kept.
+    With ``tail=False`` the input ends at the end of every partition; with ``end_markers``
+    too, ``oks`` then carries one :class:`~makerflow.schemas.markers.InputEnded` per
+    partition after its last event (for operators that merge inputs in event time). On the
+    tansu broker the reported end (high watermark) can fall short of the real one (see
+    ``makerflow.broker``); the consumer still reads whole batches, so records past the
+    reported end that arrived in the same batch are kept.
     """
     # The connector's source directly, not ``kop.input``: that one splits consumer errors off
     # and this step would merge them straight back, two extra Python calls per message.
@@ -258,5 +309,6 @@ def kafka_input(
         batch_size=batch_size,
         raise_on_errors=False,
     )
+    source.end_markers = end_markers
     raw = op.input("kafka", flow, source)
     return decode_events("decode", raw, topic.codec, step=step_id)
