@@ -28,6 +28,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -35,9 +36,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from makerflow.broker import Broker, free_port  # noqa: E402
-from makerflow.flows.placement import key_worker  # noqa: E402
-from makerflow.kafka_admin import ensure_topics, produce_events, read_topic  # noqa: E402
+from makerflow.kafka_admin import (  # noqa: E402
+    ensure_topics,
+    produce_events,
+    producer,
+    read_topic,
+)
+from makerflow.placement import aligned_partition, key_worker  # noqa: E402
 from makerflow.schemas import topics as t  # noqa: E402
+from makerflow.schemas.codec import encode  # noqa: E402
 from makerflow.schemas.events import DeadLetter, Trade  # noqa: E402
 from makerflow.sources.recorded import read_recorded  # noqa: E402
 
@@ -80,18 +87,24 @@ def murmur2(data: bytes) -> int:
     return h
 
 
-def partition_of(key: str, n: int = PARTITIONS) -> int:
+def partition_of(key: str, partitioner: str = "makerflow", n: int = PARTITIONS) -> int:
+    """The partition a producer writes ``key`` to: makerflow's (aligned with the keyed steps,
+    see makerflow.placement) or any other Kafka client's (murmur2)."""
+    if partitioner == "makerflow":
+        return aligned_partition(key.encode(), n)
     return (murmur2(key.encode()) & 0x7FFFFFFF) % n
 
 
-def aligned(key: str, workers: int) -> bool:
+def aligned(key: str, workers: int, partitioner: str = "makerflow") -> bool:
     """Whether the worker that reads the key's partition is the one its keyed step runs on
     (else every event of the market crosses to another worker: a process boundary with
     ``-i/-a``, where it is pickled)."""
-    return partition_of(key) % workers == key_worker(key, workers)
+    return partition_of(key, partitioner) % workers == key_worker(key, workers)
 
 
-def pick_symbols(per_partition: int = 2, placement: str = "any") -> list[str]:
+def pick_symbols(
+    per_partition: int = 2, placement: str = "any", partitioner: str = "makerflow"
+) -> list[str]:
     """Symbols whose market keys spread evenly over the partitions; with ``placement``
     ``aligned`` (``crossing``) only keys whose keyed step runs on (off) the worker reading
     them with 2 workers (and, for ``aligned``, with 4)."""
@@ -100,11 +113,11 @@ def pick_symbols(per_partition: int = 2, placement: str = "any") -> list[str]:
     while any(len(v) < per_partition for v in chosen.values()):
         sym = f"C{i:02d}/USDT"
         key = f"binance:{sym}"
-        p = partition_of(key)
+        p = partition_of(key, partitioner)
         fits = {
             "any": True,
-            "aligned": aligned(key, 2) and aligned(key, 4),
-            "crossing": not aligned(key, 2),
+            "aligned": aligned(key, 2, partitioner) and aligned(key, 4, partitioner),
+            "crossing": not aligned(key, 2, partitioner),
         }[placement]
         if fits and len(chosen[p]) < per_partition:
             chosen[p].append(sym)
@@ -112,13 +125,29 @@ def pick_symbols(per_partition: int = 2, placement: str = "any") -> list[str]:
     return [s for p in sorted(chosen) for s in chosen[p]]
 
 
-def fill(brokers: list[str], path: Path, symbols: list[str]) -> int:
+def produce_murmur2(brokers: list[str], topic: t.Topic[Any], events: list[Any]) -> int:
+    """What a Kafka client other than makerflow's does: librdkafka's murmur2 partitioner."""
+    p = producer(brokers)
+    for ev in events:
+        while True:
+            try:
+                p.produce(topic.name, encode(ev), topic.key_of(ev))
+                break
+            except BufferError:
+                p.poll(0.05)
+    if p.flush(30):
+        raise RuntimeError("messages not delivered")
+    return len(events)
+
+
+def fill(brokers: list[str], path: Path, symbols: list[str], partitioner: str) -> int:
     base = [e for e in read_recorded(path) if not isinstance(e, DeadLetter)]
+    send = produce_events if partitioner == "makerflow" else produce_murmur2
     n = 0
     for sym in symbols:
         evs = [msgspec.structs.replace(e, venue="binance", symbol=sym) for e in base]
-        n += produce_events(brokers, t.MD_BOOK, [e for e in evs if not isinstance(e, Trade)])
-        n += produce_events(brokers, t.MD_TRADES, [e for e in evs if isinstance(e, Trade)])
+        n += send(brokers, t.MD_BOOK, [e for e in evs if not isinstance(e, Trade)])
+        n += send(brokers, t.MD_TRADES, [e for e in evs if isinstance(e, Trade)])
     return n
 
 
@@ -189,6 +218,12 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="the 6000-line test fixture")
     ap.add_argument(
+        "--partitioner",
+        choices=["makerflow", "murmur2"],
+        default="makerflow",
+        help="how the recording is produced: makerflow's producers, or any other Kafka client",
+    )
+    ap.add_argument(
         "--placement",
         choices=["any", "aligned", "crossing"],
         default="any",
@@ -197,9 +232,9 @@ def main() -> int:
     ap.add_argument("--only", help="comma-separated configurations, e.g. '1 worker,2 processes'")
     args = ap.parse_args()
     path = FIXTURE if args.quick or not DATA.exists() else DATA
-    symbols = pick_symbols(placement=args.placement)
+    symbols = pick_symbols(placement=args.placement, partitioner=args.partitioner)
     keys = [f"binance:{s}" for s in symbols]
-    spread = Counter(partition_of(k) for k in keys)
+    spread = Counter(partition_of(k, args.partitioner) for k in keys)
     configs = [("1 worker", 1, 1), ("2 workers", 2, 1), ("4 workers", 4, 1), ("2 processes", 1, 2)]
     if args.only:
         wanted = set(args.only.split(","))
@@ -209,15 +244,15 @@ def main() -> int:
         assert b._proc is not None
         names = [x.name for x in t.TOPICS.values()]
         ensure_topics([b.bootstrap], names, partitions=PARTITIONS)
-        n = fill([b.bootstrap], path, symbols)
+        n = fill([b.bootstrap], path, symbols, args.partitioner)
         per_part = dict(sorted(spread.items()))
-        on_2 = sum(aligned(k, 2) for k in keys)
+        on_2 = sum(aligned(k, 2, args.partitioner) for k in keys)
         print(f"{n} events of {len(symbols)} markets ({path.name}) on {PARTITIONS} partitions,")
         print(f"markets per partition {per_part}; {os.cpu_count()} cores; load {os.getloadavg()}")
         print(
-            f"placement {args.placement}: {on_2} of {len(keys)} markets are keyed on the worker"
-            " that reads them with 2 workers"
-            f", {sum(aligned(k, 4) for k in keys)} with 4"
+            f"{args.partitioner} partitioner, placement {args.placement}: {on_2} of {len(keys)}"
+            " markets are keyed on the worker that reads them with 2 workers"
+            f", {sum(aligned(k, 4, args.partitioner) for k in keys)} with 4"
         )
         for _ in range(args.repeat):
             for name, workers, processes in configs:

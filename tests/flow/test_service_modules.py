@@ -56,7 +56,7 @@ def test_every_kafka_input_is_one_topic_so_its_partitions_spread_evenly(
     service: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Bytewax deals a source's partitions round robin over the workers in the sorted order
-    # of their names (makerflow.flows.placement): one topic per source spreads that topic's
+    # of their names (makerflow.placement): one topic per source spreads that topic's
     # partitions evenly, and partition p of every topic lands on the same worker. Two topics
     # in one source would interleave ("0-a", "0-b", "1-a", ...): on 2 workers one worker would
     # read all of topic a (tests/integration/test_ops_partition_spread.py runs the spread).

@@ -1,25 +1,38 @@
 """Where Bytewax 0.21.1 runs things: which worker reads an input partition, and which worker a
-keyed stateful step sends a key to. Pure functions, for tests, benchmarks and the operations
-notes; the runtime (Rust) decides, these only say what it decides.
+keyed stateful step sends a key to; and the Kafka partition a producer should write a key to
+so that the two are the same worker. Pure functions; the runtime (Rust) decides placement,
+these only say what it decides.
 
 Input partitions (``FixedPartitionedSource.list_parts``): every worker lists them, worker 0
 collects the lists and gives each partition, in the sorted order of the names, to the worker
 with the fewest so far (lowest index on a tie): ``calc_primaries`` in ``src/timely.rs``. Every
 worker lists every Kafka partition, so that is a round robin over the sorted names, and the
-partitions of a topic spread evenly. Partition names are ``"<partition>-<topic>"`` with the
-number zero-padded (``makerflow.sources.kafka``), so the sorted order is the numeric one and
-Kafka partition ``p`` lands on worker ``p % workers``.
+partitions of a topic spread evenly (one topic per source: two in one would interleave).
+Partition names are ``"<partition>-<topic>"`` (``makerflow.sources.kafka``): with up to ten
+partitions the sorted order is the numeric one and Kafka partition ``p`` lands on worker
+``p % workers``; beyond ten ``"10-t"`` sorts before ``"2-t"``, and the count per worker is
+still even.
 
 Keyed steps (``stateful_batch`` and everything built on it): the key's hash with Rust's
 ``DefaultHasher`` (SipHash-1-3 with zero keys, over the UTF-8 bytes and a ``0xff`` terminator),
 modulo the worker count (``PartitionOp::partition`` in ``src/timely.rs``). Workers are numbered
 across processes (``-i/-a``), so the same holds for any number of processes.
+
+Aligned partitions (:func:`aligned_partition`): Kafka's murmur2 and Bytewax's SipHash are
+unrelated, so with murmur2 a market read on worker A is keyed on worker B about half the time
+with 2 workers, and every one of its events crosses from A to B, pickled when A and B are
+processes (``benchmarks/scaling.py``: 2 processes used 2.4x the CPU of an aligned run). Writing
+a key to the partition whose input partition sorts at ``siphash(key) % partitions`` puts the
+reader and the keyed step on the same worker for every worker count that divides the
+partition count (with up to 20 partitions, where the runtime's sort keeps the name order).
+Correctness never depends on it: Bytewax routes every key to its worker either way.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
+from functools import lru_cache
 
 _MASK = 0xFFFFFFFFFFFFFFFF
 
@@ -78,3 +91,22 @@ def partition_workers(parts: Iterable[str], workers: int) -> dict[str, int]:
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     return {p: i % workers for i, p in enumerate(sorted(set(parts)))}
+
+
+@lru_cache(maxsize=64)
+def _name_order(partitions: int) -> tuple[int, ...]:
+    # Partitions in the sorted order of their input partitions' names "<p>-<topic>": the
+    # order in which the runtime deals them to the workers.
+    return tuple(sorted(range(partitions), key=str))
+
+
+@lru_cache(maxsize=65_536)
+def aligned_partition(key: bytes, partitions: int) -> int:
+    """The Kafka partition (of ``partitions``) to write ``key`` to so that the worker reading
+    it is the one its keyed steps run on, for every worker count dividing ``partitions``.
+
+    Cached: keys are markets, accounts and assets, a few per topic.
+    """
+    if partitions < 1:
+        raise ValueError(f"partitions must be at least 1, got {partitions}")
+    return _name_order(partitions)[siphash13(key + b"\xff") % partitions]
