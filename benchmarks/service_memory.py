@@ -61,6 +61,8 @@ from makerflow.schemas.events import Trade
 
 TARGET = 1.10
 CHUNK = 50
+PRIME = 500
+READY_TIMEOUT_S = 180.0
 # The risk service of tests/integration/test_ops_recovery_services.py, on the quoter's market.
 RISK_TOML = """
 [risk]
@@ -74,9 +76,14 @@ index_basket = "BTC"
 ALIGN_MS_LIVE = TicksConfig().align_ms
 
 
-def feed(brokers: str, loops: int, seconds: float, done: threading.Event) -> None:
+def feed(
+    brokers: str, loops: int, seconds: float, ready: threading.Event, done: threading.Event
+) -> None:
     """The recording ``loops`` times, paced evenly over ``seconds``, in recorded order across
-    the two topics (small chunks, so neither topic runs far ahead of the other)."""
+    the two topics (small chunks, so neither topic runs far ahead of the other).
+
+    The first ``PRIME`` events go at once; the pace starts when ``ready`` is set (every
+    service has written its first output), so a slow start-up leaves no backlog to drain."""
     events = recording()
     span, seqs = span_ns(events), seq_span(events)
     total = loops * len(events)
@@ -88,6 +95,10 @@ def feed(brokers: str, loops: int, seconds: float, done: threading.Event) -> Non
             topic = t.MD_TRADES if isinstance(e, Trade) else t.MD_BOOK
             out.send(topic.name, topic.key_of(e), encode(e))
             sent += 1
+            if sent == PRIME:
+                out.producer.flush(10)
+                ready.wait(READY_TIMEOUT_S)
+                t0 = time.monotonic() - seconds * sent / total
             if sent % CHUNK == 0:
                 out.producer.poll(0)
                 ahead = t0 + seconds * sent / total - time.monotonic()
@@ -138,8 +149,9 @@ def main() -> int:
         for w in (ticks_out, intents, states, quality):
             w.start()
         done = threading.Event()
+        ready = threading.Event()
         producer = threading.Thread(
-            target=feed, args=(b.bootstrap, args.loops, args.seconds, done), daemon=True
+            target=feed, args=(b.bootstrap, args.loops, args.seconds, ready, done), daemon=True
         )
         t0 = time.monotonic()
         fed_at: float | None = None
@@ -161,11 +173,13 @@ def main() -> int:
                 for name, w in outputs.items():
                     if w.count and name not in first_out:
                         first_out[name] = now
+                if len(first_out) == len(outputs):
+                    ready.set()
                 if done.is_set() and fed_at is None:
                     fed_at = now
                 if done.is_set() and min(w.quiet_for() for w in (ticks_out, intents, states)) > 3.0:
                     break
-                if now > args.seconds + 60:
+                if now > args.seconds + READY_TIMEOUT_S + 60:
                     print("the services did not catch up within 60 s of the last loop")
                     break
                 time.sleep(1.0)

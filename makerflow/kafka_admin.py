@@ -196,13 +196,26 @@ class KeyPartitions:
         self._client = client
         self.timeout_s = timeout_s
         self._counts: dict[str, int] = {}
+        # (topic, key) -> partition: one dict look-up per message on the sinks' hot path.
+        # Keys are markets, accounts, assets and scopes; the bound only guards against a
+        # topic keyed by something unbounded.
+        self._placed: dict[tuple[str, str | bytes], int] = {}
+
+    MAX_PLACED = 65_536
 
     def of(self, topic: str, key: str | bytes | None) -> int:
         """The partition for ``key`` on ``topic``; ``-1`` (librdkafka's choice) without a key."""
         if key is None:
             return -1
+        placed = self._placed.get((topic, key))
+        if placed is not None:
+            return placed
         n = self._counts.get(topic) or self._learn(topic)
-        return aligned_partition(key.encode() if isinstance(key, str) else key, n)
+        part = aligned_partition(key.encode() if isinstance(key, str) else key, n)
+        if len(self._placed) >= self.MAX_PLACED:
+            self._placed.clear()
+        self._placed[(topic, key)] = part
+        return part
 
     def _learn(self, topic: str) -> int:
         deadline = time.monotonic() + self.timeout_s
