@@ -17,21 +17,30 @@ service's processes (start-up included; events per CPU second is the figure othe
 the machine disturbs least) and of the broker, and the broker's share of the two. Ratios are
 against one worker; the issue's target is 2 workers >= 1.6 x one.
 
-What it found (2026-12-01, 2 cores shared with ~7 engineers, load 3-15 during the runs, so
-the rates are noisy and the CPU columns are the steadier figures):
+What it found (2026-12-01, 2 cores shared with ~7 engineers, load 4-15 during the runs, so
+the rates are noisy; the CPU columns are the steadier figures). Three runs per row, best /
+median, ratios against 1 worker of the same set:
 
-* Workers of one process are threads under one GIL (Python 3.11): ``-w 2`` gave 0.84-1.57 x
-  (median, best) and no more CPU. Only processes add CPU.
-* What 2 processes cost depends on whether a market's events cross between them. Read on the
-  worker its keyed step runs on: 5.1-5.9 CPU s for the 105 656 events, as one worker (4.4-5.4).
-  Every market crossing (``--partitioner murmur2 --placement crossing``): 12.1 CPU s, and
-  0.60 x / 0.76 x one worker (median / best): every event is pickled from one process to the
-  other. With makerflow's producer no market crosses (all 8 aligned with 2 and with 4 workers),
-  and 2 processes ran at 1.46-2.22 x (best, median; 1.43-1.78 x in a second set).
-* The broker used 0.5-0.8 CPU s per run, 9-12 % of the CPU the run took: not the limit. Two
-  processes on two cores leave the broker, the producer's flushes and everyone else's work
-  the same two cores, so 2 x is out of reach here; the 1.6 x target was met by 2 processes in
-  some sets and by 2 workers (threads) never reliably.
+    producer             configuration  best ev/s  ratio  median  ratio  svc CPU s  broker CPU s
+    makerflow (aligned)  1 worker           20889  1.00x   20786  1.00x        4.4   0.6 (12 %)
+                         2 workers          24520  1.17x   21961  1.06x        4.9   0.6 (11 %)
+                         4 workers          26368  1.26x   21803  1.05x        4.8   0.6 (11 %)
+                         2 processes        28190  1.35x   23339  1.12x        5.2   0.6 (10 %)
+    murmur2, crossing    1 worker           35195  1.00x   31473  1.00x        3.5   0.4 (11 %)
+                         2 workers          19530  0.55x   19151  0.61x        4.5   0.5  (9 %)
+                         2 processes        13808  0.39x   13020  0.41x       10.9   0.6  (5 %)
+
+* Workers of one process are threads under one GIL (Python 3.11): ``-w 2`` and ``-w 4`` add no
+  CPU, only the exchanges between them (1.06x median with aligned keys, 0.61x crossing).
+* Processes add CPU, if a market's events stay in the process that reads them: aligned, 2
+  processes used 5.2 CPU s for the 105 656 events (one worker 4.4, the difference about one
+  more start-up); every market crossing, 10.9-12.1 CPU s, because each event is pickled from
+  one process to the other. Earlier aligned sets: 2 processes 1.43x / 1.78x and 1.46x / 2.22x
+  (best / median) of one worker; this set 1.35x / 1.12x.
+* The broker used 0.4-0.8 CPU s per run, 5-12 % of what the run took: not the limit. Two
+  processes on two cores share them with the broker, the output's flushes and everyone
+  else's work, so 2x is out of reach here; 1.6x was reached by 2 processes in some sets, never
+  reliably, and by 2 workers (threads) never.
 
     python benchmarks/scaling.py                      # 3 repeats, makerflow's producer
     python benchmarks/scaling.py --partitioner murmur2 --placement crossing \\

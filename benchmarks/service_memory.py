@@ -31,9 +31,10 @@ live merge reported out-of-order events):
   sample (ticks 66.7, risk 69.4 MiB), above where the paced runs ended: the growth looks like
   the process filling up to its working size while it lags, not state that grows with the
   data. The pure ticks logic fed the same 20 loops holds 363 KiB after loop 5 and 364 KiB
-  after loop 20 (tracemalloc). What fills is most likely librdkafka's prefetch queue of a
-  lagging consumer (bounded by ``queued.max.messages.kbytes``); not proven, and risk's pure
-  stages were not traced.
+  after loop 20, and the whole risk operator under ``run_main`` (200 000 recorded ticks) 220
+  KiB after 50 000 and 222 KiB at the end (tracemalloc): their state does not grow. What
+  fills is most likely librdkafka's prefetch queue of a lagging consumer (bounded by
+  ``queued.max.messages.kbytes``); not proven.
 
     python benchmarks/service_memory.py               # 10 loops in ~70 s
     python benchmarks/service_memory.py --loops 3 --seconds 20
