@@ -35,8 +35,9 @@ median, ratios against 1 worker of the same set:
 * Processes add CPU, if a market's events stay in the process that reads them: aligned, 2
   processes used 5.2 CPU s for the 105 656 events (one worker 4.4, the difference about one
   more start-up); every market crossing, 10.9-12.1 CPU s, because each event is pickled from
-  one process to the other. Earlier aligned sets: 2 processes 1.43x / 1.78x and 1.46x / 2.22x
-  (best / median) of one worker; this set 1.35x / 1.12x.
+  one process to the other. Other aligned sets: 2 processes 1.43x / 1.78x, 1.46x / 2.22x and
+  1.09x / 1.20x (best / median) of one worker, 2 workers 1.00x / 0.98x, 1.57x / 0.84x and
+  0.86x / 1.04x: the busier the machine, the less a second process gets of the second core.
 * The broker used 0.4-0.8 CPU s per run, 5-12 % of what the run took: not the limit. Two
   processes on two cores share them with the broker, the output's flushes and everyone
   else's work, so 2x is out of reach here; 1.6x was reached by 2 processes in some sets, never
