@@ -11,10 +11,12 @@ from makerflow.placement import aligned_partition, key_worker, partition_workers
 KEYS = [f"binance:C{i:03d}/USDT" for i in range(200)] + ["global", "account:main", "asset:BTC"]
 
 
-def test_siphash13_matches_the_reference_vector() -> None:
-    # SipHash-1-3 of the empty input with a zero key, as Rust's DefaultHasher computes it
-    # (std's own test vector for SipHasher13::new_with_keys(0, 0) over b"").
+def test_siphash13_is_pinned() -> None:
+    # A regression pin of SipHash-1-3 with a zero key; that it is the hash Bytewax routes keys
+    # by is what tests/integration/test_ops_partition_spread.py checks against the runtime.
     assert siphash13(b"") == 0xD1FBA762150C532C
+    assert key_worker("binance:BTC/USDT", 2) == 1
+    assert key_worker("binance:ETH/USDT", 2) == 0
 
 
 def test_partitions_are_dealt_round_robin_in_name_order() -> None:
