@@ -19,6 +19,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from makerflow.placement import aligned_partition
 from makerflow.schemas.codec import encode
 from makerflow.schemas.topics import Topic
 
@@ -180,8 +181,68 @@ def list_topics(brokers: Sequence[str], timeout: float = 10.0) -> dict[str, int]
     }
 
 
+class KeyPartitions:
+    """The partition a producer writes each key to: :func:`makerflow.placement.aligned_partition`
+    over the topic's partition count, which it learns from the broker once per topic.
+
+    Every makerflow producer (the flows' sinks, :class:`Sender`) places keys this way, so the
+    worker that reads a key's partition is the worker its keyed steps run on and events do not
+    cross between workers (or processes). A key stays on one partition, as with murmur2; a
+    producer outside makerflow (murmur2) may place it elsewhere, which costs those crossings
+    and nothing else. Messages without a key go where librdkafka's partitioner sends them.
+    """
+
+    def __init__(self, client: Producer, timeout_s: float = 30.0) -> None:
+        self._client = client
+        self.timeout_s = timeout_s
+        self._counts: dict[str, int] = {}
+        # (topic, key) -> partition: one dict look-up per message on the sinks' hot path.
+        # Keys are markets, accounts, assets and scopes; the bound only guards against a
+        # topic keyed by something unbounded.
+        self._placed: dict[tuple[str, str | bytes], int] = {}
+
+    MAX_PLACED = 65_536
+
+    def of(self, topic: str, key: str | bytes | None) -> int:
+        """The partition for ``key`` on ``topic``; ``-1`` (librdkafka's choice) without a key."""
+        if key is None:
+            return -1
+        placed = self._placed.get((topic, key))
+        if placed is not None:
+            return placed
+        n = self._counts.get(topic) or self._learn(topic)
+        part = aligned_partition(key.encode() if isinstance(key, str) else key, n)
+        if len(self._placed) >= self.MAX_PLACED:
+            self._placed.clear()
+        self._placed[(topic, key)] = part
+        return part
+
+    def _learn(self, topic: str) -> int:
+        deadline = time.monotonic() + self.timeout_s
+        problem = "no answer"
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                meta = self._client.list_topics(topic, timeout=max(left, 0.1)).topics.get(topic)
+            except KafkaException as exc:
+                meta, problem = None, str(exc)
+            if meta is not None and meta.error is None and meta.partitions:
+                self._counts[topic] = len(meta.partitions)
+                return self._counts[topic]
+            if meta is not None and meta.error is not None:
+                problem = str(meta.error)
+            if time.monotonic() >= deadline:
+                raise KafkaUnreachable(
+                    f"cannot learn the partitions of topic {topic!r} within {self.timeout_s:.0f}"
+                    f" s ({problem}); is the broker up and the topic created"
+                    " (makerflow topics create)?"
+                )
+            time.sleep(0.1)
+
+
 def producer(brokers: Sequence[str], **config: Any) -> Producer:
-    """A producer that partitions keys like the flows' sinks do (murmur2, as Java clients)."""
+    """A producer with makerflow's settings (idempotent, failures-only delivery reports); with
+    :class:`Sender` it places keys like the flows' sinks (:class:`KeyPartitions`)."""
     return Producer(
         {
             "bootstrap.servers": ",".join(brokers),
@@ -238,15 +299,19 @@ class Sender:
     def __init__(self, p: Producer) -> None:
         self.producer = p
         self.failures: list[str] = []
+        self.partitions = KeyPartitions(p)
 
     def _on_delivery(self, err: Any, msg: Message) -> None:
         if err is not None:
             self.failures.append(f"{msg.topic()}[{msg.partition()}]: {err}")
 
     def send(self, topic: str, key: str | bytes | None, value: bytes | None) -> None:
+        part = self.partitions.of(topic, key)
         while True:
             try:
-                self.producer.produce(topic, key=key, value=value, on_delivery=self._on_delivery)
+                self.producer.produce(
+                    topic, key=key, value=value, partition=part, on_delivery=self._on_delivery
+                )
                 return
             except BufferError:
                 self.producer.poll(0.05)  # local queue full: let librdkafka send first

@@ -1,8 +1,9 @@
 """The topic registry: each topic's name, key and value type.
 
 Keys are ``venue:symbol`` for market topics and ``account:asset`` for balance topics, so a
-topic's partitions spread markets (or balances) across workers; Kafka's default murmur2
-partitioner maps a key to the same partition in every process.
+topic's partitions spread markets (or balances) across workers; makerflow's producers map a
+key to the same partition in every process, the one read by the worker its keyed steps run
+on (:class:`makerflow.kafka_admin.KeyPartitions`).
 """
 
 from __future__ import annotations

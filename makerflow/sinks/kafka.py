@@ -20,7 +20,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, Message, Producer
 
 from makerflow import metrics
-from makerflow.kafka_admin import LibrdkafkaLog
+from makerflow.kafka_admin import KafkaUnreachable, KeyPartitions, LibrdkafkaLog
 from makerflow.schemas.codec import encode
 from makerflow.schemas.events import DeadLetter
 from makerflow.schemas.topics import DEAD_LETTERS, Topic
@@ -28,8 +28,8 @@ from makerflow.schemas.topics import DEAD_LETTERS, Topic
 logger = logging.getLogger(__name__)
 
 PRODUCER_DEFAULTS: dict[str, Any] = {
-    # Java clients' default partitioner, so a key lands on the same partition whichever
-    # client wrote it (librdkafka's own default is a CRC32 one).
+    # Keyed messages go to the partition KeyPartitions picks (the one read by the worker
+    # their keyed steps run on); this places only the unkeyed ones.
     "partitioner": "murmur2_random",
     # Retries neither reorder nor duplicate: per-key order must hold end to end.
     "enable.idempotence": True,
@@ -63,8 +63,12 @@ class MessageEncoder:
 
 
 class _EventSinkPartition(StatelessSinkPartition[Any]):
-    def __init__(self, producer: Producer, topic: Topic[Any], step: str) -> None:
+    def __init__(
+        self, producer: Producer, topic: Topic[Any], step: str, timeout_s: float = FLUSH_TIMEOUT_S
+    ) -> None:
         self._producer = producer
+        # Keys go to the partition their keyed steps' worker reads (makerflow.placement).
+        self._partitions = KeyPartitions(producer, timeout_s)
         self._topic = topic
         self._out = metrics.EVENTS_OUT.labels(step=step)
         self._failures: list[str] = []
@@ -77,18 +81,26 @@ class _EventSinkPartition(StatelessSinkPartition[Any]):
         p = self._producer
         name = self._topic.name
         key_of = self._topic.key_of
+        partition_of = self._partition
         for event in items:
             value = encode(event)
             key = key_of(event) or None
+            part = partition_of(name, key)
             while True:
                 try:
-                    p.produce(name, value, key, on_delivery=self._on_delivery)
+                    p.produce(name, value, key, part, on_delivery=self._on_delivery)
                     break
                 except BufferError:
                     # The local queue is full: let librdkafka send, then retry.
                     p.poll(0.05)
         self._flush()
         self._out.inc(len(items))
+
+    def _partition(self, topic: str, key: str | None) -> int:
+        try:
+            return self._partitions.of(topic, key)
+        except KafkaUnreachable as exc:
+            raise DeliveryFailed(str(exc)) from exc
 
     def _flush(self) -> None:
         left = self._producer.flush(FLUSH_TIMEOUT_S)
@@ -111,8 +123,9 @@ class _EventSinkPartition(StatelessSinkPartition[Any]):
 class EventSink(DynamicSink[Any]):
     """Writes events to one registered topic; one producer per worker.
 
-    A key is always handled by one worker (it comes from one input partition), and librdkafka
-    keeps per-partition order, so per-key order survives from input to output.
+    A key is always handled by one worker (its keyed step's), it goes to one partition
+    (:class:`~makerflow.kafka_admin.KeyPartitions`), and librdkafka keeps per-partition order,
+    so per-key order survives from input to output.
     """
 
     def __init__(
@@ -135,7 +148,9 @@ class EventSink(DynamicSink[Any]):
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _EventSinkPartition:
         # librdkafka's lines through logging, a repeated one (broker down) once a minute.
         config = {"logger": LibrdkafkaLog(), **self.config}
-        return _EventSinkPartition(Producer(config), self.topic, self.step or step_id)
+        # Learning the topic's partitions waits no longer than a message may take.
+        timeout_s = min(FLUSH_TIMEOUT_S, float(config.get("message.timeout.ms", 1e9)) / 1000)
+        return _EventSinkPartition(Producer(config), self.topic, self.step or step_id, timeout_s)
 
 
 @operator
