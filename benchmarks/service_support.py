@@ -153,7 +153,8 @@ def rss_kb(pid: int) -> int | None:
 
 class TopicWatch(threading.Thread):
     """Consumes a topic from its end (``from_end``) or beginning; counts messages, remembers
-    when the last arrived, and hands each one (with its arrival time, ``perf_counter_ns``) to
+    when the last arrived, and hands each one (with its arrival time, ``clock()``, by default
+    ``perf_counter_ns``) to
     ``on_message``. Tuned for latency: a fetch returns as soon as a byte is there."""
 
     def __init__(
@@ -162,8 +163,10 @@ class TopicWatch(threading.Thread):
         topic: str,
         on_message: Callable[[Message, int], None] | None = None,
         from_end: bool = False,
+        clock: Callable[[], int] = time.perf_counter_ns,
     ) -> None:
         super().__init__(daemon=True)
+        self._clock = clock
         self.count = 0
         self.last_at = time.monotonic()
         self._halt = threading.Event()
@@ -189,13 +192,20 @@ class TopicWatch(threading.Thread):
                 if m is not None:
                     if m.error() is not None:
                         continue
-                    now = time.perf_counter_ns()
+                    now = self._clock()
                     self.count += 1
                     self.last_at = time.monotonic()
                     if self._on is not None:
                         self._on(m, now)
         finally:
             self._c.close()
+
+    def pause(self) -> None:
+        """Stop fetching (an idle measurement must not count this watcher's fetches)."""
+        self._c.pause(self._c.assignment())
+
+    def resume(self) -> None:
+        self._c.resume(self._c.assignment())
 
     def quiet_for(self) -> float:
         return time.monotonic() - self.last_at

@@ -31,6 +31,16 @@ E = TypeVar("E")
 
 RawMessage = KafkaSourceMessage[bytes | None, bytes | None]
 
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    # How long the broker may hold a fetch that finds no data. Kafka and Redpanda answer a
+    # waiting fetch as soon as data arrives, so there it only paces an idle consumer; tansu
+    # (makerflow's embedded broker) answers only when the wait is over, so there it is the
+    # delay of every message that arrives at an idle consumer (librdkafka's default, 500 ms,
+    # was most of a book update's 0.5 s to an intent). The cost is one fetch per wait per
+    # consumer: measured in benchmarks/service_latency.py (idle CPU of services and broker).
+    "fetch.wait.max.ms": 5,
+}
+
 
 @dataclass(frozen=True)
 class EventStreams(Generic[E]):
@@ -173,12 +183,40 @@ def consumer_lag(json_stats: str, topic: str, partition: int) -> int | None:
     return max(end - consumed, 0)
 
 
+class _ConsumeWithoutWaiting:
+    """The partition's consumer, with ``consume`` never waiting for a batch to fill.
+
+    Bytewax 0.21.1's partition calls ``consume(batch_size, 0.001)``, and librdkafka's
+    ``consume`` waits the whole timeout unless the batch fills: an idle partition blocks its
+    worker for 1 ms per poll, and a worker polls its partitions one after the other, so a
+    message waits for up to one millisecond per partition of the worker (the quoter reads eight
+    topics). Returning at once with what the client has already fetched makes a round cost
+    microseconds; the runtime itself waits its 1 ms cooldown after an empty batch before
+    polling that partition again, and parks the worker meanwhile, so an idle service does not
+    spin.
+    """
+
+    def __init__(self, consumer: Any) -> None:
+        self._consumer = consumer
+
+    def consume(self, num_messages: int, timeout: float) -> Any:
+        return self._consumer.consume(num_messages, 0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._consumer, name)
+
+
 class _LagReportingPartition(_KafkaSourcePartition):
-    """Bytewax's Kafka partition, also publishing ``makerflow_kafka_consumer_lag``.
+    """Bytewax's Kafka partition, also publishing ``makerflow_kafka_consumer_lag``, whose
+    polls do not wait (:class:`_ConsumeWithoutWaiting`).
 
     The connector already receives librdkafka's statistics every second for its own gauge; this
     reuses that callback (no extra broker calls) for the metric the ConsumerLagHigh alert reads.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._consumer = _ConsumeWithoutWaiting(self._consumer)  # type: ignore[assignment]
 
     def _process_stats(self, json_stats: str) -> None:
         super()._process_stats(json_stats)
@@ -201,21 +239,26 @@ class LagReportingKafkaSource(KafkaSource):
     def list_parts(self) -> list[str]:
         return list_partitions(list(self._brokers), list(self._topics), add_config=self._add_config)
 
+    def consumer_config(self) -> dict[str, Any]:
+        """The librdkafka settings of every partition's consumer: the connector's,
+        :data:`CONSUMER_DEFAULTS`, then the source's ``add_config``."""
+        return {
+            "group.id": "BYTEWAX_IGNORED",
+            "enable.auto.commit": "false",
+            "bootstrap.servers": ",".join(self._brokers),
+            "enable.partition.eof": str(not self._tail),
+            "statistics.interval.ms": 1000,
+            **CONSUMER_DEFAULTS,
+            **self._add_config,
+        }
+
     def build_part(
         self, step_id: str, for_part: str, resume_state: int | None
     ) -> _KafkaSourcePartition:
         idx, topic = for_part.split("-", 1)
         if topic not in self._topics:
             raise ValueError(f"cannot resume partition {for_part!r}: not one of {self._topics}")
-        config = {
-            "group.id": "BYTEWAX_IGNORED",
-            "enable.auto.commit": "false",
-            "bootstrap.servers": ",".join(self._brokers),
-            "enable.partition.eof": str(not self._tail),
-            "statistics.interval.ms": 1000,
-            "logger": LibrdkafkaLog(),
-        }
-        config.update(self._add_config)
+        config = {"logger": LibrdkafkaLog(), **self.consumer_config()}
         return _LagReportingPartition(
             step_id,
             config,

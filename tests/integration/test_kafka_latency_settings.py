@@ -1,0 +1,79 @@
+"""The Kafka settings that decide a service's latency (benchmarks/service_latency.py): what
+the flows' consumers are built with and how their partitions poll. Checked on what the flows
+build, so undoing a setting fails here; the speed itself is the benchmark's."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from bytewax.dataflow import Dataflow
+from confluent_kafka import OFFSET_BEGINNING
+
+from makerflow.broker import Broker
+from makerflow.flows import ticks
+from makerflow.flows.common import FlowSettings
+from makerflow.kafka_admin import ensure_topics, produce_raw
+from makerflow.sources.kafka import (
+    CONSUMER_DEFAULTS,
+    LagReportingKafkaSource,
+    _ConsumeWithoutWaiting,
+)
+
+
+def kafka_sources(flow: Dataflow) -> Iterator[LagReportingKafkaSource]:
+    def walk(step: object) -> Iterator[Any]:
+        for sub in getattr(step, "substeps", []):
+            src = getattr(sub, "source", None)
+            if isinstance(src, LagReportingKafkaSource):
+                yield src
+            yield from walk(sub)
+
+    return walk(flow)
+
+
+def test_the_ticks_service_consumers_wait_at_most_5_ms_for_a_fetch() -> None:
+    # tansu answers a waiting fetch only when fetch.wait.max.ms is over: librdkafka's 500 ms
+    # default was most of the latency from a book update to an intent.
+    flow = ticks.build_flow(FlowSettings(brokers=("127.0.0.1:1",)))
+    sources = list(kafka_sources(flow))
+    assert len(sources) == 2  # md.book and md.trades
+    for src in sources:
+        config = src.consumer_config()
+        assert int(config["fetch.wait.max.ms"]) <= 5, config
+        assert config["fetch.wait.max.ms"] == CONSUMER_DEFAULTS["fetch.wait.max.ms"]
+
+
+def test_a_source_add_config_still_overrides_the_defaults() -> None:
+    src = LagReportingKafkaSource(["127.0.0.1:1"], ["t"], add_config={"fetch.wait.max.ms": "100"})
+    assert src.consumer_config()["fetch.wait.max.ms"] == "100"
+
+
+@pytest.mark.slow
+def test_a_partition_polls_without_waiting_and_still_reads_everything(
+    broker: Broker, unique: Callable[[str], str]
+) -> None:
+    # Bytewax 0.21.1 polls with consume(batch, 0.001): librdkafka waits the whole millisecond
+    # unless the batch fills, once per partition per round. The partition's consumer must be
+    # the non-waiting one, and must still hand over every message.
+    name = unique("lat.poll")
+    ensure_topics([broker.bootstrap], [name])
+    produce_raw([broker.bootstrap], name, [(b"k", b"%d" % i) for i in range(5)])
+    source = LagReportingKafkaSource(
+        [broker.bootstrap], [name], tail=False, starting_offset=OFFSET_BEGINNING
+    )
+    part = source.build_part("lat_step", f"0-{name}", None)
+    assert isinstance(part._consumer, _ConsumeWithoutWaiting)
+    got: list[bytes] = []
+    try:
+        deadline = time.monotonic() + 15  # a bound on the test, not a measured time
+        while time.monotonic() < deadline:
+            try:
+                got += [m.value for m in part.next_batch()]
+            except StopIteration:
+                break
+    finally:
+        part.close()
+    assert got == [b"%d" % i for i in range(5)]
