@@ -170,6 +170,7 @@ class TopicWatch(threading.Thread):
         self.count = 0
         self.last_at = time.monotonic()
         self._halt = threading.Event()
+        self._pause = threading.Event()
         self._on = on_message
         self._c = Consumer(
             {
@@ -185,8 +186,13 @@ class TopicWatch(threading.Thread):
         self._c.assign([TopicPartition(topic, p, offset) for p in meta.topics[topic].partitions])
 
     def run(self) -> None:
+        paused = False
         try:
             while not self._halt.is_set():
+                if self._pause.is_set() != paused:
+                    paused = not paused
+                    parts = self._c.assignment()
+                    self._c.pause(parts) if paused else self._c.resume(parts)
                 # poll, not consume: consume(n, timeout) waits for n messages or the timeout.
                 m = self._c.poll(0.05)
                 if m is not None:
@@ -201,11 +207,12 @@ class TopicWatch(threading.Thread):
             self._c.close()
 
     def pause(self) -> None:
-        """Stop fetching (an idle measurement must not count this watcher's fetches)."""
-        self._c.pause(self._c.assignment())
+        """Stop fetching (an idle measurement must not count this watcher's fetches). The
+        watcher's own thread pauses its consumer: a pause from here would wait for its poll."""
+        self._pause.set()
 
     def resume(self) -> None:
-        self._c.resume(self._c.assignment())
+        self._pause.clear()
 
     def quiet_for(self) -> float:
         return time.monotonic() - self.last_at

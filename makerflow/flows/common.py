@@ -67,7 +67,9 @@ class TopicIO:
         self.settings = settings
         self._dead: list[Stream[DeadLetter]] = []
 
-    def read(self, topic: Topic[Any]) -> Stream[Any]:
+    def read(self, topic: Topic[Any], *, caught_up_markers: bool = False) -> Stream[Any]:
+        """The topic's events (with ``caught_up_markers``, also
+        :class:`~makerflow.schemas.markers.CaughtUp` markers: see ``kafka_input``)."""
         s: EventStreams[Any] = kafka_input(
             f"in_{topic.name.replace('.', '_')}",
             self.flow,
@@ -75,6 +77,7 @@ class TopicIO:
             topic=topic,
             tail=self.settings.tail,
             starting_offset=self.settings.starting_offset,
+            caught_up_markers=caught_up_markers,
         )
         self._dead.append(s.errs)
         return s.oks

@@ -45,6 +45,9 @@ class TwoStreamMerger:
         self.released = -1
         """Latest event time released."""
         self._late: list[DataQuality] = []
+        # What the other stream had shown at each stream's previous caught-up marker.
+        self._book_mark = -1
+        self._trades_mark = -1
 
     def push(self, ev: MarketData) -> list[MarketData]:
         """Take one event; return the events now safe to process, in event-time order."""
@@ -58,6 +61,23 @@ class TwoStreamMerger:
             self.book.append(ev)
             if ev.ts > self.book_seen:
                 self.book_seen = ev.ts
+        return self._release(final=False)
+
+    def caught_up(self, trades: bool) -> list[MarketData]:
+        """The trades stream's source (``trades``) or the book's says it has nothing pending
+        (a :class:`~makerflow.schemas.markers.CaughtUp` marker): the other stream's events
+        seen by the *previous* such marker need not wait for it any longer. One marker
+        later, not at once: the marker before may come from a fetch sent before those
+        events were at the broker; the source sends its markers a whole fetch apart."""
+        if trades:
+            mark, self._trades_mark = self._trades_mark, self.book_seen
+            if mark > self.trades_seen:
+                self.trades_seen = mark
+        else:
+            mark, self._book_mark = self._book_mark, self.trades_seen
+            # A trade waits for a book time *past* its own (ties: the book first).
+            if mark + 1 > self.book_seen and mark >= 0:
+                self.book_seen = mark + 1
         return self._release(final=False)
 
     def flush(self) -> list[MarketData]:

@@ -7,6 +7,7 @@ Every message in becomes either an event on ``oks`` or a :class:`DeadLetter` on 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -19,12 +20,13 @@ from bytewax.connectors.kafka import (
     _KafkaSourcePartition,
 )
 from bytewax.dataflow import Dataflow, Stream, operator
-from confluent_kafka import OFFSET_BEGINNING
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from makerflow import metrics
 from makerflow.kafka_admin import LibrdkafkaLog, list_partitions
 from makerflow.schemas.codec import EventCodec, EventDecodeError, dead_letter
 from makerflow.schemas.events import DeadLetter
+from makerflow.schemas.markers import CaughtUp
 from makerflow.schemas.topics import Topic
 
 E = TypeVar("E")
@@ -88,7 +90,13 @@ class MessageDecoder(Generic[E]):
         append = out.append
         decode = self.codec.decode
         dead = 0
+        markers = 0
         for msg in msgs:
+            if type(msg) is CaughtUp:
+                # Not data: passed on for the merge downstream, not counted as an event.
+                append(msg)
+                markers += 1
+                continue
             if isinstance(msg, KafkaError):
                 reason = f"kafka consumer error: {msg.err}"
                 src = msg.msg
@@ -111,7 +119,7 @@ class MessageDecoder(Generic[E]):
             )
             append(Rejected(letter))
             dead += 1
-        self._in.inc(len(msgs))
+        self._in.inc(len(msgs) - markers)
         if dead:
             self._dead.inc(dead)
         self._observe_lag(msgs, out)
@@ -217,6 +225,35 @@ class _LagReportingPartition(_KafkaSourcePartition):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._consumer = _ConsumeWithoutWaiting(self._consumer)  # type: ignore[assignment]
+        self.caught_up_every_ns: int | None = None
+        """Send :class:`CaughtUp` markers this often while caught up (None: never)."""
+        self._keys: set[bytes] = set()
+        self._marked_at = 0
+        self._tp = TopicPartition(self._topic, self._part_idx)
+
+    def next_batch(self) -> list[Any]:
+        batch: list[Any] = super().next_batch()
+        every = self.caught_up_every_ns
+        if every is None:
+            return batch
+        if batch:
+            keys = self._keys
+            for m in batch:
+                if m.key is not None and m.key not in keys:
+                    keys.add(m.key)
+            return batch
+        now = time.monotonic_ns()
+        if not self._keys or now - self._marked_at < every:
+            return batch
+        # Caught up: nothing unread here (the poll was empty) and the offset at the end the
+        # broker reported with its last fetch answer (tansu's short end is a batch's first
+        # offset + 1: the whole batch came with it, so this still means all was handed over).
+        _, end = self._consumer.get_watermark_offsets(self._tp, cached=True)
+        if end < 0 or self._offset < end:
+            return batch
+        self._marked_at = now
+        topic, part = self._topic, self._part_idx
+        return [CaughtUp(k.decode(errors="replace"), topic, part) for k in sorted(self._keys)]
 
     def _process_stats(self, json_stats: str) -> None:
         super()._process_stats(json_stats)
@@ -235,6 +272,11 @@ class LagReportingKafkaSource(KafkaSource):
     Here the listing waits with one "cannot reach Kafka at ..." (and a reminder a minute),
     and the consumers' librdkafka lines go through logging with repeats held back.
     """
+
+    def __init__(self, *args: Any, caught_up_markers: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.caught_up_markers = caught_up_markers
+        """Whether a caught-up partition sends :class:`CaughtUp` markers for its keys."""
 
     def list_parts(self) -> list[str]:
         return list_partitions(list(self._brokers), list(self._topics), add_config=self._add_config)
@@ -259,7 +301,7 @@ class LagReportingKafkaSource(KafkaSource):
         if topic not in self._topics:
             raise ValueError(f"cannot resume partition {for_part!r}: not one of {self._topics}")
         config = {"logger": LibrdkafkaLog(), **self.consumer_config()}
-        return _LagReportingPartition(
+        part = _LagReportingPartition(
             step_id,
             config,
             topic,
@@ -269,6 +311,11 @@ class LagReportingKafkaSource(KafkaSource):
             self._batch_size,
             self._raise_on_errors,
         )
+        if self.caught_up_markers:
+            # One whole fetch (plus a millisecond) between two markers: the second one is
+            # from a fetch answered after the first was sent.
+            part.caught_up_every_ns = (int(config.get("fetch.wait.max.ms", 500)) + 1) * 1_000_000
+        return part
 
 
 @operator
@@ -282,6 +329,7 @@ def kafka_input(
     starting_offset: int = OFFSET_BEGINNING,
     add_config: dict[str, str] | None = None,
     batch_size: int = 1000,
+    caught_up_markers: bool = False,
 ) -> EventStreams[E]:
     """Read ``topic`` (one Bytewax partition per Kafka partition) as typed events.
 
@@ -289,6 +337,9 @@ def kafka_input(
     reported end (high watermark) can fall short of the real one (see ``makerflow.broker``);
     the consumer still reads whole batches, so records past the reported end that arrived in
     the same batch are kept.
+
+    ``caught_up_markers``: the events come with :class:`~makerflow.schemas.markers.CaughtUp`
+    markers (on ``oks``) while a partition has nothing pending, for a live merge downstream.
     """
     # The connector's source directly, not ``kop.input``: that one splits consumer errors off
     # and this step would merge them straight back, two extra Python calls per message.
@@ -300,6 +351,7 @@ def kafka_input(
         add_config=add_config,
         batch_size=batch_size,
         raise_on_errors=False,
+        caught_up_markers=caught_up_markers,
     )
     raw = op.input("kafka", flow, source)
     return decode_events("decode", raw, topic.codec, step=step_id)

@@ -16,11 +16,18 @@ from makerflow.broker import Broker
 from makerflow.flows import ticks
 from makerflow.flows.common import FlowSettings
 from makerflow.kafka_admin import ensure_topics, produce_raw
+from makerflow.operators.ticks import TicksConfig, _TicksLogic
+from makerflow.schemas.events import BookSnapshot
+from makerflow.schemas.markers import CaughtUp
 from makerflow.sources.kafka import (
     CONSUMER_DEFAULTS,
     LagReportingKafkaSource,
     _ConsumeWithoutWaiting,
 )
+from makerflow.sources.recorded import read_recorded
+from tests.conftest import FIXTURES
+
+SPOT = FIXTURES / "md" / "binance_spot_btcusdt_20240808_head6000.gz"
 
 
 def kafka_sources(flow: Dataflow) -> Iterator[LagReportingKafkaSource]:
@@ -77,3 +84,54 @@ def test_a_partition_polls_without_waiting_and_still_reads_everything(
     finally:
         part.close()
     assert got == [b"%d" % i for i in range(5)]
+
+
+def test_the_live_ticks_flow_asks_both_topics_for_caught_up_markers() -> None:
+    live = [s.caught_up_markers for s in kafka_sources(ticks.build_flow(FlowSettings()))]
+    assert live == [True, True]
+    replay = ticks.build_flow(FlowSettings(tail=False))
+    assert [s.caught_up_markers for s in kafka_sources(replay)] == [False, False]
+    off = ticks.build_flow(FlowSettings(), TicksConfig(release_caught_up=False))
+    assert [s.caught_up_markers for s in kafka_sources(off)] == [False, False]
+
+
+@pytest.mark.slow
+def test_a_caught_up_partition_marks_each_of_its_keys(
+    broker: Broker, unique: Callable[[str], str]
+) -> None:
+    name = unique("lat.marks")
+    ensure_topics([broker.bootstrap], [name])
+    sent = [(b"binance:BTC/USDT", b"1"), (b"binance:ETH/USDT", b"2"), (b"binance:BTC/USDT", b"3")]
+    produce_raw([broker.bootstrap], name, sent)
+    source = LagReportingKafkaSource(
+        [broker.bootstrap], [name], starting_offset=OFFSET_BEGINNING, caught_up_markers=True
+    )
+    part = source.build_part("lat_step", f"0-{name}", None)
+    got: list[Any] = []
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not any(type(x) is CaughtUp for x in got):
+            got += part.next_batch()
+    finally:
+        part.close()
+    data = [x for x in got if type(x) is not CaughtUp]
+    marks = [x for x in got if type(x) is CaughtUp]
+    assert [(m.key, m.value) for m in data] == sent  # everything first, then the markers
+    assert got[: len(data)] == data
+    assert {(m.key, m.topic, m.partition) for m in marks} == {
+        ("binance:BTC/USDT", name, 0),
+        ("binance:ETH/USDT", name, 0),
+    }
+
+
+def test_the_ticks_step_releases_a_held_update_a_trades_marker_later() -> None:
+    # An hour's bound: only the trades partition's markers can release the snapshot's tick.
+    snap = next(e for e in read_recorded(SPOT) if isinstance(e, BookSnapshot))
+    logic = _TicksLogic("t", TicksConfig(align_ms=3_600_000), True, None, trades_topic="md.trades")
+    key = f"{snap.venue}:{snap.symbol}"
+    assert logic.on_batch([snap])[0] == []
+    assert logic.on_batch([CaughtUp(key, "md.book", 0)] * 2)[0] == []  # the book's own
+    assert logic.on_batch([CaughtUp(key, "md.trades", 0)])[0] == []
+    out = logic.on_batch([CaughtUp(key, "md.trades", 0)])[0]
+    assert [type(x).__name__ for x in out] == ["Tick"]
+    assert out[0].ts == snap.ts
