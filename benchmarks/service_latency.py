@@ -105,6 +105,8 @@ class Config:
     consumer: dict[str, Any] = field(default_factory=dict)
     producer: dict[str, Any] = field(default_factory=dict)
     epoch_ms: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    """More environment of both services (``MAKERFLOW__TICKS__...`` overrides)."""
 
     @property
     def launched(self) -> bool:
@@ -137,6 +139,8 @@ class Run:
     """Tick event time -> its Kafka timestamp: when the ticks service produced it (ms)."""
     intent_at: dict[int, int] = field(default_factory=dict)
     intent_made: dict[int, int] = field(default_factory=dict)
+    late: int = 0
+    """``out_of_order`` findings on md.quality: events the merge released too early."""
     idle_cpu: dict[str, float] = field(default_factory=dict)
     """Process -> CPU % of one core while no data flows (after the warm-up)."""
 
@@ -151,6 +155,10 @@ class Run:
         if ts not in self.intent_at:
             self.intent_at[ts] = now
             self.intent_made[ts] = m.timestamp()[1] * MS
+
+    def on_quality(self, m: Message, now: int) -> None:
+        if json.loads(m.value()).get("kind") == "out_of_order":
+            self.late += 1
 
 
 def cpu_seconds(pid: int) -> float:
@@ -187,7 +195,7 @@ def merge_hold_ms(run: Run, align_ms: int) -> dict[int, float]:
 def start(
     cfg: Config, name: str, brokers: str, config: Path, logs: Path
 ) -> Any:  # subprocess.Popen
-    extra = {"MAKERFLOW_TAIL": "1"}
+    extra = {"MAKERFLOW_TAIL": "1", **cfg.env}
     if cfg.align_ms is not None:
         extra["MAKERFLOW__TICKS__ALIGN_MS"] = str(cfg.align_ms)
     env = service_env(brokers, config, **extra)
@@ -218,8 +226,10 @@ def measure(cfg: Config, seconds: float, speed: float, logs: Path, idle_s: float
         ensure_topics([b.bootstrap], list(t.TOPICS))
         ticks = TopicWatch(b.bootstrap, t.TICKS.name, run.on_tick, clock=time.time_ns)
         intents = TopicWatch(b.bootstrap, t.ORDER_INTENTS.name, run.on_intent, clock=time.time_ns)
+        quality = TopicWatch(b.bootstrap, t.MD_QUALITY.name, run.on_quality)
         ticks.start()
         intents.start()
+        quality.start()
         assert b._proc is not None
         procs = [start(cfg, n, b.bootstrap, config, logs) for n in ("ticks", "quoter")]
         out = Sender(producer([b.bootstrap], **{"linger.ms": 0}))
@@ -245,17 +255,18 @@ def measure(cfg: Config, seconds: float, speed: float, logs: Path, idle_s: float
             time.sleep(1.0)
             pids = {"ticks": procs[0].pid, "quoter": procs[1].pid, "broker": b._proc.pid}
             # This process's watchers pause meanwhile: the broker's figure is the services'.
-            ticks.pause()
-            intents.pause()
+            for w in (ticks, intents, quality):
+                w.pause()
             time.sleep(0.5)
             run.idle_cpu = idle_cpu(pids, idle_s)
-            ticks.resume()
-            intents.resume()
+            for w in (ticks, intents, quality):
+                w.resume()
             time.sleep(0.5)
             run.tick_at.clear()
             run.tick_made.clear()
             run.intent_at.clear()
             run.intent_made.clear()
+            run.late = 0
             # The measured stretch continues the warm-up's update ids: the book stays valid.
             i = start_i + 200
             base_ts = events[i].ts
@@ -280,6 +291,7 @@ def measure(cfg: Config, seconds: float, speed: float, logs: Path, idle_s: float
                 stop(p)
             ticks.close()
             intents.close()
+            quality.close()
     return run
 
 
@@ -341,6 +353,15 @@ def main() -> int:
     consumer, prod = parse_variant(args.variant)
     known = {
         "default": Config("shipped defaults"),
+        "nomarkers": Config(
+            "defaults, release_caught_up off",
+            env={"MAKERFLOW__TICKS__RELEASE_CAUGHT_UP": "false"},
+        ),
+        "before": Config(
+            "as before (fetch.wait.max.ms 500, no markers)",
+            consumer={"fetch.wait.max.ms": 500},
+            env={"MAKERFLOW__TICKS__RELEASE_CAUGHT_UP": "false"},
+        ),
         "align0": Config("align_ms 0", align_ms=0),
         "tuned": Config("defaults + " + " ".join(args.variant), None, consumer, prod),
         "tuned0": Config("align_ms 0 + " + " ".join(args.variant), 0, consumer, prod),
@@ -365,7 +386,10 @@ def main() -> int:
             align = shipped_align if cfg.align_ms is None else cfg.align_ms
             hops = legs(r, align)
             cpu = ", ".join(f"{n} {v:.1f}%" for n, v in r.idle_cpu.items())
-            print(f"\n{cfg.name} (run {k + 1}): {len(r.sent)} events sent; idle CPU {cpu}")
+            print(
+                f"\n{cfg.name} (run {k + 1}): {len(r.sent)} events sent,"
+                f" {r.late} late (out_of_order); idle CPU {cpu}"
+            )
             print(f"{'leg':<42} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
             for name, xs in hops.items():
                 print(row(name, xs))

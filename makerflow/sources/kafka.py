@@ -214,6 +214,12 @@ class _ConsumeWithoutWaiting:
         return getattr(self._consumer, name)
 
 
+# Batches that marker-sending partitions of this process have handed over (see
+# ``_LagReportingPartition.next_batch``). Two worker threads may race on it; a lost increment
+# only costs a marker, and what it would have released then waits for the merge's bound.
+_batches_with_data = 0
+
+
 class _LagReportingPartition(_KafkaSourcePartition):
     """Bytewax's Kafka partition, also publishing ``makerflow_kafka_consumer_lag``, whose
     polls do not wait (:class:`_ConsumeWithoutWaiting`).
@@ -229,14 +235,17 @@ class _LagReportingPartition(_KafkaSourcePartition):
         """Send :class:`CaughtUp` markers this often while caught up (None: never)."""
         self._keys: set[bytes] = set()
         self._marked_at = 0
+        self._seen_at_marks = (-1, -1)  # _batches_with_data at the last two markers
         self._tp = TopicPartition(self._topic, self._part_idx)
 
     def next_batch(self) -> list[Any]:
+        global _batches_with_data
         batch: list[Any] = super().next_batch()
         every = self.caught_up_every_ns
         if every is None:
             return batch
         if batch:
+            _batches_with_data += 1
             keys = self._keys
             for m in batch:
                 if m.key is not None and m.key not in keys:
@@ -245,6 +254,12 @@ class _LagReportingPartition(_KafkaSourcePartition):
         now = time.monotonic_ns()
         if not self._keys or now - self._marked_at < every:
             return batch
+        # A merge releases what came before the marker before last, so two markers after the
+        # last data in this process there is nothing left for one to release: an idle
+        # service sends none (a market held in another process waits for the merge's bound).
+        seen = _batches_with_data
+        if seen == self._seen_at_marks[0]:
+            return batch
         # Caught up: nothing unread here (the poll was empty) and the offset at the end the
         # broker reported with its last fetch answer (tansu's short end is a batch's first
         # offset + 1: the whole batch came with it, so this still means all was handed over).
@@ -252,6 +267,7 @@ class _LagReportingPartition(_KafkaSourcePartition):
         if end < 0 or self._offset < end:
             return batch
         self._marked_at = now
+        self._seen_at_marks = (self._seen_at_marks[1], seen)
         topic, part = self._topic, self._part_idx
         return [CaughtUp(k.decode(errors="replace"), topic, part) for k in sorted(self._keys)]
 
