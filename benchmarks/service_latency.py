@@ -72,6 +72,7 @@ from makerflow.kafka_admin import Sender, ensure_topics, producer
 from makerflow.schemas import topics as t
 from makerflow.schemas.codec import encode
 from makerflow.schemas.events import BookSnapshot, Trade
+from makerflow.sources.kafka import CONSUMER_DEFAULTS
 
 TARGET_MS = 5.0
 MS = 1e6
@@ -174,21 +175,36 @@ def idle_cpu(pids: dict[str, int], seconds: float) -> dict[str, float]:
     return {n: 100 * (cpu_seconds(p) - c0[n]) / dt for n, p in pids.items()}
 
 
-def merge_hold_ms(run: Run, align_ms: int) -> dict[int, float]:
+def merge_hold_ms(run: Run, align_ms: int, marker_ms: int, release: str) -> dict[int, float]:
     """What the ticks service's event-time merge alone holds each event: the merge
-    (``TwoStreamMerger``, live bound ``align_ms``) fed with this process's send times, as
-    if every hop took no time. Event time -> ms held."""
+    (``TwoStreamMerger``, live bound ``align_ms``) fed with this process's send times, and
+    the caught-up markers ``release`` asks for every ``marker_ms``, as if every hop took no
+    time. Event time -> ms held."""
     if align_ms <= 0:
         return {}
     from makerflow.operators.align import TwoStreamMerger
 
     m = TwoStreamMerger(align_ms * MS)
+    items: list[tuple[int, int, Any]] = [(sent, 0, ev) for sent, ev in run.arrivals]
+    marking = [
+        s for s in ("book", "trades") if release in ("both", "trades" if s == "book" else "book")
+    ]
+    if marking and run.arrivals:
+        t, end = run.arrivals[0][0], run.arrivals[-1][0] + align_ms * MS
+        while t <= end:
+            items += [(t, 1, s) for s in marking]
+            t += marker_ms * MS
+    items.sort(key=lambda x: (x[0], x[1]))
     held: dict[int, float] = {}
     at: dict[int, int] = {}
-    for sent, ev in run.arrivals:
-        at[id(ev)] = sent
-        for out in m.push(ev):
-            held.setdefault(out.ts, (sent - at[id(out)]) / MS)
+    for now, kind, x in items:
+        if kind == 0:
+            at[id(x)] = now
+            outs = m.push(x)
+        else:
+            outs = m.caught_up(trades=x == "trades")
+        for out in outs:
+            held.setdefault(out.ts, (now - at[id(out)]) / MS)
     return held
 
 
@@ -217,7 +233,7 @@ def start(
     )
 
 
-def measure(cfg: Config, seconds: float, speed: float, logs: Path, idle_s: float) -> Run:
+def measure(cfg: Config, seconds: float, speed: float, logs: Path, idle_s: float, pace: str) -> Run:
     events = recording()
     config = logs / "makerflow.toml"
     config.write_text(QUOTER_TOML)
@@ -269,11 +285,17 @@ def measure(cfg: Config, seconds: float, speed: float, logs: Path, idle_s: float
             run.late = 0
             # The measured stretch continues the warm-up's update ids: the book stays valid.
             i = start_i + 200
-            base_ts = events[i].ts
+
+            def at(e: Any) -> int:
+                # When the recorder received it (the venue's own skew between its book and
+                # trade streams), or its event time if the recording has none.
+                return int(getattr(e, "recv_ts", 0) or e.ts) if pace == "recv" else int(e.ts)
+
+            base_ts = at(events[i])
             t0 = time.perf_counter_ns()
             while i < len(events):
                 e = events[i]
-                due = t0 + (e.ts - base_ts) / speed
+                due = t0 + (at(e) - base_ts) / speed
                 if due - t0 > seconds * 1e9:
                     break
                 wait = (due - time.perf_counter_ns()) / 1e9
@@ -302,13 +324,13 @@ def row(name: str, xs: list[float]) -> str:
     )
 
 
-def legs(r: Run, align_ms: int) -> dict[str, list[float]]:
+def legs(r: Run, align_ms: int, marker_ms: int, release: str) -> dict[str, list[float]]:
     """Each hop in ms: the ticks hops over every book update that made a tick, the quoter
     hops over those that also made an intent. A service's produce time is its message's
     Kafka timestamp (1 ms resolution)."""
     ticked = [ts for ts in r.sent if ts in r.tick_at]
     both = [ts for ts in ticked if ts in r.intent_at]
-    held = merge_hold_ms(r, align_ms)
+    held = merge_hold_ms(r, align_ms, marker_ms, release)
 
     def d(a: dict[int, int], b: dict[int, int], keys: list[int]) -> list[float]:
         return [(b[ts] - a[ts]) / MS for ts in keys]
@@ -316,7 +338,7 @@ def legs(r: Run, align_ms: int) -> dict[str, list[float]]:
     ticks_leg = d(r.sent, r.tick_made, ticked)
     return {
         "update sent -> tick produced (ticks)": ticks_leg,
-        "  of it: the merge's hold (model)": [held.get(ts, 0.0) for ts in ticked],
+        "  of it: the merge's hold (model, no hops)": [held.get(ts, 0.0) for ts in ticked],
         "  of it: transport + compute": [
             x - held.get(ts, 0.0) for x, ts in zip(ticks_leg, ticked, strict=True)
         ],
@@ -334,6 +356,12 @@ def main() -> int:
     ap.add_argument("--speed", type=float, default=1.0, help="times recorded pace")
     ap.add_argument("--idle", type=float, default=5.0, help="seconds of idle CPU measured")
     ap.add_argument("--repeat", type=int, default=1, help="runs per configuration")
+    ap.add_argument(
+        "--pace",
+        choices=["recv", "event"],
+        default="recv",
+        help="send at the recorded receive times (the venue's skew kept) or event times",
+    )
     ap.add_argument(
         "--variant",
         nargs="*",
@@ -355,12 +383,16 @@ def main() -> int:
         "default": Config("shipped defaults"),
         "nomarkers": Config(
             "defaults, release_caught_up off",
-            env={"MAKERFLOW__TICKS__RELEASE_CAUGHT_UP": "false"},
+            env={"MAKERFLOW__TICKS__RELEASE_CAUGHT_UP": "none"},
+        ),
+        "both": Config(
+            "defaults, release_caught_up both",
+            env={"MAKERFLOW__TICKS__RELEASE_CAUGHT_UP": "both"},
         ),
         "before": Config(
             "as before (fetch.wait.max.ms 500, no markers)",
             consumer={"fetch.wait.max.ms": 500},
-            env={"MAKERFLOW__TICKS__RELEASE_CAUGHT_UP": "false"},
+            env={"MAKERFLOW__TICKS__RELEASE_CAUGHT_UP": "none"},
         ),
         "align0": Config("align_ms 0", align_ms=0),
         "tuned": Config("defaults + " + " ".join(args.variant), None, consumer, prod),
@@ -377,14 +409,19 @@ def main() -> int:
     from makerflow.operators.ticks import TicksConfig
 
     shipped_align = TicksConfig().align_ms
+    shipped_release = TicksConfig().release_caught_up
     p99s: dict[str, list[float]] = {}
     p50s: dict[str, list[float]] = {}
     for k in range(args.repeat):
         for key in configs:
             cfg = known[key]
-            r = measure(cfg, args.seconds, args.speed, logs, args.idle)
+            r = measure(cfg, args.seconds, args.speed, logs, args.idle, args.pace)
             align = shipped_align if cfg.align_ms is None else cfg.align_ms
-            hops = legs(r, align)
+            wait = int(
+                cfg.consumer.get("fetch.wait.max.ms", CONSUMER_DEFAULTS["fetch.wait.max.ms"])
+            )
+            release = cfg.env.get("MAKERFLOW__TICKS__RELEASE_CAUGHT_UP", shipped_release)
+            hops = legs(r, align, wait + 1, release)
             cpu = ", ".join(f"{n} {v:.1f}%" for n, v in r.idle_cpu.items())
             print(
                 f"\n{cfg.name} (run {k + 1}): {len(r.sent)} events sent,"

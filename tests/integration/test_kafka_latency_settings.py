@@ -87,13 +87,27 @@ def test_a_partition_polls_without_waiting_and_still_reads_everything(
     assert got == [b"%d" % i for i in range(5)]
 
 
-def test_the_live_ticks_flow_asks_both_topics_for_caught_up_markers() -> None:
-    live = [s.caught_up_markers for s in kafka_sources(ticks.build_flow(FlowSettings()))]
-    assert live == [True, True]
+def markers_of(flow: Dataflow) -> dict[str, bool]:
+    return {s._topics[0]: s.caught_up_markers for s in kafka_sources(flow)}
+
+
+def test_the_live_ticks_flow_asks_md_book_for_caught_up_markers() -> None:
+    # Held trades go when md.book is caught up; book updates keep waiting for the trades
+    # (on the recorded Binance data trades arrive up to 166 ms behind later book updates).
+    assert markers_of(ticks.build_flow(FlowSettings())) == {"md.book": True, "md.trades": False}
     replay = ticks.build_flow(FlowSettings(tail=False))
-    assert [s.caught_up_markers for s in kafka_sources(replay)] == [False, False]
-    off = ticks.build_flow(FlowSettings(), TicksConfig(release_caught_up=False))
-    assert [s.caught_up_markers for s in kafka_sources(off)] == [False, False]
+    assert markers_of(replay) == {"md.book": False, "md.trades": False}
+    for release, want in (
+        ("none", (False, False)),
+        ("book", (False, True)),
+        ("both", (True, True)),
+    ):
+        flow = ticks.build_flow(FlowSettings(), TicksConfig(release_caught_up=release))
+        assert markers_of(flow) == dict(zip(("md.book", "md.trades"), want, strict=True))
+    no_merge = ticks.build_flow(FlowSettings(), TicksConfig(align_ms=0))
+    assert markers_of(no_merge) == {"md.book": False, "md.trades": False}
+    with pytest.raises(ValueError, match="release_caught_up must be one of"):
+        TicksConfig(release_caught_up="yes")
 
 
 @pytest.mark.slow
