@@ -133,6 +133,8 @@ class Run:
 
     sent: dict[int, int] = field(default_factory=dict)
     """Event time (a book update's or a trade's) -> when this process produced it."""
+    trade_ts: set[int] = field(default_factory=set)
+    """Event times of the trades sent (the rest are book updates)."""
     arrivals: list[tuple[int, Any]] = field(default_factory=list)
     """(sent, event) of every event of the measured stretch: the merge-hold model's input."""
     tick_at: dict[int, int] = field(default_factory=dict)
@@ -302,6 +304,8 @@ def measure(cfg: Config, seconds: float, speed: float, logs: Path, idle_s: float
                 if wait > 0:
                     time.sleep(wait)
                 now = time.time_ns()
+                if e.ts not in run.sent and isinstance(e, Trade):
+                    run.trade_ts.add(e.ts)
                 run.sent.setdefault(e.ts, now)
                 run.arrivals.append((now, e))
                 send(e)
@@ -336,8 +340,14 @@ def legs(r: Run, align_ms: int, marker_ms: int, release: str) -> dict[str, list[
         return [(b[ts] - a[ts]) / MS for ts in keys]
 
     ticks_leg = d(r.sent, r.tick_made, ticked)
+    books = [ts for ts in ticked if ts not in r.trade_ts]
+    trades = [ts for ts in ticked if ts in r.trade_ts]
     return {
         "update sent -> tick produced (ticks)": ticks_leg,
+        "  book update sent -> its tick produced": d(r.sent, r.tick_made, books),
+        "    the merge's hold of it (model)": [held.get(ts, 0.0) for ts in books],
+        "  trade sent -> its tick produced": d(r.sent, r.tick_made, trades),
+        "    the merge's hold of it (model) ": [held.get(ts, 0.0) for ts in trades],
         "  of it: the merge's hold (model, no hops)": [held.get(ts, 0.0) for ts in ticked],
         "  of it: transport + compute": [
             x - held.get(ts, 0.0) for x, ts in zip(ticks_leg, ticked, strict=True)

@@ -4,8 +4,13 @@ build, so undoing a setting fails here; the speed itself is the benchmark's."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,18 +20,20 @@ from confluent_kafka import OFFSET_BEGINNING
 from makerflow.broker import Broker
 from makerflow.flows import ticks
 from makerflow.flows.common import FlowSettings
-from makerflow.kafka_admin import ensure_topics, produce_raw
+from makerflow.kafka_admin import ensure_topics, produce_raw, read_topic
 from makerflow.operators.ticks import TicksConfig, _TicksLogic
+from makerflow.schemas.codec import encode
 from makerflow.schemas.config import ConfigError
-from makerflow.schemas.events import BookSnapshot
+from makerflow.schemas.events import BookSnapshot, DeadLetter, Trade
 from makerflow.schemas.markers import CaughtUp
+from makerflow.schemas.topics import MD_BOOK, MD_TRADES, TICKS, TOPICS
 from makerflow.sources.kafka import (
     CONSUMER_DEFAULTS,
     LagReportingKafkaSource,
     _ConsumeWithoutWaiting,
 )
 from makerflow.sources.recorded import read_recorded
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, REPO
 
 SPOT = FIXTURES / "md" / "binance_spot_btcusdt_20240808_head6000.gz"
 
@@ -167,3 +174,43 @@ def test_the_environment_sets_the_fetch_wait_of_every_consumer() -> None:
     for bad in ("0", "fast", "-1"):
         with pytest.raises(ConfigError, match="MAKERFLOW_KAFKA_FETCH_WAIT_MS"):
             FlowSettings.from_env({"MAKERFLOW_KAFKA_FETCH_WAIT_MS": bad})
+
+
+@pytest.mark.slow
+def test_a_live_ticks_service_does_not_hold_a_trade_while_md_book_is_caught_up(
+    tmp_path: Path,
+) -> None:
+    # align_ms of an hour: without md.book's caught-up markers the trade would wait for a
+    # later book update or an hour of book time; with them its tick comes out.
+    events = [e for e in read_recorded(SPOT) if not isinstance(e, DeadLetter)]
+    snap = next(e for e in events if isinstance(e, BookSnapshot))
+    trade = next(e for e in events if isinstance(e, Trade) and e.ts > snap.ts)
+    log = tmp_path / "ticks.log"
+    with Broker() as b:
+        ensure_topics([b.bootstrap], list(TOPICS))
+        produce_raw([b.bootstrap], MD_BOOK.name, [(MD_BOOK.key_of(snap).encode(), encode(snap))])
+        produce_raw(
+            [b.bootstrap], MD_TRADES.name, [(MD_TRADES.key_of(trade).encode(), encode(trade))]
+        )
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("MAKERFLOW")},
+            "PYTHONPATH": str(REPO),
+            "MAKERFLOW_BROKERS": b.bootstrap,
+            "MAKERFLOW_METRICS_PORT": "0",
+            "MAKERFLOW__TICKS__ALIGN_MS": "3600000",
+        }
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bytewax.run", "makerflow.flows.ticks:flow"],
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                got = read_topic([b.bootstrap], TICKS.name, expected=2, idle=60, timeout=60)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=20)
+    ticks_ts = [json.loads(m.value())["ts"] for m in got]
+    assert ticks_ts == [snap.ts, trade.ts], log.read_text()[-2000:]
