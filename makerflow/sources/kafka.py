@@ -214,7 +214,7 @@ class _ConsumeWithoutWaiting:
         return getattr(self._consumer, name)
 
 
-# Batches that marker-sending partitions of this process have handed over (see
+# Batches that the Kafka partitions of this process have handed over (see
 # ``_LagReportingPartition.next_batch``). Two worker threads may race on it; a lost increment
 # only costs a marker, and what it would have released then waits for the merge's bound.
 _batches_with_data = 0
@@ -241,11 +241,13 @@ class _LagReportingPartition(_KafkaSourcePartition):
     def next_batch(self) -> list[Any]:
         global _batches_with_data
         batch: list[Any] = super().next_batch()
+        if batch:
+            # Any partition's data counts: a trade held for md.book's markers came on md.trades.
+            _batches_with_data += 1
         every = self.caught_up_every_ns
         if every is None:
             return batch
         if batch:
-            _batches_with_data += 1
             keys = self._keys
             for m in batch:
                 if m.key is not None and m.key not in keys:

@@ -189,9 +189,6 @@ def test_a_live_ticks_service_does_not_hold_a_trade_while_md_book_is_caught_up(
     with Broker() as b:
         ensure_topics([b.bootstrap], list(TOPICS))
         produce_raw([b.bootstrap], MD_BOOK.name, [(MD_BOOK.key_of(snap).encode(), encode(snap))])
-        produce_raw(
-            [b.bootstrap], MD_TRADES.name, [(MD_TRADES.key_of(trade).encode(), encode(trade))]
-        )
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("MAKERFLOW")},
             "PYTHONPATH": str(REPO),
@@ -208,6 +205,16 @@ def test_a_live_ticks_service_does_not_hold_a_trade_while_md_book_is_caught_up(
                 stderr=subprocess.STDOUT,
             )
             try:
+                # The snapshot waits for md.trades to show a later time: the trade, sent only
+                # once the service is serving (its first poll of md.trades found nothing) and
+                # md.book has long been quiet, releases it, and is then held for md.book.
+                first = read_topic([b.bootstrap], TICKS.name, expected=1, idle=6, timeout=6)
+                assert first == [], log.read_text()[-2000:]
+                produce_raw(
+                    [b.bootstrap],
+                    MD_TRADES.name,
+                    [(MD_TRADES.key_of(trade).encode(), encode(trade))],
+                )
                 got = read_topic([b.bootstrap], TICKS.name, expected=2, idle=60, timeout=60)
             finally:
                 proc.terminate()
