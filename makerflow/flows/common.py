@@ -34,8 +34,9 @@ class FlowSettings:
     Environment: ``MAKERFLOW_BROKERS`` (comma-separated, default ``127.0.0.1:9092``),
     ``MAKERFLOW_CONFIG`` (a TOML file for the service's own config, optional),
     ``MAKERFLOW_TAIL`` (``0`` to stop at the end of the topics: replay and backtests),
-    ``MAKERFLOW_FROM`` (``beginning`` or ``end``), ``MAKERFLOW_KAFKA_FETCH_WAIT_MS`` (the
-    consumers' ``fetch.wait.max.ms``; default ``sources.kafka.CONSUMER_DEFAULTS``, 5 ms).
+    ``MAKERFLOW_FROM`` (``beginning`` or ``end``), ``MAKERFLOW_KAFKA_FETCH_WAIT_MS`` (every
+    consumer's ``fetch.wait.max.ms``; default: ``sources.kafka.CONSUMER_DEFAULTS``, 5 ms, for
+    ``LOW_LATENCY_TOPICS``, librdkafka's 500 ms for the rest).
     """
 
     brokers: tuple[str, ...] = ("127.0.0.1:9092",)

@@ -27,7 +27,15 @@ from makerflow.kafka_admin import LibrdkafkaLog, list_partitions
 from makerflow.schemas.codec import EventCodec, EventDecodeError, dead_letter
 from makerflow.schemas.events import DeadLetter
 from makerflow.schemas.markers import CaughtUp
-from makerflow.schemas.topics import Topic
+from makerflow.schemas.topics import (
+    INDEX,
+    MD_BOOK,
+    MD_TRADES,
+    ORDER_INTENTS,
+    RISK_STATE,
+    TICKS,
+    Topic,
+)
 
 E = TypeVar("E")
 
@@ -38,10 +46,17 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     # waiting fetch as soon as data arrives, so there it only paces an idle consumer; tansu
     # (makerflow's embedded broker) answers only when the wait is over, so there it is the
     # delay of every message that arrives at an idle consumer (librdkafka's default, 500 ms,
-    # was most of a book update's 0.5 s to an intent). The cost is one fetch per wait per
-    # consumer: measured in benchmarks/service_latency.py (idle CPU of services and broker).
+    # was most of a book update's 0.5 s to an intent). The cost is a fetch per wait per idle
+    # consumer (on tansu ~3 % of a core each at 5 ms): only the consumers of
+    # LOW_LATENCY_TOPICS get it. Measured in benchmarks/service_latency.py.
     "fetch.wait.max.ms": 5,
 }
+LOW_LATENCY_TOPICS = frozenset(
+    t.name for t in (MD_BOOK, MD_TRADES, TICKS, INDEX, RISK_STATE, ORDER_INTENTS)
+)
+"""The path from market data to an order (and the halt that stops it): the topics whose
+consumers get :data:`CONSUMER_DEFAULTS`. The others (fills, order events, balances, control,
+...) keep librdkafka's defaults."""
 
 
 @dataclass(frozen=True)
@@ -301,14 +316,16 @@ class LagReportingKafkaSource(KafkaSource):
 
     def consumer_config(self) -> dict[str, Any]:
         """The librdkafka settings of every partition's consumer: the connector's,
-        :data:`CONSUMER_DEFAULTS`, then the source's ``add_config``."""
+        :data:`CONSUMER_DEFAULTS` when every topic is one of :data:`LOW_LATENCY_TOPICS`, then
+        the source's ``add_config``."""
+        fast = all(topic in LOW_LATENCY_TOPICS for topic in self._topics)
         return {
             "group.id": "BYTEWAX_IGNORED",
             "enable.auto.commit": "false",
             "bootstrap.servers": ",".join(self._brokers),
             "enable.partition.eof": str(not self._tail),
             "statistics.interval.ms": 1000,
-            **CONSUMER_DEFAULTS,
+            **(CONSUMER_DEFAULTS if fast else {}),
             **self._add_config,
         }
 

@@ -61,8 +61,23 @@ def test_the_ticks_service_consumers_wait_at_most_5_ms_for_a_fetch() -> None:
         assert config["fetch.wait.max.ms"] == CONSUMER_DEFAULTS["fetch.wait.max.ms"]
 
 
+def test_only_the_path_to_an_order_gets_the_short_wait() -> None:
+    # Every idle consumer with a short wait costs the broker a fetch per wait: fills, order
+    # events, balances and control keep librdkafka's default.
+    for topic in ("ticks", "index", "risk.state", "orders.intents"):
+        assert (
+            LagReportingKafkaSource(["127.0.0.1:1"], [topic]).consumer_config()["fetch.wait.max.ms"]
+            == CONSUMER_DEFAULTS["fetch.wait.max.ms"]
+        )
+    for topic in ("fills", "orders.events", "balances", "control"):
+        config = LagReportingKafkaSource(["127.0.0.1:1"], [topic]).consumer_config()
+        assert "fetch.wait.max.ms" not in config
+
+
 def test_a_source_add_config_still_overrides_the_defaults() -> None:
-    src = LagReportingKafkaSource(["127.0.0.1:1"], ["t"], add_config={"fetch.wait.max.ms": "100"})
+    src = LagReportingKafkaSource(
+        ["127.0.0.1:1"], ["ticks"], add_config={"fetch.wait.max.ms": "100"}
+    )
     assert src.consumer_config()["fetch.wait.max.ms"] == "100"
 
 
@@ -126,10 +141,14 @@ def test_a_caught_up_partition_marks_each_of_its_keys(
     sent = [(b"binance:BTC/USDT", b"1"), (b"binance:ETH/USDT", b"2"), (b"binance:BTC/USDT", b"3")]
     produce_raw([broker.bootstrap], name, sent)
     source = LagReportingKafkaSource(
-        [broker.bootstrap], [name], starting_offset=OFFSET_BEGINNING, caught_up_markers=True
+        [broker.bootstrap],
+        [name],
+        starting_offset=OFFSET_BEGINNING,
+        caught_up_markers=True,
+        add_config={"fetch.wait.max.ms": "5"},  # a test topic: not a low-latency one
     )
     part = source.build_part("lat_step", f"0-{name}", None)
-    assert part.caught_up_every_ns == (int(CONSUMER_DEFAULTS["fetch.wait.max.ms"]) + 1) * 10**6
+    assert part.caught_up_every_ns == 6 * 10**6  # one fetch wait + 1 ms
     got: list[Any] = []
     try:
         deadline = time.monotonic() + 15
