@@ -1,45 +1,70 @@
-"""Latency through Kafka: a book update produced to ``md.book`` -> its intent on
-``orders.intents``, with the ticks and the quoter services as separate processes.
+"""Latency through Kafka: a book update (or trade) produced to ``md.book`` / ``md.trades``
+-> its tick on ``ticks`` -> the quoter's intent on ``orders.intents``, with the ticks and the
+quoter services as separate processes, broken down per hop.
 
 Per configuration, on a fresh tansu broker on loopback: the ticks service and the quoter
 run under the Bytewax runner (``makerflow run ticks`` / ``quoter``, tailing), a warm-up
-sends the recorded BTC/USDT snapshot and waits for the first intent, then the recording's
-next events are produced to ``md.book`` / ``md.trades`` at recorded pace (``--speed``) for
-``--seconds``. Every book update carries its own event time; the tick it causes and the
-quoter's intents carry that time too, so each update is matched with the first tick and the
-first intent whose ``ts`` equals its own (updates that move nothing make neither). Times are
-taken in this process: just before ``produce`` (the bench's producer sends at once,
-``linger.ms=0``) and when this process's consumers (``fetch.wait.max.ms=1``) receive. Printed
-per configuration: p50 / p99 / max of update -> tick (the ticks service and two Kafka hops),
-tick -> intent (the quoter and one hop) and update -> intent, in ms. Target: p99 <= 5 ms.
+sends the recorded BTC/USDT snapshot and waits for the first intent, the idle CPU of both
+services and of the broker is measured (``--idle`` s; this process's watchers paused), then
+the recording's next events are produced at their recorded *receive* times (``--pace recv``:
+the venue's own skew between its book and trade streams kept; ``--speed``) for
+``--seconds``. An event's tick and intents carry its event time, so each is matched by
+``ts``. Hops (ms): sent here -> the tick's Kafka timestamp (the ticks service's produce
+time: its consumer's fetch wait and poll, the merge, the step) split into book updates and
+trades, each with the merge's hold alone (``merge_hold_ms``: the merge and its caught-up
+markers fed with the send times, no hops); the tick's timestamp -> seen here (flush, broker,
+this process's 1 ms fetch); tick -> the intent's timestamp (the quoter); intent -> seen
+here; and end to end. ``late``: ``out_of_order`` findings on md.quality. Kafka timestamps
+have 1 ms resolution. Target: p99 <= 5 ms.
 
-Configurations: the shipped defaults (the live event-time merge, ``[ticks] align_ms =
-200``), ``align_ms = 0`` (arrival order), and ``align_ms = 0`` with the Kafka client
-settings that decide a hop's wait set otherwise (``--variant KEY=VALUE`` on the consumer
-or ``producer.KEY=VALUE`` on the producer). A variant's settings are applied by a small
-launcher that updates the connector defaults and starts the same flow under Bytewax's
-``cli_main`` (what ``python -m bytewax.run`` calls).
+Configurations: ``before`` (the old consumer wait, 500 ms, no markers), ``nomarkers`` (the
+defaults with ``[ticks] release_caught_up = "none"``), ``default`` (the shipped defaults),
+``both`` (markers from both topics), ``tuned`` (the defaults with ``--variant``, by default
+every consumer's ``fetch.wait.max.ms=1``), ``--fetch-waits N ...``. A variant's Kafka
+settings are applied by a small launcher that updates the connector defaults and starts the
+same flow under Bytewax's ``cli_main`` (what ``python -m bytewax.run`` calls).
 
-What it found (2026-12-01, 2 shared cores, 20 s at recorded pace, 199 book updates; p50 / p99
-update -> intent): shipped defaults 336 / 532 ms; ``align_ms = 0`` 187 / 343 ms;
-``align_ms = 0`` with ``fetch.wait.max.ms=1`` and the sinks' ``linger.ms=0`` 22 / 37 ms. Where
-the time goes:
+What it found (2026-12-01, 2 cores shared with other engineers' runs, load average 5-11;
+12 s at recorded receive times, 96 book updates and 86 trades with a tick, 7-8 intents;
+two runs each; p50 / p99 ms of run 1, update->intent the best p50 / p99 of the two):
 
-* tansu does not answer a waiting fetch when data arrives: a fetch with no data waits the
-  full ``fetch.wait.max.ms`` (librdkafka's default 500 ms; measured producer -> consumer on
-  tansu: p50 31 ms at 100 ms, 2 ms at 1 ms). With three Kafka hops that is most of the
-  default latency, and it is tansu's, not the services': Kafka and Redpanda answer a
-  long poll as soon as data is there. A 1 ms wait would make every idle consumer send
-  a fetch a millisecond, so it is not set in makerflow/sources/kafka.py.
-* the event-time merge (``align_ms = 200``) adds ~110 ms at p50 to the ticks leg: a book
-  update waits for a later trade or 200 ms of its own stream (see align_latency.py).
-* what is left with the tuned settings (~8 ms ticks leg, ~13 ms quoter leg): Bytewax's
-  Kafka partition polls with ``consume(batch, 0.001)``, so an idle worker blocks 1 ms per
-  input partition per round; the quoter reads 8 topics (~8 ms a round), the ticks service 2;
-  plus one produce + flush round trip per output batch and the shared cores.
+                          book->tick  trade->tick  tick->intent  update->intent  idle CPU %
+                                                                                 ticks/quoter/broker
+before (500 ms, no marks)  240 / 488   206 / 373    212 / 249     438 / 535       5 / 6 / 2
+defaults, markers off      138 / 271    68 / 126      7 / 49      127 / 218       6 / 9 / 20
+shipped defaults           136 / 280    18 / 87       9 / 18      100 / 210       7 / 11 / 21
+markers from both topics    21 / 70     28 / 80      16 / 37       35 / 85        7 / 9 / 17
+defaults + every wait 1 ms 143 / 267    23 / 84      11 / 21      130 / 227       9 / 19 / 37
 
-    python benchmarks/service_latency.py                  # ~2 minutes
-    python benchmarks/service_latency.py --seconds 10 --configs align0
+Where the time went, and what was done:
+
+* tansu answers a fetch that found nothing only when ``fetch.wait.max.ms`` is over (it
+  sleeps the wait and looks again, ``tansu-broker/src/broker/fetch.rs``): librdkafka's
+  500 ms default was each hop's wait, ~200 ms of the ticks leg and ~200 ms of the quoter's.
+  The consumers of the path to an order now wait 5 ms (``sources.kafka.CONSUMER_DEFAULTS``,
+  ``LOW_LATENCY_TOPICS``); the cost is the broker's: ~4 % of a core per idle consumer at
+  5 ms (20 % for the five of ticks + quoter), 1 ms doubles it. Kafka and Redpanda answer
+  when data comes, so there ``MAKERFLOW_KAFKA_FETCH_WAIT_MS=500`` loses nothing.
+* Bytewax 0.21.1 polls a partition with ``consume(batch, 0.001)``, and librdkafka waits the
+  whole millisecond unless the batch fills, one partition after the other: the quoter (8
+  topics) blocked ~8 ms a round. Partitions now poll without waiting
+  (``_ConsumeWithoutWaiting``); the runtime's own 1 ms cooldown paces an idle partition, so
+  the services do not spin (idle CPU above).
+* The sinks flush every batch, and librdkafka's flush sends at once whatever ``linger.ms``
+  says (librdkafka PR #3494), so ``linger.ms`` changes nothing here: tick -> seen here is
+  3-8 ms p50 with this process's 1 ms fetch on shared cores.
+* The ticks service's merge: a trade waited for a later book update (~55 ms p50, up to
+  100 ms) and a book update for a later trade (~128 ms p50, ~300 ms p99: the next trade, or
+  the next book update past ``align_ms``). Held trades now go once md.book's partition is
+  caught up (``[ticks] release_caught_up = "trades"``): trade -> tick 68 -> 18 ms p50. Book
+  updates keep waiting for the trades, because on this venue trades arrive behind later book
+  updates (up to 166 ms, ``align_latency.py --arrival recv``): releasing them early ("both",
+  35 ms p50 end to end) made 2 late trades in one of these runs and 1 851 over the whole
+  day. That hold is what stays between the shipped defaults and the 5 ms target: it is the
+  venue's ordering, not the transport's.
+
+    python benchmarks/service_latency.py                  # defaults and tuned, ~2 minutes
+    python benchmarks/service_latency.py --repeat 2 --configs before nomarkers default both tuned
 """
 
 from __future__ import annotations
@@ -378,7 +403,7 @@ def main() -> int:
         default=["fetch.wait.max.ms=1"],
         help="the tuned configuration: consumer KEY=VALUE, producer.KEY=VALUE",
     )
-    ap.add_argument("--configs", nargs="*", default=["default", "tuned"])
+    ap.add_argument("--configs", nargs="*", default=["before", "default", "tuned"])
     ap.add_argument(
         "--fetch-waits",
         nargs="*",
