@@ -47,7 +47,7 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     # (makerflow's embedded broker) answers only when the wait is over, so there it is the
     # delay of every message that arrives at an idle consumer (librdkafka's default, 500 ms,
     # was most of a book update's 0.5 s to an intent). The cost is a fetch per wait per idle
-    # consumer (on tansu ~3 % of a core each at 5 ms): only the consumers of
+    # consumer (on tansu ~4 % of a core each at 5 ms): only the consumers of
     # LOW_LATENCY_TOPICS get it. Measured in benchmarks/service_latency.py.
     "fetch.wait.max.ms": 5,
 }
