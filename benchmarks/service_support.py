@@ -153,7 +153,8 @@ def rss_kb(pid: int) -> int | None:
 
 class TopicWatch(threading.Thread):
     """Consumes a topic from its end (``from_end``) or beginning; counts messages, remembers
-    when the last arrived, and hands each one (with its arrival time, ``perf_counter_ns``) to
+    when the last arrived, and hands each one (with its arrival time, ``clock()``, by default
+    ``perf_counter_ns``) to
     ``on_message``. Tuned for latency: a fetch returns as soon as a byte is there."""
 
     def __init__(
@@ -162,11 +163,14 @@ class TopicWatch(threading.Thread):
         topic: str,
         on_message: Callable[[Message, int], None] | None = None,
         from_end: bool = False,
+        clock: Callable[[], int] = time.perf_counter_ns,
     ) -> None:
         super().__init__(daemon=True)
+        self._clock = clock
         self.count = 0
         self.last_at = time.monotonic()
         self._halt = threading.Event()
+        self._pause = threading.Event()
         self._on = on_message
         self._c = Consumer(
             {
@@ -182,20 +186,33 @@ class TopicWatch(threading.Thread):
         self._c.assign([TopicPartition(topic, p, offset) for p in meta.topics[topic].partitions])
 
     def run(self) -> None:
+        paused = False
         try:
             while not self._halt.is_set():
+                if self._pause.is_set() != paused:
+                    paused = not paused
+                    parts = self._c.assignment()
+                    self._c.pause(parts) if paused else self._c.resume(parts)
                 # poll, not consume: consume(n, timeout) waits for n messages or the timeout.
                 m = self._c.poll(0.05)
                 if m is not None:
                     if m.error() is not None:
                         continue
-                    now = time.perf_counter_ns()
+                    now = self._clock()
                     self.count += 1
                     self.last_at = time.monotonic()
                     if self._on is not None:
                         self._on(m, now)
         finally:
             self._c.close()
+
+    def pause(self) -> None:
+        """Stop fetching (an idle measurement must not count this watcher's fetches). The
+        watcher's own thread pauses its consumer: a pause from here would wait for its poll."""
+        self._pause.set()
+
+    def resume(self) -> None:
+        self._pause.clear()
 
     def quiet_for(self) -> float:
         return time.monotonic() - self.last_at

@@ -34,23 +34,35 @@ class FlowSettings:
     Environment: ``MAKERFLOW_BROKERS`` (comma-separated, default ``127.0.0.1:9092``),
     ``MAKERFLOW_CONFIG`` (a TOML file for the service's own config, optional),
     ``MAKERFLOW_TAIL`` (``0`` to stop at the end of the topics: replay and backtests),
-    ``MAKERFLOW_FROM`` (``beginning`` or ``end``).
+    ``MAKERFLOW_FROM`` (``beginning`` or ``end``), ``MAKERFLOW_KAFKA_FETCH_WAIT_MS`` (every
+    consumer's ``fetch.wait.max.ms``; default: ``sources.kafka.CONSUMER_DEFAULTS``, 5 ms, for
+    ``LOW_LATENCY_TOPICS``, librdkafka's 500 ms for the rest).
     """
 
     brokers: tuple[str, ...] = ("127.0.0.1:9092",)
     config_path: str | None = None
     tail: bool = True
     from_beginning: bool = True
+    fetch_wait_ms: int | None = None
+    """How long the broker may hold a consumer's fetch that finds nothing (None: the
+    default). tansu answers only at the end of it; Kafka and Redpanda as soon as data comes,
+    so there a long wait (librdkafka's 500) costs no latency and fewer idle fetches."""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> FlowSettings:
         e = os.environ if env is None else env
         brokers = tuple(b for b in e.get("MAKERFLOW_BROKERS", "127.0.0.1:9092").split(",") if b)
+        wait = e.get("MAKERFLOW_KAFKA_FETCH_WAIT_MS") or None
+        if wait is not None and not (wait.isdigit() and int(wait) >= 1):
+            raise ConfigError(
+                f"MAKERFLOW_KAFKA_FETCH_WAIT_MS must be a whole number of ms >= 1, got {wait!r}"
+            )
         return cls(
             brokers=brokers,
             config_path=e.get("MAKERFLOW_CONFIG") or None,
             tail=e.get("MAKERFLOW_TAIL", "1") not in ("0", "false", "no"),
             from_beginning=e.get("MAKERFLOW_FROM", "beginning") != "end",
+            fetch_wait_ms=None if wait is None else int(wait),
         )
 
     @property
@@ -66,11 +78,17 @@ class TopicIO:
         self.flow = flow
         self.settings = settings
         self._dead: list[Stream[DeadLetter]] = []
+        wait = settings.fetch_wait_ms
+        self._consumer_config = None if wait is None else {"fetch.wait.max.ms": str(wait)}
 
-    def read(self, topic: Topic[Any], *, end_markers: bool = False) -> Stream[Any]:
+    def read(
+        self, topic: Topic[Any], *, end_markers: bool = False, caught_up_markers: bool = False
+    ) -> Stream[Any]:
         """``topic``'s events; with ``end_markers`` and a bounded replay, also an
         :class:`~makerflow.schemas.markers.InputEnded` after each partition's last event
-        (for an operator that merges its inputs in event time and knows the marker)."""
+        (for an operator that merges its inputs in event time and knows the marker); with
+        ``caught_up_markers``, also :class:`~makerflow.schemas.markers.CaughtUp` markers
+        (see ``kafka_input``)."""
         s: EventStreams[Any] = kafka_input(
             f"in_{topic.name.replace('.', '_')}",
             self.flow,
@@ -79,6 +97,8 @@ class TopicIO:
             tail=self.settings.tail,
             starting_offset=self.settings.starting_offset,
             end_markers=end_markers,
+            caught_up_markers=caught_up_markers,
+            add_config=self._consumer_config,
         )
         self._dead.append(s.errs)
         return s.oks

@@ -13,8 +13,10 @@ by ``MAKERFLOW_CONFIG`` (its ``[ticks]`` table, a
 Ordering: Kafka keeps each market's book updates in order, and its trades in order, but the
 two topics are consumed at their own pace. Each market's updates and trades are merged in
 event time (see :mod:`makerflow.operators.align`): tailing, with the ``[ticks] align_ms``
-bound (default 200 ms); with ``MAKERFLOW_TAIL=0`` (a replay) without any bound, so a replay
-gives the same ticks on every run and any number of workers. ``align_ms = 0`` turns the
+bound (default 200 ms), and a trade stops waiting for md.book once md.book's partition is
+caught up (``[ticks] release_caught_up``); with ``MAKERFLOW_TAIL=0`` (a
+replay) without any bound, so a replay gives the same ticks on every run and any number of
+workers. ``align_ms = 0`` turns the
 merge off (arrival order).
 """
 
@@ -55,14 +57,18 @@ def build_flow(
 ) -> Dataflow:
     """The ticks dataflow reading and writing Kafka."""
     tp = topics or TicksTopics()
+    cfg = config or TicksConfig()
     flow = Dataflow(flow_id)
     io = TopicIO(flow, settings)
+    # Live, held events stop waiting for a topic whose partition is caught up.
+    live = settings.tail
     out = ticks_op(
         "ticks",
-        io.read(tp.book),
-        io.read(tp.trades),
-        config or TicksConfig(),
+        io.read(tp.book, caught_up_markers=live and cfg.marks("book")),
+        io.read(tp.trades, caught_up_markers=live and cfg.marks("trades")),
+        cfg,
         bounded=not settings.tail,
+        trades_topic=tp.trades.name,
     )
     io.write(out.ticks, tp.ticks)
     io.write(out.bars, tp.bars)

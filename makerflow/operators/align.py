@@ -41,10 +41,27 @@ class TwoStreamMerger:
     def __init__(self, max_lag_ns: int | None) -> None:
         self.merger: EventTimeMerger[MarketData] = EventTimeMerger(("book", "trades"), max_lag_ns)
         self.max_lag = max_lag_ns
+        # What the other stream had shown at each stream's previous caught-up marker.
+        self._book_mark = -1
+        self._trades_mark = -1
 
     def push(self, ev: MarketData) -> list[MarketData]:
         """Take one event; return the events now safe to process, in event-time order."""
         return self.merger.push(_TRADES if type(ev) is Trade else _BOOK, ev.ts, ev)
+
+    def caught_up(self, trades: bool) -> list[MarketData]:
+        """The trades stream's source (``trades``) or the book's says it has nothing pending
+        (a :class:`~makerflow.schemas.markers.CaughtUp` marker): the other stream's events
+        seen by the *previous* such marker need not wait for it any longer. One marker
+        later, not at once: the marker before may come from a fetch sent before those
+        events were at the broker; the source sends its markers a whole fetch apart."""
+        m = self.merger
+        if trades:
+            mark, self._trades_mark = self._trades_mark, m.seen[_BOOK]
+            return m.advance(_TRADES, mark) if mark >= 0 else []
+        mark, self._book_mark = self._book_mark, m.seen[_TRADES]
+        # A trade waits for a book time *past* its own (ties: the book first).
+        return m.advance(_BOOK, mark + 1) if mark >= 0 else []
 
     def flush(self) -> list[MarketData]:
         """Everything still held, in order (end of input)."""
@@ -66,6 +83,7 @@ class TwoStreamMerger:
             m.queues[_BOOK].extend(_timed(book))
             m.queues[_TRADES].extend(_timed(trades))
             m.seen = [book_seen, trades_seen]
+            m.shown = list(m.seen)
             m.released = released
             return
         self.merger.restore(state)

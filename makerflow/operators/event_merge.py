@@ -53,6 +53,8 @@ class EventTimeMerger(Generic[T]):
         """Per input, ``(merge time, event)`` held in arrival order."""
         self.seen = [-1] * n
         """Per input, the latest event time it has shown (its merge time)."""
+        self.shown = [-1] * n
+        """Per input, its latest time or promise (:meth:`advance`): what holds the others."""
         self.ended_parts: list[frozenset[int]] = [frozenset()] * n
         self.done = [False] * n
         """Per input: every partition ended (it holds nobody up any more)."""
@@ -67,6 +69,8 @@ class EventTimeMerger(Generic[T]):
         seen = self.seen
         if ts > seen[i]:
             seen[i] = ts
+            if ts > self.shown[i]:
+                self.shown[i] = ts
         mts = seen[i]
         if mts < self.released:
             self._late.append((self.inputs[i], ev, self.released))
@@ -89,6 +93,16 @@ class EventTimeMerger(Generic[T]):
                 self.done[i] = True
         return self._release(final=False)
 
+    def advance(self, input: int, ts: int) -> list[T]:
+        """``input`` promises nothing earlier than ``ts`` (its source is caught up: see
+        :meth:`~makerflow.operators.align.TwoStreamMerger.caught_up`); returns what is now
+        safe. An event it sends behind that promise anyway is late. The promise moves no
+        merge time (a late event still sorts by its own), and a snapshot does not keep it: a
+        restored merge waits for the next one."""
+        if ts > self.shown[input]:
+            self.shown[input] = ts
+        return self._release(final=False)
+
     def flush(self) -> list[T]:
         """Everything still held, in order (the end of the whole input)."""
         return self._release(final=True)
@@ -105,7 +119,8 @@ class EventTimeMerger(Generic[T]):
 
     def _release(self, final: bool) -> list[T]:
         out: list[T] = []
-        queues, seen, done, lag = self.queues, self.seen, self.done, self.max_lag
+        queues, seen, shown, done = self.queues, self.seen, self.shown, self.done
+        lag = self.max_lag
         n = len(queues)
         while True:
             best, best_m = -1, 0
@@ -121,7 +136,7 @@ class EventTimeMerger(Generic[T]):
                     if j == best or done[j]:
                         continue
                     # An input named earlier wins ties, so it must be strictly past.
-                    if seen[j] < best_m or (j < best and seen[j] == best_m):
+                    if shown[j] < best_m or (j < best and shown[j] == best_m):
                         blocked = True
                         break
                 if blocked:
@@ -149,5 +164,6 @@ class EventTimeMerger(Generic[T]):
             raise ValueError(f"a merge of {list(inputs)} cannot resume as one of {self.inputs}")
         self.queues = [deque(q) for q in queues]
         self.seen = list(seen)
+        self.shown = list(seen)
         self.ended_parts = [frozenset(p) for p in ended]
         self.done = list(done)

@@ -7,6 +7,7 @@ Every message in becomes either an event on ``oks`` or a :class:`DeadLetter` on 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -19,18 +20,46 @@ from bytewax.connectors.kafka import (
     _KafkaSourcePartition,
 )
 from bytewax.dataflow import Dataflow, Stream, operator
-from confluent_kafka import OFFSET_BEGINNING
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from makerflow import metrics
 from makerflow.kafka_admin import LibrdkafkaLog, list_partitions
 from makerflow.schemas.codec import EventCodec, EventDecodeError, dead_letter
 from makerflow.schemas.events import DeadLetter
-from makerflow.schemas.markers import InputEnded
-from makerflow.schemas.topics import Topic
+from makerflow.schemas.markers import CaughtUp, InputEnded
+from makerflow.schemas.topics import (
+    INDEX,
+    MD_BOOK,
+    MD_TRADES,
+    ORDER_INTENTS,
+    RISK_STATE,
+    TICKS,
+    Topic,
+)
 
 E = TypeVar("E")
 
+_MARKERS = (InputEnded, CaughtUp)
+"""Items a source puts between the messages: passed on, neither events nor dead letters."""
+
 RawMessage = KafkaSourceMessage[bytes | None, bytes | None]
+
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    # How long the broker may hold a fetch that finds no data. Kafka and Redpanda answer a
+    # waiting fetch as soon as data arrives, so there it only paces an idle consumer; tansu
+    # (makerflow's embedded broker) answers only when the wait is over, so there it is the
+    # delay of every message that arrives at an idle consumer (librdkafka's default, 500 ms,
+    # was most of a book update's 0.5 s to an intent). The cost is a fetch per wait per idle
+    # consumer (on tansu ~4 % of a core each at 5 ms): only the consumers of
+    # LOW_LATENCY_TOPICS get it. Measured in benchmarks/service_latency.py.
+    "fetch.wait.max.ms": 5,
+}
+LOW_LATENCY_TOPICS = frozenset(
+    t.name for t in (MD_BOOK, MD_TRADES, TICKS, INDEX, RISK_STATE, ORDER_INTENTS)
+)
+"""The path from market data to an order (and the halt that stops it): the topics whose
+consumers get :data:`CONSUMER_DEFAULTS`. The others (fills, order events, balances, control,
+...) keep librdkafka's defaults."""
 
 
 @dataclass(frozen=True)
@@ -81,9 +110,9 @@ class MessageDecoder(Generic[E]):
         dead = 0
         markers = 0
         for msg in msgs:
-            if type(msg) is InputEnded:
+            if type(msg) in _MARKERS:
                 # Not a message: it passes on as it is, neither an event nor a letter.
-                append(msg)
+                append(msg)  # type: ignore[arg-type]
                 markers += 1
                 continue
             if isinstance(msg, KafkaError):
@@ -180,8 +209,38 @@ def consumer_lag(json_stats: str, topic: str, partition: int) -> int | None:
     return max(end - consumed, 0)
 
 
+class _ConsumeWithoutWaiting:
+    """The partition's consumer, with ``consume`` never waiting for a batch to fill.
+
+    Bytewax 0.21.1's partition calls ``consume(batch_size, 0.001)``, and librdkafka's
+    ``consume`` waits the whole timeout unless the batch fills: an idle partition blocks its
+    worker for 1 ms per poll, and a worker polls its partitions one after the other, so a
+    message waits for up to one millisecond per partition of the worker (the quoter reads eight
+    topics). Returning at once with what the client has already fetched makes a round cost
+    microseconds; the runtime itself waits its 1 ms cooldown after an empty batch before
+    polling that partition again, and parks the worker meanwhile, so an idle service does not
+    spin.
+    """
+
+    def __init__(self, consumer: Any) -> None:
+        self._consumer = consumer
+
+    def consume(self, num_messages: int, timeout: float) -> Any:
+        return self._consumer.consume(num_messages, 0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._consumer, name)
+
+
+# Batches that the Kafka partitions of this process have handed over (see
+# ``_LagReportingPartition.next_batch``). Two worker threads may race on it; a lost increment
+# only costs a marker, and what it would have released then waits for the merge's bound.
+_batches_with_data = 0
+
+
 class _LagReportingPartition(_KafkaSourcePartition):
-    """Bytewax's Kafka partition, also publishing ``makerflow_kafka_consumer_lag``.
+    """Bytewax's Kafka partition, also publishing ``makerflow_kafka_consumer_lag``, whose
+    polls do not wait (:class:`_ConsumeWithoutWaiting`).
 
     The connector already receives librdkafka's statistics every second for its own gauge; this
     reuses that callback (no extra broker calls) for the metric the ConsumerLagHigh alert reads.
@@ -195,11 +254,53 @@ class _LagReportingPartition(_KafkaSourcePartition):
     partitions: int | None = None
     """The topic's partition count, as listed at the start."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._consumer = _ConsumeWithoutWaiting(self._consumer)  # type: ignore[assignment]
+        self.caught_up_every_ns: int | None = None
+        """Send :class:`CaughtUp` markers this often while caught up (None: never)."""
+        self._keys: set[bytes] = set()
+        self._marked_at = 0
+        self._seen_at_marks = (-1, -1)  # _batches_with_data at the last two markers
+        self._tp = TopicPartition(self._topic, self._part_idx)
+
     def next_batch(self) -> list[Any]:
+        global _batches_with_data
         if self._eof and self.end_markers:
             self.end_markers = False
             return [InputEnded(self._topic, self._part_idx, self._partition_count())]
-        return super().next_batch()
+        batch: list[Any] = super().next_batch()
+        if batch:
+            # Any partition's data counts: a trade held for md.book's markers came on md.trades.
+            _batches_with_data += 1
+        every = self.caught_up_every_ns
+        if every is None:
+            return batch
+        if batch:
+            keys = self._keys
+            for m in batch:
+                if m.key is not None and m.key not in keys:
+                    keys.add(m.key)
+            return batch
+        now = time.monotonic_ns()
+        if not self._keys or now - self._marked_at < every:
+            return batch
+        # A merge releases what came before the marker before last, so two markers after the
+        # last data in this process there is nothing left for one to release: an idle
+        # service sends none (a market held in another process waits for the merge's bound).
+        seen = _batches_with_data
+        if seen == self._seen_at_marks[0]:
+            return batch
+        # Caught up: nothing unread here (the poll was empty) and the offset at the end the
+        # broker reported with its last fetch answer (tansu's short end is a batch's first
+        # offset + 1: the whole batch came with it, so this still means all was handed over).
+        _, end = self._consumer.get_watermark_offsets(self._tp, cached=True)
+        if end < 0 or self._offset < end:
+            return batch
+        self._marked_at = now
+        self._seen_at_marks = (self._seen_at_marks[1], seen)
+        topic, part = self._topic, self._part_idx
+        return [CaughtUp(k.decode(errors="replace"), topic, part) for k in sorted(self._keys)]
 
     def _partition_count(self) -> int:
         if self.partitions is None:
@@ -230,6 +331,11 @@ class LagReportingKafkaSource(KafkaSource):
     """Send an :class:`InputEnded` after each partition's last message (``tail=False``)."""
     partition_counts: dict[str, int] | None = None
 
+    def __init__(self, *args: Any, caught_up_markers: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.caught_up_markers = caught_up_markers
+        """Whether a caught-up partition sends :class:`CaughtUp` markers for its keys."""
+
     def list_parts(self) -> list[str]:
         brokers, topics = list(self._brokers), list(self._topics)
         parts = list_partitions(brokers, topics, add_config=self._add_config)
@@ -245,21 +351,28 @@ class LagReportingKafkaSource(KafkaSource):
             counts[topic] = counts.get(topic, 0) + 1
         self.partition_counts = counts
 
+    def consumer_config(self) -> dict[str, Any]:
+        """The librdkafka settings of every partition's consumer: the connector's,
+        :data:`CONSUMER_DEFAULTS` when every topic is one of :data:`LOW_LATENCY_TOPICS`, then
+        the source's ``add_config``."""
+        fast = all(topic in LOW_LATENCY_TOPICS for topic in self._topics)
+        return {
+            "group.id": "BYTEWAX_IGNORED",
+            "enable.auto.commit": "false",
+            "bootstrap.servers": ",".join(self._brokers),
+            "enable.partition.eof": str(not self._tail),
+            "statistics.interval.ms": 1000,
+            **(CONSUMER_DEFAULTS if fast else {}),
+            **self._add_config,
+        }
+
     def build_part(
         self, step_id: str, for_part: str, resume_state: int | None
     ) -> _KafkaSourcePartition:
         idx, topic = for_part.split("-", 1)
         if topic not in self._topics:
             raise ValueError(f"cannot resume partition {for_part!r}: not one of {self._topics}")
-        config = {
-            "group.id": "BYTEWAX_IGNORED",
-            "enable.auto.commit": "false",
-            "bootstrap.servers": ",".join(self._brokers),
-            "enable.partition.eof": str(not self._tail),
-            "statistics.interval.ms": 1000,
-            "logger": LibrdkafkaLog(),
-        }
-        config.update(self._add_config)
+        config = {"logger": LibrdkafkaLog(), **self.consumer_config()}
         part = _LagReportingPartition(
             step_id,
             config,
@@ -273,6 +386,10 @@ class LagReportingKafkaSource(KafkaSource):
         part.end_markers = self.end_markers and not self._tail
         if self.partition_counts is not None:
             part.partitions = self.partition_counts.get(topic)
+        if self.caught_up_markers:
+            # One whole fetch (plus a millisecond) between two markers: the second one is
+            # from a fetch answered after the first was sent.
+            part.caught_up_every_ns = (int(config.get("fetch.wait.max.ms", 500)) + 1) * 1_000_000
         return part
 
 
@@ -288,6 +405,7 @@ def kafka_input(
     add_config: dict[str, str] | None = None,
     batch_size: int = 1000,
     end_markers: bool = False,
+    caught_up_markers: bool = False,
 ) -> EventStreams[E]:
     """Read ``topic`` (one Bytewax partition per Kafka partition) as typed events.
 
@@ -297,6 +415,9 @@ def kafka_input(
     tansu broker the reported end (high watermark) can fall short of the real one (see
     ``makerflow.broker``); the consumer still reads whole batches, so records past the
     reported end that arrived in the same batch are kept.
+
+    ``caught_up_markers``: the events come with :class:`~makerflow.schemas.markers.CaughtUp`
+    markers (on ``oks``) while a partition has nothing pending, for a live merge downstream.
     """
     # The connector's source directly, not ``kop.input``: that one splits consumer errors off
     # and this step would merge them straight back, two extra Python calls per message.
@@ -308,6 +429,7 @@ def kafka_input(
         add_config=add_config,
         batch_size=batch_size,
         raise_on_errors=False,
+        caught_up_markers=caught_up_markers,
     )
     source.end_markers = end_markers
     raw = op.input("kafka", flow, source)
