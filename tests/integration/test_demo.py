@@ -34,9 +34,15 @@ def test_demo_trades_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[st
     # Every basket has real data behind it: BTC only (the demo has no ETH market), priced
     # from the traded spot market, the recorded USDT-M and COIN-M futures and the DEX.
     assert {i.basket for i in index} == {"BTC"}
-    venues = {v.venue for c in btc[-1].constituents for v in c.used}
-    assert {"binance", "binanceusdm", "binancecoinm"} <= venues
-    assert any(v.startswith("uniswap") for v in venues)
+
+    # Some price used all four (not necessarily the last: as the run ends the live spot
+    # stream stops first, and a loaded machine may let it go stale before the others).
+    def four_venues(i: IndexPrice) -> bool:
+        venues = {v.venue for c in i.constituents for v in c.used}
+        cex = {"binance", "binanceusdm", "binancecoinm"} <= venues
+        return cex and any(v.startswith("uniswap") for v in venues)
+
+    assert any(four_venues(i) for i in btc)
     # The index sits inside the replayed market's spread neighbourhood (< 50 bps from mid).
     assert abs(btc[-1].price / ticks[-1].mid - 1) < 0.005  # type: ignore[operator]
 
