@@ -320,6 +320,21 @@ def _index_mapper(config: RiskConfig) -> Any:
     return judge
 
 
+class _IndexLogic(StatefulLogic[IndexPrice, Any, frozenset[str]]):
+    """One basket's oracle-deviation breaches (the state: the breaches that hold)."""
+
+    def __init__(self, config: RiskConfig, resume: frozenset[str] | None) -> None:
+        self.judge = _index_mapper(config)
+        self.active = resume
+
+    def on_item(self, value: IndexPrice) -> tuple[Iterable[Any], bool]:
+        self.active, out = self.judge(self.active, value)
+        return out, StatefulLogic.RETAIN
+
+    def snapshot(self) -> frozenset[str]:
+        return self.active or frozenset()
+
+
 # --- per account / global -------------------------------------------------------------------
 
 
