@@ -1,0 +1,134 @@
+"""A bounded risk flow's later stages release on the earlier stages' end markers.
+
+The accounts, ``global`` and the scopes' kill switches merge what several markets' stages
+say in event time (``risk_op(..., bounded=True)``); each stage key says it has ended once
+its inputs have, so the next stage goes on before the end of the whole input. Here the
+input ends with every topic's end marker and then aborts (no end of input): every state
+of the full run is already out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bytewax.operators as op
+import msgspec
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSink, TestingSource, run_main
+
+from makerflow.operators.risk import risk_op
+from makerflow.operators.risk_limits import MarketConfig, MarketLimits, PortfolioLimits, RiskConfig
+from makerflow.schemas import topics as t
+from makerflow.schemas.events import (
+    BalanceSnapshot,
+    ControlCommand,
+    DataQuality,
+    Fill,
+    IndexPrice,
+    OrderEvent,
+    RiskState,
+    Tick,
+)
+from makerflow.schemas.markers import InputEnded
+from tests.risk_support import recorded_ticks, with_jump
+
+TOPICS = {
+    t.TICKS.name: Tick,
+    t.INDEX.name: IndexPrice,
+    t.FILLS.name: Fill,
+    t.ORDER_EVENTS.name: OrderEvent,
+    t.BALANCES.name: BalanceSnapshot,
+    t.CONTROL.name: ControlCommand,
+    t.MD_QUALITY.name: DataQuality,
+}
+
+CONFIG = RiskConfig(
+    window_ms=2_000,
+    slide_ms=200,
+    markets=tuple(
+        MarketConfig(venue="binance", symbol=s, limits=MarketLimits(max_move_bps=5_000.0))
+        for s in ("BTC/USDT", "SOL/USDT")
+    ),
+    accounts={"main": PortfolioLimits(max_drawdown=60.0)},
+    global_limits=PortfolioLimits(max_loss=100.0),
+)
+
+
+def two_markets() -> list[Any]:
+    btc = with_jump(recorded_ticks(600), at=300, factor=0.9)
+    sol = [
+        msgspec.structs.replace(
+            tk,
+            ts=tk.ts + 1,
+            symbol="SOL/USDT",
+            bid=tk.bid / 15,
+            ask=tk.ask / 15,
+            mid=tk.mid / 15,
+            microprice=tk.microprice / 15,
+        )
+        for tk in with_jump(recorded_ticks(600), at=400, factor=0.9)
+    ]
+    fills = [
+        Fill(
+            ts=tk.ts,
+            venue="binance",
+            symbol=tk.symbol,
+            trade_id=f"{tk.symbol}{i}",
+            side="buy",
+            price=tk.ask,
+            qty=qty,
+        )
+        for ticks, qty in ((btc, 0.01), (sol, 0.15))
+        for i, tk in enumerate(ticks)
+        if i % 100 == 0
+    ]
+    return sorted([*btc, *sol, *fills], key=lambda e: e.ts)
+
+
+def run(events: list[Any]) -> list[RiskState]:
+    flow = Dataflow("risk_ends")
+    src = op.input("inp", flow, TestingSource(events, batch_size=100))
+
+    def read(topic: str) -> Any:
+        kind = TOPICS[topic]
+        return op.filter(
+            f"only_{topic.replace('.', '_')}",
+            src,
+            lambda x: isinstance(x, kind) or (type(x) is InputEnded and x.topic == topic),
+        )
+
+    out = risk_op(
+        "risk",
+        read(t.TICKS.name),
+        read(t.INDEX.name),
+        read(t.FILLS.name),
+        read(t.ORDER_EVENTS.name),
+        read(t.BALANCES.name),
+        read(t.CONTROL.name),
+        CONFIG,
+        quality=read(t.MD_QUALITY.name),
+        bounded=True,
+    )
+    states: list[RiskState] = []
+    op.output("states", out.states, TestingSink(states))
+    run_main(flow)
+    return states
+
+
+def test_the_accounts_global_and_scopes_release_on_the_stages_end_markers() -> None:
+    events = two_markets()
+    ends = [InputEnded(name, 0, 1) for name in TOPICS]
+    whole = run([*events, *ends])
+    aborted = run([*events, *ends, TestingSource.ABORT()])
+    by_scope = {s.scope for s in whole}
+    assert {
+        "account:main",
+        "global",
+        "market:binance:BTC/USDT",
+        "market:binance:SOL/USDT",
+    } <= by_scope
+    assert any(s.scope == "global" and s.status == "HALTED" for s in whole)
+    assert any(s.scope == "account:main" and s.status == "HALTED" for s in whole)
+    assert sorted(aborted, key=lambda s: (s.scope, s.ts)) == sorted(
+        whole, key=lambda s: (s.scope, s.ts)
+    )
