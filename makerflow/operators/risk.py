@@ -27,8 +27,8 @@ from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
+from bytewax.operators import KeyedStream
 
-from makerflow.operators.kill_switch import command_problem
 from makerflow.operators.merge_logic import (
     MergingLogic,
     StageEnded,
@@ -57,7 +57,8 @@ from makerflow.operators.risk_stages import (
     _IndexLogic,
     _MarketLogic,
     _PortfolioLogic,
-    dead_event,
+    check_command,
+    check_symbol,
 )
 from makerflow.operators.staleness import Heartbeat
 from makerflow.schemas.events import (
@@ -79,7 +80,6 @@ from makerflow.schemas.scopes import (
     account_scope,
     scopes_of_market,
     symbol_assets,
-    validate_scope,
 )
 
 __all__ = ["RiskOut", "cancel_all_intents", "risk_op"]
@@ -101,36 +101,6 @@ class RiskOut:
     audit: Stream[Alert]
     """Every halt / resume / set_params command risk took, as an info Alert
     (``ControlCommand``) naming who and why: the trail of what people did."""
-
-
-def _check_symbol(step: str) -> Any:
-    def check(ev: Any) -> Any:
-        try:
-            symbol_assets(ev.symbol)
-        except ValueError as exc:
-            return dead_event(step, str(exc), ev)
-        return ev
-
-    return check
-
-
-def _check_command(step: str) -> Any:
-    def check(cmd: ControlCommand) -> Any:
-        try:
-            validate_scope(cmd.scope)
-        except ValueError as exc:
-            return dead_event(step, str(exc), cmd)
-        problem = command_problem(cmd)
-        if problem is not None:
-            return dead_event(step, problem, cmd)
-        if cmd.command == "set_params" and cmd.scope.startswith("market:"):
-            try:
-                symbol_assets(cmd.scope.split(":", 2)[2])
-            except ValueError as exc:
-                return dead_event(step, str(exc), cmd)
-        return cmd
-
-    return check
 
 
 def _not_dead(x: Any) -> bool:
@@ -178,6 +148,14 @@ def _tag(name: str) -> Any:
     """A stage's ``(key, item)`` as ``(merge input of the next stage, item)``: each upstream
     key's outputs are in event time, so each is its own input."""
     return lambda kv: (f"{name}@{kv[0]}", kv[1])
+
+
+@operator
+def _basket_stage(step_id: str, up: KeyedStream[Any], build: Any) -> KeyedStream[Any]:
+    """``op.stateful`` at the path ``op.stateful_flat_map`` gave the per-basket stage before
+    it merged, so a recovery store written then resumes its breaches (the logic needs no
+    key, and the merge takes a bare inner snapshot)."""
+    return op.stateful("stateful", up, build)
 
 
 @operator
@@ -243,10 +221,10 @@ def risk_op(
     def to_markets(name: str, key: Any) -> Any:
         return fan_out_ends(name, lambda e: [(key(e), e)], markets)
 
-    ticks = checked("ticks", ticks, _check_symbol(f"{step_id}.ticks"))
-    fills = checked("fills", fills, _check_symbol(f"{step_id}.fills"))
-    order_events = checked("orders", order_events, _check_symbol(f"{step_id}.orders"))
-    control = checked("control", control, _check_command(f"{step_id}.control"))
+    ticks = checked("ticks", ticks, check_symbol(f"{step_id}.ticks"))
+    fills = checked("fills", fills, check_symbol(f"{step_id}.fills"))
+    order_events = checked("orders", order_events, check_symbol(f"{step_id}.orders"))
+    control = checked("control", control, check_command(f"{step_id}.control"))
 
     # End markers go with both kinds of commands, to every stage that reads them.
     params = op.filter("params", control, lambda c: _is_end(c) or c.command == "set_params")
@@ -389,7 +367,7 @@ def risk_op(
     exposure_out = keyed_stateful("exposure", exposure_in, exposure_logic)
 
     # Per basket: one input, in order already; merged only to say when it ended.
-    def index_logic(key: str, resume: Any) -> Any:
+    def index_logic(resume: Any) -> Any:
         return MergingLogic(
             lambda _v: ("index",),
             lambda _v: "index",
@@ -399,7 +377,7 @@ def risk_op(
             tell_end=True,
         )
 
-    index_out = keyed_stateful(
+    index_out = _basket_stage(
         "index",
         op.flat_map(
             "k_index",
@@ -409,7 +387,7 @@ def risk_op(
         index_logic,
     )
 
-    def merged(step: str, inputs: tuple[str, ...], build: Any, tell_end: bool) -> Any:
+    def merged(inputs: tuple[str, ...], build: Any, tell_end: bool) -> Any:
         """A later stage's logic: its inputs are tagged ``(input, event)``."""
 
         def logic(key: str, resume: Any) -> Any:
@@ -458,7 +436,6 @@ def risk_op(
             ),
         ),
         merged(
-            "portfolio",
             ("control", *market_tags, OTHER),
             lambda key, r: _PortfolioLogic(portfolio_step, key, config, r),
             tell_end=True,
@@ -511,7 +488,7 @@ def risk_op(
             ),
             *clock_beats,
         ),
-        merged("scopes", scope_inputs, lambda key, r: ScopeLogic(key, config, r), tell_end=False),
+        merged(scope_inputs, lambda key, r: ScopeLogic(key, config, r), tell_end=False),
     )
     emitted = op.map("emitted", scope_out, lambda kv: kv[1])
     return RiskOut(

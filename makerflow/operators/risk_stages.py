@@ -13,6 +13,7 @@ from typing import Any
 from bytewax.operators import StatefulLogic
 
 from makerflow import metrics
+from makerflow.operators.kill_switch import command_problem
 from makerflow.operators.risk_buckets import NS_PER_S, WindowSpec
 from makerflow.operators.risk_exposure import ExposureBook, Leg
 from makerflow.operators.risk_limits import (
@@ -46,7 +47,13 @@ from makerflow.schemas.events import (
     Tick,
     split_market_key,
 )
-from makerflow.schemas.scopes import asset_scope, market_key_scope, scopes_of_market
+from makerflow.schemas.scopes import (
+    asset_scope,
+    market_key_scope,
+    scopes_of_market,
+    symbol_assets,
+    validate_scope,
+)
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,43 @@ def params_alert(scope: str, cmd: ControlCommand, limits: Any) -> Alert:
         scope=scope,
         message=f"{who} set {dict(cmd.params)} on {scope}; limits now {limits}",
     )
+
+
+# --- input checks -------------------------------------------------------------------------------
+
+
+def check_symbol(step: str) -> Any:
+    """Dead-letters an event whose symbol is not BASE/QUOTE."""
+
+    def check(ev: Any) -> Any:
+        try:
+            symbol_assets(ev.symbol)
+        except ValueError as exc:
+            return dead_event(step, str(exc), ev)
+        return ev
+
+    return check
+
+
+def check_command(step: str) -> Any:
+    """Dead-letters a command with a bad scope, a bad shape or a bad market."""
+
+    def check(cmd: ControlCommand) -> Any:
+        try:
+            validate_scope(cmd.scope)
+        except ValueError as exc:
+            return dead_event(step, str(exc), cmd)
+        problem = command_problem(cmd)
+        if problem is not None:
+            return dead_event(step, problem, cmd)
+        if cmd.command == "set_params" and cmd.scope.startswith("market:"):
+            try:
+                symbol_assets(cmd.scope.split(":", 2)[2])
+            except ValueError as exc:
+                return dead_event(step, str(exc), cmd)
+        return cmd
+
+    return check
 
 
 # --- per market ---------------------------------------------------------------------------------
