@@ -9,7 +9,7 @@ of the full run is already out.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import bytewax.operators as op
 import msgspec
@@ -20,12 +20,14 @@ from makerflow.operators.risk import risk_op
 from makerflow.operators.risk_limits import MarketConfig, MarketLimits, PortfolioLimits, RiskConfig
 from makerflow.schemas import topics as t
 from makerflow.schemas.events import (
+    Alert,
     BalanceSnapshot,
     ControlCommand,
     DataQuality,
     Fill,
     IndexPrice,
     OrderEvent,
+    OrderIntent,
     RiskState,
     Tick,
 )
@@ -52,6 +54,12 @@ CONFIG = RiskConfig(
     accounts={"main": PortfolioLimits(max_drawdown=60.0)},
     global_limits=PortfolioLimits(max_loss=100.0),
 )
+
+
+class Outputs(NamedTuple):
+    states: list[RiskState]
+    alerts: list[Alert]
+    intents: list[OrderIntent]
 
 
 def two_markets() -> list[Any]:
@@ -85,7 +93,9 @@ def two_markets() -> list[Any]:
     return sorted([*btc, *sol, *fills], key=lambda e: e.ts)
 
 
-def run(events: list[Any]) -> list[RiskState]:
+def run(events: list[Any], config: RiskConfig = CONFIG) -> Outputs:
+    """``events`` (and :class:`InputEnded` markers: each goes to its ``topic``'s input)
+    through a bounded ``risk_op`` under ``run_main``."""
     flow = Dataflow("risk_ends")
     src = op.input("inp", flow, TestingSource(events, batch_size=100))
 
@@ -105,21 +115,23 @@ def run(events: list[Any]) -> list[RiskState]:
         read(t.ORDER_EVENTS.name),
         read(t.BALANCES.name),
         read(t.CONTROL.name),
-        CONFIG,
+        config,
         quality=read(t.MD_QUALITY.name),
         bounded=True,
     )
-    states: list[RiskState] = []
-    op.output("states", out.states, TestingSink(states))
+    got = Outputs([], [], [])
+    op.output("states", out.states, TestingSink(got.states))
+    op.output("alerts", out.alerts, TestingSink(got.alerts))
+    op.output("intents", out.intents, TestingSink(got.intents))
     run_main(flow)
-    return states
+    return got
 
 
 def test_the_accounts_global_and_scopes_release_on_the_stages_end_markers() -> None:
     events = two_markets()
     ends = [InputEnded(name, 0, 1) for name in TOPICS]
-    whole = run([*events, *ends])
-    aborted = run([*events, *ends, TestingSource.ABORT()])
+    whole = run([*events, *ends]).states
+    aborted = run([*events, *ends, TestingSource.ABORT()]).states
     by_scope = {s.scope for s in whole}
     assert {
         "account:main",
@@ -132,3 +144,32 @@ def test_the_accounts_global_and_scopes_release_on_the_stages_end_markers() -> N
     assert sorted(aborted, key=lambda s: (s.scope, s.ts)) == sorted(
         whole, key=lambda s: (s.scope, s.ts)
     )
+
+
+def per_key(out: Outputs) -> dict[str, dict[str, list[Any]]]:
+    """Each output per scope (intents per market), in order."""
+    got: dict[str, dict[str, list[Any]]] = {"states": {}, "alerts": {}, "intents": {}}
+    for s in out.states:
+        got["states"].setdefault(s.scope, []).append(s)
+    for a in out.alerts:
+        got["alerts"].setdefault(a.scope, []).append(a)
+    for i in out.intents:
+        got["intents"].setdefault(i.key, []).append(i)
+    return got
+
+
+def test_the_accounts_global_and_scopes_do_not_depend_on_the_markets_arrival_order() -> None:
+    """Every topic but the ticks ends first, so each market's stage releases its ticks as
+    they come; SOL's whole history before BTC's, or BTC's before SOL's, gives what the
+    events in event time give. On main, whose later stages took the markets' outputs in
+    arrival order, the account's, global and the assets' states differed."""
+    events = two_markets()
+    ticks_end = InputEnded(t.TICKS.name, 0, 1)
+    others_end = [InputEnded(name, 0, 1) for name in TOPICS if name != t.TICKS.name]
+    fills = [e for e in events if isinstance(e, Fill)]
+    sol = [e for e in events if isinstance(e, Tick) and e.symbol == "SOL/USDT"]
+    btc = [e for e in events if isinstance(e, Tick) and e.symbol == "BTC/USDT"]
+    in_time = per_key(run([*events, *others_end, ticks_end]))
+    assert in_time["intents"]  # the halts cancel orders
+    for first, then in ((sol, btc), (btc, sol)):
+        assert per_key(run([*fills, *others_end, *first, *then, ticks_end])) == in_time

@@ -45,9 +45,11 @@ from makerflow.schemas.events import (
     Tick,
     Transfer,
 )
+from makerflow.schemas.markers import InputEnded
 from makerflow.schemas.topics import Topic
 from makerflow.sources.private_stream import PrivateStreamConfig
 from tests.conftest import RUNNERS
+from tests.flow import test_risk_stage_ends as stage_ends
 from tests.flow.test_quoter_flow import CONFIG as QUOTING
 from tests.flow.test_quoter_flow import scenario
 from tests.recon_sessions import NS, T0, W, deposit, exchange_session, fill
@@ -358,3 +360,21 @@ def test_risk_account_and_global_replay_does_not_depend_on_order_or_workers(
     assert any(b"HALTED" in v for v in states[b"account:main"])
     assert any(b"HALTED" in v for v in states[b"global"])
     assert a == b
+    # And what the inputs give in event time through one source (no broker, one worker).
+    inputs = two_market_inputs()
+    ends = [InputEnded(name, 0, 1) for name in stage_ends.TOPICS]
+    in_time = sorted((ev for evs in inputs.values() for ev in evs), key=lambda e: e.ts)
+    one = stage_ends.run([*in_time, *ends], config)
+    expected = {
+        t.RISK_STATE.name: by_key(t.RISK_STATE, one.states),
+        t.ALERTS.name: by_key(t.ALERTS, one.alerts),
+        t.ORDER_INTENTS.name: by_key(t.ORDER_INTENTS, one.intents),
+    }
+    assert {n: v for n, v in a.items() if v} == {n: v for n, v in expected.items() if v}
+
+
+def by_key(tp: Topic[Any], evs: list[Any]) -> dict[bytes, list[bytes]]:
+    out: dict[bytes, list[bytes]] = {}
+    for ev in evs:
+        out.setdefault((tp.key_of(ev) or "").encode(), []).append(encode(ev))
+    return out
