@@ -52,6 +52,7 @@ from makerflow.operators.risk_scopes import (
     keyed_stateful,
 )
 from makerflow.operators.risk_stages import (
+    OTHER,
     IndexMark,
     _ExposureLogic,
     _IndexLogic,
@@ -59,6 +60,7 @@ from makerflow.operators.risk_stages import (
     _PortfolioLogic,
     check_command,
     check_symbol,
+    later_inputs,
 )
 from makerflow.operators.staleness import Heartbeat
 from makerflow.schemas.events import (
@@ -138,12 +140,6 @@ def _tagged_event(x: tuple[str, Any]) -> Any:
     return x[1]
 
 
-OTHER = "other"
-"""The later stages' catch-all input: outputs of an upstream key nobody configured (a
-market only in the data), which no marker ends; it starts ended, so it holds no one up
-(its items go in arrival order)."""
-
-
 def _tag(name: str) -> Any:
     """A stage's ``(key, item)`` as ``(merge input of the next stage, item)``: each upstream
     key's outputs are in event time, so each is its own input."""
@@ -200,12 +196,9 @@ def risk_op(
     basket_keys = sorted(
         {m.index_basket for m in config.markets if m.index_basket is not None} | set(config.baskets)
     )
-    portfolio_keys = [*(account_scope(a) for a in accounts), GLOBAL]
-    scope_keys = sorted(
-        {s for m in config.markets for s in scopes_of_market(m.venue, m.symbol, m.account)}
-        | {config.basket_limits(b).halt_scope for b in basket_keys}
-        | {config.default_basket_limits.halt_scope, *portfolio_keys}
-    )
+    portfolio_inputs, scope_inputs = later_inputs(config)
+    portfolio_keys = list(portfolio_inputs)
+    scope_keys = list(scope_inputs)
 
     def markets() -> list[str]:
         return market_keys
@@ -387,10 +380,12 @@ def risk_op(
         index_logic,
     )
 
-    def merged(inputs: tuple[str, ...], build: Any, tell_end: bool) -> Any:
-        """A later stage's logic: its inputs are tagged ``(input, event)``."""
+    def merged(inputs_of: dict[str, tuple[str, ...]], build: Any, tell_end: bool) -> Any:
+        """A later stage's logic: its items are tagged ``(input, event)``; a key nobody
+        configured has only the commands and the catch-all."""
 
         def logic(key: str, resume: Any) -> Any:
+            inputs = inputs_of.get(key, ("control", OTHER))
             return MergingLogic(
                 lambda _v: inputs,
                 known_or(inputs, OTHER),
@@ -407,7 +402,6 @@ def risk_op(
 
     # Per account and globally: every market's summaries and the commands.
     market_items = op.map("market_items", market_out, _tag("markets"))
-    market_tags = tuple(f"markets@{k}" for k in market_keys)
     summaries = op.filter(
         "summaries", market_items, lambda x: isinstance(x[1], MarketSummary | StageEnded)
     )
@@ -436,7 +430,7 @@ def risk_op(
             ),
         ),
         merged(
-            ("control", *market_tags, OTHER),
+            portfolio_inputs,
             lambda key, r: _PortfolioLogic(portfolio_step, key, config, r),
             tell_end=True,
         ),
@@ -458,14 +452,6 @@ def risk_op(
     )
     stage_alerts = op.filter_map(
         "stage_alerts", said, lambda x: x[1] if isinstance(x[1], Alert) else None
-    )
-    scope_inputs = (
-        "control",
-        *market_tags,
-        *(f"exposure@{a}" for a in asset_keys),
-        *(f"index@{b}" for b in basket_keys),
-        *(f"portfolio@{p}" for p in portfolio_keys),
-        OTHER,
     )
     scope_out = keyed_stateful(
         "scopes",

@@ -48,6 +48,8 @@ from makerflow.schemas.events import (
     split_market_key,
 )
 from makerflow.schemas.scopes import (
+    GLOBAL,
+    account_scope,
     asset_scope,
     market_key_scope,
     scopes_of_market,
@@ -422,3 +424,42 @@ class _PortfolioLogic(StatefulLogic[MarketSummary | ControlCommand, Any, tuple[A
 
     def snapshot(self) -> tuple[Any, ...]:
         return self.book.snapshot(), self.tracker.active, self.limits
+
+
+# --- the later stages' merge inputs ---------------------------------------------------------
+
+OTHER = "other"
+"""The later stages' catch-all input: outputs of an upstream key nobody configured (a
+market only in the data), which no marker ends; it starts ended, so it holds no one up
+(its items go in arrival order)."""
+
+
+StageInputs = dict[str, tuple[str, ...]]
+
+
+def later_inputs(config: RiskConfig) -> tuple[StageInputs, StageInputs]:
+    """Per account / ``global`` key and per scope key, the merge inputs of a bounded replay,
+    in tie order: the commands first, then each upstream stage key that can send to it
+    (``"markets@<key>"``, ``"exposure@<asset>"``, ``"index@<basket>"``,
+    ``"portfolio@<scope>"``), then :data:`OTHER`. Only the keys that can send: a scope
+    waits for no market that never speaks to it, so it holds little."""
+    baskets = {m.index_basket for m in config.markets if m.index_basket is not None}
+    portfolio: dict[str, list[str]] = {GLOBAL: []}
+    scopes: dict[str, list[str]] = {}
+    for m in config.markets:
+        tag = f"markets@{m.key}"
+        portfolio.setdefault(account_scope(m.account), []).append(tag)
+        portfolio[GLOBAL].append(tag)
+        for s in scopes_of_market(m.venue, m.symbol, m.account):
+            scopes.setdefault(s, []).append(tag)
+        for a in symbol_assets(m.symbol):
+            scopes[asset_scope(a)].append(f"exposure@{a}")
+    for b in sorted(baskets | set(config.baskets)):
+        scopes.setdefault(config.basket_limits(b).halt_scope, []).append(f"index@{b}")
+    for p in portfolio:
+        scopes.setdefault(p, []).append(f"portfolio@{p}")
+
+    def named(tags: dict[str, list[str]]) -> StageInputs:
+        return {k: ("control", *dict.fromkeys(v), OTHER) for k, v in sorted(tags.items())}
+
+    return named(portfolio), named(scopes)

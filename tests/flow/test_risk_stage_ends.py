@@ -18,6 +18,7 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 
 from makerflow.operators.risk import risk_op
 from makerflow.operators.risk_limits import MarketConfig, MarketLimits, PortfolioLimits, RiskConfig
+from makerflow.operators.risk_stages import OTHER, later_inputs
 from makerflow.schemas import topics as t
 from makerflow.schemas.events import (
     Alert,
@@ -173,3 +174,17 @@ def test_the_accounts_global_and_scopes_do_not_depend_on_the_markets_arrival_ord
     assert in_time["intents"]  # the halts cancel orders
     for first, then in ((sol, btc), (btc, sol)):
         assert per_key(run([*fills, *others_end, *first, *then, ticks_end])) == in_time
+
+
+def test_a_scope_waits_only_for_the_stage_keys_that_can_speak_to_it() -> None:
+    portfolio, scopes = later_inputs(CONFIG)
+    btc, sol = "markets@binance:BTC/USDT", "markets@binance:SOL/USDT"
+    assert portfolio == {
+        "account:main": ("control", btc, sol, OTHER),
+        "global": ("control", btc, sol, OTHER),
+    }
+    assert scopes["market:binance:BTC/USDT"] == ("control", btc, OTHER)
+    assert scopes["asset:SOL"] == ("control", sol, "exposure@SOL", OTHER)
+    assert scopes["asset:USDT"] == ("control", btc, "exposure@USDT", sol, OTHER)
+    assert scopes["account:main"] == ("control", btc, sol, "portfolio@account:main", OTHER)
+    assert scopes["global"] == ("control", btc, sol, "portfolio@global", OTHER)
