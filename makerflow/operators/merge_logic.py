@@ -39,6 +39,14 @@ class Ended:
 
 
 @dataclass(frozen=True, slots=True)
+class StageEnded:
+    """Said by a :class:`MergingLogic` with ``tell_end`` once every input of its key has
+    ended, after everything it released: the next stage's routing turns it into an
+    :class:`Ended` of the merge input that this key's outputs are there
+    (:func:`fan_out_stage_ends`), so a chain of stages merges in event time end to end."""
+
+
+@dataclass(frozen=True, slots=True)
 class MergedState:
     """A :class:`MergingLogic`'s snapshot: the inner logic's (``None`` before its first
     item) and the merger's held events and times."""
@@ -66,6 +74,36 @@ def fan_out_ends(
     return routed
 
 
+def fan_out_stage_ends(
+    route: Callable[[str, Any], list[Any]], keys: Callable[[], Sequence[str]]
+) -> Callable[[tuple[str, Any]], list[Any]]:
+    """``route(input, item)`` for a previous stage's outputs tagged ``(input, item)`` (the
+    merge input they are in the next stage, one per upstream key); its
+    :class:`StageEnded` becomes ``(key, ("", Ended(input, 0, 1)))`` for every key in
+    ``keys()``."""
+
+    def routed(tagged: tuple[str, Any]) -> list[Any]:
+        name, item = tagged
+        if type(item) is StageEnded:
+            e = Ended(name, 0, 1)
+            return [(k, ("", e)) for k in keys()]
+        return route(name, item)
+
+    return routed
+
+
+def known_or(known: Iterable[str], other: str) -> Callable[[tuple[str, Any]], str]:
+    """``input_of`` for tagged items ``(input, event)``: the tag if it is one of ``known``,
+    else the catch-all ``other`` (outputs of an upstream key nobody configured, which never
+    ends: give it in ``ended`` so it holds no one up)."""
+    names = frozenset(known)
+
+    def input_of(tagged: tuple[str, Any]) -> str:
+        return tagged[0] if tagged[0] in names else other
+
+    return input_of
+
+
 def passes_ends(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """A ``map`` / ``filter_map`` function that lets an :class:`InputEnded` through as is."""
 
@@ -81,7 +119,9 @@ class MergingLogic(StatefulLogic[Any, Any, Any]):
     ``unwrap(item)`` is the event (or :class:`Ended`) in an item as the step receives it,
     ``input_of(item)`` the merge input it belongs to; ``inputs(item)`` (asked at the key's
     first item) names every input of the key, in tie order; ``strip(item)`` is what the
-    inner logic gets (the item itself by default).
+    inner logic gets (the item itself by default). Inputs in ``ended`` start ended (a
+    catch-all that no marker ends); with ``tell_end`` the key says :class:`StageEnded`
+    once all its inputs have ended.
 
     With ``merge=False`` (live) items go straight through, in arrival order. The service may
     switch between the two on the same recovery store: a live snapshot resumes a replay
@@ -100,8 +140,12 @@ class MergingLogic(StatefulLogic[Any, Any, Any]):
         strip: Callable[[Any], Any] | None = None,
         *,
         merge: bool = True,
+        ended: Sequence[str] = (),
+        tell_end: bool = False,
     ) -> None:
         self.inputs = inputs
+        self.ended = tuple(ended)
+        self.tell_end = tell_end
         self.strip = strip
         self.merge = merge
         self.merger: EventTimeMerger[Any] | None = None
@@ -132,9 +176,16 @@ class MergingLogic(StatefulLogic[Any, Any, Any]):
         m = self.merger
         if m is None:
             m = self.merger = EventTimeMerger(self.inputs(value))
+            for name in self.ended:
+                m.end(name)
         ev = value if self.unwrap is None else self.unwrap(value)
         if type(ev) is Ended:
+            was_done = all(m.done)
             released = m.end(ev.input, ev.partition, ev.partitions)
+            if self.tell_end and not was_done and all(m.done):
+                out = self._feed(released)
+                out.append(StageEnded())
+                return out, StatefulLogic.RETAIN
         else:
             name = self.input_of(value)
             if name not in m.rank:

@@ -27,12 +27,15 @@ from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
+from bytewax.operators import KeyedStream
 
-from makerflow.operators.kill_switch import command_problem
 from makerflow.operators.merge_logic import (
     MergingLogic,
+    StageEnded,
     fan_out_ends,
+    fan_out_stage_ends,
     input_by_type,
+    known_or,
     passes_ends,
 )
 from makerflow.operators.risk_buckets import WindowSpec
@@ -49,12 +52,15 @@ from makerflow.operators.risk_scopes import (
     keyed_stateful,
 )
 from makerflow.operators.risk_stages import (
+    OTHER,
     IndexMark,
     _ExposureLogic,
-    _index_mapper,
+    _IndexLogic,
     _MarketLogic,
     _PortfolioLogic,
-    dead_event,
+    check_command,
+    check_symbol,
+    later_inputs,
 )
 from makerflow.operators.staleness import Heartbeat
 from makerflow.schemas.events import (
@@ -76,7 +82,6 @@ from makerflow.schemas.scopes import (
     account_scope,
     scopes_of_market,
     symbol_assets,
-    validate_scope,
 )
 
 __all__ = ["RiskOut", "cancel_all_intents", "risk_op"]
@@ -98,36 +103,6 @@ class RiskOut:
     audit: Stream[Alert]
     """Every halt / resume / set_params command risk took, as an info Alert
     (``ControlCommand``) naming who and why: the trail of what people did."""
-
-
-def _check_symbol(step: str) -> Any:
-    def check(ev: Any) -> Any:
-        try:
-            symbol_assets(ev.symbol)
-        except ValueError as exc:
-            return dead_event(step, str(exc), ev)
-        return ev
-
-    return check
-
-
-def _check_command(step: str) -> Any:
-    def check(cmd: ControlCommand) -> Any:
-        try:
-            validate_scope(cmd.scope)
-        except ValueError as exc:
-            return dead_event(step, str(exc), cmd)
-        problem = command_problem(cmd)
-        if problem is not None:
-            return dead_event(step, problem, cmd)
-        if cmd.command == "set_params" and cmd.scope.startswith("market:"):
-            try:
-                symbol_assets(cmd.scope.split(":", 2)[2])
-            except ValueError as exc:
-                return dead_event(step, str(exc), cmd)
-        return cmd
-
-    return check
 
 
 def _not_dead(x: Any) -> bool:
@@ -165,6 +140,20 @@ def _tagged_event(x: tuple[str, Any]) -> Any:
     return x[1]
 
 
+def _tag(name: str) -> Any:
+    """A stage's ``(key, item)`` as ``(merge input of the next stage, item)``: each upstream
+    key's outputs are in event time, so each is its own input."""
+    return lambda kv: (f"{name}@{kv[0]}", kv[1])
+
+
+@operator
+def _basket_stage(step_id: str, up: KeyedStream[Any], build: Any) -> KeyedStream[Any]:
+    """``op.stateful`` at the path ``op.stateful_flat_map`` gave the per-basket stage before
+    it merged, so a recovery store written then resumes its breaches (the logic needs no
+    key, and the merge takes a bare inner snapshot)."""
+    return op.stateful("stateful", up, build)
+
+
 @operator
 def risk_op(
     step_id: str,
@@ -190,8 +179,12 @@ def risk_op(
     ``bounded`` (a replay whose inputs end): each market's ticks, orders, fills, index
     marks, findings and commands, and each asset's fill legs, balances and commands, reach
     their stage in event time (:class:`~makerflow.operators.merge_logic.MergingLogic`);
-    the inputs' end markers go to every configured market and asset. The later stages
-    (accounts, global, the scopes' machines) take what those stages say in arrival order.
+    the inputs' end markers go to every configured market, asset and basket. Each of those
+    keys says :class:`~makerflow.operators.merge_logic.StageEnded` once all its inputs
+    ended, which goes on to every configured key of the next stage as the end of that
+    upstream key's input: so the accounts and ``global`` merge the markets' summaries and
+    their commands, and the scopes' machines merge every stage key's signals and the
+    halt / resume commands, in event time too.
     """
     if bounded and clock is not None:
         raise ValueError("a bounded replay judges no wall-clock staleness: pass clock=None")
@@ -200,6 +193,12 @@ def risk_op(
     market_keys = [m.key for m in config.markets]
     asset_keys = sorted({a for m in config.markets for a in symbol_assets(m.symbol)})
     accounts = sorted({m.account for m in config.markets})
+    basket_keys = sorted(
+        {m.index_basket for m in config.markets if m.index_basket is not None} | set(config.baskets)
+    )
+    portfolio_inputs, scope_inputs = later_inputs(config)
+    portfolio_keys = list(portfolio_inputs)
+    scope_keys = list(scope_inputs)
 
     def markets() -> list[str]:
         return market_keys
@@ -215,15 +214,16 @@ def risk_op(
     def to_markets(name: str, key: Any) -> Any:
         return fan_out_ends(name, lambda e: [(key(e), e)], markets)
 
-    ticks = checked("ticks", ticks, _check_symbol(f"{step_id}.ticks"))
-    fills = checked("fills", fills, _check_symbol(f"{step_id}.fills"))
-    order_events = checked("orders", order_events, _check_symbol(f"{step_id}.orders"))
-    control = checked("control", control, _check_command(f"{step_id}.control"))
+    ticks = checked("ticks", ticks, check_symbol(f"{step_id}.ticks"))
+    fills = checked("fills", fills, check_symbol(f"{step_id}.fills"))
+    order_events = checked("orders", order_events, check_symbol(f"{step_id}.orders"))
+    control = checked("control", control, check_command(f"{step_id}.control"))
 
-    # End markers go with the parameter changes, to the market and asset stages.
-    cmds = op.branch("cmd_kind", control, lambda c: _is_end(c) or c.command == "set_params")
-    params = cmds.trues
-    switch_cmds = cmds.falses
+    # End markers go with both kinds of commands, to every stage that reads them.
+    params = op.filter("params", control, lambda c: _is_end(c) or c.command == "set_params")
+    switch_cmds = op.filter(
+        "switch_cmds", control, lambda c: _is_end(c) or c.command != "set_params"
+    )
 
     def param_target(prefix: str) -> Any:
         return lambda c: _is_end(c) or c.scope.startswith(prefix)
@@ -233,7 +233,7 @@ def risk_op(
     p_portfolio = op.filter(
         "p_portfolio",
         params,
-        lambda c: not _is_end(c) and (c.scope == GLOBAL or c.scope.startswith("account:")),
+        lambda c: _is_end(c) or c.scope == GLOBAL or c.scope.startswith("account:"),
     )
 
     # Per market.
@@ -276,7 +276,11 @@ def risk_op(
             {s for m in config.markets for s in scopes_of_market(m.venue, m.symbol, m.account)}
         )
         clock_beats.append(
-            op.flat_map("clock_beats", clock, lambda hb: [(s, Beat(s, hb.now)) for s in configured])
+            op.flat_map(
+                "clock_beats",
+                clock,
+                lambda hb: [(s, ("clock", Beat(s, hb.now))) for s in configured],
+            )
         )
     market_step = f"{step_id}.markets"
     market_inputs = MARKET_INPUTS if quality is not None else MARKET_INPUTS[:3] + MARKET_INPUTS[4:]
@@ -287,7 +291,12 @@ def risk_op(
 
         # Live: arrival order (see the README's Operations).
         return MergingLogic(
-            lambda _v: market_inputs, _MARKET_INPUT_OF, build, resume, merge=bounded
+            lambda _v: market_inputs,
+            _MARKET_INPUT_OF,
+            build,
+            resume,
+            merge=bounded,
+            tell_end=True,
         )
 
     market_out = keyed_stateful("market_state", op.merge("market_in", *market_in), market_logic)
@@ -331,6 +340,7 @@ def risk_op(
             unwrap=_tagged_event,
             strip=_tagged_event,
             merge=bounded,
+            tell_end=True,
         )
 
     exposure_in = op.merge(
@@ -349,16 +359,52 @@ def risk_op(
     )
     exposure_out = keyed_stateful("exposure", exposure_in, exposure_logic)
 
-    # Per basket: one input, in order already.
-    index_out = op.stateful_flat_map(
+    # Per basket: one input, in order already; merged only to say when it ended.
+    def index_logic(resume: Any) -> Any:
+        return MergingLogic(
+            lambda _v: ("index",),
+            lambda _v: "index",
+            lambda r: _IndexLogic(config, r),
+            resume,
+            merge=bounded,
+            tell_end=True,
+        )
+
+    index_out = _basket_stage(
         "index",
-        op.key_on("k_index", op.filter("index_events", index, _not_end), lambda ip: ip.basket),
-        _index_mapper(config),
+        op.flat_map(
+            "k_index",
+            index,
+            fan_out_ends("index", lambda ip: [(ip.basket, ip)], lambda: basket_keys),
+        ),
+        index_logic,
     )
 
-    # Per account and globally.
-    market_items = op.map("market_items", market_out, lambda kv: kv[1])
-    summaries = op.filter("summaries", market_items, lambda x: isinstance(x, MarketSummary))
+    def merged(inputs_of: dict[str, tuple[str, ...]], build: Any, tell_end: bool) -> Any:
+        """A later stage's logic: its items are tagged ``(input, event)``; a key nobody
+        configured has only the commands and the catch-all."""
+
+        def logic(key: str, resume: Any) -> Any:
+            inputs = inputs_of.get(key, ("control", OTHER))
+            return MergingLogic(
+                lambda _v: inputs,
+                known_or(inputs, OTHER),
+                lambda r: build(key, r),
+                resume,
+                unwrap=_tagged_event,
+                strip=_tagged_event,
+                merge=bounded,
+                ended=(OTHER,),
+                tell_end=tell_end,
+            )
+
+        return logic
+
+    # Per account and globally: every market's summaries and the commands.
+    market_items = op.map("market_items", market_out, _tag("markets"))
+    summaries = op.filter(
+        "summaries", market_items, lambda x: isinstance(x[1], MarketSummary | StageEnded)
+    )
     portfolio_step = f"{step_id}.portfolio"
     portfolio_out = keyed_stateful(
         "portfolio",
@@ -367,34 +413,68 @@ def risk_op(
             op.flat_map(
                 "summary_scopes",
                 summaries,
-                lambda s: [(account_scope(s.account), s), (GLOBAL, s)],
+                fan_out_stage_ends(
+                    lambda name, s: [(account_scope(s.account), (name, s)), (GLOBAL, (name, s))],
+                    lambda: portfolio_keys,
+                ),
             ),
-            op.key_on("k_pportfolio", p_portfolio, lambda c: c.scope),
+            op.flat_map(
+                "k_pportfolio",
+                p_portfolio,
+                fan_out_ends(
+                    "control",
+                    lambda c: [(c.scope, ("control", c))],
+                    lambda: portfolio_keys,
+                    lambda k, e: (k, ("", e)),
+                ),
+            ),
         ),
-        lambda key, resume: _PortfolioLogic(portfolio_step, key, config, resume),
+        merged(
+            portfolio_inputs,
+            lambda key, r: _PortfolioLogic(portfolio_step, key, config, r),
+            tell_end=True,
+        ),
     )
 
-    # Everything a stage said, except summaries.
+    # Everything a stage said, except summaries, tagged with its merge input at the scopes.
     said = op.merge(
         "said",
-        op.filter("market_said", market_items, lambda x: not isinstance(x, MarketSummary)),
-        op.map("exposure_said", exposure_out, lambda kv: kv[1]),
-        op.map("index_said", index_out, lambda kv: kv[1]),
-        op.map("portfolio_said", portfolio_out, lambda kv: kv[1]),
+        op.filter("market_said", market_items, lambda x: not isinstance(x[1], MarketSummary)),
+        op.map("exposure_said", exposure_out, _tag("exposure")),
+        op.map("index_said", index_out, _tag("index")),
+        op.map("portfolio_said", portfolio_out, _tag("portfolio")),
     )
-    signals = op.filter("signals", said, lambda x: isinstance(x, Signal | Pause | Beat))
-    errs.append(op.filter("stage_errs", said, lambda x: isinstance(x, DeadLetter)))
-    stage_alerts = op.filter("stage_alerts", said, lambda x: isinstance(x, Alert))
-
+    signals = op.filter(
+        "signals", said, lambda x: isinstance(x[1], Signal | Pause | Beat | StageEnded)
+    )
+    errs.append(
+        op.filter_map("stage_errs", said, lambda x: x[1] if isinstance(x[1], DeadLetter) else None)
+    )
+    stage_alerts = op.filter_map(
+        "stage_alerts", said, lambda x: x[1] if isinstance(x[1], Alert) else None
+    )
     scope_out = keyed_stateful(
         "scopes",
         op.merge(
             "scope_in",
-            op.key_on("k_signals", signals, lambda s: s.scope),
-            op.key_on("k_cmds", switch_cmds, lambda c: c.scope),
+            op.flat_map(
+                "k_signals",
+                signals,
+                fan_out_stage_ends(lambda name, s: [(s.scope, (name, s))], lambda: scope_keys),
+            ),
+            op.flat_map(
+                "k_cmds",
+                switch_cmds,
+                fan_out_ends(
+                    "control",
+                    lambda c: [(c.scope, ("control", c))],
+                    lambda: scope_keys,
+                    lambda k, e: (k, ("", e)),
+                ),
+            ),
             *clock_beats,
         ),
-        lambda key, resume: ScopeLogic(key, config, resume),
+        merged(scope_inputs, lambda key, r: ScopeLogic(key, config, r), tell_end=False),
     )
     emitted = op.map("emitted", scope_out, lambda kv: kv[1])
     return RiskOut(

@@ -13,6 +13,7 @@ from typing import Any
 from bytewax.operators import StatefulLogic
 
 from makerflow import metrics
+from makerflow.operators.kill_switch import command_problem
 from makerflow.operators.risk_buckets import NS_PER_S, WindowSpec
 from makerflow.operators.risk_exposure import ExposureBook, Leg
 from makerflow.operators.risk_limits import (
@@ -46,7 +47,15 @@ from makerflow.schemas.events import (
     Tick,
     split_market_key,
 )
-from makerflow.schemas.scopes import asset_scope, market_key_scope, scopes_of_market
+from makerflow.schemas.scopes import (
+    GLOBAL,
+    account_scope,
+    asset_scope,
+    market_key_scope,
+    scopes_of_market,
+    symbol_assets,
+    validate_scope,
+)
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,43 @@ def params_alert(scope: str, cmd: ControlCommand, limits: Any) -> Alert:
         scope=scope,
         message=f"{who} set {dict(cmd.params)} on {scope}; limits now {limits}",
     )
+
+
+# --- input checks -------------------------------------------------------------------------------
+
+
+def check_symbol(step: str) -> Any:
+    """Dead-letters an event whose symbol is not BASE/QUOTE."""
+
+    def check(ev: Any) -> Any:
+        try:
+            symbol_assets(ev.symbol)
+        except ValueError as exc:
+            return dead_event(step, str(exc), ev)
+        return ev
+
+    return check
+
+
+def check_command(step: str) -> Any:
+    """Dead-letters a command with a bad scope, a bad shape or a bad market."""
+
+    def check(cmd: ControlCommand) -> Any:
+        try:
+            validate_scope(cmd.scope)
+        except ValueError as exc:
+            return dead_event(step, str(exc), cmd)
+        problem = command_problem(cmd)
+        if problem is not None:
+            return dead_event(step, problem, cmd)
+        if cmd.command == "set_params" and cmd.scope.startswith("market:"):
+            try:
+                symbol_assets(cmd.scope.split(":", 2)[2])
+            except ValueError as exc:
+                return dead_event(step, str(exc), cmd)
+        return cmd
+
+    return check
 
 
 # --- per market ---------------------------------------------------------------------------------
@@ -320,6 +366,21 @@ def _index_mapper(config: RiskConfig) -> Any:
     return judge
 
 
+class _IndexLogic(StatefulLogic[IndexPrice, Any, frozenset[str]]):
+    """One basket's oracle-deviation breaches (the state: the breaches that hold)."""
+
+    def __init__(self, config: RiskConfig, resume: frozenset[str] | None) -> None:
+        self.judge = _index_mapper(config)
+        self.active = resume
+
+    def on_item(self, value: IndexPrice) -> tuple[Iterable[Any], bool]:
+        self.active, out = self.judge(self.active, value)
+        return out, StatefulLogic.RETAIN
+
+    def snapshot(self) -> frozenset[str]:
+        return self.active or frozenset()
+
+
 # --- per account / global -------------------------------------------------------------------
 
 
@@ -363,3 +424,42 @@ class _PortfolioLogic(StatefulLogic[MarketSummary | ControlCommand, Any, tuple[A
 
     def snapshot(self) -> tuple[Any, ...]:
         return self.book.snapshot(), self.tracker.active, self.limits
+
+
+# --- the later stages' merge inputs ---------------------------------------------------------
+
+OTHER = "other"
+"""The later stages' catch-all input: outputs of an upstream key nobody configured (a
+market only in the data), which no marker ends; it starts ended, so it holds no one up
+(its items go in arrival order)."""
+
+
+StageInputs = dict[str, tuple[str, ...]]
+
+
+def later_inputs(config: RiskConfig) -> tuple[StageInputs, StageInputs]:
+    """Per account / ``global`` key and per scope key, the merge inputs of a bounded replay,
+    in tie order: the commands first, then each upstream stage key that can send to it
+    (``"markets@<key>"``, ``"exposure@<asset>"``, ``"index@<basket>"``,
+    ``"portfolio@<scope>"``), then :data:`OTHER`. Only the keys that can send: a scope
+    waits for no market that never speaks to it, so it holds little."""
+    baskets = {m.index_basket for m in config.markets if m.index_basket is not None}
+    portfolio: dict[str, list[str]] = {GLOBAL: []}
+    scopes: dict[str, list[str]] = {}
+    for m in config.markets:
+        tag = f"markets@{m.key}"
+        portfolio.setdefault(account_scope(m.account), []).append(tag)
+        portfolio[GLOBAL].append(tag)
+        for s in scopes_of_market(m.venue, m.symbol, m.account):
+            scopes.setdefault(s, []).append(tag)
+        for a in symbol_assets(m.symbol):
+            scopes[asset_scope(a)].append(f"exposure@{a}")
+    for b in sorted(baskets | set(config.baskets)):
+        scopes.setdefault(config.basket_limits(b).halt_scope, []).append(f"index@{b}")
+    for p in portfolio:
+        scopes.setdefault(p, []).append(f"portfolio@{p}")
+
+    def named(tags: dict[str, list[str]]) -> StageInputs:
+        return {k: ("control", *dict.fromkeys(v), OTHER) for k, v in sorted(tags.items())}
+
+    return named(portfolio), named(scopes)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from bytewax.dataflow import Dataflow
 from confluent_kafka import Consumer, TopicPartition
@@ -31,7 +32,7 @@ from makerflow.kafka_admin import Sender, ensure_topics, producer
 from makerflow.operators.quoter import Quoter
 from makerflow.operators.quoting import MERGE_INPUTS, merge_inputs
 from makerflow.operators.risk_limits import MarketConfig as RiskMarket
-from makerflow.operators.risk_limits import MarketLimits, RiskConfig
+from makerflow.operators.risk_limits import MarketLimits, PortfolioLimits, RiskConfig
 from makerflow.schemas import topics as t
 from makerflow.schemas.codec import encode
 from makerflow.schemas.events import (
@@ -44,9 +45,11 @@ from makerflow.schemas.events import (
     Tick,
     Transfer,
 )
+from makerflow.schemas.markers import InputEnded
 from makerflow.schemas.topics import Topic
 from makerflow.sources.private_stream import PrivateStreamConfig
 from tests.conftest import RUNNERS
+from tests.flow import test_risk_stage_ends as stage_ends
 from tests.flow.test_quoter_flow import CONFIG as QUOTING
 from tests.flow.test_quoter_flow import scenario
 from tests.recon_sessions import NS, T0, W, deposit, exchange_session, fill
@@ -290,3 +293,88 @@ def test_risk_replay_does_not_depend_on_topic_order_or_workers(tmp_path: Path) -
     assert a == b
     states = a[t.RISK_STATE.name]
     assert any(b"HALTED" in v for v in states[b"market:binance:BTC/USDT"])
+
+
+def two_market_inputs() -> dict[Topic[Any], list[Any]]:
+    """BTC/USDT and SOL/USDT (every tenth of the same recorded ticks at a fifteenth of the
+    price, 3 ms later; its key is on the other partition of a 2-partition topic, so the
+    source's first batches of 1000 take all of SOL and only part of BTC) in one account,
+    each bought ten times and falling 10 % (BTC at its 1500th tick, SOL at the time of
+    BTC's 2000th), so the account's and global PnL sum the two markets."""
+    btc = with_jump(recorded_ticks(2_500), at=1_500, factor=0.9)
+    sol_base = with_jump(recorded_ticks(2_500), at=2_000, factor=0.9)[::10]
+    sol = [
+        msgspec.structs.replace(
+            tk,
+            ts=tk.ts + 3_000_000,
+            symbol="SOL/USDT",
+            bid=tk.bid / 15,
+            ask=tk.ask / 15,
+            mid=tk.mid / 15,
+            microprice=tk.microprice / 15,
+        )
+        for tk in sol_base
+    ]
+    fills = [
+        Fill(
+            ts=tk.ts,
+            venue="binance",
+            symbol=tk.symbol,
+            trade_id=f"{tk.symbol}-{i}",
+            side="buy",
+            price=tk.ask,
+            qty=qty,
+        )
+        for ticks, qty, every in ((btc, 0.05, 300), (sol, 0.75, 30))
+        for i, tk in enumerate(ticks)
+        if i % every == 0
+    ]
+    ticks = sorted([*btc, *sol], key=lambda tk: tk.ts)
+    return {t.TICKS: ticks, t.FILLS: sorted(fills, key=lambda f: f.ts)}
+
+
+def test_risk_account_and_global_replay_does_not_depend_on_order_or_workers(
+    tmp_path: Path,
+) -> None:
+    """The later stages (per account, ``global``, the scopes' kill switches) take what
+    several markets' stages say: in a replay they merge them in event time too."""
+    config = RiskConfig(
+        window_ms=2_000,
+        slide_ms=200,
+        markets=tuple(
+            RiskMarket(venue="binance", symbol=s, limits=MarketLimits(max_move_bps=5_000.0))
+            for s in ("BTC/USDT", "SOL/USDT")
+        ),
+        accounts={"main": PortfolioLimits(max_drawdown=250.0)},
+        global_limits=PortfolioLimits(max_loss=400.0),
+    )
+    a, b = twice(
+        tmp_path,
+        "risk2",
+        two_market_inputs(),
+        t.TICKS,
+        lambda s: risk_flow.build_flow(s, config, wall_clock=False),
+        [t.RISK_STATE, t.ALERTS, t.ORDER_INTENTS],
+    )
+    states = a[t.RISK_STATE.name]
+    assert any(b"HALTED" in v for v in states[b"account:main"])
+    assert any(b"HALTED" in v for v in states[b"global"])
+    assert a == b
+    # And what the inputs give in event time through one source (no broker, one worker).
+    inputs = two_market_inputs()
+    ends = [InputEnded(name, 0, 1) for name in stage_ends.TOPICS]
+    in_time = sorted((ev for evs in inputs.values() for ev in evs), key=lambda e: e.ts)
+    one = stage_ends.run([*in_time, *ends], config)
+    expected = {
+        t.RISK_STATE.name: by_key(t.RISK_STATE, one.states),
+        t.ALERTS.name: by_key(t.ALERTS, one.alerts),
+        t.ORDER_INTENTS.name: by_key(t.ORDER_INTENTS, one.intents),
+    }
+    assert {n: v for n, v in a.items() if v} == {n: v for n, v in expected.items() if v}
+
+
+def by_key(tp: Topic[Any], evs: list[Any]) -> dict[bytes, list[bytes]]:
+    out: dict[bytes, list[bytes]] = {}
+    for ev in evs:
+        out.setdefault((tp.key_of(ev) or "").encode(), []).append(encode(ev))
+    return out

@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from makerflow.operators.event_merge import EventTimeMerger
-from makerflow.operators.merge_logic import Ended, MergedState, MergingLogic
+from makerflow.operators.merge_logic import (
+    Ended,
+    MergedState,
+    MergingLogic,
+    StageEnded,
+    fan_out_stage_ends,
+    known_or,
+)
 
 INPUTS = ("orders", "fills", "risk", "control", "ticks")
 
@@ -189,3 +196,36 @@ def test_a_live_step_resumes_a_replays_held_events_first_then_passes_items_throu
     # A snapshot of the inner logic alone (written before the merge existed) resumes too.
     old = MergingLogic(lambda _v: ("a",), lambda e: e.input, Collect, (3, 4))  # type: ignore[arg-type]
     assert list(old.on_item(Ev("a", 5, 1))[0]) == [5] and old.snapshot().inner == (3, 4, 5)
+
+
+def test_a_stage_says_it_ended_after_its_last_release_once_and_the_next_stage_merges_on() -> None:
+    """Stage one (inputs a, b) says StageEnded once both ended, after what that released;
+    stage two merges stage one's key ``k1`` with its own input c in event time and, told
+    ``k1`` ended, goes on without waiting for the end of the whole input. Its catch-all
+    (an upstream key nobody configured) starts ended and holds no one up."""
+    first = MergingLogic(lambda _v: ("a", "b"), lambda e: e.input, Collect, None, tell_end=True)
+    assert list(first.on_item(Ev("a", 0, 5))[0]) == []
+    assert list(first.on_item(Ended("a", 0, 1))[0]) == []
+    assert list(first.on_item(Ended("b", 0, 1))[0]) == [0, StageEnded()]
+    assert list(first.on_item(Ended("b", 0, 1))[0]) == []  # a repeat says nothing again
+
+    route = fan_out_stage_ends(lambda name, x: [("k2", (name, x))], lambda: ["k2"])
+    assert route(("s1@k1", StageEnded())) == [("k2", ("", Ended("s1@k1", 0, 1)))]
+
+    inputs = ("c", "s1@k1", "other")
+    second = MergingLogic(
+        lambda _v: inputs,
+        known_or(inputs, "other"),
+        Collect,
+        None,
+        unwrap=lambda x: x[1],
+        strip=lambda x: x[1],
+        ended=("other",),
+    )
+    assert list(second.on_item(("s1@k1", Ev("s1@k1", 1, 7)))[0]) == []  # c may come earlier
+    assert list(second.on_item(("c", Ev("c", 2, 6)))[0]) == [2]
+    assert list(second.on_item(("c", Ev("c", 3, 9)))[0]) == [1]
+    assert list(second.on_item(("s1@k9", Ev("s1@k9", 4, 10)))[0]) == []  # catch-all: held
+    (_, ended), *_ = route(("s1@k1", StageEnded()))
+    assert list(second.on_item(ended)[0]) == [3]  # k1 ended: c's 9 goes, before the 10
+    assert list(second.on_item(("", Ended("c", 0, 1)))[0]) == [4]
