@@ -110,6 +110,31 @@ def read_back(brokers: list[str], out_dir: Path) -> dict[str, int]:
     return counts
 
 
+DEMO_FETCH_WAIT_MS = "100"
+"""Every service's consumer fetch wait in the services demo (see ``run_services_demo``)."""
+
+
+def services_env(bootstrap: str, config_path: Path, exchange_url: str) -> dict[str, str]:
+    """The environment every service process of the services demo runs with."""
+    return {
+        # Seven services share the embedded broker, which answers a waiting fetch only
+        # at the end of its wait: at the shipped 5 ms on the path to an order it took
+        # half a core (20 s of CPU in 41 s), enough on two cores to put the pipeline
+        # seconds behind the market and expire the quoter's orders; 100 ms on every
+        # consumer costs it a fifth of a core (9 s), and the demo's orders no latency
+        # that matters (an explicit MAKERFLOW_KAFKA_FETCH_WAIT_MS wins).
+        "MAKERFLOW_KAFKA_FETCH_WAIT_MS": DEMO_FETCH_WAIT_MS,
+        **os.environ,
+        "MAKERFLOW_BROKERS": bootstrap,
+        "MAKERFLOW_CONFIG": str(config_path),
+        "MAKERFLOW_EXCHANGE_URL": exchange_url,
+        "MAKERFLOW_CONTROL_KEY": secrets.token_hex(32),
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
+
+
 def run_services_demo(
     out_dir: Path,
     *,
@@ -138,16 +163,7 @@ def run_services_demo(
         rpc_config = btc_chain_config(demo.source_config(rpc.url, poll_interval_s=0.5))
         config_path = out_dir / "services.toml"
         config_path.write_text(to_toml(services_config(exchange_url, rpc_config)))
-        env = {
-            **os.environ,
-            "MAKERFLOW_BROKERS": broker.bootstrap,
-            "MAKERFLOW_CONFIG": str(config_path),
-            "MAKERFLOW_EXCHANGE_URL": exchange_url,
-            "MAKERFLOW_CONTROL_KEY": secrets.token_hex(32),
-            "PYTHONPATH": os.pathsep.join(
-                [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]
-            ),
-        }
+        env = services_env(broker.bootstrap, config_path, exchange_url)
         say(f"starting {len(SERVICES)} services on the broker at {broker.bootstrap}")
         result.services = start_services(SERVICES, env, out_dir / "logs")
         prom: Prometheus | None = None

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from makerflow.demo.progress import Progress
 from makerflow.demo.runner import demo_config
-from makerflow.demo.services import services_config, to_toml
+from makerflow.demo.services import services_config, services_env, to_toml
 from makerflow.demo.venues import Crash, ReferenceBook
+from makerflow.flows.common import FlowSettings
 from makerflow.flows.execution import ExecutionConfig
 from makerflow.operators.quoting_config import load_quoting_config
 from makerflow.operators.risk_limits import RiskConfig
@@ -128,3 +131,19 @@ def test_services_toml_gives_each_service_the_demos_settings(tmp_path: Path) -> 
     assert load_section(path, "dex_ingest", Web3SourceConfig) == rpc
     # the demo's fee tier, priced in by the quoter
     assert load_quoting_config(path).defaults.maker_fee_bps == 1.0
+
+
+def test_the_services_demo_waits_100_ms_per_fetch_unless_told(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Seven services on the embedded broker at the shipped 5 ms took half a core of it.
+    monkeypatch.delenv("MAKERFLOW_KAFKA_FETCH_WAIT_MS", raising=False)
+    env = services_env("127.0.0.1:1", tmp_path / "services.toml", "http://127.0.0.1:2")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = FlowSettings.from_env()
+    assert settings.fetch_wait_ms == 100
+    assert "127.0.0.1:1" in settings.brokers
+    monkeypatch.setenv("MAKERFLOW_KAFKA_FETCH_WAIT_MS", "7")
+    env = services_env("127.0.0.1:1", tmp_path / "services.toml", "http://127.0.0.1:2")
+    assert env["MAKERFLOW_KAFKA_FETCH_WAIT_MS"] == "7"
