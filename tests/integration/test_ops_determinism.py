@@ -54,7 +54,8 @@ def run_ticks(tmp_path: Path, workers: int, trades_first: bool) -> dict[str, lis
         p = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, timeout=240)
         assert p.returncode == 0, p.stderr.decode()[-3000:]
         by_market: dict[str, list[bytes]] = defaultdict(list)
-        for m in read_topic(brokers, t.TICKS.name, idle=5.0):
+        # The run has exited: every tick is on the broker, a short quiet spell is the end.
+        for m in read_topic(brokers, t.TICKS.name, idle=1.5):
             by_market[m.key().decode()].append(bytes(m.value()))
         return dict(by_market)
 
