@@ -104,10 +104,12 @@ def start(
     )
 
 
-def outputs(brokers: str, topic: Topic[Any], idle: float = 4.0) -> dict[bytes, list[bytes]]:
+def outputs(brokers: str, topic: Topic[Any], idle: float = 1.5) -> dict[bytes, list[bytes]]:
     """Each key's messages in order. Until the topic has been quiet a while: its reported
-    end is short on tansu. Per key, because only a key's order is fixed: messages of
-    different keys (risk's scopes) come out of different steps, interleaved by timing."""
+    end is short on tansu. Read only once the writer has exited (or been killed), so every
+    message is already on the broker and a short quiet spell is the end. Per key, because
+    only a key's order is fixed: messages of different keys (risk's scopes) come out of
+    different steps, interleaved by timing."""
     out: dict[bytes, list[bytes]] = {}
     for m in read_topic([brokers], topic.name, idle=idle):
         out.setdefault(bytes(m.key() or b""), []).append(bytes(m.value()))
@@ -166,7 +168,7 @@ def kill_9_and_resume(
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=10)
             assert feeder.is_alive(), "the ticks were all in before the kill: not mid-stream"
-            before_restart = outputs(crash.bootstrap, svc.output, idle=2.0)
+            before_restart = outputs(crash.bootstrap, svc.output)
             feeder.join(timeout=60)
             second = start(svc, crash.bootstrap, config, recovery, log, tail=False)
             assert second.wait(timeout=120) == 0, log.read_text()[-3000:]
