@@ -120,12 +120,22 @@ def count(by_key: dict[bytes, list[bytes]]) -> int:
     return sum(map(len, by_key.values()))
 
 
+def wait_for_line(log: Path, line: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while line not in log.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            pytest.fail(log.read_text()[-3000:])
+        time.sleep(0.1)
+
+
 def feed_in_chunks(brokers: str, ticks: list[Any], stop: threading.Event) -> threading.Thread:
     def run() -> None:
-        for i in range(0, len(ticks), 100):
+        for i in range(0, len(ticks), 200):
             if stop.is_set():
                 return
-            produce_events([brokers], t.TICKS, ticks[i : i + 100])
+            produce_events([brokers], t.TICKS, ticks[i : i + 200])
             time.sleep(0.1)
 
     th = threading.Thread(target=run, daemon=True)
@@ -155,6 +165,9 @@ def kill_9_and_resume(
 
         recovery, log = tmp_path / "recovery", tmp_path / "crash.log"
         first = start(svc, crash.bootstrap, config, recovery, log, tail=True)
+        # The feed starts once the service is up, so it can be short and still be going on
+        # when the service is a third of the way through.
+        wait_for_line(log, "serving Prometheus metrics on", first)
         stop = threading.Event()
         feeder = feed_in_chunks(crash.bootstrap, ticks, stop)
         try:
