@@ -1,11 +1,12 @@
-"""Scaling per partition: the ticks service over a 4-partition topic with 1, 2 and 4
+"""Scaling per partition: the ticks service over a 4-partition topic with 1 and 4
 workers and with 2 processes (``-i/-a``) writes the same ticks for every market, in the same
 order, with the shipped configuration (event-time alignment is on by default, and a replay
 with ``MAKERFLOW_TAIL=0`` merges without a time bound).
 
 One broker serves every run: the input is produced once, each run replays it from the
 start (no recovery, ``MAKERFLOW_TAIL=0``) and appends its ticks to ``ticks``; a run's ticks
-are the records past the offsets the previous runs ended at, per partition."""
+are the records past the offsets the previous runs ended at, per partition. ``-w 2`` is not
+run here: test_ops_determinism already shows it writes what ``-w 1`` writes."""
 
 from __future__ import annotations
 
@@ -81,6 +82,6 @@ def test_every_worker_count_writes_the_same_ticks_per_market(tmp_path: Path) -> 
         one = per_market_ticks(1, 1)
         assert sorted(one) == sorted(f"binance:{s}" for s in SYMBOLS)
         assert all(len(v) > 1000 for v in one.values())
-        for workers, processes in [(2, 1), (4, 1), (1, 2)]:
+        for workers, processes in [(4, 1), (1, 2)]:
             other = per_market_ticks(workers, processes)
             assert other == one, f"{workers} workers x {processes} processes differ"
