@@ -3,7 +3,7 @@ repeats are the replayed epoch's, identical to what was emitted the first time.
 
 Two fresh brokers on loopback get the same recorded BTC/USDT data (Binance spot, 53 s) in
 ``md.book`` / ``md.trades`` through ``makerflow replay``: on one, an uninterrupted run of the
-service gives the reference ticks; on the other the recording is replayed in real time (x3)
+service gives the reference ticks; on the other the recording is replayed in real time (x4)
 while the service runs with recovery, is SIGKILLed mid-stream, and restarted on the same
 recovery directory. Event-time alignment (``MAKERFLOW__TICKS__ALIGN_MS``, above the
 recording's span) makes the ticks independent of how the two topics interleave, so the runs
@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,11 +98,20 @@ def test_kill_9_loses_no_tick_and_repeats_only_the_replayed_epoch(
     reference = values(ref_broker)
     assert len(reference) > 1000
 
-    # The crash: the recording arrives in real time (x3, about 18 s) while the service runs.
+    # The crash: the recording arrives in real time (x4, about 13 s) while the service runs.
     recovery = tmp_path / "recovery"
     log = tmp_path / "crash.log"
-    feed = replay(crash_broker, speed=3.0)
     first = start_ticks(crash_broker, recovery, log, True)
+    # The feed starts once the service is up: a fast feed is then still going on when the
+    # service is a third of the way through.
+    deadline = time.monotonic() + 60
+    while "serving Prometheus metrics on" not in log.read_text():
+        if first.poll() is not None or time.monotonic() > deadline:
+            first.kill()
+            first.wait()
+            pytest.fail(log.read_text())
+        time.sleep(0.1)
+    feed = replay(crash_broker, speed=4.0)
     try:
         # Returns as soon as a third of the ticks are out (the topic never idles meanwhile).
         part = read_topic([crash_broker], TICKS.name, expected=len(reference) // 3, timeout=120)
