@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import msgspec
@@ -61,8 +62,11 @@ def run_ticks(tmp_path: Path, workers: int, trades_first: bool) -> dict[str, lis
 
 
 def test_default_config_ticks_do_not_depend_on_topic_order_or_workers(tmp_path: Path) -> None:
-    trades_first = run_ticks(tmp_path, workers=1, trades_first=True)
-    book_first = run_ticks(tmp_path, workers=2, trades_first=False)
+    # The two runs are independent (a broker each): side by side, one per core.
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(run_ticks, tmp_path, workers=1, trades_first=True)
+        second = pool.submit(run_ticks, tmp_path, workers=2, trades_first=False)
+        trades_first, book_first = first.result(), second.result()
     assert sorted(trades_first) == [f"binance:{s}" for s in SYMBOLS]
     for key, ticks in trades_first.items():
         reasons = [msgspec.json.decode(v, type=Tick).reason for v in ticks]
