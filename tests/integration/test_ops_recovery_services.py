@@ -75,10 +75,11 @@ class Service:
     name: str
     config: str
     output: Topic[Any]
+    kill_after: int  # outputs; about a third of what the 8000 recorded ticks make
 
 
-QUOTER = Service("quoter", QUOTER_CONFIG, t.ORDER_INTENTS)
-RISK = Service("risk", RISK_CONFIG, t.RISK_STATE)
+QUOTER = Service("quoter", QUOTER_CONFIG, t.ORDER_INTENTS, 650)  # of 2002
+RISK = Service("risk", RISK_CONFIG, t.RISK_STATE, 80)  # of 245
 
 
 def env_for(brokers: str, config: Path, tail: bool) -> dict[str, str]:
@@ -104,10 +105,12 @@ def start(
     )
 
 
-def outputs(brokers: str, topic: Topic[Any], idle: float = 4.0) -> dict[bytes, list[bytes]]:
+def outputs(brokers: str, topic: Topic[Any], idle: float = 1.5) -> dict[bytes, list[bytes]]:
     """Each key's messages in order. Until the topic has been quiet a while: its reported
-    end is short on tansu. Per key, because only a key's order is fixed: messages of
-    different keys (risk's scopes) come out of different steps, interleaved by timing."""
+    end is short on tansu. Read only once the writer has exited (or been killed), so every
+    message is already on the broker and a short quiet spell is the end. Per key, because
+    only a key's order is fixed: messages of different keys (risk's scopes) come out of
+    different steps, interleaved by timing."""
     out: dict[bytes, list[bytes]] = {}
     for m in read_topic([brokers], topic.name, idle=idle):
         out.setdefault(bytes(m.key() or b""), []).append(bytes(m.value()))
@@ -118,12 +121,22 @@ def count(by_key: dict[bytes, list[bytes]]) -> int:
     return sum(map(len, by_key.values()))
 
 
+def wait_for_line(log: Path, line: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while line not in log.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            pytest.fail(log.read_text()[-3000:])
+        time.sleep(0.1)
+
+
 def feed_in_chunks(brokers: str, ticks: list[Any], stop: threading.Event) -> threading.Thread:
     def run() -> None:
-        for i in range(0, len(ticks), 100):
+        for i in range(0, len(ticks), 200):
             if stop.is_set():
                 return
-            produce_events([brokers], t.TICKS, ticks[i : i + 100])
+            produce_events([brokers], t.TICKS, ticks[i : i + 200])
             time.sleep(0.1)
 
     th = threading.Thread(target=run, daemon=True)
@@ -144,37 +157,44 @@ def kill_9_and_resume(
         for b in (ref, crash):
             ensure_topics([b.bootstrap], list(t.TOPICS))
 
+        # The reference run goes on on its own broker while the crash run does (the crash
+        # feed is paced, so the two share the machine); the kill comes after a fixed count
+        # of outputs, about a third of the reference's (the recorded ticks fix it).
         produce_events([ref.bootstrap], t.TICKS, ticks)
         ref_log = tmp_path / "ref.log"
         run = start(svc, ref.bootstrap, config, tmp_path / "ref-rec", ref_log, tail=False)
-        assert run.wait(timeout=120) == 0, ref_log.read_text()[-3000:]
-        reference = outputs(ref.bootstrap, svc.output)
-        assert count(reference) > 100, ref_log.read_text()[-3000:]
 
         recovery, log = tmp_path / "recovery", tmp_path / "crash.log"
         first = start(svc, crash.bootstrap, config, recovery, log, tail=True)
         stop = threading.Event()
-        feeder = feed_in_chunks(crash.bootstrap, ticks, stop)
         try:
+            # The feed starts once the service is up, so it can be short and still be going
+            # on when the service is a third of the way through.
+            wait_for_line(log, "serving Prometheus metrics on", first)
+            feeder = feed_in_chunks(crash.bootstrap, ticks, stop)
             part = read_topic(
-                [crash.bootstrap], svc.output.name, expected=count(reference) // 3, timeout=90
+                [crash.bootstrap], svc.output.name, expected=svc.kill_after, timeout=90
             )
-            assert len(part) >= count(reference) // 3, log.read_text()[-3000:]
+            assert len(part) >= svc.kill_after, log.read_text()[-3000:]
             # Mid-epoch on most runs: the kill lands between two snapshots (every 1 s).
             time.sleep(0.3)
             assert first.poll() is None, log.read_text()[-3000:]
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=10)
             assert feeder.is_alive(), "the ticks were all in before the kill: not mid-stream"
-            before_restart = outputs(crash.bootstrap, svc.output, idle=2.0)
+            before_restart = outputs(crash.bootstrap, svc.output)
             feeder.join(timeout=60)
             second = start(svc, crash.bootstrap, config, recovery, log, tail=False)
             assert second.wait(timeout=120) == 0, log.read_text()[-3000:]
+            assert run.wait(timeout=120) == 0, ref_log.read_text()[-3000:]
         finally:
             stop.set()
-            if first.poll() is None:
-                first.kill()
-                first.wait()
+            for p in (first, run):
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        reference = outputs(ref.bootstrap, svc.output)
+        assert count(reference) > 3 * svc.kill_after, ref_log.read_text()[-3000:]
         got = outputs(crash.bootstrap, svc.output)
     text = log.read_text()
     assert "created recovery store" in text and f"resuming {svc.name} from recovery store" in text
