@@ -7,11 +7,15 @@ Everything else is the service's own: settings and ``[execution]`` from the envi
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from bytewax.dataflow import Dataflow
 
 from makerflow.flows.common import FlowSettings, configure_service_logging
 from makerflow.flows.execution import ExecutionTopics, build_flow, config_from_env
 from makerflow.schemas import topics as reg
+from makerflow.schemas.events import OrderIntent
 from makerflow.schemas.topics import Topic
 
 FIELDS = {
@@ -34,3 +38,20 @@ def flow(suffix: str) -> Dataflow:
     configure_service_logging()
     settings = FlowSettings.from_env()
     return build_flow(settings, config_from_env(settings), topics_for(suffix), flow_id="execution")
+
+
+def intent(cid: str, action: str = "place", **kw: Any) -> OrderIntent:
+    """An intent for the test market, stamped now (the service judges its age)."""
+    return OrderIntent(
+        ts=time.time_ns(),
+        venue="binance",
+        symbol="BTC/USDT",
+        action=action,  # type: ignore[arg-type]
+        client_order_id=cid,
+        **kw,
+    )
+
+
+def rest(cid: str) -> OrderIntent:
+    """A buy resting well below the recorded market."""
+    return intent(cid, side="buy", price=61000.0, qty=0.001, reference=61837.0)

@@ -8,7 +8,6 @@ closed order's id sent again would place a second order: only makerflow's own lo
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from typing import Any
 
@@ -21,30 +20,15 @@ from makerflow.flows.execution import ExecutionConfig, build_flow
 from makerflow.kafka_admin import ensure_topics, produce_events, read_topic
 from makerflow.operators.risk_gate import GateConfig
 from makerflow.schemas import topics as reg
-from makerflow.schemas.events import OrderEvent, OrderIntent
+from makerflow.schemas.events import OrderEvent
 from makerflow.sinks.exchange import Credentials, ExchangeSinkConfig
 from tests.conftest import FIXTURES
-from tests.integration.execution_topics_flow import topics_for
+from tests.integration.execution_topics_flow import intent, rest, topics_for
 
 pytestmark = pytest.mark.slow
 
 REPLAY = FIXTURES / "exchange" / "btcusdt_spot_top_trades_60s.gz"
 CREDS = Credentials(DEFAULT_API_KEY, DEFAULT_SECRET)
-
-
-def intent(cid: str, action: str = "place", **kw: Any) -> OrderIntent:
-    return OrderIntent(
-        ts=time.time_ns(),
-        venue="binance",
-        symbol="BTC/USDT",
-        action=action,  # type: ignore[arg-type]
-        client_order_id=cid,
-        **kw,
-    )
-
-
-def rest(cid: str) -> OrderIntent:
-    return intent(cid, side="buy", price=61000.0, qty=0.001, reference=61837.0)
 
 
 class Service:

@@ -33,9 +33,8 @@ import pytest
 from makerflow.exchange import DEFAULT_API_KEY, DEFAULT_SECRET, LocalExchange
 from makerflow.kafka_admin import ensure_topics, produce_events, read_topic
 from makerflow.schemas import topics as reg
-from makerflow.schemas.events import OrderIntent
 from tests.conftest import FIXTURES, REPO
-from tests.integration.execution_topics_flow import topics_for
+from tests.integration.execution_topics_flow import intent, rest, topics_for
 
 pytestmark = pytest.mark.slow
 
@@ -54,21 +53,6 @@ rate_limit_ms = 1
 intent_ttl_ms = {ttl}
 sweep_interval_s = 30.0
 """
-
-
-def intent(cid: str, action: str = "place", **kw: Any) -> OrderIntent:
-    return OrderIntent(
-        ts=time.time_ns(),
-        venue="binance",
-        symbol="BTC/USDT",
-        action=action,  # type: ignore[arg-type]
-        client_order_id=cid,
-        **kw,
-    )
-
-
-def rest(cid: str) -> OrderIntent:
-    return intent(cid, side="buy", price=61000.0, qty=0.001, reference=61837.0)
 
 
 def start(suffix: str, env: dict[str, str], rec: Path, log: Path) -> subprocess.Popen[bytes]:
