@@ -264,3 +264,34 @@ def test_a_restarted_execution_re_reading_its_intents_places_nothing_twice(look_
     # The re-read place is answered with the venue's word on the order the run before placed.
     assert second[0] == ("mf-rr-a", "canceled")
     assert ("mf-rr-b", "ack") in second
+
+
+@pytest.mark.parametrize(
+    "sweep_s, end_s",
+    [(0.3, 1.5), (60.0, 0.8)],
+    ids=["the_next_sweep", "the_final_sweep_at_the_end_of_input"],
+)
+def test_an_order_the_venue_expired_at_creation_unheard_is_expired_by_a_sweep(sweep_s, end_s):
+    """Found by a 20 s chaos demo: it ended believing one order open that the venue had
+    expired at creation, its expiry event lost. Here the step has no private stream at all
+    (every event from the venue is lost): only a sweep can tell. The next periodic sweep
+    does; and a clean end of input sweeps once more, so a run that ends before its next
+    sweep (the demo) still ends agreeing with the venue."""
+    with LocalExchange(speed=0, replay=REPLAY) as ex:
+        ex.advance(1)
+        # Answered NEW, then expired by the venue at once.
+        ex.inject("expire", path=ORDER, method="POST", delay_s=0.0)
+        events: list[OrderEvent] = []
+        flow = Dataflow("expired_unheard")
+        intents = op.input("intents", flow, Scheduled([(0.0, lambda: place("mf-exp-1"))], end_s))
+        out = execute_intents(
+            "execute", intents, config(ex, sweep_interval_s=sweep_s), credentials=CREDS
+        )
+        op.inspect("events", out.orders, lambda _s, e: events.append(e))
+        run_main(flow)
+        assert our_orders(ex) == [("mf-exp-1", "EXPIRED")]
+    # On main the final-sweep case ended at "ack": the pipeline believed the order open.
+    assert [(e.client_order_id, e.status) for e in events] == [
+        ("mf-exp-1", "ack"),
+        ("mf-exp-1", "expired"),
+    ]
