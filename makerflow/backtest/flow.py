@@ -5,7 +5,7 @@ Wiring::
     recorded files / Kafka partitions ─► tag (stream, position, merge time) + progress marks
         ─► route: an event to every quoted market it concerns (its own market; a basket
            constituent or DEX price to the markets quoted off that basket); marks to all
-        ─► per quoted market: StreamMerger (event-time order, independent of arrival)
+        ─► per quoted market: ChunkMerger (event-time order, independent of arrival)
            ─► MarketEngine (ticks, index, risk, quoting, reconciliation, simulated venue)
         ─► one part file per market ─► <out>/<name>.jsonl
 
@@ -30,7 +30,7 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from makerflow.backtest.engine import STREAMS, MarketEngine, Output
-from makerflow.backtest.merge import Chunk, Progress, StreamMerger
+from makerflow.backtest.merge import Chunk, ChunkMerger, Progress
 from makerflow.backtest.settings import BacktestConfig
 from makerflow.operators.index import split_symbol
 from makerflow.schemas.codec import encode
@@ -157,7 +157,7 @@ class _EngineLogic(StatefulBatchLogic[tuple[str, Chunk | Progress], Any, None]):
     def __init__(self, config: BacktestConfig, streams: tuple[str, ...], router: Router) -> None:
         self.config = config
         self.router = router
-        self.merger = StreamMerger(streams)
+        self.merger = ChunkMerger(streams)
         self.engine: MarketEngine | None = None
         self.idx = 0
 
@@ -170,21 +170,16 @@ class _EngineLogic(StatefulBatchLogic[tuple[str, Chunk | Progress], Any, None]):
     def on_batch(self, values: list[tuple[str, Chunk | Progress]]) -> tuple[list[Any], bool]:
         engine = self._engine(values[0][0])
         push = self.merger.push
-        for _, item in values:
-            push(item)
-        released: list[tuple[int, Any]] = []
-        self.merger.release(released)
         feed = engine.feed
-        for mts, ev in released:
-            feed(mts, ev)
+        for _, item in values:
+            for mts, _, ev in push(item):
+                feed(mts, ev)
         return self._lines(engine.take()), StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[Any], bool]:
         if self.engine is None:
             return [], StatefulBatchLogic.RETAIN
-        released: list[tuple[int, Any]] = []
-        self.merger.flush(released)
-        for mts, ev in released:
+        for mts, _, ev in self.merger.flush():
             self.engine.feed(mts, ev)
         return self._lines(self.engine.finish()), StatefulBatchLogic.RETAIN
 

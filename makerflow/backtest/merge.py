@@ -1,36 +1,37 @@
-"""Event-time merge of several input streams into one order that does not depend on arrival.
+"""Event-time merge of a backtest's input streams into one order that does not depend on
+arrival.
 
 A backtest reads several streams at once (one recorded file per market, or one Kafka
 partition per topic), and Bytewax interleaves their batches as they come, differently on
-every run and on every number of workers. :class:`StreamMerger` puts one key's events back
+every run and on every number of workers. :class:`ChunkMerger` puts one key's events back
 into a single order that is a function of the data alone: by *merge time* (each stream's
 running maximum of event time, so a stream's own order is never changed), then stream name,
 then the event's position in its stream.
 
-An event is released once no stream can still send one that sorts before it: every other
-stream has shown a later merge time (each source partition's batch reaches every key, as a
-:class:`Chunk` of the key's events or as a bare :class:`Progress` mark) or has ended (a
-Progress at :data:`END`). Memory is bounded by how far the streams drift apart, about a batch.
+It is the services' merger, :class:`~makerflow.operators.event_merge.EventTimeMerger`, with
+the streams as its inputs in name order (its ties go to the input named first), so the
+backtest and the services share one ordering rule and one release rule and cannot disagree.
+What is the backtest's own is only the wire between the tagged source and the merge: each
+source batch reaches every key, as a :class:`Chunk` of the key's events or as a bare
+:class:`Progress` mark (an ``advance`` of the merger: the stream sends nothing earlier), and
+a stream's end is a Progress at :data:`END` (the merger's ``end``). An event is released once
+no stream can still send one that sorts before it. Memory is bounded by how far the streams
+drift apart, about a batch.
 """
 
 from __future__ import annotations
 
-import heapq
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from makerflow.operators.event_merge import EventTimeMerger
 
 END = 2**63 - 1
 """Merge time of a stream that has ended."""
 
-
-@dataclass(frozen=True, slots=True)
-class Tagged:
-    """An event of stream ``stream``, ``seq``-th of it, at merge time ``mts``."""
-
-    stream: str
-    seq: int
-    mts: int
-    event: Any
+Item = tuple[int, int, Any]
+"""``(merge time, position in its stream, event)``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,60 +44,42 @@ class Progress:
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """A batch of stream ``stream``'s events, ``(merge time, position, event)`` in stream
-    order, after which the stream is at merge time ``mts`` (so it is a progress mark too).
-    Sources send chunks rather than one item per event: the dataflow's per-item cost is paid
-    once per batch."""
+    """A batch of stream ``stream``'s events, :data:`Item` s in stream order, after which the
+    stream is at merge time ``mts`` (so it is a progress mark too). Sources send chunks
+    rather than one item per event: the dataflow's per-item cost is paid once per batch."""
 
     stream: str
-    items: tuple[tuple[int, int, Any], ...]
+    items: tuple[Item, ...]
     mts: int
 
 
-class StreamMerger:
+class ChunkMerger:
     """Merges the streams named in ``streams`` (every stream that can send to this key)."""
 
-    def __init__(self, streams: tuple[str, ...]) -> None:
+    def __init__(self, streams: Sequence[str]) -> None:
         if not streams:
             raise ValueError("a merge needs at least one stream")
-        self.seen: dict[str, int] = dict.fromkeys(streams, -1)
-        self.heap: list[tuple[int, str, int, Any]] = []
+        names = sorted(streams)
+        self.index = {name: i for i, name in enumerate(names)}
+        # The merger's inputs are named by rank: a stream's own name (a file path, a Kafka
+        # partition) may hold the "|" the merger reads as "part of an input".
+        self.merger: EventTimeMerger[Item] = EventTimeMerger([str(i) for i in range(len(names))])
 
-    def push(self, item: Tagged | Progress | Chunk) -> None:
-        stream = item.stream
-        if stream not in self.seen:
-            raise ValueError(f"stream {stream!r} is not one of {sorted(self.seen)}")
-        if item.mts > self.seen[stream]:
-            self.seen[stream] = item.mts
-        if isinstance(item, Chunk):
-            heap, push = self.heap, heapq.heappush
-            for mts, seq, ev in item.items:
-                push(heap, (mts, stream, seq, ev))
-        elif isinstance(item, Tagged):
-            heapq.heappush(self.heap, (item.mts, stream, item.seq, item.event))
+    def push(self, item: Chunk | Progress) -> list[Item]:
+        """Take a chunk or a mark; return every item that is safe now, in order."""
+        i = self.index.get(item.stream)
+        if i is None:
+            raise ValueError(f"stream {item.stream!r} is not one of {sorted(self.index)}")
+        merger = self.merger
+        if isinstance(item, Progress):
+            return merger.end(str(i)) if item.mts == END else merger.advance(i, item.mts)
+        out: list[Item] = []
+        push = merger.push
+        for entry in item.items:
+            out += push(i, entry[0], entry)
+        out += merger.advance(i, item.mts)
+        return out
 
-    def release(self, out: list[Any]) -> None:
-        """Append ``(merge time, event)`` for every event that is safe now, in order."""
-        heap = self.heap
-        if not heap:
-            return
-        # The two smallest (merge time, stream) marks: an event of stream s must sort before
-        # every other stream's mark.
-        marks = heapq.nsmallest(2, ((t, s) for s, t in self.seen.items()))
-        while heap:
-            t, s, _, ev = heap[0]
-            bound = marks[0] if marks[0][1] != s else (marks[1] if len(marks) > 1 else None)
-            if bound is not None and bound[0] != END and not (t, s) < bound:
-                break
-            heapq.heappop(heap)
-            out.append((t, ev))
-
-    def flush(self, out: list[Any]) -> None:
+    def flush(self) -> list[Item]:
         """Everything still held, in order (end of input)."""
-        while self.heap:
-            t, _, _, ev = heapq.heappop(self.heap)
-            out.append((t, ev))
-
-    @property
-    def ended(self) -> bool:
-        return all(t == END for t in self.seen.values())
+        return self.merger.flush()

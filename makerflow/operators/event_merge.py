@@ -22,6 +22,10 @@ arrives behind what was already released is *late*, released as it comes and rep
 :meth:`take_late`. Without it (``None``, bounded replays) nothing is ever late and the output
 does not depend on arrival order (``tests/unit/test_event_merge.py`` shows it for any
 interleaving).
+
+The backtest merges its recorded streams with this class too
+(:class:`~makerflow.backtest.merge.ChunkMerger`, its streams as inputs in name order), so a
+backtest and a replay of the services order one key's events by the same rule.
 """
 
 from __future__ import annotations

@@ -25,11 +25,8 @@ import msgspec
 from makerflow import metrics
 from makerflow.schemas.events import OrderEvent, OrderIntent, Side
 from makerflow.sinks.exchange_lost import unknown_event
+from makerflow.sinks.exchange_retry import GaveUp, retrying
 from makerflow.sinks.flatten import flatten as confirm_flat
-from makerflow.venue import classify_error, retry_after_s
-
-if TYPE_CHECKING:
-    pass
 
 if TYPE_CHECKING:
     from makerflow.sinks.exchange_executor import ExchangeExecutor
@@ -46,38 +43,33 @@ async def cancel_order(ex: ExchangeExecutor, intent: OrderIntent) -> list[OrderE
     client = await ex.client()
     cid = intent.client_order_id or ""
     key = intent.key
-    last: BaseException | None = None
-    retry_after: float | None = None
-    for attempt in range(ex.config.max_attempts):
-        if attempt:
-            await ex.wait_to_retry(attempt, retry_after)
-        try:
-            metrics.ORDERS_SENT.labels(venue=intent.venue, action="cancel").inc()
-            ex.sent += 1
-            order = await ex.call(
-                key, client.cancel_order, None, intent.symbol, {"clientOrderId": cid}
-            )
-            return [ex.from_order(intent, order, status="canceled")]
-        except ccxt.OrderNotFound as exc:
-            # Already closed (filled, or canceled by an earlier attempt): report the truth.
-            found, _ = await ex.lookup(key, intent.symbol, cid)
-            if found is not None:
-                return [ex.from_order(intent, found)]
-            u = ex.unknown.get(cid)
-            if u is not None:
-                # A lost place may still land: cancel it when it does, and say nothing
-                # that would free its slot meanwhile.
-                u.cancel_wanted = True
-                return [unknown_event(u, "cancel: not on the venue yet")]
-            return [ex.reject(intent, "unknown_order", f"{type(exc).__name__}: {exc}")]
-        except ccxt.BaseError as exc:
-            last = exc
-            retry_after = retry_after_s(client, exc)
-            if not classify_error(exc).retryable:
-                break
-    assert last is not None
-    reason = classify_error(last).reason
-    detail = f"cancel_rejected: {reason}: {type(last).__name__}: {last}"
+
+    async def send() -> list[OrderEvent]:
+        order = await ex.call(key, client.cancel_order, None, intent.symbol, {"clientOrderId": cid})
+        return [ex.from_order(intent, order, status="canceled")]
+
+    async def on_error(exc: ccxt.BaseError) -> list[OrderEvent] | None:
+        if not isinstance(exc, ccxt.OrderNotFound):
+            return None
+        # Already closed (filled, or canceled by an earlier attempt): report the truth.
+        found, _ = await ex.lookup(key, intent.symbol, cid)
+        if found is not None:
+            return [ex.from_order(intent, found)]
+        u = ex.unknown.get(cid)
+        if u is not None:
+            # A lost place may still land: cancel it when it does, and say nothing that
+            # would free its slot meanwhile.
+            u.cancel_wanted = True
+            return [unknown_event(u, "cancel: not on the venue yet")]
+        return [ex.reject(intent, "unknown_order", f"{type(exc).__name__}: {exc}")]
+
+    # No max_retry_after_s: a cancel is the only way to take the order off the venue, so it
+    # waits out even a ban a place would give up at.
+    result = await retrying(ex, intent, send, on_error, action="cancel")
+    if not isinstance(result, GaveUp):
+        return result
+    reason = result.kind.reason
+    detail = f"cancel_rejected: {reason}: {result.describe()}"
     metrics.ORDER_REJECTS.labels(venue=intent.venue, reason=reason).inc()
     log.warning("cancel of %s failed: %s", cid, detail)
     # A failed cancel leaves the order alive: report its state as the venue says, never
@@ -142,25 +134,16 @@ async def cancel_all(
 async def _cancel_all_once(
     ex: ExchangeExecutor, client: Any, intent: OrderIntent
 ) -> list[OrderEvent]:
-    last: BaseException | None = None
-    retry_after: float | None = None
-    for attempt in range(ex.config.max_attempts):
-        if attempt:
-            await ex.wait_to_retry(attempt, retry_after)
-        try:
-            metrics.ORDERS_SENT.labels(venue=intent.venue, action="cancel_all").inc()
-            ex.sent += 1
-            orders = await ex.call(intent.key, client.cancel_all_orders, intent.symbol)
-            return [ex.from_order(intent, o, status="canceled") for o in orders]
-        except ccxt.OrderNotFound:
-            return []  # nothing was open
-        except ccxt.BaseError as exc:
-            last = exc
-            retry_after = retry_after_s(client, exc)
-            if not classify_error(exc).retryable:
-                break
-    assert last is not None
-    reason = classify_error(last).reason
-    metrics.ORDER_REJECTS.labels(venue=intent.venue, reason=reason).inc()
-    log.error("cancel_all on %s failed: %s: %s", intent.key, type(last).__name__, last)
+    async def send() -> list[OrderEvent]:
+        orders = await ex.call(intent.key, client.cancel_all_orders, intent.symbol)
+        return [ex.from_order(intent, o, status="canceled") for o in orders]
+
+    async def on_error(exc: ccxt.BaseError) -> list[OrderEvent] | None:
+        return [] if isinstance(exc, ccxt.OrderNotFound) else None  # nothing was open
+
+    result = await retrying(ex, intent, send, on_error, action="cancel_all")
+    if not isinstance(result, GaveUp):
+        return result
+    metrics.ORDER_REJECTS.labels(venue=intent.venue, reason=result.kind.reason).inc()
+    log.error("cancel_all on %s failed: %s", intent.key, result.describe())
     return []

@@ -21,7 +21,8 @@ What a failure means comes from ccxt's exception class (:mod:`makerflow.venue.er
 Every venue call is bounded: a per-market and a global limit on requests in flight, and
 ccxt's per-request timeout. Places (and the look-up of one from before this run) are
 :mod:`makerflow.sinks.exchange_place`; cancels and cancel-alls
-:mod:`makerflow.sinks.exchange_cancel`; lost places :mod:`makerflow.sinks.exchange_lost`;
+:mod:`makerflow.sinks.exchange_cancel`; the one retry loop they share
+:mod:`makerflow.sinks.exchange_retry`; lost places :mod:`makerflow.sinks.exchange_lost`;
 mass status :mod:`makerflow.sinks.venue_status`.
 """
 

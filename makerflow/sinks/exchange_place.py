@@ -21,7 +21,8 @@ import ccxt.async_support as ccxt
 from makerflow import metrics
 from makerflow.schemas.events import OrderEvent, OrderIntent, Side
 from makerflow.sinks.exchange_lost import Unknown, unknown_event
-from makerflow.venue import classify_error, may_be_duplicate_id, retry_after_s
+from makerflow.sinks.exchange_retry import GaveUp, retrying
+from makerflow.venue import classify_error, may_be_duplicate_id
 
 if TYPE_CHECKING:
     from makerflow.sinks.exchange_executor import ExchangeExecutor
@@ -81,48 +82,44 @@ async def place_order(ex: ExchangeExecutor, intent: OrderIntent) -> list[OrderEv
     params: dict[str, Any] = {"clientOrderId": cid}
     if intent.order_type == "limit" and intent.post_only:
         params["postOnly"] = True
-    last: BaseException | None = None
-    retry_after: float | None = None
-    for attempt in range(ex.config.max_attempts):
-        if attempt:
-            await ex.wait_to_retry(attempt, retry_after)
-        try:
-            metrics.ORDERS_SENT.labels(venue=intent.venue, action="place").inc()
-            ex.sent += 1
-            sent_ns = ex.now()
-            order = await ex.call(
-                key,
-                client.create_order,
-                intent.symbol,
-                intent.order_type,
-                intent.side,
-                amount,
-                price,
-                params,
-            )
-            return [ex.from_order(intent, order)]
-        except ccxt.BaseError as exc:
-            last = exc
-            kind = classify_error(exc)
-            retry_after = retry_after_s(client, exc)
-            if kind.outcome == "maybe_processed":
-                return await _lost(ex, intent, price, amount, sent_ns, exc)
-            if may_be_duplicate_id(exc):
-                # Binance refuses a client id while an order with it is open: ours,
-                # from an earlier send. Ask the venue rather than reading the message.
-                found, _ = await ex.lookup(key, intent.symbol, cid)
-                if found is not None and _same_order(found, intent.side, price, amount):
-                    log.info("order %s was on the venue already; not re-sending", cid)
-                    return [ex.from_order(intent, found)]
-            if not kind.retryable:
-                break
-            if retry_after is not None and retry_after > ex.config.max_retry_after_s:
-                break
-            log.warning("place %s attempt %d failed: %s", cid, attempt + 1, type(exc).__name__)
-    assert last is not None
+    side = intent.side  # narrowed for the closures below
+    sent_ns = 0  # when the attempt that failed was sent (the receive window counts from it)
+
+    async def send() -> list[OrderEvent]:
+        nonlocal sent_ns
+        sent_ns = ex.now()
+        order = await ex.call(
+            key,
+            client.create_order,
+            intent.symbol,
+            intent.order_type,
+            side,
+            amount,
+            price,
+            params,
+        )
+        return [ex.from_order(intent, order)]
+
+    async def on_error(exc: ccxt.BaseError) -> list[OrderEvent] | None:
+        if classify_error(exc).outcome == "maybe_processed":
+            return await _lost(ex, intent, price, amount, sent_ns, exc)
+        if may_be_duplicate_id(exc):
+            # Binance refuses a client id while an order with it is open: ours, from an
+            # earlier send. Ask the venue rather than reading the message.
+            found, _ = await ex.lookup(key, intent.symbol, cid)
+            if found is not None and _same_order(found, side, price, amount):
+                log.info("order %s was on the venue already; not re-sending", cid)
+                return [ex.from_order(intent, found)]
+        return None
+
+    result = await retrying(
+        ex, intent, send, on_error, action="place", max_retry_after_s=ex.config.max_retry_after_s
+    )
+    if not isinstance(result, GaveUp):
+        return result
     # Every attempt was refused or never left: the venue certainly has no such order.
     ex.forget(cid)
-    return [ex.reject(intent, classify_error(last).reason, f"{type(last).__name__}: {last}")]
+    return [ex.reject(intent, result.kind.reason, result.describe())]
 
 
 async def _already_sent(ex: ExchangeExecutor, intent: OrderIntent, cid: str) -> list[OrderEvent]:

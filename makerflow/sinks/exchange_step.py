@@ -314,22 +314,34 @@ class ExecuteLogic:
         return datetime.fromtimestamp(wake / 1e9, tz=UTC)
 
     def on_eof(self) -> list[Out]:
+        """A clean end of the input: finish the work in flight, then sweep once more, all
+        within ``drain_timeout_s``. The last sweep makes the end agree with the venue: what
+        it did since the sweep before that no event told (an expiry whose event was lost)
+        would otherwise be believed open until the next run's first sweep."""
         out: list[Out] = []
         runner = self.runner
         if runner is None:
             return out
-        # What finished work sets off (a sweep's cancels and look-ups) is work too.
         deadline = time.monotonic() + self.config.drain_timeout_s
+        out += self._drain(runner, deadline)
+        if self.next_sweep_ns is not None and not self.sweeping:
+            self._sweep()
+            out += self._drain(runner, deadline)
+        self.lazy.release(self)
+        self.runner = None
+        return out
+
+    def _drain(self, runner: ExchangeRunner, deadline: float) -> list[Out]:
+        """Harvest until nothing is in flight, or the deadline (monotonic) passed. What
+        finished work sets off (a sweep's cancels and look-ups) is work too."""
+        out: list[Out] = []
         while True:
             runner.drain(self.key, max(deadline - time.monotonic(), 0.0))
             out += self._harvest()
             out += self._end_sync(force=True)
             idle = not runner.busy(self.key) and not runner.resolving(self.key)
             if idle or time.monotonic() >= deadline:
-                break
-        self.lazy.release(self)
-        self.runner = None
-        return out
+                return out
 
     def snapshot(self) -> OrderStateSnapshot:
         return self.state.snapshot()

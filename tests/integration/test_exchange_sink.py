@@ -222,7 +222,9 @@ def test_credentials_never_reach_logs_or_reprs(tmp_path, caplog):
 
 def test_execute_intents_operator_in_a_flow(exchange, run_flow):
     guards = GuardLimits(max_open_orders_per_market=3)
-    intents = [place(f"o-{i}", price=61000.0 - i) for i in range(4)] + [cancel("o-0")]
+    # Our prefix: the sweeps (at the start, and the last one at the end of the input) list
+    # the venue's open orders of ours and find nothing new in them.
+    intents = [place(f"mf-o-{i}", price=61000.0 - i) for i in range(4)] + [cancel("mf-o-0")]
     out: list[OrderEvent] = []
     flow = Dataflow("exec_test")
     s = op.input("in", flow, TestingSource(intents))
@@ -232,16 +234,16 @@ def test_execute_intents_operator_in_a_flow(exchange, run_flow):
     op.output("out", events, TestingSink(out))
     run_flow(flow)
     assert [(e.client_order_id, e.status) for e in out] == [
-        ("o-0", "ack"),
-        ("o-1", "ack"),
-        ("o-2", "ack"),
-        ("o-3", "rejected"),
-        ("o-0", "canceled"),
+        ("mf-o-0", "ack"),
+        ("mf-o-1", "ack"),
+        ("mf-o-2", "ack"),
+        ("mf-o-3", "rejected"),
+        ("mf-o-0", "canceled"),
     ]
     assert out[3].reason.startswith("guard:max_open_orders")
     assert sorted(
         o.client_order_id for o in exchange.call(lambda s: s.engine.open_orders("main"))
-    ) == ["o-1", "o-2"]
+    ) == ["mf-o-1", "mf-o-2"]
 
 
 def test_a_failed_cancel_reports_the_order_still_live(exchange):

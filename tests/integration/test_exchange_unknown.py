@@ -239,6 +239,44 @@ def test_a_ban_longer_than_the_sink_waits_gives_up_without_retrying(exchange):
     assert orders_on_exchange(exchange) == []
 
 
+def test_cancels_and_cancel_alls_wait_for_retry_after_and_a_cancel_waits_out_a_ban(exchange):
+    # A cancel is the only way to take an order off the venue: unlike a place (above), it
+    # waits out even a Retry-After longer than ``max_retry_after_s`` (30 s).
+    exchange.inject("rate_limit", path=ORDER, method="DELETE", retry_after_s=1)
+    exchange.inject("ban", path=ORDER, method="DELETE", retry_after_s=120)
+    exchange.inject("rate_limit", path="/api/v3/openOrders", method="DELETE", retry_after_s=2)
+    cancel_all = OrderIntent(ts=TS, venue="binance", symbol="BTC/USDT", action="cancel_all")
+
+    async def go():
+        sleeps = Sleeps()
+        ex = ExchangeExecutor(
+            config(exchange, confirm_cancel_all=False),
+            credentials=CREDS,
+            sleep=sleeps,
+            rng=random.Random(3),
+        )
+        try:
+            placed = await ex.execute_many([place("rc-1"), place("rc-2", price=60990.0)])
+            gone = await ex.execute_many([cancel("rc-1")])
+            rest = await ex.execute_many([cancel_all])
+            return placed + gone + rest, sleeps.delays, ex.sent
+        finally:
+            await ex.close()
+
+    events, delays, sent = asyncio.run(go())
+    assert [(e.client_order_id, e.status) for e in events] == [
+        ("rc-1", "ack"),
+        ("rc-2", "ack"),
+        ("rc-1", "canceled"),
+        ("rc-2", "canceled"),
+    ]
+    # Seeded jitter on top of each Retry-After: 1 s, the 120 s ban, then the cancel-all's 2 s.
+    assert len(delays) == 3, delays
+    assert 1.0 <= delays[0] <= 1.5 and 120.0 <= delays[1] <= 180.0 and 2.0 <= delays[2] <= 3.0
+    assert sent == 2 + 3 + 2
+    assert sorted(orders_on_exchange(exchange)) == [("rc-1", "CANCELED"), ("rc-2", "CANCELED")]
+
+
 def test_an_intent_older_than_its_time_to_live_is_dropped_with_a_reason(exchange):
     counter = metrics.ORDER_REJECTS.labels(venue="binance", reason="expired_intent")
     before = counter._value.get()

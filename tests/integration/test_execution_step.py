@@ -105,6 +105,18 @@ def our_orders(ex, symbol="BTCUSDT"):
     )
 
 
+def order_events(ex, schedule, end_s, **cfg) -> list[OrderEvent]:
+    """The order events of one run of the execution step, its intents sent on ``schedule``
+    (seconds, intent or a callable making it) and its input ending at ``end_s``."""
+    events: list[OrderEvent] = []
+    flow = Dataflow("execution")
+    intents = op.input("intents", flow, Scheduled(schedule, end_s))
+    out = execute_intents("execute", intents, config(ex, **cfg), credentials=CREDS)
+    op.inspect("events", out.orders, lambda _s, e: events.append(e))
+    run_main(flow)
+    return events
+
+
 def test_a_slow_market_delays_neither_other_markets_nor_other_steps():
     with LocalExchange(speed=0, replay=REPLAY, markets=(BTCUSDT, ETHUSDT)) as ex:
         ex.advance(1)
@@ -203,16 +215,9 @@ def test_a_lost_answer_in_the_flow_is_unknown_then_what_the_venue_says():
         ex.advance(1)
         ex.inject("lost", path=ORDER, method="POST", delay_s=0.0)
         ex.inject("timeout", count=2, path=ORDER, method="GET", delay_s=0.6)
-        events: list[OrderEvent] = []
-        flow = Dataflow("lost_in_flow")
         # Stamped during the run: an intent from before it would be looked up first.
-        lost = Scheduled([(0.0, lambda: place("mf-lost-1"))], end_s=0.5)
-        intents = op.input("intents", flow, lost)
-        out = execute_intents(
-            "execute", intents, config(ex, timeout_ms=400, sweep_interval_s=None), credentials=CREDS
-        )
-        op.inspect("events", out.orders, lambda _s, e: events.append(e))
-        run_main(flow)
+        lost = [(0.0, lambda: place("mf-lost-1"))]
+        events = order_events(ex, lost, 0.5, timeout_ms=400, sweep_interval_s=None)
         assert our_orders(ex) == [("mf-lost-1", "NEW")]
     assert [(e.client_order_id, e.status) for e in events] == [
         ("mf-lost-1", "unknown"),
@@ -223,13 +228,8 @@ def test_a_lost_answer_in_the_flow_is_unknown_then_what_the_venue_says():
 def test_a_redelivered_place_is_never_sent_again():
     with LocalExchange(speed=0, replay=REPLAY) as ex:
         ex.advance(1)
-        events: list[OrderEvent] = []
-        flow = Dataflow("redelivered")
         schedule = [(0.0, place("mf-re-1")), (0.3, cancel("mf-re-1")), (0.6, place("mf-re-1"))]
-        intents = op.input("intents", flow, Scheduled(schedule, end_s=1.0))
-        out = execute_intents("execute", intents, config(ex), credentials=CREDS)
-        op.inspect("events", out.orders, lambda _s, e: events.append(e))
-        run_main(flow)
+        events = order_events(ex, schedule, 1.0)
         # Binance frees the id of a closed order: a re-send would have placed it again.
         assert our_orders(ex) == [("mf-re-1", "CANCELED")]
     assert [(e.client_order_id, e.status) for e in events] == [
@@ -245,14 +245,8 @@ def test_a_restarted_execution_re_reading_its_intents_places_nothing_twice(look_
     a, a_cancel = place("mf-rr-a"), cancel("mf-rr-a")
 
     def run(ex, schedule):
-        events: list[tuple[str, str]] = []
-        flow = Dataflow("restart")
-        intents = op.input("intents", flow, Scheduled(schedule, end_s=0.6))
-        cfg = config(ex, look_up_replays=look_up)
-        out = execute_intents("execute", intents, cfg, credentials=CREDS)
-        op.inspect("ev", out.orders, lambda _s, e: events.append((e.client_order_id, e.status)))
-        run_main(flow)
-        return events
+        got = order_events(ex, schedule, 0.6, look_up_replays=look_up)
+        return [(e.client_order_id, e.status) for e in got]
 
     with LocalExchange(speed=0, replay=REPLAY) as ex:
         ex.advance(1)
@@ -264,3 +258,28 @@ def test_a_restarted_execution_re_reading_its_intents_places_nothing_twice(look_
     # The re-read place is answered with the venue's word on the order the run before placed.
     assert second[0] == ("mf-rr-a", "canceled")
     assert ("mf-rr-b", "ack") in second
+
+
+@pytest.mark.parametrize(
+    "sweep_s, end_s",
+    [(0.3, 1.5), (60.0, 0.8)],
+    ids=["the_next_sweep", "the_final_sweep_at_the_end_of_input"],
+)
+def test_an_order_the_venue_expired_at_creation_unheard_is_expired_by_a_sweep(sweep_s, end_s):
+    """Found by a 20 s chaos demo: it ended believing one order open that the venue had
+    expired at creation, its expiry event lost. Here the step has no private stream at all
+    (every event from the venue is lost): only a sweep can tell. The next periodic sweep
+    does; and a clean end of input sweeps once more, so a run that ends before its next
+    sweep (the demo) still ends agreeing with the venue."""
+    with LocalExchange(speed=0, replay=REPLAY) as ex:
+        ex.advance(1)
+        # Answered NEW, then expired by the venue at once.
+        ex.inject("expire", path=ORDER, method="POST", delay_s=0.0)
+        placed = [(0.0, lambda: place("mf-exp-1"))]
+        events = order_events(ex, placed, end_s, sweep_interval_s=sweep_s)
+        assert our_orders(ex) == [("mf-exp-1", "EXPIRED")]
+    # On main the final-sweep case ended at "ack": the pipeline believed the order open.
+    assert [(e.client_order_id, e.status) for e in events] == [
+        ("mf-exp-1", "ack"),
+        ("mf-exp-1", "expired"),
+    ]

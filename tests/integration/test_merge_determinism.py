@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 from bytewax.dataflow import Dataflow
 from confluent_kafka import Consumer, TopicPartition
@@ -45,15 +44,14 @@ from makerflow.schemas.events import (
     Tick,
     Transfer,
 )
-from makerflow.schemas.markers import InputEnded
 from makerflow.schemas.topics import Topic
 from makerflow.sources.private_stream import PrivateStreamConfig
 from tests.conftest import RUNNERS
-from tests.flow import test_risk_stage_ends as stage_ends
 from tests.flow.test_quoter_flow import CONFIG as QUOTING
 from tests.flow.test_quoter_flow import scenario
 from tests.recon_sessions import NS, T0, W, deposit, exchange_session, fill
 from tests.risk_support import recorded_ticks, with_jump
+from tests.risk_two_markets import end_markers, run, two_market_config, two_markets
 
 pytestmark = pytest.mark.slow
 
@@ -296,41 +294,20 @@ def test_risk_replay_does_not_depend_on_topic_order_or_workers(tmp_path: Path) -
 
 
 def two_market_inputs() -> dict[Topic[Any], list[Any]]:
-    """BTC/USDT and SOL/USDT (every tenth of the same recorded ticks at a fifteenth of the
-    price, 3 ms later; its key is on the other partition of a 2-partition topic, so the
-    source's first batches of 1000 take all of SOL and only part of BTC) in one account,
-    each bought ten times and falling 10 % (BTC at its 1500th tick, SOL at the time of
-    BTC's 2000th), so the account's and global PnL sum the two markets."""
-    btc = with_jump(recorded_ticks(2_500), at=1_500, factor=0.9)
-    sol_base = with_jump(recorded_ticks(2_500), at=2_000, factor=0.9)[::10]
-    sol = [
-        msgspec.structs.replace(
-            tk,
-            ts=tk.ts + 3_000_000,
-            symbol="SOL/USDT",
-            bid=tk.bid / 15,
-            ask=tk.ask / 15,
-            mid=tk.mid / 15,
-            microprice=tk.microprice / 15,
-        )
-        for tk in sol_base
-    ]
-    fills = [
-        Fill(
-            ts=tk.ts,
-            venue="binance",
-            symbol=tk.symbol,
-            trade_id=f"{tk.symbol}-{i}",
-            side="buy",
-            price=tk.ask,
-            qty=qty,
-        )
-        for ticks, qty, every in ((btc, 0.05, 300), (sol, 0.75, 30))
-        for i, tk in enumerate(ticks)
-        if i % every == 0
-    ]
-    ticks = sorted([*btc, *sol], key=lambda tk: tk.ts)
-    return {t.TICKS: ticks, t.FILLS: sorted(fills, key=lambda f: f.ts)}
+    """BTC/USDT and SOL/USDT (every tenth of the same recorded ticks, 3 ms later; its key is
+    on the other partition of a 2-partition topic, so the source's first batches of 1000
+    take all of SOL and only part of BTC) in one account, each bought ten times and falling
+    10 % (BTC at its 1500th tick, SOL at the time of BTC's 2000th)."""
+    m = two_markets(
+        2_500,
+        btc_jump_at=1_500,
+        sol_jump_at=2_000,
+        sol_shift_ns=3_000_000,
+        sol_every=10,
+        btc_buys=(0.05, 300),
+        sol_buys=(0.75, 30),
+    )
+    return {t.TICKS: sorted([*m.btc, *m.sol], key=lambda tk: tk.ts), t.FILLS: m.fills}
 
 
 def test_risk_account_and_global_replay_does_not_depend_on_order_or_workers(
@@ -338,15 +315,8 @@ def test_risk_account_and_global_replay_does_not_depend_on_order_or_workers(
 ) -> None:
     """The later stages (per account, ``global``, the scopes' kill switches) take what
     several markets' stages say: in a replay they merge them in event time too."""
-    config = RiskConfig(
-        window_ms=2_000,
-        slide_ms=200,
-        markets=tuple(
-            RiskMarket(venue="binance", symbol=s, limits=MarketLimits(max_move_bps=5_000.0))
-            for s in ("BTC/USDT", "SOL/USDT")
-        ),
-        accounts={"main": PortfolioLimits(max_drawdown=250.0)},
-        global_limits=PortfolioLimits(max_loss=400.0),
+    config = two_market_config(
+        account=PortfolioLimits(max_drawdown=250.0), global_limits=PortfolioLimits(max_loss=400.0)
     )
     a, b = twice(
         tmp_path,
@@ -362,9 +332,8 @@ def test_risk_account_and_global_replay_does_not_depend_on_order_or_workers(
     assert a == b
     # And what the inputs give in event time through one source (no broker, one worker).
     inputs = two_market_inputs()
-    ends = [InputEnded(name, 0, 1) for name in stage_ends.TOPICS]
     in_time = sorted((ev for evs in inputs.values() for ev in evs), key=lambda e: e.ts)
-    one = stage_ends.run([*in_time, *ends], config)
+    one = run([*in_time, *end_markers()], config)
     expected = {
         t.RISK_STATE.name: by_key(t.RISK_STATE, one.states),
         t.ALERTS.name: by_key(t.ALERTS, one.alerts),
