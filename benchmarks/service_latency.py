@@ -111,6 +111,16 @@ import makerflow.sinks.kafka as sinks
 import makerflow.sources.kafka as sources
 cfg = json.loads(os.environ["BENCH_KAFKA"])
 sinks.PRODUCER_DEFAULTS.update(cfg["producer"])
+import gc, time
+if cfg.get("gc_log"):
+    # Every collection of 1 ms or more, as it ends: (generation, ms).
+    log, began = open(cfg["gc_log"], "a", buffering=1), [0]
+    def on_gc(phase, info):
+        if phase == "start":
+            began[0] = time.perf_counter_ns()
+        elif (ms := (time.perf_counter_ns() - began[0]) / 1e6) >= 1.0:
+            log.write(f"{info['generation']} {ms:.2f}\\n")
+    gc.callbacks.append(on_gc)
 _build = sources.LagReportingKafkaSource.build_part
 def build_part(self, step_id, for_part, resume_state):
     self._add_config = {**self._add_config, **cfg["consumer"]}
@@ -119,6 +129,8 @@ sources.LagReportingKafkaSource.build_part = build_part
 import importlib
 from bytewax.run import cli_main
 flow = importlib.import_module("makerflow.flows." + sys.argv[1]).flow
+if not cfg.get("gc_freeze", True):
+    gc.unfreeze()  # as before flows.common.freeze_start_up_heap
 epoch = cfg.get("epoch_ms")
 cli_main(flow, epoch_interval=timedelta(milliseconds=epoch) if epoch else None)
 """
@@ -133,10 +145,16 @@ class Config:
     epoch_ms: int | None = None
     env: dict[str, str] = field(default_factory=dict)
     """More environment of both services (``MAKERFLOW__TICKS__...`` overrides)."""
+    gc_freeze: bool = True
+    """False: the services' start-up heap is unfrozen again (as before the freeze)."""
+    gc_log: bool = False
+    """Log the services' garbage collections of 1 ms or more (``--gc-log``)."""
 
     @property
     def launched(self) -> bool:
-        return bool(self.consumer or self.producer or self.epoch_ms)
+        return bool(
+            self.consumer or self.producer or self.epoch_ms or not self.gc_freeze or self.gc_log
+        )
 
 
 def parse_variant(items: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -171,6 +189,8 @@ class Run:
     """``out_of_order`` findings on md.quality: events the merge released too early."""
     idle_cpu: dict[str, float] = field(default_factory=dict)
     """Process -> CPU % of one core while no data flows (after the warm-up)."""
+    gc_pauses: dict[str, list[float]] = field(default_factory=dict)
+    """Service -> its garbage collections of 1 ms or more (ms), with ``--gc-log``."""
 
     def on_tick(self, m: Message, now: int) -> None:
         ts = json.loads(m.value())["ts"]
@@ -248,7 +268,13 @@ def start(
     import subprocess
 
     env["BENCH_KAFKA"] = json.dumps(
-        {"consumer": cfg.consumer, "producer": cfg.producer, "epoch_ms": cfg.epoch_ms}
+        {
+            "consumer": cfg.consumer,
+            "producer": cfg.producer,
+            "epoch_ms": cfg.epoch_ms,
+            "gc_freeze": cfg.gc_freeze,
+            "gc_log": str(gc_log(logs, cfg, name)) if cfg.gc_log else None,
+        }
     )
     out = open(log, "ab")  # noqa: SIM115 (the child keeps it)
     return subprocess.Popen(
@@ -258,6 +284,16 @@ def start(
         stdout=out,
         stderr=subprocess.STDOUT,
     )
+
+
+def gc_log(logs: Path, cfg: Config, name: str) -> Path:
+    return logs / f"{cfg.name}-{name}.gc"
+
+
+def gc_pauses(path: Path) -> list[float]:
+    if not path.exists():
+        return []
+    return [float(line.split()[1]) for line in path.read_text().splitlines() if line.strip()]
 
 
 def measure(cfg: Config, seconds: float, speed: float, logs: Path, idle_s: float, pace: str) -> Run:
@@ -305,6 +341,8 @@ def measure(cfg: Config, seconds: float, speed: float, logs: Path, idle_s: float
             for w in (ticks, intents, quality):
                 w.resume()
             time.sleep(0.5)
+            # Only the measured stretch's collections (a log may hold earlier runs' too).
+            gc_before = {n: len(gc_pauses(gc_log(logs, cfg, n))) for n in ("ticks", "quoter")}
             run.tick_at.clear()
             run.tick_made.clear()
             run.intent_at.clear()
@@ -337,6 +375,7 @@ def measure(cfg: Config, seconds: float, speed: float, logs: Path, idle_s: float
                 i += 1
             out.flush()
             time.sleep(1.0 + (cfg.align_ms or 200) / 1000)
+            run.gc_pauses = {n: gc_pauses(gc_log(logs, cfg, n))[k:] for n, k in gc_before.items()}
         finally:
             for p in procs:
                 stop(p)
@@ -403,7 +442,7 @@ def main() -> int:
         default=["fetch.wait.max.ms=1"],
         help="the tuned configuration: consumer KEY=VALUE, producer.KEY=VALUE",
     )
-    ap.add_argument("--configs", nargs="*", default=["before", "default", "tuned"])
+    ap.add_argument("--configs", nargs="*", default=["default", "lowlat", "default1", "lowlat1"])
     ap.add_argument(
         "--fetch-waits",
         nargs="*",
@@ -411,11 +450,25 @@ def main() -> int:
         default=[],
         help="also run the defaults with each of these consumer fetch.wait.max.ms",
     )
+    ap.add_argument("--gc-log", action="store_true", help="log the services' GC pauses >= 1 ms")
     ap.add_argument("--keep", type=Path, help="keep the services' logs here")
     args = ap.parse_args()
     consumer, prod = parse_variant(args.variant)
+    arrival = {"MAKERFLOW__TICKS__ALIGN_MS": "0"}
+    wait1 = {"MAKERFLOW_KAFKA_FETCH_WAIT_MS": "1"}
     known = {
-        "default": Config("shipped defaults"),
+        "default": Config("shipped defaults (event-time merge)"),
+        "lowlat": Config("low-latency profile (align_ms 0)", env=arrival),
+        "default1": Config("defaults + every fetch wait 1 ms", env=wait1),
+        "lowlat1": Config("align_ms 0 + every fetch wait 1 ms", env={**arrival, **wait1}),
+        "lowlat1-nagle": Config(
+            "align_ms 0 + wait 1 ms + TCP_NODELAY",
+            env={**arrival, **wait1},
+            consumer={"socket.nagle.disable": True},
+            producer={"socket.nagle.disable": True},
+        ),
+        "nofreeze": Config("defaults, GC heap not frozen", gc_freeze=False),
+        "lowlat-nofreeze": Config("align_ms 0, GC heap not frozen", env=arrival, gc_freeze=False),
         "nomarkers": Config(
             "defaults, release_caught_up off",
             env={"MAKERFLOW__TICKS__RELEASE_CAUGHT_UP": "none"},
@@ -429,7 +482,6 @@ def main() -> int:
             consumer={"fetch.wait.max.ms": 500},
             env={"MAKERFLOW__TICKS__RELEASE_CAUGHT_UP": "none"},
         ),
-        "align0": Config("align_ms 0", align_ms=0),
         "tuned": Config("defaults + " + " ".join(args.variant), None, consumer, prod),
         "tuned0": Config("align_ms 0 + " + " ".join(args.variant), 0, consumer, prod),
     }
@@ -439,21 +491,31 @@ def main() -> int:
             f"defaults + fetch.wait.max.ms={f}", consumer={"fetch.wait.max.ms": f}
         )
         configs.append(f"f{f}")
+    if args.gc_log:
+        for key in configs:
+            known[key].gc_log = True
     logs = args.keep or Path(tempfile.mkdtemp(prefix="svc-lat-"))
     logs.mkdir(parents=True, exist_ok=True)
     from makerflow.operators.ticks import TicksConfig
 
     shipped_align = TicksConfig().align_ms
     shipped_release = TicksConfig().release_caught_up
-    p99s: dict[str, list[float]] = {}
-    p50s: dict[str, list[float]] = {}
+    runs: dict[str, list[Summary]] = {}
     for k in range(args.repeat):
         for key in configs:
             cfg = known[key]
             r = measure(cfg, args.seconds, args.speed, logs, args.idle, args.pace)
-            align = shipped_align if cfg.align_ms is None else cfg.align_ms
+            env_align = cfg.env.get("MAKERFLOW__TICKS__ALIGN_MS")
+            align = int(env_align) if env_align is not None else shipped_align
+            if cfg.align_ms is not None:
+                align = cfg.align_ms
             wait = int(
-                cfg.consumer.get("fetch.wait.max.ms", CONSUMER_DEFAULTS["fetch.wait.max.ms"])
+                cfg.consumer.get(
+                    "fetch.wait.max.ms",
+                    cfg.env.get(
+                        "MAKERFLOW_KAFKA_FETCH_WAIT_MS", CONSUMER_DEFAULTS["fetch.wait.max.ms"]
+                    ),
+                )
             )
             release = cfg.env.get("MAKERFLOW__TICKS__RELEASE_CAUGHT_UP", shipped_release)
             hops = legs(r, align, wait + 1, release)
@@ -462,21 +524,68 @@ def main() -> int:
                 f"\n{cfg.name} (run {k + 1}): {len(r.sent)} events sent,"
                 f" {r.late} late (out_of_order); idle CPU {cpu}"
             )
+            for n, pauses in r.gc_pauses.items():
+                print(
+                    f"  {n}: {len(pauses)} GC pauses >= 1 ms, max {max(pauses, default=0):.1f} ms"
+                )
             print(f"{'leg':<42} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
             for name, xs in hops.items():
                 print(row(name, xs))
-            total = hops["update sent -> intent seen here"]
-            p99s.setdefault(cfg.name, []).append(pct(total, 0.99))
-            p50s.setdefault(cfg.name, []).append(pct(total, 0.5))
-    print(f"\nupdate -> intent over {args.repeat} run(s): best / median of each run's p50 and p99")
-    for name, xs in p99s.items():
-        ok = "met" if min(xs) <= TARGET_MS else "NOT met"
-        print(
-            f"  {name}: p50 {min(p50s[name]):.2f} / {statistics.median(p50s[name]):.2f} ms,"
-            f" p99 {min(xs):.2f} / {statistics.median(xs):.2f} ms"
-            f" (target p99 <= {TARGET_MS:g} ms: {ok})"
-        )
+            runs.setdefault(cfg.name, []).append(Summary.of(r, hops))
+            sys.stdout.flush()
+    print_table(runs, args.repeat)
     return 0
+
+
+@dataclass
+class Summary:
+    """One run's figures for the closing table."""
+
+    p50_p99: dict[str, tuple[float, float]]
+    idle_cpu: dict[str, float]
+    late: int
+    gc_max_ms: float | None
+
+    COLUMNS = {
+        "book->tick": "  book update sent -> its tick produced",
+        "trade->tick": "  trade sent -> its tick produced",
+        "tick->intent": "tick produced -> intent produced (quoter)",
+        "update->intent": "update sent -> intent seen here",
+    }
+
+    @classmethod
+    def of(cls, r: Run, hops: dict[str, list[float]]) -> Summary:
+        figs = {c: (pct(hops[h], 0.5), pct(hops[h], 0.99)) for c, h in cls.COLUMNS.items()}
+        pauses = [x for p in r.gc_pauses.values() for x in p]
+        return cls(figs, r.idle_cpu, r.late, max(pauses, default=0.0) if r.gc_pauses else None)
+
+
+def print_table(runs: dict[str, list[Summary]], repeat: int) -> None:
+    """Per configuration, the median over its runs of each hop's p50 and p99 (ms), of the
+    idle CPU (% of a core) and of the late events."""
+    med = statistics.median
+    print(
+        f"\nmedian of {repeat} run(s) per configuration; p50 / p99 ms; target update->intent"
+        f" p99 <= {TARGET_MS:g} ms"
+    )
+    head = "".join(f"{c:>16}" for c in Summary.COLUMNS)
+    print(f"{'configuration':<38}{head}  idle CPU % ticks/quoter/broker  late")
+    for name, xs in runs.items():
+        cells = "".join(
+            f"{med(x.p50_p99[c][0] for x in xs):7.1f} /{med(x.p50_p99[c][1] for x in xs):6.1f} "
+            for c in Summary.COLUMNS
+        )
+        cpu = " / ".join(
+            f"{med(x.idle_cpu.get(n, float('nan')) for x in xs):.0f}"
+            for n in ("ticks", "quoter", "broker")
+        )
+        gc_max = [x.gc_max_ms for x in xs if x.gc_max_ms is not None]
+        gc_note = f"  GC max {med(gc_max):.1f} ms" if gc_max else ""
+        p99 = med(x.p50_p99["update->intent"][1] for x in xs)
+        ok = "met" if p99 <= TARGET_MS else "not met"
+        print(
+            f"{name:<38}{cells}  {cpu:>29}  {med(x.late for x in xs):4.0f}{gc_note}  (target {ok})"
+        )
 
 
 if __name__ == "__main__":
