@@ -17,16 +17,39 @@ this process's 1 ms fetch); tick -> the intent's timestamp (the quoter); intent 
 here; and end to end. ``late``: ``out_of_order`` findings on md.quality. Kafka timestamps
 have 1 ms resolution. Target: p99 <= 5 ms.
 
-Configurations: ``before`` (the old consumer wait, 500 ms, no markers), ``nomarkers`` (the
-defaults with ``[ticks] release_caught_up = "none"``), ``default`` (the shipped defaults),
-``both`` (markers from both topics), ``tuned`` (the defaults with ``--variant``, by default
-every consumer's ``fetch.wait.max.ms=1``), ``--fetch-waits N ...``. A variant's Kafka
-settings are applied by a small launcher that updates the connector defaults and starts the
-same flow under Bytewax's ``cli_main`` (what ``python -m bytewax.run`` calls).
+Configurations (``--configs``): ``default`` (the shipped defaults: the event-time merge),
+``lowlat`` (the low-latency profile, ``[ticks] align_ms = 0``: arrival order, late trades
+reported), ``default1`` / ``lowlat1`` (the same with ``MAKERFLOW_KAFKA_FETCH_WAIT_MS=1``: every
+consumer waits 1 ms), ``lowlat1-nagle`` (and TCP_NODELAY on every client), ``nofreeze`` /
+``lowlat-nofreeze`` (the start-up heap given back to the garbage collector), ``before`` (the
+old consumer wait, 500 ms, no markers), ``nomarkers`` (``[ticks] release_caught_up =
+"none"``), ``both`` (markers from both topics), ``tuned`` / ``tuned0`` (``--variant``, by
+default every consumer's ``fetch.wait.max.ms=1``), ``--fetch-waits N ...``. ``--gc-log``
+logs the services' garbage collections of 1 ms or more. A variant's Kafka or GC settings are
+applied by a small launcher that updates the connector defaults and starts the same flow
+under Bytewax's ``cli_main`` (what ``python -m bytewax.run`` calls). The closing table has,
+per configuration, the median over the runs of each hop's p50 and p99, of the idle CPU and
+of the late events; update -> intent is to the intent's produce time (its Kafka timestamp:
+what reaches orders.intents, short of its flush), "...seen here" adds the flush and this
+process's own fetch.
 
-What it found (2026-12-01, 2 cores shared with other engineers' runs, load average 5-11;
-12 s at recorded receive times, 96 book updates and 86 trades with a tick, 7-8 intents;
-two runs each; p50 / p99 ms of run 1, update->intent the best p50 / p99 of the two):
+What it found (2026-12-02, 2 cores shared with other engineers' runs, load average 5-24;
+30 s at recorded receive times, ~160 book updates and ~155 trades with a tick, 12 intents a
+run; p50 / p99 ms, median of 3 runs; update->intent to the intent's produce time):
+
+                          book->tick  trade->tick  tick->intent  update->intent  idle CPU %     late
+                                                                                 ticks/quoter/broker
+shipped defaults           148 / 390    20 / 271     7 / 100      106 / 210       8 / 11 / 23   13
+low latency (align_ms 0)   4.8 / 118   4.9 / 88      6 / 22      11.5 / 136       8 / 11 / 22   23
+defaults + every wait 1 ms 130 / 338    11 / 198     6 / 17        92 / 349      10 / 22 / 54    1
+align_ms 0 + wait 1 ms     4.3 / 72    4.9 / 45      6 / 33      10.8 / 101       9 / 20 / 52   19
+
+A second round (20 s, 8 intents a run): defaults 101 / 208, low latency 13 / 58, low latency
++ wait 1 ms 18 / 116, low latency with the heap unfrozen 31 / 176. No garbage collection of
+1 ms or more in any measured stretch, frozen or not (``--gc-log``). The tails (100-600 ms)
+come and go with the machine's load, in every configuration.
+
+Found on 2026-12-01 (same machine, load average 5-11; 12 s, 7-8 intents a run):
 
                           book->tick  trade->tick  tick->intent  update->intent  idle CPU %
                                                                                  ticks/quoter/broker
@@ -63,7 +86,17 @@ Where the time went, and what was done:
   day. That hold is what stays between the shipped defaults and the 5 ms target: it is the
   venue's ordering, not the transport's.
 
-    python benchmarks/service_latency.py                  # defaults and tuned, ~2 minutes
+* 2026-12-02: the low-latency profile. ``align_ms = 0`` used to turn the merge off and apply
+  a trade behind a later book update silently; it now goes through the merge with no hold
+  (``EventTimeMerger(max_lag_ns=0)``), so the late ones are reported (``late`` above). It
+  takes the merge's hold out: update -> intent ~105 -> ~12 ms p50. What is left is three
+  Kafka hops (tansu's fetch wait, Bytewax's 1 ms cooldown after an empty poll, the sink's
+  flush round trip) and the machine's scheduling; a 1 ms fetch wait gave no steady gain here
+  and doubled the broker's idle CPU, so 5 ms stays. The services freeze their start-up heap
+  out of the garbage collector (a full collection of it: 20-24 ms of CPU).
+
+    python benchmarks/service_latency.py                  # the four profiles, ~3 minutes
+    python benchmarks/service_latency.py --repeat 3 --seconds 30 --gc-log   # the README table
     python benchmarks/service_latency.py --repeat 2 --configs before nomarkers default both tuned
 """
 
