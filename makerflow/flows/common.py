@@ -180,11 +180,13 @@ def freeze_start_up_heap() -> None:
     objects in the ticks service) out of the cyclic garbage collector's reach.
 
     Python's full collection walks every tracked object; with the start-up heap in it, one
-    took 5-70 ms in the ticks service (the more the cores are shared, the longer), a pause of
-    the worker in the middle of a book update's way to its tick. Frozen, the objects are never
-    walked again (a full collection of what is left: microseconds); they are what the service
-    keeps until it exits anyway. The garbage made while starting is collected first, so
-    nothing freeable is kept. Measured in ``benchmarks/service_latency.py``.
+    costs 20-24 ms of CPU (30-70 ms of wall time on the shared cores), a pause of the worker
+    in the middle of a book update's way to its tick, four times the 5 ms target. Frozen,
+    the objects are never walked again (a full collection of what is left: microseconds);
+    they are what the service keeps until it exits anyway. The garbage made while starting is
+    collected first, so nothing freeable is kept. Full collections are rare (none of 1 ms or
+    more in the 20-30 s stretches of ``benchmarks/service_latency.py --gc-log``): this bounds
+    the odd pause, it does not move the medians.
     """
     gc.collect()
     gc.freeze()
