@@ -44,8 +44,10 @@ low latency (align_ms 0)   4.8 / 118   4.9 / 88      6 / 22      11.5 / 136     
 defaults + every wait 1 ms 130 / 338    11 / 198     6 / 17        92 / 349      10 / 22 / 54    1
 align_ms 0 + wait 1 ms     4.3 / 72    4.9 / 45      6 / 33      10.8 / 101       9 / 20 / 52   19
 
-A second round (20 s, 8 intents a run): defaults 101 / 208, low latency 13 / 58, low latency
-+ wait 1 ms 18 / 116, low latency with the heap unfrozen 31 / 176. No garbage collection of
+A second round (20 s, 8 intents a run), update->intent: defaults 101 / 208, low latency
+13 / 58, low latency + wait 1 ms 18 / 116, low latency with the heap unfrozen 31 / 176. A
+third (30 s, 12 intents, load average 7-11): defaults 86 / 209, low latency 9.5 / 87, low
+latency + wait 1 ms 10.6 / 30 (broker idle 18 -> 61 %). No garbage collection of
 1 ms or more in any measured stretch, frozen or not (``--gc-log``). The tails (100-600 ms)
 come and go with the machine's load, in every configuration.
 
