@@ -16,8 +16,9 @@ event time (see :mod:`makerflow.operators.align`): tailing, with the ``[ticks] a
 bound (default 200 ms), and a trade stops waiting for md.book once md.book's partition is
 caught up (``[ticks] release_caught_up``); with ``MAKERFLOW_TAIL=0`` (a
 replay) without any bound, so a replay gives the same ticks on every run and any number of
-workers. ``align_ms = 0`` turns the
-merge off (arrival order).
+workers. ``align_ms = 0`` is the low-latency profile: nothing waits for the other topic
+(arrival order), and a trade that arrives behind a later book update already applied is
+reported on md.quality (``out_of_order``).
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ shown a later time, or at the end of the input, and:
   that. An event of the other stream older than what was already released is *late*: it is
   applied as it comes and reported (:meth:`TwoStreamMerger.take_late`, a ``DataQuality``
   ``out_of_order`` finding), never merged silently out of order;
+* **arrival order** (``max_lag_ns=0``, ``[ticks] align_ms = 0``: the low-latency profile):
+  nothing is held, every event goes as it arrives, and one older than what the other stream
+  already released is reported late as above;
 * **bounded** (``max_lag_ns=None``: a replay or backtest whose input ends): no time bound at
   all. How far one topic runs ahead of the other (a whole topic produced before the other,
   or consumed minutes ahead at full replay speed) then changes nothing: the output depends

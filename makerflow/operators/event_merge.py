@@ -19,9 +19,10 @@ replay without control commands) holds the others only until its markers arrive.
 ``max_lag_ns`` (live, for the ticks merge only): also release an input's head once the same
 input is that far past it, so a quiet input never holds the others longer; an event that
 arrives behind what was already released is *late*, released as it comes and reported by
-:meth:`take_late`. Without it (``None``, bounded replays) nothing is ever late and the output
-does not depend on arrival order (``tests/unit/test_event_merge.py`` shows it for any
-interleaving).
+:meth:`take_late`. ``0`` holds nothing: every event goes as it arrives (arrival order, no
+added latency), and the late ones are still reported. Without it (``None``, bounded
+replays) nothing is ever late and the output does not depend on arrival order
+(``tests/unit/test_event_merge.py`` shows it for any interleaving).
 
 The backtest merges its recorded streams with this class too
 (:class:`~makerflow.backtest.merge.ChunkMerger`, its streams as inputs in name order), so a
@@ -43,8 +44,10 @@ class EventTimeMerger(Generic[T]):
     def __init__(self, inputs: Sequence[str], max_lag_ns: int | None = None) -> None:
         if not inputs or len(set(inputs)) != len(inputs):
             raise ValueError(f"a merge needs distinct input names, got {list(inputs)}")
-        if max_lag_ns is not None and max_lag_ns <= 0:
-            raise ValueError(f"max_lag_ns must be > 0 (or None: no bound), got {max_lag_ns}")
+        if max_lag_ns is not None and max_lag_ns < 0:
+            raise ValueError(
+                f"max_lag_ns must be >= 0 (0: arrival order; None: no bound), got {max_lag_ns}"
+            )
         self.inputs = tuple(inputs)
         self.rank = {name: i for i, name in enumerate(self.inputs)}
         self.groups: dict[str, list[int]] = {}

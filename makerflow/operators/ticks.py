@@ -73,8 +73,11 @@ class TicksConfig(Config, frozen=True, kw_only=True):
     is this far past it (event time); an event of the other stream arriving behind that is
     applied and reported (``out_of_order``). A replay whose input ends
     (``MAKERFLOW_TAIL=0``) has no bound: it waits for the other stream or the end, so its
-    ticks are the same on every run whatever the skew between the topics. 0 turns the merge
-    off: arrival order, in both modes (lowest latency, not reproducible)."""
+    ticks are the same on every run whatever the skew between the topics. 0 is the
+    low-latency profile: nothing waits for the other topic (arrival order, in both modes; not
+    reproducible), and an event older than one of the other stream already applied (a trade
+    behind a later book update) is applied as it comes and reported (``out_of_order``), as
+    with a bound. ``benchmarks/service_latency.py`` measures both profiles."""
     release_caught_up: str = "trades"
     """Live, which stream's held events also stop waiting once the *other* topic's Kafka
     partition has been caught up (read to the end the broker reported, nothing unread) for a
@@ -143,7 +146,8 @@ class _TicksLogic(
         self.bounded = bounded
         self.config = config
         self.market: MarketTicks | None = None
-        lag = None if bounded else config.align_ms * _MS
+        # align_ms 0: arrival order in both modes, a late event still reported.
+        lag = 0 if config.align_ms == 0 else None if bounded else config.align_ms * _MS
         self.merger = TwoStreamMerger(lag) if align else None
         if resume is not None:
             venue, symbol, state, merger = resume
@@ -265,7 +269,9 @@ def ticks_op(
         book if trades is None else op.merge("merge", book, trades)
     )
     keyed = op.key_on("key", up, _key)
-    align = trades is not None and cfg.align_ms > 0
+    # Two streams always go through the merge: with align_ms 0 it holds nothing, but it
+    # still reports the events that arrive behind what was already applied.
+    align = trades is not None
     out = op.stateful_batch(
         "market",
         keyed,

@@ -74,3 +74,25 @@ def test_live_default_reports_every_trade_that_arrives_behind_the_bound() -> Non
     assert sum(1 for x in ticks if x.reason == "trade") == sum(
         1 for x in only(pure(book + trades, DEFAULT), Tick)[book[0].key] if x.reason == "trade"
     )
+
+
+def test_arrival_order_profile_holds_nothing_and_reports_every_trade_behind_the_book() -> None:
+    # align_ms = 0, the low-latency profile: nothing waits for the other topic, so each event
+    # is applied as it arrives (the ticks of the arrival order), and a trade older than a book
+    # update already applied is reported as out_of_order, never silently.
+    events = [e for e in read_recorded(FILES[0]) if not isinstance(e, DeadLetter)]
+    book, trades = split(events)
+    arrival = TicksConfig(align_ms=0)
+    flow = Dataflow("ticks_arrival_order")
+    src = op.input("md", flow, TestingSource(book + trades, batch_size=len(book)))
+    is_book = op.branch("split", src, lambda e: not isinstance(e, Trade))
+    out = ticks_op("ticks", is_book.trues, is_book.falses, arrival)
+    ticks: list[Any] = []
+    quality: list[Any] = []
+    op.output("t", out.ticks, TestingSink(ticks))
+    op.output("q", out.quality, TestingSink(quality))
+    run_main(flow, epoch_interval=timedelta(0))
+    assert by_market(ticks) == only(pure(book + trades, arrival), Tick)
+    late = [q for q in quality if isinstance(q, DataQuality) and q.kind == "out_of_order"]
+    assert sorted(q.ts for q in late) == sorted(t.ts for t in trades if t.ts < book[-1].ts)
+    assert all("late trade" in q.detail for q in late)

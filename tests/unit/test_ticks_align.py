@@ -125,7 +125,7 @@ def test_state_round_trip() -> None:
     assert m.push(d) == n.push(d)
     assert m.flush() == n.flush()
     with pytest.raises(ValueError):
-        TwoStreamMerger(0)
+        TwoStreamMerger(-1)
 
 
 @st.composite
@@ -230,3 +230,23 @@ def test_markers_anywhere_lose_nothing_and_report_whatever_goes_out_of_order(
     assert sorted(map(id, out)) == sorted(map(id, arrivals))
     inversions = sum(1 for a, b in itertools.pairwise(out) if b.ts < a.ts)
     assert late >= (1 if inversions else 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(two_streams_and_an_arrival_order())
+def test_arrival_order_holds_nothing_and_reports_each_event_behind_the_other_stream(
+    case: tuple[list, list, list],
+) -> None:
+    # max_lag_ns=0 ([ticks] align_ms = 0): each event goes as it arrives, and exactly the
+    # ones older than what the other stream already released are reported.
+    _, _, arrivals = case
+    m = TwoStreamMerger(0)
+    latest = {True: -1, False: -1}  # per stream (trades?), the latest time released
+    for ev in arrivals:
+        assert m.push(ev) == [ev]
+        is_trade = isinstance(ev, Trade)
+        late = m.take_late()
+        assert [f.ts for f in late] == ([ev.ts] if ev.ts < latest[not is_trade] else [])
+        assert all(f.kind == "out_of_order" for f in late)
+        latest[is_trade] = max(latest[is_trade], ev.ts)
+    assert m.flush() == []
