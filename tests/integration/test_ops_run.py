@@ -1,8 +1,9 @@
 """``makerflow run``'s command lines, recovery store and refusals (no process is started:
-``--print`` shows what would run; the kill -9 test runs it for real)."""
+``--print`` shows what would run; the kill -9 tests and test_ops_scaling run it for real)."""
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -12,9 +13,36 @@ from makerflow.cli import main
 
 
 def test_print_shows_the_runner_command(capsys, tmp_path: Path) -> None:
-    assert main(["run", "quoter", "--workers", "4", "--print"]) == 0
+    assert main(["run", "quoter", "--workers", "4", "--threads", "--print"]) == 0
     out = capsys.readouterr().out.split()
     assert out == [sys.executable, "-m", "bytewax.run", "makerflow.flows.quoter:flow", "-w", "4"]
+    assert main(["run", "quoter", "--print"]) == 0  # one worker: one process, no supervisor
+    assert capsys.readouterr().out.split()[-2:] == ["-w", "1"]
+
+
+def test_print_shows_one_command_per_process_of_a_cluster(capsys, monkeypatch) -> None:
+    monkeypatch.delenv("MAKERFLOW_METRICS_PORT", raising=False)
+    assert main(["run", "ticks", "--workers", "3", "--print"]) == 0
+    lines = [shlex.split(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 3
+    addresses = lines[0][-1]
+    hosts = addresses.split(";")
+    assert len(set(hosts)) == 3 and all(h.startswith("127.0.0.1:") for h in hosts)
+    for k, line in enumerate(lines):
+        # Each process its own metrics port (the default's, + k), one worker, index k.
+        assert line == [
+            f"MAKERFLOW_METRICS_PORT={9464 + k}",
+            sys.executable,
+            *("-m", "bytewax.run", "makerflow.flows.ticks:flow", "-w", "1"),
+            *("-i", str(k), "-a", addresses),
+        ]
+
+
+def test_print_passes_process_id_and_addresses_through(capsys) -> None:
+    argv = ["run", "ticks", "-w", "2", "-i", "1", "-a", "host-a:2101;host-b:2101", "--print"]
+    assert main(argv) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert shlex.split(line)[-6:] == ["-w", "2", "-i", "1", "-a", "host-a:2101;host-b:2101"]
 
 
 def test_recovery_store_is_created_once_then_resumed(capsys, tmp_path: Path, monkeypatch) -> None:
@@ -22,8 +50,11 @@ def test_recovery_store_is_created_once_then_resumed(capsys, tmp_path: Path, mon
     assert main(["run", "ticks", "-w", "2", "--recovery", str(store), "--print"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"mkdir -p {store}"
-    assert lines[1].endswith(f"-m bytewax.recovery {store} 2")
-    assert lines[2].endswith(f"makerflow.flows.ticks:flow -w 2 -r {store} -s 5 -b 0")
+    assert lines[1].endswith(f"-m bytewax.recovery {store} 2")  # one partition per worker
+    assert len(lines) == 4  # two processes, one store
+    for k, line in enumerate(lines[2:]):
+        assert f"makerflow.flows.ticks:flow -w 1 -i {k} -a " in line
+        assert line.endswith(f" -r {store} -s 5 -b 0")
     assert not store.exists()  # --print changes nothing
 
     from makerflow.commands import run as run_cmd
@@ -42,6 +73,7 @@ def test_recovery_store_is_created_once_then_resumed(capsys, tmp_path: Path, mon
         (["run", "tickz"], "unknown service 'tickz'"),
         (["run", "ticks", "-w", "0"], "--workers must be at least 1"),
         (["run", "ticks", "-i", "0"], "go together"),
+        (["run", "ticks", "--threads", "-i", "0", "-a", "h:1"], "--threads is for one process"),
         (["run", "ticks", "-s", "0"], "--snapshot-s must be > 0"),
     ],
 )
