@@ -3,13 +3,18 @@
 
 from __future__ import annotations
 
+import logging
 import shlex
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from makerflow.cli import main
+from tests.conftest import REPO
 
 
 def test_print_shows_the_runner_command(capsys, tmp_path: Path) -> None:
@@ -90,3 +95,46 @@ def test_a_configuration_error_exits_2_before_anything(tmp_path: Path, capsys, m
     assert main(["run", "ticks", "--recovery", str(store)]) == 2
     assert "[ticks] alig_ms: unknown key" in capsys.readouterr().err
     assert not store.exists()
+
+
+def test_supervisor_stops_the_others_when_one_fails_and_exits_with_its_status(caplog) -> None:
+    from makerflow.commands.cluster import Supervisor
+
+    caplog.set_level(logging.INFO, logger="makerflow.commands.cluster")
+    # Process 0 ignores SIGTERM: it is killed once the grace period is over.
+    cmds = [["sh", "-c", "trap '' TERM; sleep 60"], ["sh", "-c", "sleep 0.2; exit 3"]]
+    sup = Supervisor(cmds, [{}, {}], grace_s=0.3)
+    assert sup.run() == 3
+    assert [p.returncode for p in sup.procs] == [-signal.SIGKILL, 3]
+    assert "process 1 exited with 3: stopping the others" in caplog.text
+    assert "process 0 did not stop in 0.3 s: SIGKILL" in caplog.text
+
+
+def test_the_processes_do_not_outlive_a_killed_supervisor(tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "from makerflow.commands.cluster import Supervisor\n"
+        "sys.exit(Supervisor([['sleep', '60'], ['sleep', '60']], [{}, {}]).run())\n"
+    )
+    sup = subprocess.Popen([sys.executable, "-c", script], cwd=REPO)
+    try:
+        deadline = time.monotonic() + 30
+        children: list[str] = []
+        while len(children) < 2:
+            assert sup.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+            children = Path(f"/proc/{sup.pid}/task/{sup.pid}/children").read_text().split()
+        sup.kill()
+        sup.wait()
+        # The kernel sends each SIGTERM (PR_SET_PDEATHSIG): dead, or a zombie until reaped.
+        for pid in children:
+            while Path(f"/proc/{pid}").exists():
+                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                if stat[0] in ("Z", "X"):
+                    break
+                assert time.monotonic() < deadline, f"process {pid} outlived the supervisor"
+                time.sleep(0.05)
+    finally:
+        if sup.poll() is None:
+            sup.kill()
+            sup.wait()
