@@ -5,7 +5,7 @@ makerflow run ticks --workers 4  # one worker per partition: 4 processes, one cl
 makerflow run ticks --workers 4 --threads          # 4 worker threads of one process
 makerflow run quoter --recovery /var/lib/makerflow/quoter          # survive kill -9
 makerflow run risk --recovery DIR --snapshot-s 2 --backup-s 3600   # keep old snapshots 1 h
-makerflow run ticks -w 1 -i 0 -a "host-a:2101;host-b:2101"         # process 0 of two hosts'
+makerflow run ticks -w 1 -i 0 -a "host-a:2101;host-b:2101"         # process 0 of 2 hosts
 
 Workers: ``--workers N`` is the cluster's worker count (what decides which partitions and keys
 each worker gets, see makerflow.placement). With N > 1 each worker is a process of its own by
@@ -14,8 +14,11 @@ second thread adds no CPU, a second process does. The N processes (``bytewax.run
 ADDRESSES`` on free loopback ports) run under a supervisor that forwards SIGINT/SIGTERM to all;
 if one exits non-zero or is killed it stops the others and exits with that status (128 +
 signal for a signal). ``--threads`` keeps the N workers as threads of one process instead
-(one core; less memory and no pickling between workers). ``-i/-a`` run one process of a
-cluster you start yourself (other hosts): ``-w`` is then this process's worker threads.
+(one core; less memory and no pickling between workers). A switch rather than a process
+count: ``--workers`` stays the one number that decides where partitions and keys go, and
+``--threads`` only how the workers are hosted, so switching never moves a key or needs a new
+recovery store. ``-i/-a`` run one process of a cluster you start yourself (other hosts):
+``-w`` is then this process's worker threads.
 
 Recovery (Bytewax's): every ``--snapshot-s`` seconds of wall time an epoch ends and each
 stateful step writes a snapshot of the keys it touched (books, windows, positions, order
