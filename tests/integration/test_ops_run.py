@@ -138,3 +138,30 @@ def test_the_processes_do_not_outlive_a_killed_supervisor(tmp_path: Path) -> Non
         if sup.poll() is None:
             sup.kill()
             sup.wait()
+
+
+@pytest.mark.parametrize("argv", [["run"], ["--log-level", "WARNING", "run"], ["quoting-markets"]])
+def test_a_command_imports_only_its_own_module(argv: list[str]) -> None:
+    # Every command's imports cost seconds of CPU (the backtest engine, the in-process EVM),
+    # which `makerflow run` paid before starting a service (and its supervisor kept paying).
+    script = (
+        "import sys\n"
+        "from makerflow.cli import _parser_for\n"
+        f"p = _parser_for({argv!r})\n"
+        "heavy = ('eth_tester', 'makerflow.backtest.run', 'makerflow.commands.backtest')\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n"
+        "p.parse_args(['-h'])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    heavy, *usage = out.stdout.splitlines()
+    assert heavy == "", out.stderr
+    assert argv[-1] in "\n".join(usage), out.stdout  # its parser is there
+
+
+def test_help_still_lists_every_command(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert all(c in out for c in ("backtest", "run", "topics", "quoting-markets", "replay"))
