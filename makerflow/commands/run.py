@@ -212,12 +212,13 @@ def run(args: argparse.Namespace) -> int:
         for line in cluster.describe(cmds, envs):
             print(line)
         return 0
+    sys.stdout.flush()  # before the processes share (or take over) the descriptors
+    sys.stderr.flush()
     if processes > 1:
         logger.info("%s: %d processes of one worker, supervised", service, processes)
         return cluster.Supervisor(cmds, envs).run()
     cmd = cmds[0]
     logger.info("exec %s", shlex.join(cmd))
-    sys.stdout.flush()
     sys.stderr.flush()
     os.execv(cmd[0], cmd)
     raise AssertionError("unreachable")  # pragma: no cover
