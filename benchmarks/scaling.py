@@ -22,40 +22,43 @@ the broker, and the broker's share of the two. Ratios are against one worker; th
 target is 2 workers >= 1.6 x one, and the last lines say whether ``makerflow run -w 2`` and
 2 threads reach it.
 
-What it found (2026-12-02, 2 cores shared with ~4 engineers, load 4-24 during the runs: the
-rates are noisy, the CPU columns steadier). Two sets of three runs per row, best / median,
-ratios against 1 worker of the same set:
+What it found (2026-12-02, 2 cores shared with ~4 engineers: the rates are noisy, the CPU
+columns steadier). Sets of three runs per row, best / median, ratios against 1 worker of the
+same set; C at load 2-8, D at load 1.4-3 (the quietest):
 
     set  configuration        best ev/s  ratio  median  ratio  svc CPU s  broker CPU s
-    A    1 worker                 16771  1.00x   13931  1.00x        5.0   1.9 (27 %)
-         2 threads                19433  1.16x   17135  1.23x        5.8   2.2 (27 %)
-         4 threads                19584  1.17x   18618  1.34x        5.5   1.8 (25 %)
-         2 processes              22785  1.36x   14902  1.07x        5.7   1.4 (20 %)
-         makerflow run -w 2       26421  1.58x   23334  1.67x       10.4   1.3 (11 %)
-    B    1 worker                 28122  1.00x   17501  1.00x        4.4   1.3 (23 %)
-         2 threads                19617  0.70x   17312  0.99x        5.1   1.4 (22 %)
-         4 threads                22281  0.79x   19842  1.13x        5.4   1.6 (23 %)
-         2 processes              34721  1.23x   27543  1.57x        5.1   1.2 (20 %)
-         makerflow run -w 2       39616  1.41x   25073  1.43x       10.1   1.4 (12 %)
+    C    1 worker                 30153  1.00x   29050  1.00x        4.2   1.2 (23 %)
+         2 threads                32075  1.06x   20939  0.72x        5.1   1.8 (26 %)
+         4 threads                24577  0.82x   22333  0.77x        5.6   1.7 (23 %)
+         2 processes              40889  1.36x   38801  1.34x        5.1   1.0 (17 %)
+         makerflow run -w 2       38844  1.29x   36930  1.27x        5.5   1.2 (18 %)
+    D    1 worker                 27036  1.00x   22904  1.00x        4.8   1.5 (24 %)
+         2 threads                32271  1.19x   23754  1.04x        4.7   1.3 (22 %)
+         4 threads                21102  0.78x   20684  0.90x        5.5   1.5 (21 %)
+         2 processes              50845  1.88x   42195  1.84x        5.0   1.0 (17 %)
+         makerflow run -w 2       60237  2.23x   39720  1.73x        5.3   1.2 (19 %)
 
 * ``makerflow run -w 2`` runs the same two ``bytewax.run -w 1 -i k -a ...`` processes as
-  "2 processes" and scaled like them: 1.41-1.58x best, 1.43-1.67x median (the target met at
-  the median in set A, not in B), against 0.70-1.16x / 0.99-1.23x for 2 threads. Its svc CPU
-  is ~5 s higher: the supervisor's start-up, 3.6 CPU s measured on its own (the makerflow CLI
-  imports every command, eth_tester and the backtest engine included, before ``run`` starts
-  anything; the 1-worker exec of ``makerflow run`` pays it too, this benchmark's "1 worker"
-  does not). Polling its processes costs the supervisor nothing measurable (0.01 CPU s in 7 s).
+  "2 processes" and scales like them: the target (1.6x) met in set D at best and median
+  (2.23x / 1.73x; 2 processes by hand 1.88x / 1.84x), not in C (1.29x / 1.27x, when others'
+  work held the second core). Two earlier sets at load 9-24 gave 1.41-1.58x best and
+  1.43-1.67x median. 2 threads: 0.70-1.19x best, 0.72-1.23x median in the four sets.
+* The supervisor costs 0.2-0.5 CPU s (its start-up; polling its processes costs nothing
+  measurable, 0.01 CPU s in 7 s). Before the makerflow CLI imported only the command it runs,
+  that start-up was 3.6 CPU s (every command's imports, eth_tester and the backtest engine
+  included), the ~5 s more svc CPU of ``makerflow run -w 2`` in the two earlier sets.
 * Workers of one process are threads under one GIL (Python 3.11): ``-w 2`` and ``-w 4`` add no
   CPU, only the exchanges between them.
 * Processes add CPU, if a market's events stay in the process that reads them: aligned, 2
-  processes used 5.1-5.7 CPU s for the 105 656 events (one worker 4.4-5.0, the difference
+  processes used 5.0-5.1 CPU s for the 105 656 events (one worker 4.2-4.8, the difference
   about one more start-up). On 2026-12-01 every market crossing (``--partitioner murmur2
   --placement crossing``) took 10.9-12.1 CPU s for 2 processes, 0.39x / 0.41x of one worker,
   because each event is pickled from one process to the other (2 threads 0.55x / 0.61x).
-* The broker used 1.2-2.2 CPU s per run, 11-27 % of what the run took. Two processes on two
-  cores share them with the broker, the output's flushes and everyone else's work, so 2x is
-  out of reach here, and 1.6x is reached only when the machine is otherwise quiet enough: the
-  lead's rerun on a quiet machine is the figure to quote.
+* The broker used 1.0-1.8 CPU s per run, 17-26 % of what the run took. Two processes on two
+  cores share them with the broker, the output's flushes and everyone else's work, so a steady
+  2x is out of reach here (D's 2.23x best is one fast run against a 1-worker best below set
+  C's), and 1.6x is reached when the machine is otherwise quiet: the lead's rerun on a quiet
+  machine is the figure to quote.
 
     python benchmarks/scaling.py                      # 3 repeats, makerflow's producer
     python benchmarks/scaling.py --only "2 processes,makerflow run -w 2,makerflow run -w 4"
