@@ -1,8 +1,9 @@
 """N Bytewax processes of one worker each, as one cluster on loopback, under one supervisor.
 
 Why processes: on CPython 3.11 the workers of one process are threads under one interpreter
-lock, so ``python -m bytewax.run -w 2`` gets no more CPU than ``-w 1`` (Bytewax's docs advise
-processes for CPU-bound Python). ``makerflow run SERVICE --workers N`` therefore starts N
+lock, so ``python -m bytewax.run -w 2`` gets no more CPU than ``-w 1`` (Bytewax 0.21's
+performance guide, *Workers, processes and GIL contention*, advises ``-i/-a`` processes over
+``-w``). ``makerflow run SERVICE --workers N`` therefore starts N
 ``python -m bytewax.run ... -w 1 -i k -a ADDRESSES`` processes, ``k`` = 0..N-1, where
 ``ADDRESSES`` is every process's ``127.0.0.1:port`` joined by ``;`` (Bytewax 0.21.1's ``-a``
 takes the list itself; a file of one address a line is read only through
