@@ -18,13 +18,16 @@ from collections.abc import Sequence
 import makerflow.commands
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Every command's parser, or only that of the command module ``only``."""
     parser = argparse.ArgumentParser(
         prog="makerflow", description="makerflow: market making on Bytewax dataflows"
     )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(makerflow.commands.__path__), key=lambda m: m.name):
+        if only is not None and info.name != only:
+            continue
         module = importlib.import_module(f"makerflow.commands.{info.name}")
         register = getattr(module, "register", None)
         if register is not None:
@@ -32,8 +35,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """Only the named command's module when ``argv`` starts with a command that its module of
+    the same name registers: importing every command costs seconds of CPU (the backtest
+    engine, the in-process EVM), which ``makerflow run`` would pay before starting a service.
+    Anything else (``--help``, other names) gets every command."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("--log-level"):  # the one top-level option
+        i += 1 if "=" in argv[i] else 2
+    command = argv[i] if i < len(argv) else ""
+    names = {m.name for m in pkgutil.iter_modules(makerflow.commands.__path__)}
+    if command.replace("-", "_") in names:
+        parser = build_parser(only=command.replace("-", "_"))
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        if command in sub.choices:
+            return parser
+    return build_parser()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser_for(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),

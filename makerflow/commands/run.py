@@ -1,10 +1,24 @@
 """``makerflow run SERVICE``: a service under the Bytewax runner, with crash recovery.
 
 makerflow run ticks              # = python -m bytewax.run makerflow.flows.ticks:flow -w 1
-makerflow run ticks --workers 4  # one worker per partition of md.book / md.trades
+makerflow run ticks --workers 4  # one worker per partition: 4 processes, one cluster
+makerflow run ticks --workers 4 --threads          # 4 worker threads of one process
 makerflow run quoter --recovery /var/lib/makerflow/quoter          # survive kill -9
 makerflow run risk --recovery DIR --snapshot-s 2 --backup-s 3600   # keep old snapshots 1 h
-makerflow run ticks -w 2 -i 0 -a "host-a:2101;host-b:2101"         # process 0 of two
+makerflow run ticks -w 1 -i 0 -a "host-a:2101;host-b:2101"         # process 0 of 2 hosts
+
+Workers: ``--workers N`` is the cluster's worker count (what decides which partitions and keys
+each worker gets, see makerflow.placement). With N > 1 each worker is a process of its own by
+default: on CPython the workers of one process are threads under one interpreter lock, so a
+second thread adds no CPU, a second process does. The N processes (``bytewax.run -w 1 -i k -a
+ADDRESSES`` on free loopback ports) run under a supervisor that forwards SIGINT/SIGTERM to all;
+if one exits non-zero or is killed it stops the others and exits with that status (128 +
+signal for a signal). ``--threads`` keeps the N workers as threads of one process instead
+(one core; less memory and no pickling between workers). A switch rather than a process
+count: ``--workers`` stays the one number that decides where partitions and keys go, and
+``--threads`` only how the workers are hosted, so switching never moves a key or needs a new
+recovery store. ``-i/-a`` run one process of a cluster you start yourself (other hosts):
+``-w`` is then this process's worker threads.
 
 Recovery (Bytewax's): every ``--snapshot-s`` seconds of wall time an epoch ends and each
 stateful step writes a snapshot of the keys it touched (books, windows, positions, order
@@ -12,13 +26,15 @@ state...) together with the input offsets into the SQLite partitions under ``--r
 After a crash the service restarts from the last complete snapshot: it reads the topics again
 from the offsets saved with it, so what it emitted since (at most one snapshot interval) is
 emitted again, with the same content, and consumers must drop those repeats. The store is created on
-first use (``python -m bytewax.recovery DIR N``); later runs resume from it. Delete the
-directory to start afresh (the service then reads from ``MAKERFLOW_FROM``). Several
-processes (``-i/-a``) need the same directory (a shared volume).
+first use (``python -m bytewax.recovery DIR N``, N = the worker count unless
+``--recovery-partitions``); later runs resume from it. Delete the directory to start afresh
+(the service then reads from ``MAKERFLOW_FROM``). The processes of ``--workers N`` share the
+one store (Bytewax gives each partition to one worker); processes on several hosts (``-i/-a``)
+need the same directory (a shared volume).
 
 The configuration (``MAKERFLOW_CONFIG`` plus ``MAKERFLOW__<TABLE>__<KEY>`` overrides) is
-checked before anything starts; an error exits with status 2. The runner then replaces this
-process (exec), so signals reach the service itself.
+checked before anything starts; an error exits with status 2. With one process the runner then
+replaces this process (exec), so signals reach the service itself.
 """
 
 from __future__ import annotations
@@ -32,6 +48,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from makerflow.commands import cluster
 from makerflow.flows.config_file import SERVICE_SECTIONS, check_config
 from makerflow.schemas.config import ConfigError
 
@@ -68,7 +85,15 @@ def register(sub: Any) -> None:
         "--workers",
         type=int,
         default=1,
-        help="worker threads in this process (one per input partition is the unit of scale)",
+        help="workers in all, one per input partition at most (default 1); each a process of"
+        " its own unless --threads (with -i/-a: this process's worker threads)",
+    )
+    p.add_argument(
+        "--threads",
+        action="store_true",
+        help="run the workers as threads of one process: they share one interpreter lock, so"
+        " more threads add no CPU to Python steps (use it to save memory, or when most events"
+        " cross between workers)",
     )
     p.add_argument("-i", "--process-id", type=int, help="this process's index (with -a)")
     p.add_argument("-a", "--addresses", help="every process's host:port, ';'-separated (with -i)")
@@ -161,15 +186,18 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"configuration error, {service} not started: {exc}", file=sys.stderr)
         return 2
-    cmd = runner_command(
-        module,
-        workers=args.workers,
-        process_id=args.process_id,
-        addresses=args.addresses,
-        recovery=args.recovery,
-        snapshot_s=args.snapshot_s,
-        backup_s=args.backup_s,
-    )
+    processes = 1 if args.threads or args.addresses or args.workers == 1 else args.workers
+    if processes == 1:
+        cmds = [_command(module, args, args.workers, args.process_id, args.addresses)]
+        envs = [dict(os.environ)]
+    else:
+        addresses = cluster.local_addresses(processes)
+        cmds = [_command(module, args, 1, i, addresses) for i in range(processes)]
+        try:
+            envs = [cluster.process_env(os.environ, i) for i in range(processes)]
+        except ValueError as exc:
+            print(exc, file=sys.stderr)
+            return 2
     if args.recovery is not None:
         parts = args.recovery_partitions or args.workers
         if args.print_only:
@@ -181,13 +209,37 @@ def run(args: argparse.Namespace) -> int:
         else:
             logger.info("resuming %s from recovery store %s", service, args.recovery)
     if args.print_only:
-        print(shlex.join(cmd))
+        for line in cluster.describe(cmds, envs):
+            print(line)
         return 0
+    sys.stdout.flush()  # before the processes share (or take over) the descriptors
+    sys.stderr.flush()
+    if processes > 1:
+        logger.info("%s: %d processes of one worker, supervised", service, processes)
+        return cluster.Supervisor(cmds, envs).run()
+    cmd = cmds[0]
     logger.info("exec %s", shlex.join(cmd))
-    sys.stdout.flush()
     sys.stderr.flush()
     os.execv(cmd[0], cmd)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _command(
+    module: str,
+    args: argparse.Namespace,
+    workers: int,
+    process_id: int | None,
+    addresses: str | None,
+) -> list[str]:
+    return runner_command(
+        module,
+        workers=workers,
+        process_id=process_id,
+        addresses=addresses,
+        recovery=args.recovery,
+        snapshot_s=args.snapshot_s,
+        backup_s=args.backup_s,
+    )
 
 
 def _init_command(directory: Path, partitions: int) -> Sequence[str]:
@@ -199,6 +251,8 @@ def _check_args(args: argparse.Namespace) -> str | None:
         return "--workers must be at least 1"
     if (args.process_id is None) != (args.addresses is None):
         return "-i/--process-id and -a/--addresses go together"
+    if args.threads and args.addresses is not None:
+        return "--threads is for one process; with -i/-a, -w is already this process's threads"
     if args.snapshot_s <= 0 or args.backup_s < 0:
         return "--snapshot-s must be > 0 and --backup-s >= 0"
     if args.recovery_partitions is not None and args.recovery_partitions < 1:

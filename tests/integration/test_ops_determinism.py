@@ -4,9 +4,10 @@ the order in which md.book and md.trades are read.
 
 Two brokers get the same two markets on 4-partition topics: on one the whole md.trades
 topic is produced before md.book (every trade is read before its market's first book
-snapshot), on the other md.book first. ``-w 1`` on one and ``-w 2`` on the other, replaying
-with ``MAKERFLOW_TAIL=0``. On main (``align_ms = 0``) the trades-first run lost every
-trade tick read before the book and the two runs differed in almost every tick.
+snapshot), on the other md.book first. ``-w 1`` on one and ``-w 2`` (two processes under
+``makerflow run``'s supervisor) on the other, replaying with ``MAKERFLOW_TAIL=0``. On main
+(``align_ms = 0``) the trades-first run lost every trade tick read before the book and the
+two runs differed in almost every tick.
 """
 
 from __future__ import annotations

@@ -109,6 +109,13 @@ def test_the_mounted_configuration_is_valid():
     assert {"ticks", "quoting", "risk", "execution", "reconcile"} <= set(configs)
 
 
+def processes(command: list[str]) -> int:
+    """How many processes ``makerflow run ... --workers N`` starts (each serves 9464 + k)."""
+    if "--threads" in command or "--workers" not in command:
+        return 1
+    return int(command[command.index("--workers") + 1])
+
+
 def test_every_service_with_metrics_is_scraped():
     prom = yaml.safe_load((DOCKER / "prometheus" / "prometheus.yml").read_text())
     targets = {
@@ -118,7 +125,12 @@ def test_every_service_with_metrics_is_scraped():
         for sc in job["static_configs"]
         for t in sc["targets"]
     }
-    served = {f"{n}:9464" for n, s in makerflow_services().items() if s["command"][0] == "run"}
+    served = {
+        f"{n}:{9464 + k}"
+        for n, s in makerflow_services().items()
+        if s["command"][0] == "run"
+        for k in range(processes(s["command"]))
+    }
     assert served == targets
     assert (DOCKER / "prometheus" / "rules" / "makerflow.rules.yml").exists()
     mounts = compose()["services"]["prometheus"]["volumes"]
