@@ -44,19 +44,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from confluent_kafka import Message
 from service_support import (
     QUOTER_TOML,
     TopicWatch,
     loop,
     recording,
     rss_kb,
+    rss_parts_kb,
     seq_span,
     service_env,
     span_ns,
@@ -89,10 +94,16 @@ ALIGN_MS_LIVE = TicksConfig().align_ms
 
 
 def feed(
-    brokers: str, loops: int, seconds: float, ready: threading.Event, done: threading.Event
+    brokers: str,
+    loops: int,
+    seconds: float,
+    ready: threading.Event,
+    done: threading.Event,
+    fed_ts: list[int],
 ) -> None:
     """The recording ``loops`` times, paced evenly over ``seconds``, in recorded order across
     the two topics (small chunks, so neither topic runs far ahead of the other).
+    ``fed_ts[0]`` is the event time of the last event sent.
 
     The first ``PRIME`` events go at once; the pace starts when ``ready`` is set (every
     service has written its first output), so a slow start-up leaves no backlog to drain."""
@@ -107,6 +118,7 @@ def feed(
             topic = t.MD_TRADES if isinstance(e, Trade) else t.MD_BOOK
             out.send(topic.name, topic.key_of(e), encode(e))
             sent += 1
+            fed_ts[0] = e.ts
             if sent == PRIME:
                 out.producer.flush(10)
                 ready.wait(READY_TIMEOUT_S)
@@ -131,6 +143,13 @@ def main() -> int:
     ap.add_argument("--loops", type=int, default=10)
     ap.add_argument("--seconds", type=float, default=70.0, help="producer pace for all loops")
     ap.add_argument("--keep", type=Path, help="keep the services' logs here")
+    ap.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="one more environment variable for the services (repeatable), to compare",
+    )
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="svc-mem-"))
     logs = args.keep or tmp
@@ -138,6 +157,8 @@ def main() -> int:
     config = tmp / "makerflow.toml"
     config.write_text(QUOTER_TOML + RISK_TOML)
     samples: dict[str, list[tuple[float, int]]] = {"ticks": [], "quoter": [], "risk": []}
+    parts: dict[str, list[tuple[float, dict[str, int]]]] = {n: [] for n in samples}
+    extra = dict(kv.split("=", 1) for kv in args.env)
     with Broker() as b:
         ensure_topics([b.bootstrap], list(t.TOPICS))
         # The merge holds what arrives within align_ms of event time; replayed `speedup`
@@ -146,12 +167,28 @@ def main() -> int:
         speedup = span_ns(recording()) * args.loops / 1e9 / args.seconds
         align_ms = int(ALIGN_MS_LIVE * speedup)
         env = service_env(
-            b.bootstrap, config, MAKERFLOW_TAIL="1", MAKERFLOW__TICKS__ALIGN_MS=str(align_ms)
+            b.bootstrap,
+            config,
+            MAKERFLOW_TAIL="1",
+            MAKERFLOW__TICKS__ALIGN_MS=str(align_ms),
+            **extra,
         )
         procs = {n: start_service(n, env, logs / f"{n}.log") for n in samples}
-        ticks_out = TopicWatch(b.bootstrap, t.TICKS.name)
+        # Event time of each service's latest output: behind the producer's by the service's
+        # lag (the prefetch queue of a lagging consumer fills; one that keeps up stays empty).
+        out_ts: dict[str, int] = {}
+
+        def note_ts(name: str, topic: t.Topic[Any]) -> Callable[[Message, int], None]:
+            def on(m: Message, _: int) -> None:
+                out_ts[name] = max(out_ts.get(name, 0), topic.codec.decode(m.value()).ts)
+
+            return on
+
+        ticks_out = TopicWatch(b.bootstrap, t.TICKS.name, note_ts("ticks", t.TICKS))
         intents = TopicWatch(b.bootstrap, t.ORDER_INTENTS.name)
-        states = TopicWatch(b.bootstrap, t.RISK_STATE.name)
+        states = TopicWatch(b.bootstrap, t.RISK_STATE.name, note_ts("risk", t.RISK_STATE))
+        fed_ts = [0]
+        lags: dict[str, list[tuple[float, float]]] = {"ticks": [], "risk": []}
         kinds: Counter[str] = Counter()
         quality = TopicWatch(
             b.bootstrap,
@@ -163,8 +200,11 @@ def main() -> int:
         done = threading.Event()
         ready = threading.Event()
         producer = threading.Thread(
-            target=feed, args=(b.bootstrap, args.loops, args.seconds, ready, done), daemon=True
+            target=feed,
+            args=(b.bootstrap, args.loops, args.seconds, ready, done, fed_ts),
+            daemon=True,
         )
+        load_at_start = os.getloadavg()[0]
         t0 = time.monotonic()
         fed_at: float | None = None
         # A service's warm-up ends one loop after its first output: under load the start-up
@@ -182,6 +222,12 @@ def main() -> int:
                     kb = rss_kb(p.pid)
                     if kb is not None:
                         samples[name].append((now, kb))
+                    kinds_kb = rss_parts_kb(p.pid)
+                    if kinds_kb is not None:
+                        parts[name].append((now, kinds_kb))
+                for name, lag in lags.items():
+                    if name in out_ts and not done.is_set():
+                        lag.append((now, (fed_ts[0] - out_ts[name]) / 1e9 / speedup))
                 for name, w in outputs.items():
                     if w.count and name not in first_out:
                         first_out[name] = now
@@ -210,6 +256,10 @@ def main() -> int:
     )
     print(f"the producer finished at {fed_at or 0:.0f} s, the outputs were quiet 3 s later")
     print(f"replayed {speedup:.0f}x faster than recorded; [ticks] align_ms = {align_ms}")
+    print(
+        f"load average (1 min) {load_at_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the"
+        f" end, on {os.cpu_count()} CPUs; extra environment: {extra or 'none'}"
+    )
     loop_s = args.seconds / args.loops
     first = ", ".join(f"{n} {first_out.get(n, float('nan')):.0f} s" for n in samples)
     print(f"first output: {first}; RSS counted from one loop ({loop_s:.0f} s) later")
@@ -223,8 +273,24 @@ def main() -> int:
         ok &= ratio <= TARGET
         cols = " ".join(f"{x:9.1f}" for x in at)
         print(f"{name:<8} {cols} {ratio:8.3f}")
+    print(
+        f"{'service':<8} {'anon':>13} {'file':>13} {'threads':>8}"
+        f" {'lag p50':>8} {'lag max':>8}  MiB at warm-up end -> at the end; lag: wall s the"
+        " latest output is behind the producer (the watcher's own delay included)"
+    )
+    for name, ps in parts.items():
+        warm_until = first_out.get(name, 0.0) + loop_s
+        after = [k for s, k in ps if s >= warm_until] or [k for _, k in ps]
+        a0, a1 = after[0]["anon"] / 1024, after[-1]["anon"] / 1024
+        f0, f1 = after[0]["file"] / 1024, after[-1]["file"] / 1024
+        threads = max(k["threads"] for k in after)
+        ls = sorted(x for s, x in lags.get(name, []) if s >= warm_until)
+        p50 = f"{ls[len(ls) // 2]:8.2f}" if ls else f"{'-':>8}"
+        top = f"{ls[-1]:8.2f}" if ls else f"{'-':>8}"
+        print(f"{name:<8} {a0:5.1f} -> {a1:5.1f} {f0:5.1f} -> {f1:5.1f} {threads:8d} {p50} {top}")
     if args.keep:
         (args.keep / "rss.json").write_text(json.dumps(samples))
+        (args.keep / "rss_parts.json").write_text(json.dumps({"parts": parts, "lags": lags}))
     print(f"target: max/min after warm-up <= {TARGET}: {'met' if ok else 'NOT met'}")
     return 0
 
