@@ -14,27 +14,43 @@ steady rate instead of draining a backlog.
 Every second the RSS of each service process is sampled (psutil when installed, else
 ``/proc/PID/status``). Printed: RSS at 10 %, 50 %, 90 % and 100 % of the run, and the
 max/min ratio of the samples after the warm-up (one loop after the service's first output);
-the target is flat within 10 % (ratio <= 1.10). ``--keep DIR`` also writes the samples
-(``rss.json``).
+the target is flat within 10 % (ratio <= 1.10). Then, per service, the anonymous and
+file-backed RSS (``RssAnon`` / ``RssFile``) at the end of the warm-up and at the end, the most
+threads seen, and how far (wall seconds) the latest output was behind the producer (as this
+process's watcher sees it, its own delay included). The load average at the start and end is
+printed: a busy machine is what makes a service lag. ``--keep DIR`` also writes the samples
+(``rss.json``, ``rss_parts.json``); ``--env NAME=VALUE`` gives the services one more
+environment variable (``MAKERFLOW_MALLOC_TRIM_S=0`` to compare without the heap trimmer).
 
-What it found (2026-12-01, load 7-15 on the 2 shared cores, so the services lagged and the
-live merge reported out-of-order events):
+What it found (2026-12-02, 2 shared cores, load average 4-35 during the runs):
 
-* The quoter is flat: max/min 1.001 and 1.070 over 10 loops, 1.032 over 20 (56-57 MiB);
-  before the bound on orders the venue has not closed it was 1.12. With no execution service
-  here nobody answers its orders, so it places 16 and then only waits: this run shows the
-  bound holds, not how an answered quoter's order state behaves.
-* Risk: 1.000 and 1.217 over 10 loops, 1.089 over 20 (55 -> 60 MiB); ticks: 1.000 and 1.235
-  over 10, 1.212 over 20 (52 -> 62 MiB, in steps, the later ones smaller): NOT flat within
-  10 % in the paced runs. The runs at 1.000 began by draining a backlog (a start-up slower
-  than the first loop, before the producer waited for it) and were flat from the first
-  sample (ticks 66.7, risk 69.4 MiB), above where the paced runs ended: the growth looks like
-  the process filling up to its working size while it lags, not state that grows with the
-  data. The pure ticks logic fed the same 20 loops holds 363 KiB after loop 5 and 364 KiB
-  after loop 20, and the whole risk operator under ``run_main`` (200 000 recorded ticks) 220
-  KiB after 50 000 and 222 KiB at the end (tracemalloc): their state does not grow. What
-  fills is most likely librdkafka's prefetch queue of a lagging consumer (bounded by
-  ``queued.max.messages.kbytes``); not proven.
+* Before (``f591868``): ticks 1.301, 1.279, 1.331 and 1.030, risk 1.100, 1.070, 1.135 and
+  1.025, quoter 1.02-1.04. What grows is anonymous memory only (file-backed 23.1 MiB
+  throughout, 22 threads in ticks, 42 in risk, from start to end), in steps, each at a lag:
+  the one run at 1.030 was the one whose consumers never fell behind (librdkafka's fetch
+  queue at most 67 KB). In the service (glibc ``mallinfo2``, ``sys._debugmallocstats``,
+  librdkafka's per-partition ``fetchq_size``, logged every 1-2 s, ticks): what is *in use*
+  returns to where it started after a lag (heap 9.4 MiB, 146 000 Python blocks) while the
+  resident size does not: glibc keeps the freed heap (free 1.6 -> 8.7 MiB) and pymalloc the
+  arenas (15 -> 22 MiB of 1 MiB arenas). What filled them during a lag: the prefetch queue of
+  the consumer that fell behind (md.trades: up to 19 000 messages, 3.6 MB; 50 000 and 9.4
+  MiB in a run with smaller batches and no bound) and the 1000-message batches a lagging
+  partition hands over (book updates decoded with their levels). Neither state nor Python
+  objects grow: the pure ticks logic over 20 loops holds 363 -> 364 KiB, the risk operator
+  220 -> 222 KiB (tracemalloc).
+* One change at a time (one run each, two side by side on the same load; ticks / risk /
+  quoter): prefetch bounded (``queued.max.messages.kbytes`` 256, ``max.partition.fetch.bytes``
+  256 KiB) 1.142 / 1.068 / 1.030 next to 1.331 / 1.135 / 1.019 unbounded, and 1.247 / 1.072
+  / 1.034; then batches of 100: 1.147 / 1.067 / 1.016 (pymalloc stays at 15-16 arenas);
+  ``MALLOC_ARENA_MAX=2`` on top: 1.169, no gain (not kept); a 64 KiB bound instead of 256:
+  1.143, no gain (on tansu the queue still reached ~1 MB, more than the bound plus a fetch,
+  apparently because tansu answers with whole record batches); then ``malloc_trim`` every
+  second: 1.090 / 1.086 / 1.035 next to 1.111 / 1.079 / 1.020 without it (load 11-16).
+* Shipped (bound, batches of 100, trim every 1 s), 10 loops: FINAL_ROWS
+* What is left is the working set of a lag while it lasts (the ratio takes the highest
+  sample): fetched and decoded messages, outputs waiting for the broker. A service that
+  lags longer than here holds more while it does, and gives the heap part back within a
+  second of catching up; pymalloc's arenas it keeps until they empty.
 
     python benchmarks/service_memory.py               # 10 loops in ~70 s
     python benchmarks/service_memory.py --loops 3 --seconds 20
