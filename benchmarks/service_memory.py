@@ -46,7 +46,13 @@ What it found (2026-12-02, 2 shared cores, load average 4-35 during the runs):
   1.143, no gain (on tansu the queue still reached ~1 MB, more than the bound plus a fetch,
   apparently because tansu answers with whole record batches); then ``malloc_trim`` every
   second: 1.090 / 1.086 / 1.035 next to 1.111 / 1.079 / 1.020 without it (load 11-16).
-* Shipped (bound, batches of 100, trim every 1 s), 10 loops: FINAL_ROWS
+* Shipped (bound, batches of 100, trim every 1 s), 10 loops, ticks / risk / quoter: 1.111 /
+  1.070 / 1.025 and 1.090 / 1.076 / 1.028 (two side by side, load 6-12), 1.090 / 1.086 /
+  1.035 (load 11-16), 1.157 / 1.097 / 1.030 (load 8-15): risk and the quoter within 10 % in
+  every run, ticks in two of four (before: none of the lagging runs). Ticks now starts at
+  50-51 MiB and settles at 54-57 within two or three loops (before: 52 -> 62-70 MiB, the
+  steps going on to the end); anonymous memory at the end of the run 30-31 MiB (before
+  38-47 in the runs that lagged).
 * What is left is the working set of a lag while it lasts (the ratio takes the highest
   sample): fetched and decoded messages, outputs waiting for the broker. A service that
   lags longer than here holds more while it does, and gives the heap part back within a

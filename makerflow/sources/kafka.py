@@ -67,12 +67,14 @@ CONSUMER_MEMORY: dict[str, Any] = {
     # that falls behind keeps its backlog in its own heap instead of on the broker, and glibc
     # keeps that heap once it is free again. Measured (benchmarks/service_memory.py, ticks):
     # up to 50 000 md.trades messages (9.4 MiB) queued and the heap 11 -> 39 MiB; with this
-    # bound about 1 MiB (tansu answers a fetch with whole record batches, a little over the
-    # bound). The cost is a fetch round trip per 256 KiB of a partition, about a thousand
-    # messages: far more than a service takes in per millisecond, so draining a backlog did
-    # not get slower (the ticks service over scaling.py's topics, in the same process).
+    # bound about 1 MiB per partition (on tansu a little over the bound plus one fetch).
     "queued.max.messages.kbytes": 256,
     "max.partition.fetch.bytes": 256 * 1024,
+    # Once the queue is over the bound, librdkafka waits this long before fetching again
+    # (default 1000 ms): with a bound this small a draining consumer empties its queue long
+    # before that, and the ticks service drained a backlog at 0.6x the rate; 10 ms costs a
+    # few more fetch requests while a consumer is behind, nothing while it keeps up.
+    "fetch.queue.backoff.ms": 10,
 }
 """Prefetch bounds every consumer gets (all topics: any of them can lag)."""
 
@@ -82,9 +84,11 @@ is behind fills a batch, and everything a batch becomes (message objects, decode
 updates with their levels, ticks, encoded output) is alive at once: a service that lagged
 took its backlog in batches of 1000 and Python's allocator grew to that peak and kept it
 (pymalloc frees an arena only when it is empty; ticks 15 -> 22 MiB of arenas, 16 with 100).
-The cost is one more pass through the dataflow per 100 messages instead of per 1000; in the
-same comparison the service's CPU seconds over 105 656 events did not rise (4.6 s against
-4.4 s, inside the noise of a shared machine)."""
+The cost is one more pass through the dataflow per 100 messages instead of per 1000, only
+while behind: the ticks service draining scaling.py's topics (105 656 events, one worker,
+load 2) ran at 0.73-0.76x of f591868's rate, against 0.87-0.88x with batches of 1000 and the
+same prefetch bound. A service that must drain fast (a replay) trades memory back for speed
+with ``kafka_input(batch_size=...)``."""
 
 
 @dataclass(frozen=True)

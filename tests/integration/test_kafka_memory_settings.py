@@ -46,6 +46,8 @@ def test_every_consumer_of_ticks_risk_and_quoter_bounds_its_prefetch_and_batch()
             config = src.consumer_config()
             assert int(config["queued.max.messages.kbytes"]) <= 256, (name, config)
             assert int(config["max.partition.fetch.bytes"]) <= 256 * 1024, (name, config)
+            # With the bound but librdkafka's 1 s backoff, a backlog drained at 0.6x.
+            assert int(config["fetch.queue.backoff.ms"]) <= 10, (name, config)
             assert src._batch_size <= 100, (name, src._topics)
     assert BATCH_SIZE <= 100
     assert int(CONSUMER_MEMORY["queued.max.messages.kbytes"]) <= 256
