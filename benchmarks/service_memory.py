@@ -29,15 +29,15 @@ What it found (2026-12-02, 2 shared cores, load average 4-35 during the runs):
   throughout, 22 threads in ticks, 42 in risk, from start to end), in steps, each at a lag:
   the one run at 1.030 was the one whose consumers never fell behind (librdkafka's fetch
   queue at most 67 KB). In the service (glibc ``mallinfo2``, ``sys._debugmallocstats``,
-  librdkafka's per-partition ``fetchq_size``, logged every 1-2 s, ticks): what is *in use*
-  returns to where it started after a lag (heap 9.4 MiB, 146 000 Python blocks) while the
-  resident size does not: glibc keeps the freed heap (free 1.6 -> 8.7 MiB) and pymalloc the
-  arenas (15 -> 22 MiB of 1 MiB arenas). What filled them during a lag: the prefetch queue of
-  the consumer that fell behind (md.trades: up to 19 000 messages, 3.6 MB; 50 000 and 9.4
-  MiB in a run with smaller batches and no bound) and the 1000-message batches a lagging
-  partition hands over (book updates decoded with their levels). Neither state nor Python
-  objects grow: the pure ticks logic over 20 loops holds 363 -> 364 KiB, the risk operator
-  220 -> 222 KiB (tracemalloc).
+  librdkafka's per-partition ``fetchq_size``, logged every 1-2 s in these runs only, ticks):
+  what is *in use* returns to where it started after a lag (heap 9.4 MiB, 146 000 Python
+  blocks) while the resident size does not: glibc keeps the freed heap (free 1.6 -> 8.7 MiB)
+  and pymalloc the arenas (15 -> 22 MiB of 1 MiB arenas). What filled them during a lag: the
+  prefetch queue of the consumer that fell behind (md.trades: up to 19 000 messages, 3.6 MB;
+  50 000 and 9.4 MiB in a run with smaller batches and no bound) and the 1000-message
+  batches a lagging partition hands over (book updates decoded with their levels). Neither
+  state nor Python objects grow: the pure ticks logic over 20 loops holds 363 -> 364 KiB,
+  the risk operator 220 -> 222 KiB (tracemalloc).
 * One change at a time (one run each, two side by side on the same load; ticks / risk /
   quoter): prefetch bounded (``queued.max.messages.kbytes`` 256, ``max.partition.fetch.bytes``
   256 KiB) 1.142 / 1.068 / 1.030 next to 1.331 / 1.135 / 1.019 unbounded, and 1.247 / 1.072
@@ -48,11 +48,18 @@ What it found (2026-12-02, 2 shared cores, load average 4-35 during the runs):
   second: 1.090 / 1.086 / 1.035 next to 1.111 / 1.079 / 1.020 without it (load 11-16).
 * Shipped (bound, batches of 100, trim every 1 s), 10 loops, ticks / risk / quoter: 1.111 /
   1.070 / 1.025 and 1.090 / 1.076 / 1.028 (two side by side, load 6-12), 1.090 / 1.086 /
-  1.035 (load 11-16), 1.157 / 1.097 / 1.030 (load 8-15): risk and the quoter within 10 % in
-  every run, ticks in two of four (before: none of the lagging runs). Ticks now starts at
-  50-51 MiB and settles at 54-57 within two or three loops (before: 52 -> 62-70 MiB, the
-  steps going on to the end); anonymous memory at the end of the run 30-31 MiB (before
-  38-47 in the runs that lagged).
+  1.035 (load 11-16), 1.157 / 1.097 / 1.030 (load 8-15); with ``fetch.queue.backoff.ms``
+  10 added (for the drain rate, below), 1.110 / 1.021 / 1.010 and 1.108 / 1.016 / 1.011
+  (two side by side, load 2-8). Risk and the quoter are within 10 % in every run, ticks in
+  two of six, just over it in three (before: none of the runs that lagged). Ticks now starts
+  at 50-51 MiB and stays there until it lags; in the last two runs it fell 20-30 s behind
+  near the end, rose to 55 MiB meanwhile and went back to 52.7-52.9 (+4 %) once caught up
+  (before: 52 -> 62-70 MiB in steps that stayed). Anonymous memory at the end 30-31 MiB
+  (before 38-47 in the runs that lagged).
+* The price is the rate at which a service drains a backlog (the ticks service over
+  ``scaling.py``'s topics, one worker, runs interleaved, load 2): 0.73-0.76x of f591868 with
+  all of it, 0.87-0.88x with batches of 1000 instead of 100; without the 10 ms backoff the
+  bound alone made it 0.6x (librdkafka waits 1 s before fetching again once over the bound).
 * What is left is the working set of a lag while it lasts (the ratio takes the highest
   sample): fetched and decoded messages, outputs waiting for the broker. A service that
   lags longer than here holds more while it does, and gives the heap part back within a
