@@ -209,7 +209,14 @@ def main() -> int:
 
         def note_ts(name: str, topic: t.Topic[Any]) -> Callable[[Message, int], None]:
             def on(m: Message, _: int) -> None:
-                out_ts[name] = max(out_ts.get(name, 0), topic.codec.decode(m.value()).ts)
+                # Never raise: an exception here would end the watcher's thread, and with it
+                # the count and the "outputs quiet" end of the run.
+                try:
+                    ts = getattr(topic.codec.decode(m.value()), "ts", None)
+                except Exception:
+                    return
+                if isinstance(ts, int) and ts > out_ts.get(name, 0):
+                    out_ts[name] = ts
 
             return on
 
