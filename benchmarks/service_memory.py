@@ -61,11 +61,12 @@ What it found (2026-12-02, 2 shared cores, load average 4-35 during the runs):
   ``scaling.py``'s topics, one worker, runs interleaved, load 2): 0.73-0.76x of f591868 with
   all of it, 0.87-0.88x with batches of 1000 instead of 100; without the 10 ms backoff the
   bound alone made it 0.6x (librdkafka waits 1 s before fetching again once over the bound).
-* Until 2026-12-02 the watcher behind the lag column could die on a message it failed to
-  decode, ending the run early (the "quiet 3 s" end) with fewer ticks counted (76 748 and
-  113 409 of 126 110 in two of the shipped runs above); fixed. Still unexplained: in many
-  runs, before and after, the ticks output falls behind the producer at about a second per
-  second late in the run (the lag column), with the ticks service's RSS flat meanwhile.
+* Unexplained, before and after the change: in many runs the ticks output stops advancing
+  late in the run (the lag column grows by a second per second, ticks' RSS flat meanwhile:
+  its backlog stays on the broker now), and in two shipped runs the outputs were quiet for
+  3 s before the ticks had all come (76 748 and 113 409 of 126 110 counted, so those runs
+  ended early). The ticks topic carries only ``Tick``, so the watcher's decoding is not it
+  (it now never raises anyway); whether the ticks service stalls is open.
 * What is left is the working set of a lag while it lasts (the ratio takes the highest
   sample): fetched and decoded messages, outputs waiting for the broker. A service that
   lags longer than here holds more while it does, and gives the heap part back within a
