@@ -48,28 +48,28 @@ What it found (2026-12-02, 2 shared cores, load average 4-35 during the runs):
   second: 1.090 / 1.086 / 1.035 next to 1.111 / 1.079 / 1.020 without it (load 11-16).
 * Shipped (bound, batches of 100, trim every 1 s), 10 loops, ticks / risk / quoter: 1.111 /
   1.070 / 1.025 and 1.090 / 1.076 / 1.028 (two side by side, load 6-12), 1.090 / 1.086 /
-  1.035 (load 11-16), 1.157 / 1.097 / 1.030 (load 8-15); with ``fetch.queue.backoff.ms``
-  10 added (for the drain rate, below), 1.110 / 1.021 / 1.010 and 1.108 / 1.016 / 1.011
-  (two side by side, load 2-8), 1.033 / 1.014 / 1.015 (alone, load 2-4); 20 loops in 140 s:
-  1.119 / 1.051 / 1.040 (load 2-3); see the next point but one for which runs wrote every
-  tick. Risk and the quoter are within 10 % in every run, ticks
-  in three of eight, just over it in four (before: none of the runs that lagged). Ticks now starts
-  at 50-51 MiB and stays there until it lags; in the last two runs it fell 20-30 s behind
-  near the end, rose to 55 MiB meanwhile and went back to 52.7-52.9 (+4 %) once caught up
-  (before: 52 -> 62-70 MiB in steps that stayed). Anonymous memory at the end 30-31 MiB
-  (before 38-47 in the runs that lagged).
+  1.035 (load 11-16), 1.157 / 1.097 / 1.030 (load 8-15); with ``fetch.queue.backoff.ms`` 10
+  added (for the drain rate, below), 1.110 / 1.021 / 1.010 and 1.108 / 1.016 / 1.011 (two
+  side by side, load 2-8), 1.033 / 1.014 / 1.015 (alone, load 2-4); 20 loops in 140 s: 1.119
+  / 1.051 / 1.040 (load 2-3); see the next point but one for which runs wrote every tick.
+  Risk and the quoter are within 10 % in every run, ticks in three of eight, just over it in
+  four (before: none of the runs that lagged). Ticks now starts at 50-51 MiB and stays there
+  until it lags; in the last two runs it fell 20-30 s behind near the end, rose to 55 MiB
+  meanwhile and went back to 52.7-52.9 (+4 %) once caught up (before: 52 -> 62-70 MiB in
+  steps that stayed). Anonymous memory at the end 30-31 MiB (before 38-47 in the runs that
+  lagged).
 * The price is the rate at which a service drains a backlog (the ticks service over
   ``scaling.py``'s topics, one worker, runs interleaved, load 2): 0.73-0.76x of f591868 with
   all of it, 0.87-0.88x with batches of 1000 instead of 100; without the 10 ms backoff the
   bound alone made it 0.6x (librdkafka waits 1 s before fetching again once over the bound).
 * Open, and on f591868 too: the ticks service can stop writing ticks part-way through a
   paced run (the lag column then grows by a second per second, its RSS stays flat: nothing
-  is read), and the run ends at "quiet 3 s" with ticks missing: f591868 alone at load 2 wrote
-  58 826 of 126 110 (RSS 1.003: a stalled service is flat), the shipped runs above 76 748
-  and 113 409 in two (1.108, 1.090), all of them in four (1.111, 1.110, 1.090, 1.157); for
-  the run alone and the 20 loops the count was not kept. Read the ticks count before
-  trusting a flat ratio. The ticks topic
-  carries only ``Tick``, so the watcher's decoding is not it (it now never raises anyway).
+  is read), and the run ends at "quiet 3 s" with ticks missing: f591868 alone at load 2
+  wrote 58 826 of 126 110 (RSS 1.003: a stalled service is flat), the shipped runs above 76
+  748 and 113 409 in two (1.108, 1.090), all of them in four (1.111, 1.110, 1.090, 1.157);
+  for the run alone and the 20 loops the count was not kept. Read the ticks count before
+  trusting a flat ratio. The ticks topic carries only ``Tick``, so the watcher's decoding is
+  not it (it now never raises anyway).
 * What is left is the working set of a lag while it lasts (the ratio takes the highest
   sample): fetched and decoded messages, outputs waiting for the broker. A service that
   lags longer than here holds more while it does, and gives the heap part back within a
