@@ -65,8 +65,8 @@ What it found (2026-12-02, 2 shared cores, load average 4-35 during the runs):
 * Open, and on f591868 too: the ticks service can stop writing ticks part-way through a
   paced run (the lag column then grows by a second per second, its RSS stays flat: nothing
   is read), and the run ends at "quiet 3 s" with ticks missing: f591868 alone at load 2
-  wrote 58 826 of 126 110 (RSS 1.003: a stalled service is flat), the shipped runs above 76
-  748 and 113 409 in two (1.108, 1.090), all of them in four (1.111, 1.110, 1.090, 1.157);
+  wrote 58 826 of 126 110 (RSS 1.003: a stalled service is flat), the shipped runs above
+  76 748 and 113 409 in two (1.108, 1.090), all of them in four (1.111, 1.110, 1.090, 1.157);
   for the run alone and the 20 loops the count was not kept. Read the ticks count before
   trusting a flat ratio. The ticks topic carries only ``Tick``, so the watcher's decoding is
   not it (it now never raises anyway).
