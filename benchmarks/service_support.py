@@ -132,6 +132,22 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(timeout=10)
 
 
+def rss_parts_kb(pid: int) -> dict[str, int] | None:
+    """``RssAnon`` (heap, arenas, thread stacks), ``RssFile`` (mapped code and libraries) and
+    ``Threads`` of ``/proc/PID/status``: what part of the RSS moves, and whether threads come
+    and go (each has its own malloc arena and stack)."""
+    want = {"RssAnon:": "anon", "RssFile:": "file", "Threads:": "threads"}
+    out: dict[str, int] = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            fields = line.split()
+            if fields and fields[0] in want:
+                out[want[fields[0]]] = int(fields[1])
+    except OSError:
+        return None
+    return out or None
+
+
 def rss_kb(pid: int) -> int | None:
     """Resident set size in KiB (psutil when installed, else /proc/PID/status VmRSS)."""
     try:

@@ -19,6 +19,7 @@ from bytewax.dataflow import Dataflow, Stream
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
 
 from makerflow.flows.config_file import check_config, service_of_module
+from makerflow.heap import start_heap_trimmer, trim_period
 from makerflow.schemas.config import ConfigError
 from makerflow.schemas.events import DeadLetter
 from makerflow.schemas.topics import Topic
@@ -143,6 +144,7 @@ def check_service_config(service: str | None, env: Mapping[str, str] | None = No
     e = os.environ if env is None else env
     try:
         check_config(e.get("MAKERFLOW_CONFIG") or None, service, e)
+        trim_period(e)
     except ConfigError as exc:
         logger.critical("configuration error, %s not started: %s", service or "flow", exc)
         raise SystemExit(2) from None
@@ -154,7 +156,9 @@ def lazy_flow(build: Callable[[], Dataflow]) -> Callable[[str], Any]:
     Building at import would need the service's environment (brokers, config file) merely to
     import its ``build_flow`` (the all-in-one flow and the tests do). Accessing ``flow`` is
     what ``python -m bytewax.run makerflow.flows.<svc>:flow`` does, so that is also where the
-    service starts serving ``/metrics`` (``MAKERFLOW_METRICS_PORT``, default 9464).
+    service starts serving ``/metrics`` (``MAKERFLOW_METRICS_PORT``, default 9464) and
+    handing freed heap back to the system (``MAKERFLOW_MALLOC_TRIM_S``, see
+    :mod:`makerflow.heap`).
     """
     built: list[Dataflow] = []
     service = service_of_module(build.__module__)
@@ -168,6 +172,7 @@ def lazy_flow(build: Callable[[], Dataflow]) -> Callable[[str], Any]:
             configure_service_logging()
             check_service_config(service)
             serve_metrics(None)
+            start_heap_trimmer(os.environ)
             built.append(build())
             freeze_start_up_heap()
         return built[0]

@@ -61,6 +61,35 @@ LOW_LATENCY_TOPICS = frozenset(
 consumers get :data:`CONSUMER_DEFAULTS`. The others (fills, order events, balances, control,
 ...) keep librdkafka's defaults."""
 
+CONSUMER_MEMORY: dict[str, Any] = {
+    # What a lagging consumer may hold in its prefetch queue: librdkafka fetches ahead until
+    # 100 000 messages or 64 MiB per partition (each consumer here has one), so a service
+    # that falls behind keeps its backlog in its own heap instead of on the broker, and glibc
+    # keeps that heap once it is free again. Measured (benchmarks/service_memory.py, ticks):
+    # up to 50 000 md.trades messages (9.4 MiB) queued and the heap 11 -> 39 MiB; with this
+    # bound about 1 MiB per partition (on tansu a little over the bound plus one fetch).
+    "queued.max.messages.kbytes": 256,
+    "max.partition.fetch.bytes": 256 * 1024,
+    # Once the queue is over the bound, librdkafka waits this long before fetching again
+    # (default 1000 ms): with a bound this small a draining consumer empties its queue long
+    # before that, and the ticks service drained a backlog at 0.6x the rate; 10 ms costs a
+    # few more fetch requests while a consumer is behind, nothing while it keeps up.
+    "fetch.queue.backoff.ms": 10,
+}
+"""Prefetch bounds every consumer gets (all topics: any of them can lag)."""
+
+BATCH_SIZE = 100
+"""Messages a partition hands over per poll (Bytewax's default is 1000). Only a consumer that
+is behind fills a batch, and everything a batch becomes (message objects, decoded book
+updates with their levels, ticks, encoded output) is alive at once: a service that lagged
+took its backlog in batches of 1000 and Python's allocator grew to that peak and kept it
+(pymalloc frees an arena only when it is empty; ticks 15 -> 22 MiB of arenas, 16 with 100).
+The cost is one more pass through the dataflow per 100 messages instead of per 1000, only
+while behind: the ticks service draining scaling.py's topics (105 656 events, one worker,
+load 2) ran at 0.73-0.76x of f591868's rate, against 0.87-0.88x with batches of 1000 and the
+same prefetch bound. A service that must drain fast (a replay) trades memory back for speed
+with ``kafka_input(batch_size=...)``."""
+
 
 @dataclass(frozen=True)
 class EventStreams(Generic[E]):
@@ -332,6 +361,8 @@ class LagReportingKafkaSource(KafkaSource):
     partition_counts: dict[str, int] | None = None
 
     def __init__(self, *args: Any, caught_up_markers: bool = False, **kwargs: Any) -> None:
+        if len(args) < 6:  # batch_size is the connector's sixth argument
+            kwargs.setdefault("batch_size", BATCH_SIZE)
         super().__init__(*args, **kwargs)
         self.caught_up_markers = caught_up_markers
         """Whether a caught-up partition sends :class:`CaughtUp` markers for its keys."""
@@ -353,8 +384,8 @@ class LagReportingKafkaSource(KafkaSource):
 
     def consumer_config(self) -> dict[str, Any]:
         """The librdkafka settings of every partition's consumer: the connector's,
-        :data:`CONSUMER_DEFAULTS` when every topic is one of :data:`LOW_LATENCY_TOPICS`, then
-        the source's ``add_config``."""
+        :data:`CONSUMER_MEMORY`, :data:`CONSUMER_DEFAULTS` when every topic is one of
+        :data:`LOW_LATENCY_TOPICS`, then the source's ``add_config``."""
         fast = all(topic in LOW_LATENCY_TOPICS for topic in self._topics)
         return {
             "group.id": "BYTEWAX_IGNORED",
@@ -362,6 +393,7 @@ class LagReportingKafkaSource(KafkaSource):
             "bootstrap.servers": ",".join(self._brokers),
             "enable.partition.eof": str(not self._tail),
             "statistics.interval.ms": 1000,
+            **CONSUMER_MEMORY,
             **(CONSUMER_DEFAULTS if fast else {}),
             **self._add_config,
         }
@@ -403,7 +435,7 @@ def kafka_input(
     tail: bool = True,
     starting_offset: int = OFFSET_BEGINNING,
     add_config: dict[str, str] | None = None,
-    batch_size: int = 1000,
+    batch_size: int = BATCH_SIZE,
     end_markers: bool = False,
     caught_up_markers: bool = False,
 ) -> EventStreams[E]:
