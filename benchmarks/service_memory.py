@@ -109,7 +109,7 @@ from service_support import (
 )
 
 from makerflow.broker import Broker
-from makerflow.kafka_admin import Sender, ensure_topics, producer
+from makerflow.kafka_admin import Sender, ensure_topics, producer, read_topic
 from makerflow.operators.ticks import TicksConfig
 from makerflow.schemas import topics as t
 from makerflow.schemas.codec import encode
@@ -292,6 +292,9 @@ def main() -> int:
                 stop(p)
             for w in (ticks_out, intents, states, quality):
                 w.close()
+        # What the topic holds, read afresh once the services are stopped: a count that falls
+        # short here is the service's; one that falls short only above was the watcher's.
+        on_topic = len(read_topic([b.bootstrap], t.TICKS.name, idle=3.0))
     per_loop = len(recording())
     print(
         f"{per_loop * args.loops} events ({args.loops} loops of {per_loop})"
@@ -300,6 +303,7 @@ def main() -> int:
         f" {quality.count} quality events"
         f" ({dict(kinds)})"
     )
+    print(f"ticks on the topic afterwards: {on_topic} (the watcher counted {ticks_out.count})")
     print(f"the producer finished at {fed_at or 0:.0f} s, the outputs were quiet 3 s later")
     print(f"replayed {speedup:.0f}x faster than recorded; [ticks] align_ms = {align_ms}")
     print(
