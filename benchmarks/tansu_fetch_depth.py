@@ -34,7 +34,7 @@ import sys
 import time
 from pathlib import Path
 
-from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -79,8 +79,8 @@ def main() -> int:
                 n, secs = received(c, length)
                 c.close()
                 c = Consumer({**conf, "group.id": f"depth-{k}-{wait}-end"})
-                c.assign([TopicPartition(topic, 0, OFFSET_END)])
-                c.consume(1000, 0.5)  # the assignment takes effect
+                c.assign([TopicPartition(topic, 0, length)])  # the end: one record per batch
+                c.consume(1000, 0.5)  # the consumer is fetching when the records come
                 for _ in range(TAIL):
                     p.produce(topic, b"y", b"k", 0)
                     p.flush()
