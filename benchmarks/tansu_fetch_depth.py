@@ -15,7 +15,9 @@ start, then one at the end gets 20 new records; printed: how many arrived within
 What it found (2026-12-02, 2 shared cores, load ~4): at 8000 batches, 1 ms read nothing
 (from the start or at the end), 5 ms 5661 of 8000 in 4 s and the 20 at the end, 100 ms
 everything in 0.08 s; at 10 000 batches of 20 records, 5 ms read 40 of 200 000 in 10 s,
-10 ms all in 6.3 s, 20 ms all in 0.6 s. ``benchmarks/service_memory.py``'s watcher (then
+10 ms all in 6.3 s, 20 ms all in 0.6 s; at 16 000 one-record
+batches (load 1-2), 5 ms read nothing from the start and none of the 20 at the end, 20 ms
+all in 1.1 s and the 20. ``benchmarks/service_memory.py``'s watcher (then
 1 ms) stopped counting ticks half-way through a run for this reason (the ticks topic holds
 ~4500 batches by the end), while the service wrote every tick. A service on tansu whose input
 partition outgrows its wait (~10 000 batches at 5 ms here; md.book gets one per 5 ms of
