@@ -260,8 +260,12 @@ def measure(cfg: Config, seconds: float, speed: float, logs: Path, idle_s: float
     run = Run()
     with Broker() as b:
         ensure_topics([b.bootstrap], list(t.TOPICS))
-        ticks = TopicWatch(b.bootstrap, t.TICKS.name, run.on_tick, clock=time.time_ns)
-        intents = TopicWatch(b.bootstrap, t.ORDER_INTENTS.name, run.on_intent, clock=time.time_ns)
+        ticks = TopicWatch(
+            b.bootstrap, t.TICKS.name, run.on_tick, clock=time.time_ns, fetch_wait_ms=1
+        )
+        intents = TopicWatch(
+            b.bootstrap, t.ORDER_INTENTS.name, run.on_intent, clock=time.time_ns, fetch_wait_ms=1
+        )
         quality = TopicWatch(b.bootstrap, t.MD_QUALITY.name, run.on_quality)
         ticks.start()
         intents.start()

@@ -62,14 +62,23 @@ What it found (2026-12-02, 2 shared cores, load average 4-35 during the runs):
   ``scaling.py``'s topics, one worker, runs interleaved, load 2): 0.73-0.76x of f591868 with
   all of it, 0.87-0.88x with batches of 1000 instead of 100; without the 10 ms backoff the
   bound alone made it 0.6x (librdkafka waits 1 s before fetching again once over the bound).
-* Open, and on f591868 too: the ticks service can stop writing ticks part-way through a
-  paced run (the lag column then grows by a second per second, its RSS stays flat: nothing
-  is read), and the run ends at "quiet 3 s" with ticks missing: f591868 alone at load 2
-  wrote 58 826 of 126 110 (RSS 1.003: a stalled service is flat), the shipped runs above
-  76 748 and 113 409 in two (1.108, 1.090), all of them in four (1.111, 1.110, 1.090, 1.157);
-  for the run alone and the 20 loops the count was not kept. Read the ticks count before
-  trusting a flat ratio. The ticks topic carries only ``Tick``, so the watcher's decoding is
-  not it (it now never raises anyway).
+* The runs that "stopped writing ticks" (f591868 alone at load 2: 58 826 of 126 110; 76 748
+  and 113 409 in two shipped runs) were this benchmark's watcher, not the service: with
+  ``fetch.wait.max.ms`` 1 its fetches on tansu came back empty once the ticks topic held a few
+  thousand record batches (tansu gives a fetch no more than the wait to find the records, and
+  takes longer the longer the partition; ``benchmarks/tansu_fetch_depth.py``). Seen in a run
+  at 66 968 and 63 299: a stack dump of the ticks process (py-spy) showed its worker writing
+  (``_EventSinkPartition._flush``), its producer's log every ProduceRequest of the 126 110
+  ticks answered without error and with no pause over 1 s, the watcher's consumer sent
+  fetches at offset 58 126 for seconds and got 71-byte empty answers, and a fresh reader
+  found all 126 110 on the topic. The watcher now waits 100 ms per fetch
+  (``service_support.WATCH_FETCH_WAIT_MS``), and the ticks on the topic are counted afresh at
+  the end. Five runs since (load 1-4): 126 110 in three (on the topic too where it was
+  counted), 125 953 in two, and in the one with the fresh count the topic held 125 953 as
+  well: there the service itself wrote 157 fewer, the same number both times (not explained
+  yet; that the run ends "quiet 3 s" after the producer while the last ticks are held in the
+  merge is a guess). The RSS ratios of the runs that "stalled" (1.003, 1.108,
+  1.090) were of a service that was working.
 * What is left is the working set of a lag while it lasts (the ratio takes the highest
   sample): fetched and decoded messages, outputs waiting for the broker. A service that
   lags longer than here holds more while it does, and gives the heap part back within a
@@ -109,7 +118,7 @@ from service_support import (
 )
 
 from makerflow.broker import Broker
-from makerflow.kafka_admin import Sender, ensure_topics, producer
+from makerflow.kafka_admin import Sender, ensure_topics, producer, read_topic
 from makerflow.operators.ticks import TicksConfig
 from makerflow.schemas import topics as t
 from makerflow.schemas.codec import encode
@@ -292,6 +301,9 @@ def main() -> int:
                 stop(p)
             for w in (ticks_out, intents, states, quality):
                 w.close()
+        # What the topic holds, read afresh once the services are stopped: a count that falls
+        # short here is the service's; one that falls short only above was the watcher's.
+        on_topic = len(read_topic([b.bootstrap], t.TICKS.name, idle=3.0))
     per_loop = len(recording())
     print(
         f"{per_loop * args.loops} events ({args.loops} loops of {per_loop})"
@@ -300,6 +312,7 @@ def main() -> int:
         f" {quality.count} quality events"
         f" ({dict(kinds)})"
     )
+    print(f"ticks on the topic afterwards: {on_topic} (the watcher counted {ticks_out.count})")
     print(f"the producer finished at {fed_at or 0:.0f} s, the outputs were quiet 3 s later")
     print(f"replayed {speedup:.0f}x faster than recorded; [ticks] align_ms = {align_ms}")
     print(

@@ -167,11 +167,24 @@ def rss_kb(pid: int) -> int | None:
     return None
 
 
+WATCH_FETCH_WAIT_MS = 100
+"""A watcher's fetch wait: what tansu may spend finding records in a long partition (see
+:class:`TopicWatch`); 8000 one-record batches took 5-10 ms on 2 loaded cores."""
+
+
 class TopicWatch(threading.Thread):
     """Consumes a topic from its end (``from_end``) or beginning; counts messages, remembers
     when the last arrived, and hands each one (with its arrival time, ``clock()``, by default
     ``perf_counter_ns``) to
-    ``on_message``. Tuned for latency: a fetch returns as soon as a byte is there."""
+    ``on_message``.
+
+    ``fetch_wait_ms`` is the consumer's ``fetch.wait.max.ms``. tansu gives a fetch no more
+    than that to *find* the records, and its memory storage takes longer the more record
+    batches the partition holds: a fetch that runs out of time comes back empty, and so does
+    every retry. At 1 ms a watcher saw nothing at all of a partition of 8000 one-record
+    batches, and in ``service_memory.py`` (ticks: ~4500 batches) it stopped counting half-way
+    while the service went on writing every tick. The default leaves room for that; a
+    latency measurement (where an idle fetch's wait delays the next arrival) passes 1."""
 
     def __init__(
         self,
@@ -180,6 +193,7 @@ class TopicWatch(threading.Thread):
         on_message: Callable[[Message, int], None] | None = None,
         from_end: bool = False,
         clock: Callable[[], int] = time.perf_counter_ns,
+        fetch_wait_ms: int = WATCH_FETCH_WAIT_MS,
     ) -> None:
         super().__init__(daemon=True)
         self._clock = clock
@@ -193,7 +207,7 @@ class TopicWatch(threading.Thread):
                 "bootstrap.servers": brokers,
                 "group.id": f"bench-{topic}-{time.monotonic_ns()}",
                 "enable.auto.commit": False,
-                "fetch.wait.max.ms": 1,
+                "fetch.wait.max.ms": fetch_wait_ms,
                 "fetch.min.bytes": 1,
             }
         )

@@ -16,6 +16,14 @@ high watermark 1). What that means in practice:
   of the last batch (``tests/integration/test_broker.py`` checks this);
 - producers that need an exact watermark send one record per batch
   (``makerflow.kafka_admin.produce_raw``).
+
+Second quirk: a fetch has at most ``fetch.wait.max.ms`` to *find* its records, and finding them
+takes longer the more record batches the partition holds (nothing is ever deleted: retention
+is not applied). A consumer whose wait is shorter than that gets empty answers forever: at 1 ms
+nothing of 8000 one-record batches, at 5 ms (the flows' low-latency consumers) nothing of
+16 000, not even records produced after it began reading at the end
+(``benchmarks/tansu_fetch_depth.py``). Long-running or long-replay setups need a broker that
+indexes its log, or a longer wait.
 """
 
 from __future__ import annotations
