@@ -38,6 +38,21 @@ same set; C at load 2-8, D at load 1.4-3 (the quietest):
          2 processes              50845  1.88x   42195  1.84x        5.0   1.0 (17 %)
          makerflow run -w 2       60237  2.23x   39720  1.73x        5.3   1.2 (19 %)
 
+Final tree (the lead's quiet reruns, load 0.8-1.5, nobody else working; the 256 KiB prefetch
+bound and the heap trimmer in, batches back to Bytewax's 1000):
+
+    set  configuration        best ev/s  ratio  median  ratio  svc CPU s  broker CPU s
+    E    1 worker                 39161  1.00x   36320  1.00x        3.3   0.5 (14 %)
+         2 threads                34293  0.88x   33520  0.92x        4.0   0.6 (13 %)
+         2 processes              58796  1.50x   57297  1.58x        4.0   0.5 (12 %)
+         makerflow run -w 2       55873  1.43x   55521  1.53x        4.3   0.5 (11 %)
+         makerflow run -w 4       58053  1.48x   55932  1.54x        5.6   0.6  (9 %)
+
+  One more quiet pair: makerflow run -w 2 1.78x best / 1.59x median (38 547 ev/s one worker).
+  With batches of 100 (the memory branch's first choice) the same quiet machine gave one
+  worker 28 844 ev/s and makerflow run -w 2 1.29x / 1.36x: a flush per 100 messages is what
+  held both down, so the batch went back to 1000.
+
 * ``makerflow run -w 2`` runs the same two ``bytewax.run -w 1 -i k -a ...`` processes as
   "2 processes" and scales like them: the target (1.6x) met in set D at best and median
   (2.23x / 1.73x; 2 processes by hand 1.88x / 1.84x), not in C (1.29x / 1.27x, when others'

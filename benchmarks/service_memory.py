@@ -46,7 +46,12 @@ What it found (2026-12-02, 2 shared cores, load average 4-35 during the runs):
   1.143, no gain (on tansu the queue still reached ~1 MB, more than the bound plus a fetch,
   apparently because tansu answers with whole record batches); then ``malloc_trim`` every
   second: 1.090 / 1.086 / 1.035 next to 1.111 / 1.079 / 1.020 without it (load 11-16).
-* Shipped (bound, batches of 100, trim every 1 s), 10 loops, ticks / risk / quoter: 1.111 /
+* Final tree (bound, trim every 1 s, batches back to Bytewax's 1000: see
+  ``sources.kafka.BATCH_SIZE``), 10 loops, ticks / quoter / risk: 1.010 / 1.020 / 1.009
+  alone on a quiet machine (load 0.6-2.8), 1.066 / 1.038 / 1.035 with three CPU burners
+  beside it (load 2.5-6.3, ticks up to 0.9 s and risk 1.4 s behind); all 126 110 ticks on the
+  topic in both.
+* Earlier, with batches of 100 (bound, trim every 1 s), 10 loops, ticks / risk / quoter: 1.111 /
   1.070 / 1.025 and 1.090 / 1.076 / 1.028 (two side by side, load 6-12), 1.090 / 1.086 /
   1.035 (load 11-16), 1.157 / 1.097 / 1.030 (load 8-15); with ``fetch.queue.backoff.ms`` 10
   added (for the drain rate, below), 1.110 / 1.021 / 1.010 and 1.108 / 1.016 / 1.011 (two

@@ -78,17 +78,16 @@ CONSUMER_MEMORY: dict[str, Any] = {
 }
 """Prefetch bounds every consumer gets (all topics: any of them can lag)."""
 
-BATCH_SIZE = 100
-"""Messages a partition hands over per poll (Bytewax's default is 1000). Only a consumer that
-is behind fills a batch, and everything a batch becomes (message objects, decoded book
-updates with their levels, ticks, encoded output) is alive at once: a service that lagged
-took its backlog in batches of 1000 and Python's allocator grew to that peak and kept it
-(pymalloc frees an arena only when it is empty; ticks 15 -> 22 MiB of arenas, 16 with 100).
-The cost is one more pass through the dataflow per 100 messages instead of per 1000, only
-while behind: the ticks service draining scaling.py's topics (105 656 events, one worker,
-load 2) ran at 0.73-0.76x of f591868's rate, against 0.87-0.88x with batches of 1000 and the
-same prefetch bound. A service that must drain fast (a replay) trades memory back for speed
-with ``kafka_input(batch_size=...)``."""
+BATCH_SIZE = 1000
+"""Messages a partition hands over per poll: Bytewax's default, kept on purpose. Only a
+consumer that is behind fills a batch, and everything a batch becomes is alive at once, so
+smaller batches would lower the peak a lag leaves in Python's arenas (ticks 22 MiB of arenas
+after a lag with 1000, 16 with 100). But every batch ends with one flush round trip to the
+broker in the sink: with 100 the ticks service drained a backlog at 0.73-0.76x the rate and
+2 processes scaled 1.29-1.36x one worker instead of 1.59-1.78x (``benchmarks/scaling.py``,
+same quiet machine), while the RSS ratio did not measurably improve (ticks 1.147 against
+1.142 in one side-by-side run). The prefetch bound and the heap trimmer are what keep a past
+lag from staying resident; ``kafka_input(batch_size=...)`` trades speed for memory."""
 
 
 @dataclass(frozen=True)
