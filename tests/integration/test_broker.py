@@ -22,6 +22,7 @@ from makerflow.kafka_admin import ensure_topics, list_topics, produce_events, re
 from makerflow.schemas.events import Trade
 from makerflow.schemas.topics import MD_BOOK, TOPICS, Topic
 from makerflow.sources.kafka import kafka_input
+from tests.processes import kill_if_running
 
 pytestmark = pytest.mark.slow
 
@@ -141,6 +142,4 @@ def test_broker_command_serves_until_terminated() -> None:
         assert proc.stdout is not None
         assert f"127.0.0.1:{port}" in proc.stdout.read().decode()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        kill_if_running(proc)

@@ -16,6 +16,7 @@ from makerflow.exchange import DEFAULT_API_KEY, DEFAULT_SECRET, LocalExchange
 from makerflow.kafka_admin import ensure_topics, read_topic
 from makerflow.schemas import topics as t
 from tests.conftest import FIXTURES, REPO
+from tests.processes import kill_if_running
 
 pytestmark = pytest.mark.slow
 
@@ -60,9 +61,7 @@ def test_execution_service_closes_its_exchange_client_and_exits_on_ctrl_c(tmp_pa
                 proc.send_signal(sig)
                 code = proc.wait(timeout=30)
             finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
+                kill_if_running(proc)
     text = log.read_text()
     assert code == 128 + sig, text[-3000:]
     assert f"execution: {sig.name}: closing the exchange clients" in text

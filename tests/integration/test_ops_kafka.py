@@ -24,6 +24,7 @@ from makerflow.kafka_admin import (
 )
 from makerflow.schemas.topics import TOPICS
 from tests.conftest import FIXTURES, REPO
+from tests.processes import kill_if_running
 
 RECORDING = FIXTURES / "md" / "binance_spot_btcusdt_20240808_head6000.gz"
 
@@ -113,9 +114,7 @@ def test_service_without_broker_says_so_once_then_runs_when_one_starts(tmp_path:
             rc = proc.wait(timeout=90)
         text = log.read_text()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        kill_if_running(proc)
     assert rc == 0, text
     assert text.count(f"cannot reach Kafka at {bootstrap}") == 1, text
     assert "start one with `makerflow broker`" in text

@@ -26,6 +26,7 @@ from makerflow.broker import Broker
 from makerflow.kafka_admin import ensure_topics, read_topic
 from makerflow.schemas.topics import TICKS, TOPICS
 from tests.conftest import FIXTURES, REPO
+from tests.processes import kill_if_running
 
 pytestmark = pytest.mark.slow
 
@@ -129,9 +130,7 @@ def test_kill_9_loses_no_tick_and_repeats_only_the_replayed_epoch(
         assert ref_run.wait(timeout=180) == 0, (tmp_path / "ref.log").read_text()
     finally:
         for p in (first, feed, ref_feed, ref_run):
-            if p is not None and p.poll() is None:
-                p.kill()
-                p.wait()
+            kill_if_running(p)
     reference = values(ref_broker)
     assert len(reference) > 3 * KILL_AFTER
     got = values(crash_broker)

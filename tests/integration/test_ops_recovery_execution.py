@@ -35,6 +35,7 @@ from makerflow.kafka_admin import ensure_topics, produce_events, read_topic
 from makerflow.schemas import topics as reg
 from tests.conftest import FIXTURES, REPO
 from tests.integration.execution_topics_flow import intent, rest, topics_for
+from tests.processes import kill_if_running
 
 pytestmark = pytest.mark.slow
 
@@ -144,9 +145,7 @@ def test_execution_kill_9_places_nothing_twice_and_executes_every_cancel(
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=10)
         finally:
-            if first.poll() is None:
-                first.kill()
-                first.wait()
+            kill_if_running(first)
         # The kill came before the next snapshot: the restart replays B, already sent.
         assert "mf-m" not in snapshot_cids(rec), "B was snapshotted before the kill"
         # Produced while execution is down: a cancel (always honoured) and a place that is

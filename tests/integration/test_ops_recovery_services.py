@@ -35,6 +35,7 @@ from makerflow.schemas import topics as t
 from makerflow.schemas.events import OrderIntent
 from makerflow.schemas.topics import Topic
 from tests.conftest import REPO
+from tests.processes import kill_if_running
 from tests.quoting_support import load_ticks
 
 pytestmark = pytest.mark.slow
@@ -190,9 +191,7 @@ def kill_9_and_resume(
         finally:
             stop.set()
             for p in (first, run):
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
+                kill_if_running(p)
         reference = outputs(ref.bootstrap, svc.output)
         assert count(reference) > 3 * svc.kill_after, ref_log.read_text()[-3000:]
         got = outputs(crash.bootstrap, svc.output)

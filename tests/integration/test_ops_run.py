@@ -15,6 +15,7 @@ import pytest
 
 from makerflow.cli import main
 from tests.conftest import REPO
+from tests.processes import kill_if_running
 
 
 def test_print_shows_the_runner_command(capsys, tmp_path: Path) -> None:
@@ -135,9 +136,7 @@ def test_the_processes_do_not_outlive_a_killed_supervisor(tmp_path: Path) -> Non
                 assert time.monotonic() < deadline, f"process {pid} outlived the supervisor"
                 time.sleep(0.05)
     finally:
-        if sup.poll() is None:
-            sup.kill()
-            sup.wait()
+        kill_if_running(sup)
 
 
 @pytest.mark.parametrize("argv", [["run"], ["--log-level", "WARNING", "run"], ["quoting-markets"]])

@@ -35,6 +35,7 @@ from makerflow.schemas import topics as t
 from makerflow.schemas.events import DeadLetter, Trade
 from makerflow.sources.recorded import read_recorded
 from tests.conftest import FIXTURES, REPO
+from tests.processes import kill_if_running
 
 pytestmark = pytest.mark.slow
 
@@ -171,9 +172,7 @@ def test_sigterm_to_the_supervisor_stops_both_processes(topics: Topics, tmp_path
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        kill_if_running(proc)
     text = log.read_text()
     assert code == 128 + signal.SIGTERM, text[-3000:]
     assert all(gone(p) for p in pids)
@@ -202,9 +201,7 @@ def test_sigkill_of_one_process_stops_the_other_and_a_restart_resumes(
         os.kill(pids[1], signal.SIGKILL)
         code = first.wait(timeout=30)
     finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
+        kill_if_running(first)
     text = log.read_text()
     assert code == 128 + signal.SIGKILL, text[-3000:]
     assert "process 1 killed by SIGKILL: stopping the others" in text
