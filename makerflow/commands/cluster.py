@@ -13,7 +13,11 @@ would be, so partitions and keys land where :mod:`makerflow.placement` says eith
 The supervisor (:class:`Supervisor`) forwards SIGINT/SIGTERM to every process; when one exits
 non-zero or is killed, it stops the others (SIGTERM, then SIGKILL after a grace period) and
 exits with that process's status, ``128 + signal`` for a signal (the shell's convention, and
-what the execution service's own SIGINT/SIGTERM handler exits with). After a signal it
+what the execution service's own SIGINT/SIGTERM handler exits with). Which process failed
+first is not always visible: a Bytewax worker whose peer is killed panics and exits 1 within
+milliseconds, often inside the same poll. So a failure is decided :data:`SETTLE_S` after the
+first one is seen, and a process killed by a signal in that time is taken as the cause over
+peers that exited with an error (:func:`root_cause`). After a signal it
 received itself it exits ``128 + that signal``. The processes run in process groups of their
 own (a terminal's Ctrl-C reaches them once, through the supervisor) and are sent SIGTERM by
 the kernel if the supervisor itself dies (``PR_SET_PDEATHSIG``), so none outlives it.
@@ -43,6 +47,8 @@ logger = logging.getLogger(__name__)
 STOP_GRACE_S = 5.0
 """Seconds a process has to exit after SIGTERM before it is killed (the execution service
 closes its venue clients in at most 2 s)."""
+SETTLE_S = 0.5
+"""Seconds between the first failure seen and the decision of which process caused it."""
 _PR_SET_PDEATHSIG = 1
 
 
@@ -71,6 +77,15 @@ def exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
+def root_cause(failures: Sequence[tuple[int, int]]) -> tuple[int, int]:
+    """The ``(index, returncode)`` taken as the cause among failures seen together: the first
+    killed by a signal (its peers' errors are most likely their lost connection to it), else the
+    first seen."""
+    if not failures:
+        raise ValueError("no failure to choose from")
+    return next((f for f in failures if f[1] < 0), failures[0])
+
+
 def shell_line(cmd: Sequence[str], env: Mapping[str, str], base: Mapping[str, str]) -> str:
     """The command as a shell line, prefixed with the variables that differ from ``base``."""
     diff = [f"{k}={shlex.quote(v)}" for k, v in env.items() if base.get(k) != v]
@@ -92,12 +107,14 @@ class Supervisor:
         cmds: Sequence[Sequence[str]],
         envs: Sequence[Mapping[str, str]],
         grace_s: float = STOP_GRACE_S,
+        settle_s: float = SETTLE_S,
     ) -> None:
         if len(cmds) != len(envs) or not cmds:
             raise ValueError("one environment per command, and at least one command")
         self.cmds = [list(c) for c in cmds]
         self.envs = [dict(e) for e in envs]
         self.grace_s = grace_s
+        self.settle_s = settle_s
         self.procs: list[subprocess.Popen[bytes]] = []
         self.status: int | None = None
         """The exit status once decided: the first failure's, or 128 + a received signal."""
@@ -135,6 +152,8 @@ class Supervisor:
 
     def _wait_all(self, poll_s: float) -> None:
         seen: set[int] = set()
+        failed: list[tuple[int, int]] = []
+        decide_at: float | None = None
         while True:
             while self._pending:
                 self._stop(self._pending.pop(0))
@@ -145,7 +164,14 @@ class Supervisor:
                     running += 1
                 elif i not in seen:
                     seen.add(i)
-                    self._exited(i, code)
+                    self._log_exit(i, code)
+                    if code != 0:
+                        failed.append((i, code))
+            if failed and self.status is None:
+                now = time.monotonic()
+                decide_at = now + self.settle_s if decide_at is None else decide_at
+                if not running or now >= decide_at or any(c < 0 for _, c in failed):
+                    self._fail(*root_cause(failed))
             if not running:
                 return
             if self._kill_at is not None and time.monotonic() >= self._kill_at:
@@ -156,16 +182,19 @@ class Supervisor:
                 self._kill_at = None
             time.sleep(poll_s)
 
-    def _exited(self, index: int, code: int) -> None:
+    @staticmethod
+    def _how(code: int) -> str:
+        return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with {code}"
+
+    def _log_exit(self, index: int, code: int) -> None:
         if code == 0:
             logger.info("process %d exited", index)
-            return
-        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with {code}"
-        if self.status is not None:
-            logger.info("process %d %s", index, how)
-            return
+        else:
+            logger.info("process %d %s", index, self._how(code))
+
+    def _fail(self, index: int, code: int) -> None:
         self.status = exit_status(code)
-        logger.error("process %d %s: stopping the others", index, how)
+        logger.error("process %d %s: stopping the others", index, self._how(code))
         self._stop(signal.SIGTERM)
 
     def _stop(self, sig: int) -> None:

@@ -111,6 +111,20 @@ def test_supervisor_stops_the_others_when_one_fails_and_exits_with_its_status(ca
     assert "process 0 did not stop in 0.3 s: SIGKILL" in caplog.text
 
 
+def test_a_peer_that_exits_with_an_error_after_a_kill_does_not_hide_the_kill(caplog) -> None:
+    """A Bytewax worker whose peer is SIGKILLed panics and exits 1, often before the supervisor
+    sees the kill. Here the error is even seen first: the kill, within the settle time, still
+    decides the status."""
+    from makerflow.commands.cluster import Supervisor
+
+    caplog.set_level(logging.INFO, logger="makerflow.commands.cluster")
+    cmds = [["sh", "-c", "sleep 0.2; exit 1"], ["sh", "-c", "sleep 0.4; kill -9 $$"]]
+    sup = Supervisor(cmds, [{}, {}], grace_s=0.3, settle_s=1.0)
+    assert sup.run() == 128 + signal.SIGKILL
+    assert [p.returncode for p in sup.procs] == [1, -signal.SIGKILL]
+    assert "process 1 killed by SIGKILL: stopping the others" in caplog.text
+
+
 def test_the_processes_do_not_outlive_a_killed_supervisor(tmp_path: Path) -> None:
     script = (
         "import sys\n"

@@ -1,5 +1,5 @@
 """The pure parts of ``makerflow run``'s local cluster: addresses, each process's
-environment, and exit statuses."""
+environment, exit statuses, and which failure is taken as the cause."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ import signal
 
 import pytest
 
-from makerflow.commands.cluster import exit_status, local_addresses, process_env, shell_line
+from makerflow.commands.cluster import (
+    exit_status,
+    local_addresses,
+    process_env,
+    root_cause,
+    shell_line,
+)
 
 
 def test_addresses_are_distinct_loopback_ports_even_when_a_port_comes_twice() -> None:
@@ -41,3 +47,11 @@ def test_exit_status_follows_the_shell_convention() -> None:
 def test_shell_line_shows_only_the_variables_that_differ() -> None:
     line = shell_line(["python", "-a", "x;y"], {"A": "1", "B": "two words"}, {"A": "1"})
     assert line == "B='two words' python -a 'x;y'"
+
+
+def test_a_process_killed_by_a_signal_is_the_cause_over_peers_that_exited_with_an_error() -> None:
+    assert root_cause([(0, 1), (1, -signal.SIGKILL)]) == (1, -signal.SIGKILL)
+    assert root_cause([(2, -signal.SIGTERM), (0, -signal.SIGKILL)]) == (2, -signal.SIGTERM)
+    assert root_cause([(1, 3), (0, 1)]) == (1, 3)  # no signal: the first seen
+    with pytest.raises(ValueError, match="no failure"):
+        root_cause([])
