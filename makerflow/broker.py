@@ -108,6 +108,13 @@ class Broker:
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        """The running tansu process's id (tests pause it to stall the broker)."""
+        if self._proc is None or self._proc.poll() is not None:
+            raise RuntimeError("the broker is not running")
+        return self._proc.pid
+
     def start(self, timeout: float = 20.0) -> Broker:
         """Start the broker and wait until it accepts connections.
 

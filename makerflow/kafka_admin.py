@@ -325,6 +325,70 @@ class Sender:
             raise RuntimeError(f"the broker refused {len(self.failures)} messages: {failed}")
 
 
+class TopicReader:
+    """A consumer of every partition of topic ``name`` from offset 0 (no group offsets), for
+    reading what a topic holds: :func:`read_topic`. A context manager that closes it."""
+
+    def __init__(self, brokers: Sequence[str], name: str) -> None:
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": ",".join(brokers),
+                "group.id": f"makerflow-read-{time.monotonic_ns()}",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "enable.partition.eof": True,
+            }
+        )
+        try:
+            meta = self._consumer.list_topics(name, timeout=10)
+            self.partitions = sorted(meta.topics[name].partitions)
+            self._consumer.assign([TopicPartition(name, p, 0) for p in self.partitions])
+        except BaseException:
+            self._consumer.close()
+            raise
+
+    def read(
+        self, *, expected: int | None = None, idle: float = 2.0, timeout: float = 60.0
+    ) -> list[Message]:
+        """With ``expected``, until that many have come (or ``timeout``). Without, until every
+        partition has been read to its end once (a partition-EOF event) and then ``idle``
+        seconds have passed with no message: the idle time counts from the end, not from the
+        start, so a slow first fetch (a fresh consumer on a busy machine, a broker that
+        stalls) never passes for an empty topic. Once at its end, a partition still written
+        to (heartbeats) counts as read up to each message: librdkafka reports its end again
+        only after a fetch that found nothing, which tansu answers only when its wait is
+        over. On tansu the end is the short high watermark (:mod:`makerflow.broker`), and
+        the fetch that crosses it carries the rest of its batch."""
+        out: list[Message] = []
+        reached_end: set[int] = set()
+        deadline = time.monotonic() + timeout
+        last = time.monotonic()
+        while time.monotonic() < deadline:
+            if expected is not None and len(out) >= expected:
+                break
+            for m in self._consumer.consume(10_000, 0.2):
+                err = m.error()
+                if err is None:
+                    out.append(m)
+                    last = time.monotonic()
+                elif err.code() == KafkaError._PARTITION_EOF and m.partition() not in reached_end:
+                    reached_end.add(m.partition())
+                    last = max(last, time.monotonic())
+            ended = expected is None and len(reached_end) >= len(self.partitions)
+            if ended and time.monotonic() - last > idle:
+                break
+        return out
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def __enter__(self) -> TopicReader:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
 def read_topic(
     brokers: Sequence[str],
     name: str,
@@ -333,32 +397,7 @@ def read_topic(
     idle: float = 2.0,
     timeout: float = 60.0,
 ) -> list[Message]:
-    """Every message of topic ``name`` from the beginning, in partition order."""
-    c = Consumer(
-        {
-            "bootstrap.servers": ",".join(brokers),
-            "group.id": f"makerflow-read-{time.monotonic_ns()}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
-    )
-    try:
-        meta = c.list_topics(name, timeout=10)
-        parts = meta.topics[name].partitions
-        c.assign([TopicPartition(name, p, 0) for p in parts])
-        out: list[Message] = []
-        deadline = time.monotonic() + timeout
-        last = time.monotonic()
-        while time.monotonic() < deadline:
-            if expected is not None and len(out) >= expected:
-                break
-            batch = c.consume(10_000, 0.2)
-            got = [m for m in batch if m.error() is None]
-            if got:
-                out.extend(got)
-                last = time.monotonic()
-            elif expected is None and time.monotonic() - last > idle:
-                break
-        return out
-    finally:
-        c.close()
+    """Every message of topic ``name`` from the beginning, in partition order
+    (:meth:`TopicReader.read` says until when)."""
+    with TopicReader(brokers, name) as reader:
+        return reader.read(expected=expected, idle=idle, timeout=timeout)

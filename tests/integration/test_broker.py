@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 
@@ -18,7 +19,13 @@ from confluent_kafka import Consumer, TopicPartition
 
 from makerflow.broker import Broker, free_port, wait_for_port
 from makerflow.cli import main
-from makerflow.kafka_admin import ensure_topics, list_topics, produce_events, read_topic
+from makerflow.kafka_admin import (
+    TopicReader,
+    ensure_topics,
+    list_topics,
+    produce_events,
+    read_topic,
+)
 from makerflow.schemas.events import Trade
 from makerflow.schemas.topics import MD_BOOK, TOPICS, Topic
 from makerflow.sources.kafka import kafka_input
@@ -87,12 +94,46 @@ def test_batched_records_are_all_read_despite_the_high_watermark(
     )
 
     assert len(read_topic(brokers, topic.name, expected=len(sent), timeout=30)) == len(sent)
+    # Read to the end: the end is the short watermark, and the fetch crossing it brings the rest.
+    assert len(read_topic(brokers, topic.name, idle=0, timeout=30)) == len(sent)
     flow = Dataflow("hwm_read")
     got: list[Trade] = []
     streams = kafka_input("in", flow, brokers=brokers, topic=topic, tail=False)
     op.output("out", streams.oks, TestingSink(got))
     run_main(flow)
     assert got == sent
+
+
+def test_reading_to_the_end_waits_out_a_stalled_broker_and_reads_every_partition(
+    broker: Broker, unique: Callable[[str], str]
+) -> None:
+    """No idle time counts before every partition has been read to its end: a first fetch
+    can take longer than the idle time (a fresh consumer on a busy machine; here the broker
+    is stopped for 1.5 s), and no answer then is not an empty topic."""
+    brokers = [broker.bootstrap]
+    topic = Topic(unique("to_end"), "market", Trade)
+    ensure_topics(brokers, [topic.name], partitions=4)
+    sent = [
+        Trade(ts=i, venue="v", symbol=f"S{i % 8}/USDT", trade_id=str(i), price=1, qty=1, side="buy")
+        for i in range(400)
+    ]
+    produce_events(brokers, topic, sent)
+    got: list[list[object]] = []
+    with TopicReader(brokers, topic.name) as reader:
+        assert reader.partitions == [0, 1, 2, 3]
+        os.kill(broker.pid, signal.SIGSTOP)
+        try:
+            th = threading.Thread(target=lambda: got.append(reader.read(idle=0.3, timeout=30)))
+            th.start()
+            time.sleep(1.5)
+        finally:
+            os.kill(broker.pid, signal.SIGCONT)
+        th.join(timeout=40)
+    assert len(got[0]) == len(sent)
+    assert len(read_topic(brokers, topic.name, idle=0, timeout=30)) == len(sent)
+    empty = unique("empty")
+    ensure_topics(brokers, [empty], partitions=2)
+    assert read_topic(brokers, empty, idle=0, timeout=30) == []
 
 
 def test_topics_create_and_list(broker: Broker, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,21 +13,19 @@ from __future__ import annotations
 
 import contextlib
 import random
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from bytewax.dataflow import Dataflow
-from confluent_kafka import Consumer, TopicPartition
 
 from makerflow.broker import Broker
 from makerflow.flows import quoter as quoter_flow
 from makerflow.flows import reconcile as reconcile_flow
 from makerflow.flows import risk as risk_flow
 from makerflow.flows.common import FlowSettings
-from makerflow.kafka_admin import Sender, ensure_topics, producer
+from makerflow.kafka_admin import Sender, ensure_topics, producer, read_topic
 from makerflow.operators.quoter import Quoter
 from makerflow.operators.quoting import MERGE_INPUTS, merge_inputs
 from makerflow.operators.risk_limits import MarketConfig as RiskMarket
@@ -88,21 +86,11 @@ def replay(
 def read_outputs(brokers: tuple[str, ...], names: list[str]) -> Outputs:
     """Every message of the topics ``names`` (the flow has ended: all are in), per topic
     and key, in order."""
-    c = Consumer({"bootstrap.servers": ",".join(brokers), "group.id": "determinism"})
-    try:
-        meta = c.list_topics(timeout=10).topics
-        c.assign([TopicPartition(n, p, 0) for n in names for p in meta[n].partitions])
-        got: Outputs = {n: {} for n in names}
-        quiet_since = time.monotonic()
-        while time.monotonic() - quiet_since < 0.5:
-            batch = [m for m in c.consume(10_000, 0.1) if m.error() is None]
-            if batch:
-                quiet_since = time.monotonic()
-            for m in batch:
-                got[m.topic()].setdefault(bytes(m.key() or b""), []).append(bytes(m.value()))
-        return got
-    finally:
-        c.close()
+    got: Outputs = {n: {} for n in names}
+    for n in names:
+        for m in read_topic(brokers, n, idle=0.2, timeout=60):
+            got[n].setdefault(bytes(m.key() or b""), []).append(bytes(m.value()))
+    return got
 
 
 def twice(
