@@ -371,9 +371,11 @@ class TopicReader:
                 if err is None:
                     out.append(m)
                     last = time.monotonic()
-                elif err.code() == KafkaError._PARTITION_EOF and m.partition() not in reached_end:
-                    reached_end.add(m.partition())
-                    last = max(last, time.monotonic())
+                elif err.code() == KafkaError._PARTITION_EOF:
+                    part = m.partition()
+                    if part is not None and part not in reached_end:
+                        reached_end.add(part)
+                        last = max(last, time.monotonic())
             ended = expected is None and len(reached_end) >= len(self.partitions)
             if ended and time.monotonic() - last > idle:
                 break
