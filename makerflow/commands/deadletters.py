@@ -62,7 +62,10 @@ def register(sub: Any) -> None:
         "--since-offset", type=int, default=0, help="only letters at or after this offset"
     )
     common.add_argument(
-        "--idle", type=float, default=2.0, help="stop reading after this many quiet seconds"
+        "--idle",
+        type=float,
+        default=2.0,
+        help="once every partition is read to its end, stop after this many quiet seconds",
     )
     ls = verbs.add_parser("list", parents=[common], help="print the letters, oldest first")
     ls.add_argument("--json", action="store_true", help="one JSON object per line")
