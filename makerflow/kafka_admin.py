@@ -366,18 +366,20 @@ class TopicReader:
         while time.monotonic() < deadline:
             if expected is not None and len(out) >= expected:
                 break
-            for m in self._consumer.consume(10_000, 0.2):
+            batch = self._consumer.consume(10_000, 0.2)
+            now = time.monotonic()
+            for m in batch:
                 err = m.error()
                 if err is None:
                     out.append(m)
-                    last = time.monotonic()
+                    last = now
                 elif err.code() == KafkaError._PARTITION_EOF:
                     part = m.partition()
                     if part is not None and part not in reached_end:
                         reached_end.add(part)
-                        last = max(last, time.monotonic())
+                        last = now
             ended = expected is None and len(reached_end) >= len(self.partitions)
-            if ended and time.monotonic() - last > idle:
+            if ended and now - last > idle:
                 break
         return out
 
