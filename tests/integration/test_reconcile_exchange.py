@@ -108,19 +108,33 @@ async def _stream_is_live(rest: Any, out: Session, tries: int = 20) -> None:
 
 
 async def _caught_up(rest: Any, out: Session, timeout: float = 20.0) -> None:
-    """Wait until the private stream has delivered every trade the exchange lists for us
-    and its newest balances equal the exchange's (a busy machine delays the websocket)."""
+    """Wait until the private stream has delivered every trade the exchange lists for us,
+    its newest balances equal the exchange's, and the orders its order events leave open are
+    the ones the exchange lists (a busy machine delays the websocket, and its trade, balance
+    and order channels arrive independently: a fill can come before its order's close)."""
     trades = {str(t["id"]) for t in await rest.fetch_my_trades(SYMBOL, limit=1000)}
     totals = (await rest.fetch_balance())["total"]
+    listed = {str(o["clientOrderId"]) for o in await rest.fetch_open_orders(SYMBOL)}
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:
         newest = {b.asset: b.total for b in sorted(out.balances, key=lambda b: b.ts)}
         got = {f.trade_id for f in out.fills}
-        if trades <= got and all(newest.get(a) == pytest.approx(v) for a, v in totals.items() if v):
+        view = OpenOrderView()
+        for ev in list(out.orders):
+            view.apply(ev)
+        believed = {o.client_order_id for o in view.open_orders()}
+        if (
+            trades <= got
+            and all(newest.get(a) == pytest.approx(v) for a, v in totals.items() if v)
+            and believed == listed
+        ):
             return
         await asyncio.sleep(0.05)
-    raise AssertionError(f"the private stream lags: {len(trades - got)} trades not delivered")
+    raise AssertionError(
+        f"the private stream lags: {len(trades - got)} trades not delivered,"
+        f" open orders {sorted(believed ^ listed)} disagree with the exchange"
+    )
 
 
 def trade_session(ex: LocalExchange, rounds: int) -> Session:
