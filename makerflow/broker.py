@@ -40,6 +40,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+import ephemeral_port_reserve
+
 logger = logging.getLogger(__name__)
 
 
@@ -66,15 +68,22 @@ class _ExitedEarly(Exception):
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A TCP port free on ``host`` and held for the server that binds it next.
+
+    A port freed right after ``bind(0)`` could be taken by another process's ``bind(0)`` or
+    an outgoing connection before our server binds it. This one is left in TIME_WAIT (about
+    a minute), so the kernel gives it to no other ``bind(0)`` or ``connect()``, while a
+    listener that sets SO_REUSEADDR binds it: Rust's std and tokio (Bytewax, tansu), Go
+    (Prometheus, Alertmanager) and Python's servers (aiohttp, prometheus_client) all do.
+    """
+    return int(ephemeral_port_reserve.reserve(host))
 
 
 def port_is_free(host: str, port: int) -> bool:
-    """Whether a TCP listener could bind ``host:port`` right now."""
+    """Whether a TCP listener could bind ``host:port`` right now (as listeners do, with
+    SO_REUSEADDR: a port :func:`free_port` holds counts as free, one with a listener not)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
