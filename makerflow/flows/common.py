@@ -84,13 +84,19 @@ class TopicIO:
         self._consumer_config = None if wait is None else {"fetch.wait.max.ms": str(wait)}
 
     def read(
-        self, topic: Topic[Any], *, end_markers: bool = False, caught_up_markers: bool = False
+        self,
+        topic: Topic[Any],
+        *,
+        end_markers: bool = False,
+        caught_up_markers: bool = False,
+        mark_keys: Sequence[str] = (),
+        caught_up_once: bool = False,
     ) -> Stream[Any]:
         """``topic``'s events; with ``end_markers`` and a bounded replay, also an
         :class:`~makerflow.schemas.markers.InputEnded` after each partition's last event
         (for an operator that merges its inputs in event time and knows the marker); with
         ``caught_up_markers``, also :class:`~makerflow.schemas.markers.CaughtUp` markers
-        (see ``kafka_input``)."""
+        (see ``kafka_input``, also for ``mark_keys`` and ``caught_up_once``)."""
         s: EventStreams[Any] = kafka_input(
             f"in_{topic.name.replace('.', '_')}",
             self.flow,
@@ -100,6 +106,8 @@ class TopicIO:
             starting_offset=self.settings.starting_offset,
             end_markers=end_markers,
             caught_up_markers=caught_up_markers,
+            mark_keys=mark_keys,
+            caught_up_once=caught_up_once,
             add_config=self._consumer_config,
         )
         self._dead.append(s.errs)

@@ -93,7 +93,10 @@ def build_flow(
     # The markets this sink executes start (and reconcile) at once, intents or not.
     executed = tuple(m for m in gate_cfg.markets if m.split(":", 1)[0] == config.sink.venue)
     states = io.read(tp.risk_states)
-    gate = risk_gate("gate", io.read(tp.intents), states, gate_cfg)
+    # Each partition of the intents topic marks every executed market once, when read to
+    # its end: the start then knows the intents from before this run are in.
+    read = io.read(tp.intents, caught_up_markers=True, mark_keys=executed, caught_up_once=True)
+    gate = risk_gate("gate", read, states, gate_cfg)
     intents = gate.passed
     alerts = []
     if config.flatten.enabled and not config.sink.dry_run:
@@ -116,6 +119,7 @@ def build_flow(
             fill_updates=priv.fills,
             credentials=credentials,
             markets=executed,
+            marked=True,
         )
         io.write(op.merge("order_events", ex.orders, priv.orders, gate.rejected), tp.order_events)
         # The sweep's fills and balances beside the private stream's: each trade once on
@@ -126,7 +130,7 @@ def build_flow(
         io.write(op.merge("all_balances", priv.balances, ex.balances), tp.balances)
     else:
         ex = execute_intents(
-            "execute", intents, config.sink, credentials=credentials, markets=executed
+            "execute", intents, config.sink, credentials=credentials, markets=executed, marked=True
         )
         io.write(op.merge("order_events", ex.orders, gate.rejected), tp.order_events)
         io.write(unique_fills("unique_fills", ex.fills), tp.fills)

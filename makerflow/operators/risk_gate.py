@@ -14,7 +14,9 @@ covers a market (``global``, ``account:<name>``, ``asset:<base>``, ``asset:<quot
 
 :class:`RiskGate` is pure (no I/O, no clock); :func:`risk_gate` is the Bytewax operator:
 it keys intents by market, fans each state out to the markets its scope covers, and turns
-refusals into rejected OrderEvents with the reason (and a counter).
+refusals into rejected OrderEvents with the reason (and a counter). The intents topic's
+:class:`~makerflow.schemas.markers.CaughtUp` markers go through in line with the intents, a
+held place's too: the execution start takes one as "every intent before it has arrived".
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from makerflow.schemas.events import (
     RiskState,
     split_market_key,
 )
+from makerflow.schemas.markers import CaughtUp
 from makerflow.schemas.scopes import covers, market_key_scope, scopes_of_market
 
 NS_PER_MS = 1_000_000
@@ -163,8 +166,9 @@ def state_targets(state: RiskState, markets: Iterable[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class GateOut:
-    passed: Stream[OrderIntent]
-    """Intents for the exchange sink, in their order per market."""
+    passed: Stream[OrderIntent | CaughtUp]
+    """Intents for the exchange sink, in their order per market (and the intents topic's
+    markers, if it was read with them)."""
     rejected: Stream[OrderEvent]
     """Refused places, as rejected OrderEvents (``reason`` starts with ``risk_gate:``)."""
 
@@ -207,6 +211,9 @@ class _GateLogic(op.StatefulBatchLogic[Any, Any, tuple[Any, ...]]):
                 # Waiting for risk's first word: everything after keeps its place in line.
                 self.held.append(intent)
                 continue
+            if type(intent) is CaughtUp:
+                out.append(intent)
+                continue
             refusal = self.gate.check(intent)
             if refusal is None:
                 out.append(intent)
@@ -227,6 +234,9 @@ class _GateLogic(op.StatefulBatchLogic[Any, Any, tuple[Any, ...]]):
         # Risk was not heard in time: the places are refused, the cancels go.
         out: list[Any] = []
         for h in self.held:
+            if type(h) is CaughtUp:
+                out.append(h)
+                continue
             refusal = self.gate.check(h)
             if refusal is None:
                 out.append(h)
@@ -240,7 +250,8 @@ class _GateLogic(op.StatefulBatchLogic[Any, Any, tuple[Any, ...]]):
         return self.on_notify()
 
     def snapshot(self) -> tuple[Any, ...]:
-        return self.gate.snapshot(), tuple(self.held)
+        # A marker speaks of this run's reading only: a resumed run gets its own.
+        return self.gate.snapshot(), tuple(h for h in self.held if type(h) is not CaughtUp)
 
 
 @operator
@@ -269,5 +280,5 @@ def risk_gate(
         "unkey",
         op.stateful_batch("gate", keyed, lambda resume: _GateLogic(config, now, resume)),
     )
-    split = op.branch("verdict", judged, lambda x: isinstance(x, OrderIntent))
+    split = op.branch("verdict", judged, lambda x: not isinstance(x, OrderEvent))
     return GateOut(passed=split.trues, rejected=split.falses)

@@ -38,8 +38,12 @@ class CaughtUp:
 
     Sent again every ``fetch.wait.max.ms`` + 1 ms while the partition stays caught up, so a
     consumer of the marker can ask for one that came a whole fetch after an event (see
-    :meth:`~makerflow.operators.align.TwoStreamMerger.caught_up`)."""
+    :meth:`~makerflow.operators.align.TwoStreamMerger.caught_up`), or once per run (the
+    execution start: the intents from before the run have all been read once every
+    partition of their topic has been caught up)."""
 
     key: str
     topic: str
     partition: int
+    partitions: int = 0
+    """The topic's partition count (0: not known)."""

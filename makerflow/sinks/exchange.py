@@ -39,6 +39,7 @@ from makerflow.schemas.events import (
     OrderEvent,
     OrderIntent,
 )
+from makerflow.schemas.markers import CaughtUp
 from makerflow.sinks.exchange_config import ExchangeSinkConfig
 from makerflow.sinks.exchange_executor import ExchangeExecutor, Flatten
 from makerflow.sinks.exchange_runner import ExchangeRunner
@@ -82,7 +83,7 @@ class Executions:
 @operator
 def execute_intents(
     step_id: str,
-    intents: Stream[OrderIntent],
+    intents: Stream[OrderIntent | CaughtUp],
     config: ExchangeSinkConfig,
     *,
     updates: Stream[OrderEvent] | None = None,
@@ -91,6 +92,7 @@ def execute_intents(
     clock: Callable[[], int] = time.time_ns,
     flatten: Flatten | None = None,
     markets: tuple[str, ...] = (),
+    marked: bool = False,
 ) -> Executions:
     """Execute order intents on the exchange; see the module docstring and
     :class:`Executions`.
@@ -103,6 +105,9 @@ def execute_intents(
     the confirmed cancel-all used for ``cancel_all`` intents (the kill switch's
     :func:`~makerflow.sinks.flatten.flatten`, by default). ``markets`` (``venue:symbol``)
     start at once, with their mass status, whether or not an item of theirs arrives.
+    ``marked``: ``intents`` carry their topic's :class:`~makerflow.schemas.markers.CaughtUp`
+    markers (one per partition and market, read with ``caught_up_once`` and the markets as
+    ``mark_keys``); the start then judges the venue's listing once every partition is read.
     """
     lazy = LazyRunner(config, credentials, clock, flatten)
     merged: Stream[Any] = intents
@@ -117,7 +122,7 @@ def execute_intents(
     out = op.stateful_batch(
         "execute",
         keyed,
-        lambda resume: BatchLogic(ExecuteLogic(step_id, config, lazy, clock, resume)),
+        lambda resume: BatchLogic(ExecuteLogic(step_id, config, lazy, clock, resume, marked)),
     )
     values = op.key_rm("unkey", out)
     orders_b = op.branch("orders", values, lambda e: isinstance(e, OrderEvent))

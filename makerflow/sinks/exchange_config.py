@@ -82,10 +82,13 @@ class ExchangeSinkConfig(Config, frozen=True, kw_only=True):
     """At start nothing is sent until the venue's mass status is in and the intents from
     before this run have arrived: an intent of this run came, or none came for this long
     after the first ones (an order of ours the venue lists that no intent read so far
-    placed is an orphan, so the listing waits for the intents that may have placed it)."""
+    placed is an orphan, so the listing waits for the intents that may have placed it).
+    The execution service reads the intents topic with its markers and waits for those
+    instead: every partition read to its end."""
     start_wait_ms: int = 10_000
-    """The longest the start holds intents (the intents topic's first batch may be slow to
-    come; intents stamped with recorded event times never look "of this run")."""
+    """The longest the start holds intents (the intents topic may be slow to come; intents
+    stamped with recorded event times never look "of this run"). Past it, the venue's
+    listing is judged with the intents that came: orders nobody can manage are cancelled."""
     drain_timeout_s: float = 30.0
     """At the end of the input: how long to wait for requests still in flight."""
     guards: GuardLimits = GuardLimits()

@@ -29,7 +29,9 @@ from makerflow.schemas.events import (
     Fill,
     OrderEvent,
     OrderIntent,
+    split_market_key,
 )
+from makerflow.schemas.markers import CaughtUp
 from makerflow.sinks.exchange_config import ExchangeSinkConfig
 from makerflow.sinks.exchange_executor import ExchangeExecutor, Flatten
 from makerflow.sinks.exchange_lost import Unknown
@@ -40,7 +42,7 @@ from makerflow.sinks.exchange_runner import (
     SweepFailed,
     Swept,
 )
-from makerflow.sinks.exchange_start import MarketStart
+from makerflow.sinks.exchange_start import IntentsArrived, MarketStart
 from makerflow.sinks.venue_status import VenueStatus
 from makerflow.venue import Credentials
 
@@ -120,7 +122,7 @@ class LazyRunner:
             runner.close()
 
 
-Item = OrderIntent | OrderEvent | Fill | MarketStart
+Item = OrderIntent | OrderEvent | Fill | MarketStart | CaughtUp
 Out = OrderEvent | Fill | BalanceSnapshot | Alert
 
 
@@ -134,7 +136,10 @@ class ExecuteLogic:
         lazy: LazyRunner,
         clock: Callable[[], int],
         resume: OrderStateSnapshot | None,
+        marked: bool = False,
     ) -> None:
+        """``marked``: the intents come with their topic's :class:`CaughtUp` markers, one
+        from each partition, and the start waits for those instead of a pause."""
         self.step = step
         self.config = config
         self.lazy = lazy
@@ -162,9 +167,13 @@ class ExecuteLogic:
         self.held: list[OrderIntent] = []
         self.start_status: VenueStatus | None = None
         self.start_failed = False
-        self.created_ns = self.last_intent_ns = clock()
-        self.held_any = False
-        self.saw_fresh = False
+        self.arrived = IntentsArrived(
+            started_ns=self.started_ns,
+            now_ns=clock(),
+            settle_ms=config.start_settle_ms,
+            wait_ms=config.start_wait_ms,
+            marked=marked,
+        )
         self.listed_open: frozenset[str] = frozenset()
         self.listed_traded: frozenset[str] = frozenset()
 
@@ -176,9 +185,11 @@ class ExecuteLogic:
     # --- inputs ----------------------------------------------------------------------------
 
     def on_batch(self, values: list[Item]) -> list[Out]:
-        metrics.EVENTS_IN.labels(step=self.step).inc(len(values))
+        events = sum(type(v) is not CaughtUp for v in values)
+        metrics.EVENTS_IN.labels(step=self.step).inc(events)
         if not self.key:
-            self.key, self.symbol = values[0].key, values[0].symbol
+            self.key = values[0].key
+            self.symbol = split_market_key(self.key)[1]
             if self.next_sweep_ns is not None:
                 # Mass status as soon as the market is seen (at start, or its first item):
                 # orphans left by an earlier run, orders and fills missed while down.
@@ -196,11 +207,11 @@ class ExecuteLogic:
                 self.state.on_order_event(v)
             elif isinstance(v, Fill):
                 self.state.on_fill(v)
+            elif type(v) is CaughtUp:
+                self.arrived.on_marker(v)
         if intents and self.syncing:
             self.held += intents
-            self.held_any = True
-            self.last_intent_ns = self.clock()
-            self.saw_fresh = self.saw_fresh or any(i.ts >= self.started_ns for i in intents)
+            self.arrived.on_intents(intents, self.clock())
         elif intents:
             out += self._submit(intents, n_open)
         out += self._harvest()
@@ -238,20 +249,26 @@ class ExecuteLogic:
 
     def _end_sync(self, force: bool = False) -> list[Out]:
         """Once the start's mass status is in and the intents from before this run have all
-        arrived (one of this run came, or none came for ``start_settle_ms`` after the first;
-        at most ``start_wait_ms`` after the start, and at the end of the input in any case),
-        apply the listing and release the held intents."""
+        arrived (see :class:`~makerflow.sinks.exchange_start.IntentsArrived`; at the end of
+        the input in any case), apply the listing and release the held intents."""
         if not self.syncing or (self.start_status is None and not self.start_failed):
             return []
-        now = self.clock()
-        quiet = (
-            self.held_any and now - self.last_intent_ns >= self.config.start_settle_ms * 1_000_000
-        )
-        # At most start_wait_ms in all: intents stamped with recorded event times (a replay,
-        # the demo) never look "of this run", and may never pause for long.
-        waited = now - self.created_ns >= self.config.start_wait_ms * 1_000_000
-        if not (force or self.saw_fresh or quiet or waited):
+        # Past start_wait_ms (intents stamped with recorded event times, a replay or the
+        # demo, never look "of this run"; a topic that cannot be read leaves the listed
+        # orders unmanaged), the listing is judged with what came: an orphan is cancelled.
+        verdict = "arrived" if force else self.arrived.verdict(self.clock())
+        if verdict is None:
             return []
+        if verdict == "arrived":
+            log.info("%s: start judged with %d intent(s) held", self.key, len(self.held))
+        else:
+            log.warning(
+                "%s: the intents from before this run were not all read within %d ms; the"
+                " venue's listing is judged with the %d that came",
+                self.key,
+                self.config.start_wait_ms,
+                len(self.held),
+            )
         self.syncing = False
         out: list[Out] = []
         status = self.start_status

@@ -7,6 +7,7 @@ Every message in becomes either an event on ``oks`` or a :class:`DeadLetter` on 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from bytewax.connectors.kafka import (
     _KafkaSourcePartition,
 )
 from bytewax.dataflow import Dataflow, Stream, operator
-from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, TopicPartition
 
 from makerflow import metrics
 from makerflow.kafka_admin import LibrdkafkaLog, list_partitions
@@ -287,7 +288,10 @@ class _LagReportingPartition(_KafkaSourcePartition):
         self._consumer = _ConsumeWithoutWaiting(self._consumer)  # type: ignore[assignment]
         self.caught_up_every_ns: int | None = None
         """Send :class:`CaughtUp` markers this often while caught up (None: never)."""
+        self.caught_up_once = False
+        """Send the markers once, the first time the partition is caught up, then never."""
         self._keys: set[bytes] = set()
+        """The keys to mark: those seen here, and any the source was told to mark anyway."""
         self._marked_at = 0
         self._seen_at_marks = (-1, -1)  # _batches_with_data at the last two markers
         self._tp = TopicPartition(self._topic, self._part_idx)
@@ -322,13 +326,27 @@ class _LagReportingPartition(_KafkaSourcePartition):
         # Caught up: nothing unread here (the poll was empty) and the offset at the end the
         # broker reported with its last fetch answer (tansu's short end is a batch's first
         # offset + 1: the whole batch came with it, so this still means all was handed over).
-        _, end = self._consumer.get_watermark_offsets(self._tp, cached=True)
-        if end < 0 or self._offset < end:
+        low, end = self._consumer.get_watermark_offsets(self._tp, cached=True)
+        if end < 0 or self._position(low) < end:
             return batch
         self._marked_at = now
         self._seen_at_marks = (self._seen_at_marks[1], seen)
-        topic, part = self._topic, self._part_idx
-        return [CaughtUp(k.decode(errors="replace"), topic, part) for k in sorted(self._keys)]
+        if self.caught_up_once:
+            self.caught_up_every_ns = None
+        topic, part, parts = self._topic, self._part_idx, self._partition_count()
+        return [
+            CaughtUp(k.decode(errors="replace"), topic, part, parts) for k in sorted(self._keys)
+        ]
+
+    def _position(self, low: int) -> int:
+        """The offset read next. Before the first message it is where the consumer was
+        told to start: the partition's first offset (``low``, -1001 until the statistics
+        report it: 0 then), or its end (caught up as soon as the broker has answered)."""
+        if self._offset >= 0:
+            return self._offset
+        if self._offset == OFFSET_END:
+            return sys.maxsize
+        return max(low, 0)
 
     def _partition_count(self) -> int:
         if self.partitions is None:
@@ -359,12 +377,24 @@ class LagReportingKafkaSource(KafkaSource):
     """Send an :class:`InputEnded` after each partition's last message (``tail=False``)."""
     partition_counts: dict[str, int] | None = None
 
-    def __init__(self, *args: Any, caught_up_markers: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        caught_up_markers: bool = False,
+        mark_keys: Sequence[str] = (),
+        caught_up_once: bool = False,
+        **kwargs: Any,
+    ) -> None:
         if len(args) < 6:  # batch_size is the connector's sixth argument
             kwargs.setdefault("batch_size", BATCH_SIZE)
         super().__init__(*args, **kwargs)
         self.caught_up_markers = caught_up_markers
         """Whether a caught-up partition sends :class:`CaughtUp` markers for its keys."""
+        self.mark_keys = tuple(mark_keys)
+        """Keys every partition marks even if none of its messages has one (a step waiting
+        for a marker of each partition learns that a partition without its key is read)."""
+        self.caught_up_once = caught_up_once
+        """Each partition sends its markers once, the first time it is caught up."""
 
     def list_parts(self) -> list[str]:
         brokers, topics = list(self._brokers), list(self._topics)
@@ -421,6 +451,8 @@ class LagReportingKafkaSource(KafkaSource):
             # One whole fetch (plus a millisecond) between two markers: the second one is
             # from a fetch answered after the first was sent.
             part.caught_up_every_ns = (int(config.get("fetch.wait.max.ms", 500)) + 1) * 1_000_000
+            part.caught_up_once = self.caught_up_once
+            part._keys.update(k.encode() for k in self.mark_keys)
         return part
 
 
@@ -437,6 +469,8 @@ def kafka_input(
     batch_size: int = BATCH_SIZE,
     end_markers: bool = False,
     caught_up_markers: bool = False,
+    mark_keys: Sequence[str] = (),
+    caught_up_once: bool = False,
 ) -> EventStreams[E]:
     """Read ``topic`` (one Bytewax partition per Kafka partition) as typed events.
 
@@ -448,7 +482,9 @@ def kafka_input(
     reported end that arrived in the same batch are kept.
 
     ``caught_up_markers``: the events come with :class:`~makerflow.schemas.markers.CaughtUp`
-    markers (on ``oks``) while a partition has nothing pending, for a live merge downstream.
+    markers (on ``oks``) while a partition has nothing pending, for a live merge downstream;
+    every partition also marks ``mark_keys``, seen there or not; with ``caught_up_once``,
+    each partition marks once, the first time it is caught up.
     """
     # The connector's source directly, not ``kop.input``: that one splits consumer errors off
     # and this step would merge them straight back, two extra Python calls per message.
@@ -461,6 +497,8 @@ def kafka_input(
         batch_size=batch_size,
         raise_on_errors=False,
         caught_up_markers=caught_up_markers,
+        mark_keys=mark_keys,
+        caught_up_once=caught_up_once,
     )
     source.end_markers = end_markers
     raw = op.input("kafka", flow, source)

@@ -3,11 +3,20 @@ the same states in any order, duplicated, give the same verdicts."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from hypothesis import given
 from hypothesis import strategies as st
 
-from makerflow.operators.risk_gate import GateConfig, RiskGate, rejected, state_targets
+from makerflow.operators.risk_gate import (
+    GateConfig,
+    RiskGate,
+    _GateLogic,
+    rejected,
+    state_targets,
+)
 from makerflow.schemas.events import OrderIntent, RiskState
+from makerflow.schemas.markers import CaughtUp
 from makerflow.schemas.scopes import scopes_of_market
 
 S = 1_000_000_000
@@ -127,3 +136,18 @@ def test_any_order_and_any_duplication_of_states_gives_the_same_gate(states, rnd
     assert other.states == ref.states
     for ts in (T0, T0 + 5 * S, T0 + 12 * S):
         assert other.check(place(ts)) == ref.check(place(ts))
+
+
+def test_an_intents_marker_keeps_its_place_behind_held_places_and_is_never_snapshotted():
+    # The execution start takes the marker as "every intent before it is in": it must not
+    # overtake a place waiting for risk's first word, nor outlive its run in a snapshot.
+    mark = CaughtUp("binance:BTC/USDT", "orders.intents", 0, 1)
+    logic = _GateLogic(GateConfig(hold_ms=2_000), lambda: datetime.fromtimestamp(0, UTC), None)
+    out, _ = logic.on_batch([place(), mark])
+    assert list(out) == []
+    _, held = logic.snapshot()
+    assert held == (place(),)
+    out, _ = logic.on_batch(all_active())
+    assert list(out) == [place(), mark]
+    out, _ = logic.on_batch([mark, place(client_order_id="mf-2")])
+    assert list(out) == [mark, place(client_order_id="mf-2")]
