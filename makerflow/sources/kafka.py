@@ -298,9 +298,18 @@ class _LagReportingPartition(_KafkaSourcePartition):
 
     def next_batch(self) -> list[Any]:
         global _batches_with_data
-        if self._eof and self.end_markers:
-            self.end_markers = False
-            return [InputEnded(self._topic, self._part_idx, self._partition_count())]
+        if self._eof:
+            # A bounded read's partition at its end (the next poll ends it): caught up for
+            # good, so a marker still owed goes out, then the end marker.
+            ends: list[Any] = []
+            if self.caught_up_once and self.caught_up_every_ns is not None:
+                self.caught_up_every_ns = None
+                ends += self._marks()
+            if self.end_markers:
+                self.end_markers = False
+                ends.append(InputEnded(self._topic, self._part_idx, self._partition_count()))
+            if ends:
+                return ends
         batch: list[Any] = super().next_batch()
         if batch:
             # Any partition's data counts: a trade held for md.book's markers came on md.trades.
@@ -333,6 +342,9 @@ class _LagReportingPartition(_KafkaSourcePartition):
         self._seen_at_marks = (self._seen_at_marks[1], seen)
         if self.caught_up_once:
             self.caught_up_every_ns = None
+        return self._marks()
+
+    def _marks(self) -> list[CaughtUp]:
         topic, part, parts = self._topic, self._part_idx, self._partition_count()
         return [
             CaughtUp(k.decode(errors="replace"), topic, part, parts) for k in sorted(self._keys)

@@ -7,16 +7,21 @@ Everything else is the service's own: settings and ``[execution]`` from the envi
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 from bytewax.dataflow import Dataflow
 
+from makerflow.exchange import DEFAULT_API_KEY, DEFAULT_SECRET
 from makerflow.flows.common import FlowSettings, configure_service_logging
 from makerflow.flows.execution import ExecutionTopics, build_flow, config_from_env
 from makerflow.schemas import topics as reg
 from makerflow.schemas.events import OrderIntent
 from makerflow.schemas.topics import Topic
+
+REPO = Path(__file__).resolve().parents[2]
 
 FIELDS = {
     "intents": reg.ORDER_INTENTS,
@@ -38,6 +43,21 @@ def flow(suffix: str) -> Dataflow:
     configure_service_logging()
     settings = FlowSettings.from_env()
     return build_flow(settings, config_from_env(settings), topics_for(suffix), flow_id="execution")
+
+
+def service_env(bootstrap: str, config: Path) -> dict[str, str]:
+    """The environment to run the service in: this process's without its ``MAKERFLOW_``
+    settings, on the test's broker and configuration, with the local exchange's keys and
+    no fixed metrics port."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAKERFLOW_")}
+    return env | {
+        "PYTHONPATH": str(REPO),
+        "MAKERFLOW_BROKERS": bootstrap,
+        "MAKERFLOW_CONFIG": str(config),
+        "MAKERFLOW_METRICS_PORT": "0",
+        "MAKERFLOW_EXCHANGE_API_KEY": DEFAULT_API_KEY,
+        "MAKERFLOW_EXCHANGE_SECRET": DEFAULT_SECRET,
+    }
 
 
 def intent(cid: str, action: str = "place", **kw: Any) -> OrderIntent:

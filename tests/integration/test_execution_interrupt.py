@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from makerflow.broker import Broker
-from makerflow.exchange import DEFAULT_API_KEY, DEFAULT_SECRET, LocalExchange
+from makerflow.exchange import LocalExchange
 from makerflow.kafka_admin import ensure_topics, read_topic
 from makerflow.schemas import topics as t
 from tests.conftest import FIXTURES, REPO
+from tests.integration.execution_topics_flow import service_env
 from tests.processes import kill_if_running
 
 pytestmark = pytest.mark.slow
@@ -37,15 +37,7 @@ def test_execution_service_closes_its_exchange_client_and_exits_on_ctrl_c(tmp_pa
             f'[execution.private]\nurl = "{ex.url}"\nmode = "websocket"\n'
             f'[execution.sink]\nurl = "{ex.url}"\n'
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MAKERFLOW_")}
-        env |= {
-            "PYTHONPATH": str(REPO),
-            "MAKERFLOW_BROKERS": broker.bootstrap,
-            "MAKERFLOW_CONFIG": str(config),
-            "MAKERFLOW_METRICS_PORT": "0",
-            "MAKERFLOW_EXCHANGE_API_KEY": DEFAULT_API_KEY,
-            "MAKERFLOW_EXCHANGE_SECRET": DEFAULT_SECRET,
-        }
+        env = service_env(broker.bootstrap, config)
         with open(log, "wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "makerflow.cli", "run", "execution"],

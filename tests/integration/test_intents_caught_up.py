@@ -10,7 +10,6 @@ each partition, a partition without a single intent of the market included, does
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from confluent_kafka import OFFSET_BEGINNING
 
@@ -26,14 +26,14 @@ from makerflow.broker import Broker
 from makerflow.exchange import DEFAULT_API_KEY, DEFAULT_SECRET, LocalExchange
 from makerflow.kafka_admin import ensure_topics, produce_events, produce_raw, read_topic
 from makerflow.schemas.events import Alert, OrderIntent
-from makerflow.schemas.markers import CaughtUp
+from makerflow.schemas.markers import CaughtUp, InputEnded
 from makerflow.schemas.topics import DEAD_LETTERS
 from makerflow.sinks.exchange import Credentials, ExchangeSinkConfig
 from makerflow.sinks.exchange_start import MarketStart
 from makerflow.sinks.exchange_step import ExecuteLogic, LazyRunner
 from makerflow.sources.kafka import LagReportingKafkaSource
 from tests.conftest import FIXTURES, REPO
-from tests.integration.execution_topics_flow import topics_for
+from tests.integration.execution_topics_flow import rest, service_env, topics_for
 from tests.processes import kill_if_running
 
 pytestmark = pytest.mark.slow
@@ -46,17 +46,24 @@ CREDS = Credentials(DEFAULT_API_KEY, DEFAULT_SECRET)
 
 
 def _poll(parts: list[Any], seconds: float) -> list[list[Any]]:
+    """What each partition gives for ``seconds``, or until every one has ended."""
     got: list[list[Any]] = [[] for _ in parts]
+    ended: set[int] = set()
     until = time.monotonic() + seconds
-    while time.monotonic() < until:
+    while time.monotonic() < until and len(ended) < len(parts):
         for i, part in enumerate(parts):
-            got[i] += part.next_batch()
+            if i not in ended:
+                try:
+                    got[i] += part.next_batch()
+                except StopIteration:
+                    ended.add(i)
         time.sleep(0.001)
     return got
 
 
+@pytest.mark.parametrize("tail", [True, False], ids=["live", "bounded"])
 def test_every_partition_marks_the_markets_once_even_one_without_their_messages(
-    broker: Broker, unique: Callable[[str], str]
+    broker: Broker, unique: Callable[[str], str], tail: bool
 ) -> None:
     name = unique("intents.marks")
     ensure_topics([broker.bootstrap], [name], partitions=2)
@@ -65,6 +72,7 @@ def test_every_partition_marks_the_markets_once_even_one_without_their_messages(
     source = LagReportingKafkaSource(
         [broker.bootstrap],
         [name],
+        tail=tail,
         starting_offset=OFFSET_BEGINNING,
         caught_up_markers=True,
         mark_keys=(BTC, ETH),
@@ -85,6 +93,33 @@ def test_every_partition_marks_the_markets_once_even_one_without_their_messages(
         # Once, after the partition's messages, for both markets, with the topic's size.
         assert marks == [CaughtUp(k, name, i, 2) for k in (BTC, ETH)]
         assert g[: len(data[i])] == data[i]
+
+
+def test_a_bounded_partition_that_ends_in_the_poll_of_its_last_messages_still_marks(
+    broker: Broker, unique: Callable[[str], str]
+) -> None:
+    # The partition-EOF event can come with the last messages: no empty poll is left to
+    # send the markers from, so the end itself sends them, before the end marker.
+    name = unique("intents.eof")
+    ensure_topics([broker.bootstrap], [name])
+    source = LagReportingKafkaSource(
+        [broker.bootstrap],
+        [name],
+        tail=False,
+        caught_up_markers=True,
+        mark_keys=(BTC,),
+        caught_up_once=True,
+    )
+    source.end_markers = True
+    source.list_parts()
+    part = source.build_part("s", f"0-{name}", None)
+    try:
+        part._eof = True  # what the connector sets on librdkafka's partition EOF
+        assert part.next_batch() == [CaughtUp(BTC, name, 0, 1), InputEnded(name, 0, 1)]
+        with pytest.raises(StopIteration):
+            part.next_batch()
+    finally:
+        part.close()
 
 
 class Clock:
@@ -112,11 +147,7 @@ def test_a_pause_in_the_intents_does_not_end_the_start_the_markers_of_every_part
     partition's marker instead, and ``mf-a`` is left alone and not placed again."""
     with LocalExchange(speed=0, replay=REPLAY) as ex:
         ex.advance(1)
-        client = ex.client()
-        try:
-            asyncio.run(_place(client, "mf-a"))
-        finally:
-            asyncio.run(client.close())
+        asyncio.run(_rest_on_venue(ex, "mf-a"))
         clock = Clock()
         config = ExchangeSinkConfig(url=ex.url, rate_limit_ms=1, intent_ttl_ms=None)
         lazy = LazyRunner(config, CREDS, clock, None)
@@ -141,22 +172,19 @@ def test_a_pause_in_the_intents_does_not_end_the_start_the_markers_of_every_part
         assert sorted(orders) == [("mf-a", "NEW"), ("mf-b", "NEW")]
 
 
-async def _place(client: Any, cid: str) -> None:
-    await client.load_markets()
-    await client.create_order("BTC/USDT", "limit", "buy", 0.001, 50_000, {"clientOrderId": cid})
+async def _rest_on_venue(ex: LocalExchange, cid: str) -> None:
+    """``cid`` resting on the venue, as the run before left it."""
+    client = ex.client()
+    try:
+        await client.load_markets()
+        await client.create_order("BTC/USDT", "limit", "buy", 0.001, 61_000, {"clientOrderId": cid})
+    finally:
+        await client.close()
 
 
 def _rest(cid: str, ts: int) -> OrderIntent:
-    return OrderIntent(
-        ts=ts,
-        venue="binance",
-        symbol="BTC/USDT",
-        action="place",
-        client_order_id=cid,
-        side="buy",
-        price=50_000.0,
-        qty=0.001,
-    )
+    """The resting buy of ``cid``, as an intent stamped ``ts``."""
+    return msgspec.structs.replace(rest(cid), ts=ts)
 
 
 SERVICE_CONFIG = """
@@ -189,27 +217,26 @@ def test_the_live_service_starts_on_its_markers_and_keeps_the_order_an_old_inten
     log = tmp_path / "execution.log"
     with LocalExchange(speed=0, replay=REPLAY) as ex:
         ex.advance(1)
-        client = ex.client()
-        try:
-            asyncio.run(_place(client, "mf-a"))
-        finally:
-            asyncio.run(client.close())
+        asyncio.run(_rest_on_venue(ex, "mf-a"))
         produce_events(brokers, topics.intents, [_rest("mf-a", time.time_ns() - 60 * NS)])
         config = tmp_path / "makerflow.toml"
         config.write_text(SERVICE_CONFIG.format(url=ex.url))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MAKERFLOW_")}
-        env |= {
-            "PYTHONPATH": str(REPO),
-            "MAKERFLOW_BROKERS": broker.bootstrap,
-            "MAKERFLOW_CONFIG": str(config),
-            "MAKERFLOW_METRICS_PORT": "0",
-            "MAKERFLOW_EXCHANGE_API_KEY": DEFAULT_API_KEY,
-            "MAKERFLOW_EXCHANGE_SECRET": DEFAULT_SECRET,
-        }
         cmd = [sys.executable, "-m", "bytewax.run"]
         cmd += [f"tests.integration.execution_topics_flow:flow('{suffix}')"]
+        env = service_env(broker.bootstrap, config)
         with open(log, "ab") as out:
             proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+        def orders() -> dict[str, str]:
+            return dict(
+                ex.call(
+                    lambda s: [
+                        (o.client_order_id, o.status)
+                        for o in s.engine.all_orders("main", "BTCUSDT")
+                    ]
+                )
+            )
+
         try:
             deadline = time.monotonic() + 60
             while "start judged" not in log.read_text():
@@ -217,17 +244,6 @@ def test_the_live_service_starts_on_its_markers_and_keeps_the_order_an_old_inten
                 assert time.monotonic() < deadline, log.read_text()[-3000:]
                 time.sleep(0.05)
             produce_events(brokers, topics.intents, [_rest("mf-c", time.time_ns())])
-
-            def orders() -> dict[str, str]:
-                return dict(
-                    ex.call(
-                        lambda s: [
-                            (o.client_order_id, o.status)
-                            for o in s.engine.all_orders("main", "BTCUSDT")
-                        ]
-                    )
-                )
-
             while "mf-c" not in orders():
                 assert time.monotonic() < deadline, log.read_text()[-3000:]
                 time.sleep(0.05)

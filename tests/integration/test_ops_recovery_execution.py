@@ -17,7 +17,6 @@ production too) and runs to the end of the topic.
 
 from __future__ import annotations
 
-import os
 import pickle
 import signal
 import sqlite3
@@ -30,11 +29,11 @@ from typing import Any
 
 import pytest
 
-from makerflow.exchange import DEFAULT_API_KEY, DEFAULT_SECRET, LocalExchange
+from makerflow.exchange import LocalExchange
 from makerflow.kafka_admin import ensure_topics, produce_events, read_topic
 from makerflow.schemas import topics as reg
 from tests.conftest import FIXTURES, REPO
-from tests.integration.execution_topics_flow import intent, rest, topics_for
+from tests.integration.execution_topics_flow import intent, rest, service_env, topics_for
 from tests.processes import kill_if_running
 
 pytestmark = pytest.mark.slow
@@ -106,15 +105,7 @@ def test_execution_kill_9_places_nothing_twice_and_executes_every_cancel(
         config = tmp_path / "makerflow.toml"
         # The first run starts while A waits on the topic: no time-to-live for it.
         config.write_text(CONFIG.format(url=ex.url, ttl=60_000))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MAKERFLOW_")}
-        env |= {
-            "PYTHONPATH": str(REPO),
-            "MAKERFLOW_BROKERS": broker.bootstrap,
-            "MAKERFLOW_CONFIG": str(config),
-            "MAKERFLOW_METRICS_PORT": "0",
-            "MAKERFLOW_EXCHANGE_API_KEY": DEFAULT_API_KEY,
-            "MAKERFLOW_EXCHANGE_SECRET": DEFAULT_SECRET,
-        }
+        env = service_env(broker.bootstrap, config)
 
         def orders() -> list[tuple[str, str]]:
             return ex.call(
