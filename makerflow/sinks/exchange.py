@@ -106,10 +106,12 @@ def execute_intents(
     :func:`~makerflow.sinks.flatten.flatten`, by default). ``markets`` (``venue:symbol``)
     start at once, with their mass status, whether or not an item of theirs arrives.
     ``marked``: ``intents`` carry their topic's :class:`~makerflow.schemas.markers.CaughtUp`
-    markers (one per partition and market, read with ``caught_up_once`` and the markets as
-    ``mark_keys``); the start then judges the venue's listing once every partition is read.
+    markers for ``markets`` (one per partition and market, read with ``caught_up_once`` and
+    ``markets`` as ``mark_keys``); their start judges the venue's listing once every
+    partition is read (any other market's, without markers, after a pause).
     """
     lazy = LazyRunner(config, credentials, clock, flatten)
+    marked_markets = frozenset(markets if marked else ())
     merged: Stream[Any] = intents
     if updates is not None:
         merged = op.merge("merge_updates", merged, updates)
@@ -122,7 +124,9 @@ def execute_intents(
     out = op.stateful_batch(
         "execute",
         keyed,
-        lambda resume: BatchLogic(ExecuteLogic(step_id, config, lazy, clock, resume, marked)),
+        lambda resume: BatchLogic(
+            ExecuteLogic(step_id, config, lazy, clock, resume, marked_markets)
+        ),
     )
     values = op.key_rm("unkey", out)
     orders_b = op.branch("orders", values, lambda e: isinstance(e, OrderEvent))

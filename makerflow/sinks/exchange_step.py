@@ -136,10 +136,11 @@ class ExecuteLogic:
         lazy: LazyRunner,
         clock: Callable[[], int],
         resume: OrderStateSnapshot | None,
-        marked: bool = False,
+        marked: frozenset[str] = frozenset(),
     ) -> None:
-        """``marked``: the intents come with their topic's :class:`CaughtUp` markers, one
-        from each partition, and the start waits for those instead of a pause."""
+        """``marked``: the markets whose intents come with their topic's :class:`CaughtUp`
+        markers, one from each partition; their start waits for those, not for a pause."""
+        self.marked = marked
         self.step = step
         self.config = config
         self.lazy = lazy
@@ -172,7 +173,7 @@ class ExecuteLogic:
             now_ns=clock(),
             settle_ms=config.start_settle_ms,
             wait_ms=config.start_wait_ms,
-            marked=marked,
+            marked=False,  # known with the market's key
         )
         self.listed_open: frozenset[str] = frozenset()
         self.listed_traded: frozenset[str] = frozenset()
@@ -190,6 +191,7 @@ class ExecuteLogic:
         if not self.key:
             self.key = values[0].key
             self.symbol = split_market_key(self.key)[1]
+            self.arrived.marked = self.key in self.marked
             if self.next_sweep_ns is not None:
                 # Mass status as soon as the market is seen (at start, or its first item):
                 # orphans left by an earlier run, orders and fills missed while down.

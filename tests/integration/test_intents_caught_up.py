@@ -140,23 +140,32 @@ def _until(logic: ExecuteLogic, done: Callable[[], bool], out: list[Any]) -> Non
         time.sleep(0.01)
 
 
-def test_a_pause_in_the_intents_does_not_end_the_start_the_markers_of_every_partition_do() -> None:
+@pytest.mark.parametrize("marked", [True, False], ids=["marked", "another-market-marked"])
+def test_a_pause_in_the_intents_does_not_end_the_start_the_markers_of_every_partition_do(
+    marked: bool,
+) -> None:
     """The run before placed ``mf-a``, which rests on the venue. After a restart its intent
     comes only after a pause longer than ``start_settle_ms`` (the topic in bursts). Judged
     at the pause, ``mf-a`` would be an orphan and cancelled; the start waits for every
-    partition's marker instead, and ``mf-a`` is left alone and not placed again."""
+    partition's marker instead, and ``mf-a`` is left alone and not placed again. A market
+    the markers do not cover (only ``ETH`` marked) still ends its start at a pause."""
     with LocalExchange(speed=0, replay=REPLAY) as ex:
         ex.advance(1)
         asyncio.run(_rest_on_venue(ex, "mf-a"))
         clock = Clock()
         config = ExchangeSinkConfig(url=ex.url, rate_limit_ms=1, intent_ttl_ms=None)
         lazy = LazyRunner(config, CREDS, clock, None)
-        logic = ExecuteLogic("start", config, lazy, clock, None, marked=True)
+        covered = frozenset([BTC if marked else ETH])
+        logic = ExecuteLogic("start", config, lazy, clock, None, marked=covered)
         before = clock.ns - 60 * NS
         out: list[Any] = list(logic.on_batch([MarketStart(BTC), _rest("mf-b", before)]))
         _until(logic, lambda: logic.start_status is not None, out)
         clock.ns += 10 * config.start_settle_ms * 1_000_000  # the pause
         out += logic.on_notify()
+        if not marked:
+            assert not logic.syncing, "without markers a pause ends the start"
+            logic.on_eof()
+            return
         assert logic.syncing, "a pause is not the end of the intents from before this run"
         out += logic.on_batch([_rest("mf-a", before + NS), CaughtUp(BTC, TOPIC, 0, 2)])
         assert logic.syncing, "one partition of two read"
